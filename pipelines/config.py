@@ -1,0 +1,183 @@
+"""Model project configuration: one YAML per project in ``configs/``.
+
+A project is configuration, not code: the dataset and its contract, features,
+target and task type, model family, training window, gate, drift policy and
+scoring options. DAGs are generated for every project found. The YAML is
+validated by the pydantic models below when a step runs; an invalid file fails
+with one line naming the file, the key and the problem.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from pipelines.errors import ConfigError
+from pipelines.settings import Settings, get_settings
+
+Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetConfig(_Strict):
+    """Where the data lands and which contract governs it."""
+
+    name: Identifier = Field(description="dataset name, used in storage paths")
+    contract: str = Field(description="contract file name in data_contracts/")
+    landing_format: Literal["csv", "parquet"] = "csv"
+
+
+class IngestConfig(_Strict):
+    """Schedule and sensor policy of the ingest DAG."""
+
+    schedule: str = "@daily"
+    start_date: dt.date
+    end_date: dt.date | None = None
+    catchup: bool = False
+    sensor_poke_seconds: int = Field(300, ge=5)
+    sensor_timeout_minutes: int = Field(360, ge=1)
+    retries: int = Field(2, ge=2, description="policy: every task retries at least twice")
+
+    @model_validator(mode="after")
+    def _dates_ordered(self) -> IngestConfig:
+        if self.end_date is not None and self.end_date < self.start_date:
+            raise ValueError("end_date is before start_date")
+        return self
+
+
+class TargetConfig(_Strict):
+    """What the model predicts."""
+
+    column: str
+    task: Literal["classification", "regression"]
+    positive_threshold: float | None = Field(
+        None, description="classification: label is 1 when column >= threshold"
+    )
+
+    @model_validator(mode="after")
+    def _threshold_for_classification(self) -> TargetConfig:
+        if self.task == "classification" and self.positive_threshold is None:
+            raise ValueError("classification needs positive_threshold")
+        return self
+
+
+class FeaturesConfig(_Strict):
+    """Model inputs, all known before the prediction is made."""
+
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+    derived: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> FeaturesConfig:
+        names = self.numeric + self.categorical + self.derived
+        if not names:
+            raise ValueError("at least one feature is needed")
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features listed twice: {dupes}")
+        return self
+
+
+class ModelFamilyConfig(_Strict):
+    """Estimator family and its hyper-parameters."""
+
+    family: Literal["xgboost", "sklearn"] = "xgboost"
+    estimator: str | None = Field(
+        None, description="sklearn: dotted path of the estimator class"
+    )
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainingConfig(_Strict):
+    """Training window: the last holdout_days of it are never trained on."""
+
+    window_days: int = Field(60, gt=1)
+    holdout_days: int = Field(7, gt=0)
+
+    @model_validator(mode="after")
+    def _holdout_inside_window(self) -> TrainingConfig:
+        if self.holdout_days >= self.window_days:
+            raise ValueError("holdout_days must be smaller than window_days")
+        return self
+
+
+class ProjectConfig(_Strict):
+    """A model project (``configs/<name>.yaml``)."""
+
+    name: Identifier
+    description: str = ""
+    owner: str = "data-platform"
+    tags: list[str] = Field(default_factory=list)
+    dataset: DatasetConfig
+    ingest: IngestConfig
+    target: TargetConfig
+    features: FeaturesConfig
+    model: ModelFamilyConfig = Field(default_factory=ModelFamilyConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    #: Where the file was loaded from (not part of the YAML).
+    source: Path | None = Field(None, exclude=True)
+
+
+def format_validation_error(path: Path | str, exc: ValidationError) -> str:
+    """One line naming the file, each bad key and its problem."""
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict | list):
+            msg = f"{msg} (got {err['input']!r})"
+        parts.append(f"{key}: {msg}")
+    return f"{path}: " + "; ".join(parts)
+
+
+def list_projects(settings: Settings | None = None) -> list[str]:
+    """Names of all model projects in the config folder (sorted)."""
+    settings = settings or get_settings()
+    if not settings.config_dir.is_dir():
+        return []
+    return sorted(p.stem for p in settings.config_dir.glob("*.yaml") if _NAME_RE.match(p.stem))
+
+
+def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
+    """Load and validate a model project config.
+
+    Args:
+        name: project name, the config's file stem.
+        settings: environment settings (default: from the environment).
+
+    Raises:
+        ConfigError: unknown project, unreadable YAML or invalid content.
+    """
+    settings = settings or get_settings()
+    if not _NAME_RE.match(name or ""):
+        raise ConfigError(f"invalid model name {name!r}: expected lowercase letters, digits and _")
+    path = settings.config_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(list_projects(settings)) or "none"
+        raise ConfigError(f"{path}: no such model project (known: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: <root>: expected a mapping")
+    try:
+        project = ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None
+    if project.name != name:
+        raise ConfigError(f"{path}: name: must equal the file name {name!r} (got {project.name!r})")
+    return project.model_copy(update={"source": path})

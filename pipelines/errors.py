@@ -1,0 +1,68 @@
+"""Named, expected failures and their documented exit codes.
+
+Expected failures raise a subclass of :class:`PipelinesError`; the CLI prints
+its one-line message on stderr and exits with its ``exit_code``. Anything else
+is unexpected, keeps its traceback and exits 1.
+
+| code | meaning |
+|---|---|
+| 0 | success |
+| 1 | unexpected error (bug or infrastructure), traceback in the log |
+| 2 | invalid configuration, contract or arguments |
+| 3 | data contract halt: nothing published for the partition |
+| 4 | promotion gate rejected the challenger |
+| 5 | required input missing (nothing landed, partition or model absent) |
+"""
+
+from __future__ import annotations
+
+
+class PipelinesError(Exception):
+    """Base class of expected failures."""
+
+    exit_code = 1
+
+
+class ConfigError(PipelinesError):
+    """A model config, profile, contract or argument is invalid."""
+
+    exit_code = 2
+
+
+class InvalidPartitionKey(ConfigError):
+    """A partition key is not a valid ``YYYY-MM-DD`` date."""
+
+
+class ContractHalt(PipelinesError):
+    """A halt rule fired: the partition is not published.
+
+    Attributes:
+        ds: the partition key.
+        rules: ids of the rules that caused the halt.
+        report: URI of the validation report explaining it.
+    """
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, ds: str, rules: list[str], report: str, summary: dict | None = None):
+        super().__init__(message)
+        self.ds = ds
+        self.rules = rules
+        self.report = report
+        self.summary = summary or {}
+
+
+class GateRejected(PipelinesError):
+    """The promotion gate kept the champion."""
+
+    exit_code = 4
+
+
+class MissingInput(PipelinesError):
+    """A required input (landed files, a partition, a model) does not exist."""
+
+    exit_code = 5
+
+
+class NothingLanded(MissingInput):
+    """No file has landed for the partition."""
