@@ -130,6 +130,8 @@ def run_expectations(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[s
         ``{"success", "statistics", "by_rule": {rule_id: {...}}, "raw": <GX result JSON>}``.
     """
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+    # GX logs every registered helper at INFO; task logs are for people.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

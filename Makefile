@@ -1,0 +1,62 @@
+# One command per job (`make help`). A fresh machine needs Python 3.11 and make:
+# every target installs what it needs from requirements.lock first.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+UV := $(BIN)/uv
+
+export PIPELINES_DATA_ROOT ?= $(CURDIR)/data
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__DAGS_FOLDER := $(CURDIR)/dags
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export GX_ANALYTICS_ENABLED := False
+export DO_NOT_TRACK := 1
+
+DEMO_START ?= 2013-01-01
+DEMO_END ?= 2013-01-07
+
+.DEFAULT_GOAL := help
+.PHONY: help setup test test-fast lint format bench demo lock clean down
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) pip sync -q --python $(BIN)/python requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed ## Install the locked environment into .venv
+
+test: setup ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest
+
+test-fast: setup ## Unit and contract tests only
+	$(BIN)/python -m pytest tests/unit tests/contracts
+
+lint: setup ## Ruff (with Airflow's AIR rules on dags/)
+	$(BIN)/ruff check pipelines dags tests
+	$(BIN)/ruff format --check pipelines dags tests
+
+format: setup ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix pipelines dags tests
+	$(BIN)/ruff format pipelines dags tests
+
+bench: setup ## Benchmarks, ours against the peers, side by side
+	$(BIN)/python tests/bench/bench_validate.py
+
+demo: setup ## Seed demo days and run the ingest DAG for them through Airflow
+	$(BIN)/python -m pipelines.demo_driver --start $(DEMO_START) --end $(DEMO_END)
+
+lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
+	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+
+down: ## Stop background services started by the demo
+	@true
+
+clean: ## Remove local data, Airflow home and caches (not .venv)
+	rm -rf data .airflow .pytest_cache .ruff_cache

@@ -1,0 +1,52 @@
+"""Shared wiring for the generated DAGs (not a DAG file: see .airflowignore).
+
+Only cheap work happens at import: reading the small model-project YAML files
+and the environment profile. Nothing here touches the network, the metadata
+database or MLflow; heavy imports live inside task bodies.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pipelines.config import ProjectConfig, list_projects, load_project
+from pipelines.settings import get_settings
+
+
+def projects() -> list[ProjectConfig]:
+    """Every model project in the config folder (a bad one raises: an import error in the UI names it)."""
+    return [load_project(name) for name in list_projects()]
+
+
+def as_datetime(day: dt.date | None) -> dt.datetime | None:
+    return None if day is None else dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+
+
+def default_args(project: ProjectConfig, retries: int) -> dict[str, Any]:
+    """Task defaults: owner, at least two retries with exponential backoff."""
+    return {
+        "owner": project.owner,
+        "retries": max(2, retries),
+        "retry_delay": dt.timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": dt.timedelta(minutes=10),
+    }
+
+
+def storage_uri(*parts: str) -> str:
+    """URI of a storage folder, computed from settings only (no I/O)."""
+    root = get_settings().data_root
+    prefix = root if root.startswith("s3://") else f"file://{root}"
+    return "/".join([prefix, *parts])
+
+
+def partition_from_context(context: Any) -> str:
+    """The run's partition key, through the one tested helper."""
+    from pipelines.partitions import resolve_partition
+
+    return resolve_partition(
+        params=context.get("params"),
+        logical_date=context.get("logical_date"),
+        triggering_asset_events=context.get("triggering_asset_events"),
+    )

@@ -1,0 +1,111 @@
+"""Ingest DAGs: one per model project, ``ingest_<project>``.
+
+Wiring only: each task makes one call into ``pipelines``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from _common import as_datetime, default_args, partition_from_context, projects, storage_uri
+from airflow.sdk import DAG, Asset, Param, PokeReturnValue, task
+
+DOC = """
+# Ingest `{dataset}` for `{name}`
+
+**Purpose.** Validate each day's landed `{dataset}` files against the data contract
+`{contract}` and publish the rows that pass. Rows that break a rule are quarantined
+with the rule id and reason; files that cannot be parsed are quarantined whole; a
+halt rule (or a quarantine rate above the contract's maximum) halts the day and
+publishes nothing.
+
+**Trigger.** `{schedule}` from {start} (catchup: {catchup}). Backfill past days with
+`airflow backfill create --dag-id {dag_id} --from-date 2013-01-01 --to-date 2013-01-07`,
+or trigger one day with the `ds` param.
+
+**Inputs.** `landing/{dataset}/ds=YYYY-MM-DD/` (CSV or Parquet as delivered).
+`wait_for_landing` reschedules itself every {poke}s and gives up after {timeout} min
+(the run is then *skipped*: nothing landed, nothing to do).
+
+**Outputs.** `validated/{dataset}/ds=…/part-00000.parquet`,
+`quarantine/{dataset}/ds=…/` (rows with `_rule_ids`, `_reasons`; unreadable files),
+`reports/{dataset}/ds=…/validation.json|html`, and an event on asset
+`{asset}` with `extra = {{"ds", "model", "validated_rows", "report"}}`.
+
+**Failures.** A contract halt fails `validate_partition` without retries (fix the
+delivery, then clear the task); other errors retry with backoff.
+"""
+
+
+def build_ingest_dag(project):
+    cfg = project.ingest
+    dag_id = f"ingest_{project.name}"
+    validated = Asset(
+        name=f"validated_{project.dataset.name}",
+        uri=storage_uri("validated", project.dataset.name),
+        group="validated",
+    )
+    with DAG(
+        dag_id=dag_id,
+        description=f"Validate landed {project.dataset.name} partitions for {project.name}",
+        schedule=cfg.schedule,
+        start_date=as_datetime(cfg.start_date),
+        end_date=as_datetime(cfg.end_date),
+        catchup=cfg.catchup,
+        max_active_runs=4,
+        default_args=default_args(project, cfg.retries),
+        tags=["ingest", project.name, project.dataset.name, *project.tags],
+        params={"ds": Param(None, type=["null", "string"], format="date",
+                            description="Partition to validate (default: the run's logical date)")},
+        doc_md=DOC.format(
+            name=project.name, dataset=project.dataset.name, contract=project.dataset.contract,
+            schedule=cfg.schedule, start=cfg.start_date, catchup=cfg.catchup, dag_id=dag_id,
+            poke=cfg.sensor_poke_seconds, timeout=cfg.sensor_timeout_minutes, asset=validated.uri,
+        ),
+    ) as dag:
+
+        @task.sensor(
+            task_id="wait_for_landing",
+            mode="reschedule",
+            poke_interval=cfg.sensor_poke_seconds,
+            timeout=dt.timedelta(minutes=cfg.sensor_timeout_minutes).total_seconds(),
+            soft_fail=True,
+        )
+        def wait_for_landing(**context) -> PokeReturnValue:
+            """Wait until at least one file has landed for the partition."""
+            from pipelines.ingest import landed_files
+
+            ds = partition_from_context(context)
+            files = landed_files(project.name, ds)
+            print(f"ds={ds}: {len(files)} landed file(s)" + (f": {', '.join(files)}" if files else ""))
+            return PokeReturnValue(is_done=bool(files), xcom_value=ds)
+
+        @task(task_id="validate_partition", outlets=[validated])
+        def validate_partition(partition: str, **context) -> dict:
+            """Validate the partition; publish, quarantine, or halt."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.errors import ContractHalt
+            from pipelines.ingest import run_validation
+
+            try:
+                summary = run_validation(project.name, partition)
+            except ContractHalt as halt:
+                # Retrying cannot fix a bad delivery: fail now, with the report.
+                raise AirflowFailException(str(halt)) from None
+            context["outlet_events"][validated].extra = {
+                "ds": partition,
+                "model": project.name,
+                "dataset": project.dataset.name,
+                "validated_rows": summary["validated_rows"],
+                "report": summary["report"],
+            }
+            return {k: summary[k] for k in ("ds", "status", "landed_rows", "validated_rows",
+                                            "quarantined_rows", "rules_failed", "report")}
+
+        validate_partition(wait_for_landing())
+    return dag
+
+
+for _project in projects():
+    globals()[f"ingest_{_project.name}"] = build_ingest_dag(_project)

