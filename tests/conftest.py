@@ -20,6 +20,15 @@ if str(DAGS) not in sys.path:
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Airflow reads its configuration once, at first import: give the whole test
+# session its own home (SQLite metadata DB) before anything imports airflow.
+if "AIRFLOW_HOME" not in os.environ or os.environ.get("PIPELINES_TEST_KEEP_AIRFLOW_HOME") != "1":
+    import tempfile
+
+    os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="airflow-test-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
 
 
 def require(condition: bool, reason: str) -> None:
