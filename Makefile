@@ -25,6 +25,7 @@ help: ## List the targets
 
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(UV) pip sync -q --python $(BIN)/python requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
@@ -55,8 +56,8 @@ demo: setup ## Seed demo days and run the ingest DAG for them through Airflow
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
 
-down: ## Stop background services started by the demo
-	@true
+down: setup ## Stop the Airflow started by the demo
+	$(BIN)/python -m pipelines.demo_driver --down
 
 clean: ## Remove local data, Airflow home and caches (not .venv)
 	rm -rf data .airflow .pytest_cache .ruff_cache

@@ -20,7 +20,7 @@ def projects() -> list[ProjectConfig]:
 
 
 def as_datetime(day: dt.date | None) -> dt.datetime | None:
-    return None if day is None else dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
+    return None if day is None else dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
 def default_args(project: ProjectConfig, retries: int) -> dict[str, Any]:

@@ -55,12 +55,25 @@ def build_ingest_dag(project):
         max_active_runs=4,
         default_args=default_args(project, cfg.retries),
         tags=["ingest", project.name, project.dataset.name, *project.tags],
-        params={"ds": Param(None, type=["null", "string"], format="date",
-                            description="Partition to validate (default: the run's logical date)")},
+        params={
+            "ds": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                description="Partition to validate (default: the run's logical date)",
+            )
+        },
         doc_md=DOC.format(
-            name=project.name, dataset=project.dataset.name, contract=project.dataset.contract,
-            schedule=cfg.schedule, start=cfg.start_date, catchup=cfg.catchup, dag_id=dag_id,
-            poke=cfg.sensor_poke_seconds, timeout=cfg.sensor_timeout_minutes, asset=validated.uri,
+            name=project.name,
+            dataset=project.dataset.name,
+            contract=project.dataset.contract,
+            schedule=cfg.schedule,
+            start=cfg.start_date,
+            catchup=cfg.catchup,
+            dag_id=dag_id,
+            poke=cfg.sensor_poke_seconds,
+            timeout=cfg.sensor_timeout_minutes,
+            asset=validated.uri,
         ),
     ) as dag:
 
@@ -100,8 +113,10 @@ def build_ingest_dag(project):
                 "validated_rows": summary["validated_rows"],
                 "report": summary["report"],
             }
-            return {k: summary[k] for k in ("ds", "status", "landed_rows", "validated_rows",
-                                            "quarantined_rows", "rules_failed", "report")}
+            return {
+                k: summary[k]
+                for k in ("ds", "status", "landed_rows", "validated_rows", "quarantined_rows", "rules_failed", "report")
+            }
 
         validate_partition(wait_for_landing())
     return dag

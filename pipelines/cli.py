@@ -65,9 +65,12 @@ def seed_demo_cmd(
 
     result = seed_demo(load_project(model), start, end, inject_faults=inject_faults)
     faults = sum(1 for d in result["days"] if d["fault"])
-    _emit(result, as_json,
-          f"landed {result['rows']} rows over {len(result['days'])} day(s) "
-          f"({faults} with injected faults) in {result['landing']}")
+    _emit(
+        result,
+        as_json,
+        f"landed {result['rows']} rows over {len(result['days'])} day(s) "
+        f"({faults} with injected faults) in {result['landing']}",
+    )
 
 
 @app.command("validate")
@@ -86,10 +89,13 @@ def validate_cmd(
         if as_json and halt.summary:
             typer.echo(json.dumps(halt.summary, default=str, sort_keys=True))
         raise
-    _emit(r, as_json,
-          f"{r['dataset']} ds={r['ds']} {r['status']}: landed {r['landed_rows']}, validated {r['validated_rows']}, "
-          f"quarantined {r['quarantined_rows']} rows and {len(r['quarantined_files'])} file(s); "
-          f"rules failed: {', '.join(r['rules_failed']) or 'none'}; report {r['report']}")
+    _emit(
+        r,
+        as_json,
+        f"{r['dataset']} ds={r['ds']} {r['status']}: landed {r['landed_rows']}, validated {r['validated_rows']}, "
+        f"quarantined {r['quarantined_rows']} rows and {len(r['quarantined_files'])} file(s); "
+        f"rules failed: {', '.join(r['rules_failed']) or 'none'}; report {r['report']}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

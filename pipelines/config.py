@@ -21,7 +21,7 @@ from pipelines.errors import ConfigError
 from pipelines.settings import Settings, get_settings
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 class _Strict(BaseModel):
@@ -59,9 +59,7 @@ class TargetConfig(_Strict):
 
     column: str
     task: Literal["classification", "regression"]
-    positive_threshold: float | None = Field(
-        None, description="classification: label is 1 when column >= threshold"
-    )
+    positive_threshold: float | None = Field(None, description="classification: label is 1 when column >= threshold")
 
     @model_validator(mode="after")
     def _threshold_for_classification(self) -> TargetConfig:
@@ -92,9 +90,7 @@ class ModelFamilyConfig(_Strict):
     """Estimator family and its hyper-parameters."""
 
     family: Literal["xgboost", "sklearn"] = "xgboost"
-    estimator: str | None = Field(
-        None, description="sklearn: dotted path of the estimator class"
-    )
+    estimator: str | None = Field(None, description="sklearn: dotted path of the estimator class")
     params: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -148,7 +144,7 @@ def list_projects(settings: Settings | None = None) -> list[str]:
     settings = settings or get_settings()
     if not settings.config_dir.is_dir():
         return []
-    return sorted(p.stem for p in settings.config_dir.glob("*.yaml") if _NAME_RE.match(p.stem))
+    return sorted(p.stem for p in settings.config_dir.glob("*.yaml") if _NAME_RE.fullmatch(p.stem))
 
 
 def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
@@ -162,7 +158,7 @@ def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
         ConfigError: unknown project, unreadable YAML or invalid content.
     """
     settings = settings or get_settings()
-    if not _NAME_RE.match(name or ""):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ConfigError(f"invalid model name {name!r}: expected lowercase letters, digits and _")
     path = settings.config_dir / f"{name}.yaml"
     if not path.is_file():

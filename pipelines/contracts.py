@@ -25,7 +25,8 @@ Supported quality entries (property level unless noted):
 | ``metric: nullValues`` | ``not_null`` | ExpectColumnValuesToNotBeNull |
 | schema ``metric: duplicateValues`` + ``arguments.properties`` | ``unique`` | ExpectCompoundColumnsToBeUnique |
 | schema ``metric: rowCount`` + ``mustBeBetween`` | ``row_count`` | ExpectTableRowCountToBeBetween |
-| schema ``type: custom, engine: pipelines, implementation: partitionDateMatches`` | ``partition_date`` | ExpectColumnValuesToBeInSet per date part |
+| schema ``type: custom``, ``engine: pipelines``, | ``partition_date`` | ExpectColumnValuesToBeInSet |
+| ``implementation: partitionDateMatches`` | | (one per date part) |
 
 Parse-stage rules, applied while reading files: ``type_mismatch`` (a value
 that cannot be read as its column's type) and ``missing_column`` (a file
@@ -190,14 +191,13 @@ def load_contract(path: str | Path) -> Contract:
         ltype = (prop.logicalType or "").lower()
         if ltype not in LOGICAL_TYPES:
             raise fail(f"{prop.name}.logicalType: {prop.logicalType!r} not one of {LOGICAL_TYPES}")
-        columns.append(
-            Column(prop.name, ltype, bool(prop.required), bool(prop.primaryKey), prop.description or "")
-        )
+        columns.append(Column(prop.name, ltype, bool(prop.required), bool(prop.primaryKey), prop.description or ""))
         if prop.required:
             sev, act = action_of(req_sev, "customProperties.requiredSeverity")
             rules.append(
-                Rule(f"{prop.name}_required", "not_null", sev, act, (prop.name,),
-                     description=f"{prop.name} is required")
+                Rule(
+                    f"{prop.name}_required", "not_null", sev, act, (prop.name,), description=f"{prop.name} is required"
+                )
             )
         for q in prop.quality or []:
             rules.append(_property_rule(q, prop.name, ltype, action_of, fail))
@@ -214,11 +214,13 @@ def load_contract(path: str | Path) -> Contract:
     if reserved:
         raise fail(f"quality: rule ids {sorted(reserved)} are reserved")
     sev, act = action_of(props.get("typeMismatchSeverity", "error"), "customProperties.typeMismatchSeverity")
-    type_rule = Rule(TYPE_MISMATCH, TYPE_MISMATCH, sev, act,
-                     description="a value cannot be read as its column's contract type")
+    type_rule = Rule(
+        TYPE_MISMATCH, TYPE_MISMATCH, sev, act, description="a value cannot be read as its column's contract type"
+    )
     sev, act = action_of(props.get("missingColumnSeverity", "error"), "customProperties.missingColumnSeverity")
-    missing_rule = Rule(MISSING_COLUMN, MISSING_COLUMN, sev, act,
-                        description="the delivered file lacks a contract column")
+    missing_rule = Rule(
+        MISSING_COLUMN, MISSING_COLUMN, sev, act, description="the delivered file lacks a contract column"
+    )
     return Contract(
         id=odcs.id or table.name or path.stem,
         name=table.name or path.stem,
@@ -280,7 +282,7 @@ def _table_rule(q: Any, names: set[str], action_of: Any, fail: Any) -> Rule:
     args = q.arguments or {}
     metric = q.metric or q.rule
     if metric == "rowCount":
-        lo, hi = (q.mustBeBetween or [q.mustBeGreaterOrEqualTo, q.mustBeLessOrEqualTo])
+        lo, hi = q.mustBeBetween or [q.mustBeGreaterOrEqualTo, q.mustBeLessOrEqualTo]
         if lo is None and hi is None:
             raise fail(f"{where}: rowCount needs mustBeBetween or bounds")
         return Rule(rid, "row_count", sev, act, (), {"min": lo, "max": hi}, q.description or "")
@@ -327,8 +329,11 @@ def build_expectations(contract: Contract, ds: str) -> list[Any]:
         if rule.kind == "not_null":
             out.append(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta))
         elif rule.kind == "range":
-            out.append(gxe.ExpectColumnValuesToBeBetween(
-                column=col, min_value=rule.params["min"], max_value=rule.params["max"], meta=meta))
+            out.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=col, min_value=rule.params["min"], max_value=rule.params["max"], meta=meta
+                )
+            )
         elif rule.kind == "in_set":
             out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=rule.params["values"], meta=meta))
         elif rule.kind == "pattern":
@@ -336,12 +341,18 @@ def build_expectations(contract: Contract, ds: str) -> list[Any]:
         elif rule.kind == "unique":
             out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rule.columns), meta=meta))
         elif rule.kind == "row_count":
-            out.append(gxe.ExpectTableRowCountToBeBetween(
-                min_value=rule.params["min"], max_value=rule.params["max"], meta=meta))
+            out.append(
+                gxe.ExpectTableRowCountToBeBetween(
+                    min_value=rule.params["min"], max_value=rule.params["max"], meta=meta
+                )
+            )
         elif rule.kind == "partition_date":
             for part, value in (("year", day.year), ("month", day.month), ("day", day.day)):
-                out.append(gxe.ExpectColumnValuesToBeInSet(
-                    column=rule.params[part], value_set=[value], meta={**meta, "part": part}))
+                out.append(
+                    gxe.ExpectColumnValuesToBeInSet(
+                        column=rule.params[part], value_set=[value], meta={**meta, "part": part}
+                    )
+                )
         else:  # pragma: no cover - load_contract rejects unknown kinds
             raise ConfigError(f"rule {rule.id}: no expectation for kind {rule.kind}")
     return out
@@ -355,7 +366,6 @@ def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str,
     duplicated key, as ``ExpectCompoundColumnsToBeUnique`` does.
     """
     import numpy as np
-    import pandas as pd
 
     day = dt.date.fromisoformat(ds)
     masks: dict[str, np.ndarray] = {}

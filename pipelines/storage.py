@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 ZONES = ("landing", "validated", "quarantine", "reports", "scores", "training", "checkpoints")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_SEGMENT_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._=-]{0,254}$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]{0,254}")
 
 
 def check_key(key: str) -> str:
@@ -42,7 +42,7 @@ def check_key(key: str) -> str:
     if not isinstance(key, str) or not key or key.startswith("/"):
         raise ConfigError(f"invalid storage key {key!r}")
     for segment in key.rstrip("/").split("/"):
-        if not _SEGMENT_RE.match(segment):
+        if not _SEGMENT_RE.fullmatch(segment):
             raise ConfigError(f"invalid storage key {key!r}: unsafe segment {segment!r}")
     return key
 
@@ -54,7 +54,7 @@ def partition_key(zone: str, name: str, ds: str, *parts: str) -> str:
     """
     if zone not in ZONES:
         raise ConfigError(f"unknown storage zone {zone!r}")
-    if not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise ConfigError(f"invalid dataset or model name {name!r}")
     return check_key("/".join([zone, name, partition_dir(ds), *parts]))
 
@@ -150,6 +150,12 @@ class LocalStorage(Storage):
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
+            # Make the rename itself durable.
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
         finally:
             tmp.unlink(missing_ok=True)
         return f"file://{path}"
@@ -171,13 +177,21 @@ class LocalStorage(Storage):
         return self._path(key).is_file()
 
     def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise MissingInput(f"not found: {self.uri(key)}") from None
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = self.list(prefix)
-        for key in keys:
-            self._path(key).unlink(missing_ok=True)
+        # Walk the real files, not validated keys: a foreign name (a space,
+        # .DS_Store) or a temp file left by a killed writer must go too.
         base = self._path(prefix)
+        count = 0
+        if base.is_dir():
+            for dirpath, _dirs, files in os.walk(base):
+                for name in files:
+                    Path(dirpath, name).unlink(missing_ok=True)
+                    count += 1
         # Remove now-empty folders bottom-up so a replaced partition leaves no husk.
         if base.is_dir():
             for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
@@ -185,7 +199,7 @@ class LocalStorage(Storage):
                     os.rmdir(dirpath)
                 except OSError:
                     pass
-        return len(keys)
+        return count
 
 
 class S3Storage(Storage):
@@ -198,7 +212,7 @@ class S3Storage(Storage):
     def __init__(self, root: str, endpoint_url: str | None = None, region: str | None = None):
         if not root.startswith("s3://"):
             raise ConfigError(f"not an s3 root: {root!r}")
-        bucket, _, prefix = root[len("s3://"):].partition("/")
+        bucket, _, prefix = root[len("s3://") :].partition("/")
         if not bucket:
             raise ConfigError(f"no bucket in {root!r}")
         self.root = root.rstrip("/")
@@ -227,7 +241,7 @@ class S3Storage(Storage):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def _rel(self, full: str) -> str:
-        return full[len(self.prefix) + 1:] if self.prefix else full
+        return full[len(self.prefix) + 1 :] if self.prefix else full
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"
@@ -246,12 +260,15 @@ class S3Storage(Storage):
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
         return self.uri(key)
 
-    def list(self, prefix: str) -> list[str]:
+    def _list_raw(self, prefix: str) -> list[str]:
         full = self._key(prefix).rstrip("/") + "/"
         keys = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(self._rel(obj["Key"]) for obj in page.get("Contents", []))
+            keys.extend(obj["Key"] for obj in page.get("Contents", []))
         return sorted(keys)
+
+    def list(self, prefix: str) -> list[str]:
+        return [self._rel(k) for k in self._list_raw(prefix)]
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -265,13 +282,26 @@ class S3Storage(Storage):
             raise
 
     def size(self, key: str) -> int:
-        return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        from botocore.exceptions import ClientError
+
+        try:
+            return int(self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ContentLength"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise MissingInput(f"not found: {self.uri(key)}") from None
+            raise
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = self.list(prefix)
+        keys = self._list_raw(prefix)  # raw keys: foreign names are deleted too
         for i in range(0, len(keys), 1000):
-            batch = [{"Key": self._key(k)} for k in keys[i:i + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            batch = [{"Key": k} for k in keys[i : i + 1000]]
+            resp = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if resp.get("Errors"):
+                first = resp["Errors"][0]
+                raise OSError(
+                    f"S3 delete failed for {len(resp['Errors'])} object(s), e.g. "
+                    f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
+                )
         return len(keys)
 
 

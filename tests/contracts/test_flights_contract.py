@@ -60,8 +60,9 @@ def assert_reconciled(storage, summary, ds: str = DS):
     assert quarantine.num_rows == summary["quarantined_rows"]
     assert report["summary"]["landed_rows"] == summary["landed_rows"]
     # Every quarantined row names at least one rule and a reason.
-    for ids, reasons in zip(quarantine.column("_rule_ids").to_pylist(), quarantine.column("_reasons").to_pylist(),
-                            strict=True):
+    for ids, reasons in zip(
+        quarantine.column("_rule_ids").to_pylist(), quarantine.column("_reasons").to_pylist(), strict=True
+    ):
         assert ids and reasons
     # GX's record and the row masks agree for every single-expectation rule.
     for rule in report["rules"]:
@@ -78,7 +79,7 @@ def test_clean_day_publishes_everything(storage, project):
     frames = day_frames()
     land_frames(storage, frames)
     s = validate_partition(project, DS)
-    validated, quarantine, report = assert_reconciled(storage, s)
+    validated, _quarantine, report = assert_reconciled(storage, s)
     assert s["landed_rows"] == sum(len(f) for f in frames.values()) == 832
     assert s["quarantined_rows"] == 0 and s["rules_failed"] == []
     assert report["great_expectations"]["success"] is True
@@ -290,3 +291,15 @@ def test_rerun_replaces_the_partition(storage, project):
         validate_partition(project, DS)
     assert storage.list(partition_key("validated", "flights", DS)) == []
     assert storage.list(partition_key("quarantine", "flights", DS)) == []
+
+
+def test_file_with_an_unsafe_name_is_recorded_not_lost(storage, project, data_root):
+    frames = day_frames()
+    land_frames(storage, frames)
+    odd = data_root / "landing/flights" / f"ds={DS}" / "flights JFK late.csv"
+    odd.write_bytes(csv(frames["JFK"].head(3)))
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    [bad] = s["quarantined_files"]
+    assert bad["file"] == "flights JFK late.csv" and "unsafe file name" in bad["reason"]
+    assert odd.is_file()  # landing is never modified

@@ -18,8 +18,13 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def airflow_db():
     """A migrated SQLite metadata DB in the session's AIRFLOW_HOME."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
-                   timeout=300, env=os.environ.copy())
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
     return os.environ["AIRFLOW_HOME"]
 
 
@@ -31,8 +36,8 @@ def load_dag(dag_id: str):
 
 
 def task_states(run) -> dict[str, str]:
-    from airflow.utils.session import create_session
     from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
 
     with create_session() as session:
         tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
@@ -44,8 +49,12 @@ def asset_events(uri: str) -> list[dict]:
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        rows = (session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-                .filter(AssetModel.uri == uri).all())
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.uri == uri)
+            .all()
+        )
         return [dict(e.extra or {}) for e in rows]
 
 
@@ -54,7 +63,7 @@ def test_ingest_dag_validates_a_seeded_day(airflow_db, data_root, project):
 
     seed_demo(project, "2013-01-01", "2013-01-01", inject_faults=True)  # unknown airports + duplicate keys
     dag = load_dag("ingest_flights_delay")
-    run = dag.test(logical_date=dt.datetime(2013, 1, 1, tzinfo=dt.timezone.utc))
+    run = dag.test(logical_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC))
     assert str(run.state) == "success"
     assert task_states(run) == {"wait_for_landing": "success", "validate_partition": "success"}
 
@@ -77,7 +86,7 @@ def test_contract_halt_fails_without_retries(airflow_db, data_root, project):
 
     seed_demo(project, "2013-01-03", "2013-01-03", inject_faults=True)  # a file missing a column
     dag = load_dag("ingest_flights_delay")
-    run = dag.test(logical_date=dt.datetime(2013, 1, 3, tzinfo=dt.timezone.utc))
+    run = dag.test(logical_date=dt.datetime(2013, 1, 3, tzinfo=dt.UTC))
     assert str(run.state) == "failed"
     assert task_states(run)["validate_partition"] == "failed"  # not up_for_retry: a halt is final
     assert not (data_root / "validated/flights/ds=2013-01-03").exists()

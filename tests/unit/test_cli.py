@@ -14,16 +14,31 @@ from pipelines.settings import PROJECT_ROOT
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pipelines", *args],
-        capture_output=True, text=True, cwd=PROJECT_ROOT, env={**os.environ, **(env or {})}, timeout=300,
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=300,
     )
 
 
 def test_seed_demo_json(data_root, capsys):
-    code = main(["seed-demo", "--model", "flights_delay", "--start", "2013-01-01", "--end", "2013-01-07",
-                 "--inject-faults", "--json"])
+    code = main(
+        [
+            "seed-demo",
+            "--model",
+            "flights_delay",
+            "--start",
+            "2013-01-01",
+            "--end",
+            "2013-01-07",
+            "--inject-faults",
+            "--json",
+        ]
+    )
     assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert [d["ds"] for d in out["days"]][0] == "2013-01-01"
+    assert next(d["ds"] for d in out["days"]) == "2013-01-01"
     assert sum(1 for d in out["days"] if d["fault"]) == 5
     assert out["rows"] == sum(d["rows"] for d in out["days"])
     assert (data_root / "landing/flights/ds=2013-01-06/flights_JFK.csv").is_file()
@@ -48,8 +63,20 @@ def test_seed_outside_2013_is_a_config_error(data_root, capsys):
 def test_validate_halt_and_nothing_landed_exit_codes(data_root):
     """Real processes: halt exits 3 with JSON on stdout and one line on stderr, no traceback."""
     env = {"PIPELINES_DATA_ROOT": str(data_root)}
-    assert run_cli("seed-demo", "-m", "flights_delay", "--start", "2013-01-03", "--end", "2013-01-03",
-                   "--inject-faults", env=env).returncode == 0
+    assert (
+        run_cli(
+            "seed-demo",
+            "-m",
+            "flights_delay",
+            "--start",
+            "2013-01-03",
+            "--end",
+            "2013-01-03",
+            "--inject-faults",
+            env=env,
+        ).returncode
+        == 0
+    )
     halted = run_cli("validate", "-m", "flights_delay", "--ds", "2013-01-03", "--json", env=env)
     assert halted.returncode == 3, halted.stderr
     summary = json.loads(halted.stdout)

@@ -71,9 +71,9 @@ def test_missing_contract(tmp_path):
 
 
 def test_masks_follow_gx_null_semantics(contract):
-    frame = pd.DataFrame(
-        {c: [None, None, None] for c in contract.column_names}
-    ).astype({c.name: "float64" for c in contract.columns if c.logical_type in ("integer", "number")})
+    frame = pd.DataFrame({c: [None, None, None] for c in contract.column_names}).astype(
+        {c.name: "float64" for c in contract.columns if c.logical_type in ("integer", "number")}
+    )
     frame["dest"] = ["LAX", None, "XXX"]
     frame["dep_delay"] = [None, 9999.0, 10.0]
     masks = compute_masks(contract, frame, "2013-01-01")

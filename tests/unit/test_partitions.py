@@ -19,8 +19,19 @@ def test_valid_keys(good):
 
 @pytest.mark.parametrize(
     "bad",
-    ["2013-1-1", "2013-02-30", "2013-01-01/../x", "../2013-01-01", "2013-01-01 ", "", "20130101", "2013-13-01",
-     "s3://b/2013-01-01", None, 20130101],
+    [
+        "2013-1-1",
+        "2013-02-30",
+        "2013-01-01/../x",
+        "../2013-01-01",
+        "2013-01-01 ",
+        "",
+        "20130101",
+        "2013-13-01",
+        "s3://b/2013-01-01",
+        None,
+        20130101,
+    ],
 )
 def test_invalid_keys_are_rejected(bad):
     with pytest.raises(InvalidPartitionKey):
@@ -40,12 +51,12 @@ def test_date_range_is_inclusive_and_ordered():
 
 def test_cron_run_uses_logical_date_not_data_interval():
     # Airflow 3 cron runs have a zero-length data interval: the logical date names the day.
-    logical = dt.datetime(2013, 1, 5, tzinfo=dt.timezone.utc)
+    logical = dt.datetime(2013, 1, 5, tzinfo=dt.UTC)
     assert resolve_partition(params={"ds": None}, logical_date=logical) == "2013-01-05"
 
 
 def test_explicit_param_wins():
-    logical = dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc)
+    logical = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
     assert resolve_partition(params={"ds": "2013-01-03"}, logical_date=logical) == "2013-01-03"
 
 

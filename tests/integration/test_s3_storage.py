@@ -1,0 +1,285 @@
+"""S3Storage against a real S3-protocol server (moto in server mode, a subprocess on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.errors import ConfigError, ContractHalt, MissingInput
+from pipelines.storage import S3Storage, get_storage
+
+pytestmark = pytest.mark.integration
+
+KEY = "validated/flights/ds=2013-01-01/part-00000.parquet"
+
+
+def _bucket_prefix(root: str) -> tuple[str, str]:
+    bucket, _, prefix = root[len("s3://") :].partition("/")
+    return bucket, prefix
+
+
+def _raw_keys(client, bucket: str, prefix: str = "") -> list[str]:
+    """Every key in the bucket under prefix, read with the raw client (not S3Storage)."""
+    keys = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return sorted(keys)
+
+
+def _raw_get(client, root: str, key: str) -> bytes:
+    bucket, prefix = _bucket_prefix(root)
+    return client.get_object(Bucket=bucket, Key=f"{prefix}/{key}")["Body"].read()
+
+
+@pytest.fixture
+def s3(s3_root) -> S3Storage:
+    storage = get_storage()
+    assert isinstance(storage, S3Storage)
+    return storage
+
+
+def test_get_storage_picks_s3_for_an_s3_root(s3_root, s3_env):
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    assert settings.is_s3
+    assert settings.data_root == s3_root
+    assert settings.aws_endpoint_url == s3_env
+    storage = get_storage()
+    assert isinstance(storage, S3Storage)
+    assert storage.root == s3_root
+    assert (storage.bucket, storage.prefix) == _bucket_prefix(s3_root)
+
+
+def test_write_read_exists_size(s3, s3_root, s3_client):
+    assert not s3.exists(KEY)
+    uri = s3.write_bytes(KEY, b"hello")
+    assert uri == s3.uri(KEY) == f"{s3_root}/{KEY}"
+    assert s3.read_bytes(KEY) == b"hello"
+    assert s3.exists(KEY)
+    assert s3.size(KEY) == 5
+    assert not s3.exists("validated/flights/ds=2013-01-01")  # a "folder" is not an object
+    # The object really is at <bucket>/<prefix>/<key>, nothing else was written.
+    bucket, prefix = _bucket_prefix(s3_root)
+    assert _raw_keys(s3_client, bucket) == [f"{prefix}/{KEY}"]
+    assert _raw_get(s3_client, s3_root, KEY) == b"hello"
+
+
+def test_write_replaces_an_existing_object_whole(s3):
+    s3.write_bytes(KEY, b"a much longer original payload " * 100)
+    s3.write_bytes(KEY, b"short")
+    assert s3.read_bytes(KEY) == b"short"
+    assert s3.size(KEY) == 5
+    assert s3.list("validated") == [KEY]
+
+
+def test_read_missing_key_raises_missing_input(s3):
+    with pytest.raises(MissingInput, match=r"not found: s3://"):
+        s3.read_bytes("landing/flights/ds=2013-01-01/nope.csv")
+    with pytest.raises(MissingInput):
+        s3.read_json("reports/flights/ds=2013-01-01/validation.json")
+    with pytest.raises(MissingInput):
+        s3.read_parquet(KEY)
+
+
+def test_unsafe_keys_are_rejected_before_any_request(s3, s3_root, s3_client):
+    for key in ("../escape", "/abs", "a//b", "a/../../b", "a b"):
+        with pytest.raises(ConfigError):
+            s3.write_bytes(key, b"x")
+        with pytest.raises(ConfigError):
+            s3.read_bytes(key)
+        with pytest.raises(ConfigError):
+            s3.list(key)
+        with pytest.raises(ConfigError):
+            s3.delete_prefix(key)
+    assert _raw_keys(s3_client, _bucket_prefix(s3_root)[0]) == []
+
+
+def test_list_is_recursive_sorted_relative_and_stays_inside_the_root(s3, s3_root, s3_client):
+    keys = [
+        "landing/flights/ds=2013-01-02/b.csv",
+        "landing/flights/ds=2013-01-01/z.csv",
+        "landing/flights/ds=2013-01-01/a.csv",
+        "landing/flights/ds=2013-01-01/sub/deeper/c.csv",
+        "landing/flights/ds=2013-01-01/B.csv",
+        "landing/other/ds=2013-01-01/x.csv",
+        "validated/flights/ds=2013-01-01/part-00000.parquet",
+    ]
+    for k in keys:
+        s3.write_bytes(k, k.encode())
+    # Objects outside the root prefix (same bucket) must never show up.
+    bucket, prefix = _bucket_prefix(s3_root)
+    s3_client.put_object(Bucket=bucket, Key=f"{prefix}x/landing/flights/ds=2013-01-01/foreign.csv", Body=b"no")
+    s3_client.put_object(Bucket=bucket, Key="landing/flights/ds=2013-01-01/foreign.csv", Body=b"no")
+
+    flights = sorted(k for k in keys if k.startswith("landing/flights/"))
+    assert s3.list("landing/flights") == flights
+    assert s3.list("landing/flights/") == flights
+    assert s3.list("landing") == sorted(k for k in keys if k.startswith("landing/"))
+    assert s3.list("landing/flights/ds=2013-01-01") == [
+        "landing/flights/ds=2013-01-01/B.csv",
+        "landing/flights/ds=2013-01-01/a.csv",
+        "landing/flights/ds=2013-01-01/sub/deeper/c.csv",
+        "landing/flights/ds=2013-01-01/z.csv",
+    ]
+    assert all(s3.read_bytes(k) == k.encode() for k in s3.list("landing"))
+    assert s3.list("scores") == []
+    assert s3.list(keys[-1]) == []  # an object is not a folder
+
+
+def test_list_is_a_folder_prefix_not_a_string_prefix(s3):
+    s3.write_bytes("a/b/x", b"1")
+    s3.write_bytes("a/bc/y", b"2")
+    assert s3.list("a/b") == ["a/b/x"]
+    assert s3.delete_prefix("a/b") == 1
+    assert s3.list("a") == ["a/bc/y"]
+
+
+def test_list_and_delete_prefix_paginate_past_1000_objects(s3, s3_root, s3_client):
+    # S3 (and moto) return at most 1,000 keys per ListObjectsV2 page and
+    # DeleteObjects takes at most 1,000 keys: 1,050 objects need two of each.
+    part = "landing/flights/ds=2013-01-01"
+    keys = [f"{part}/f{i:05d}.csv" for i in range(1050)]
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda k: s3.write_bytes(k, b"x"), keys))
+    s3.write_bytes("landing/flights/ds=2013-01-02/keep.csv", b"keep")
+    bucket, prefix = _bucket_prefix(s3_root)
+    first_page = s3_client.list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/{part}/")
+    assert first_page["IsTruncated"], "the server must page, or this test exercises nothing"
+
+    assert s3.list(part) == keys
+    assert s3.delete_prefix(part) == 1050
+    assert s3.list(part) == []
+    assert s3.list("landing") == ["landing/flights/ds=2013-01-02/keep.csv"]
+    assert time.monotonic() - t0 < 120
+
+
+def test_delete_prefix_of_missing_prefix_is_zero(s3):
+    assert s3.delete_prefix("validated/flights/ds=2013-01-01") == 0
+
+
+def test_parquet_and_json_round_trip(s3, s3_root, s3_client):
+    table = pa.table(
+        {
+            "i": pa.array([1, None, 3], pa.int64()),
+            "s": pa.array(["a", None, "ü"], pa.string()),
+            "l": pa.array([["r1"], [], ["r1", "r2"]], pa.list_(pa.string())),
+        }
+    )
+    assert s3.write_parquet(KEY, table) == f"{s3_root}/{KEY}"
+    assert s3.read_parquet(KEY).equals(table)
+    raw = pq.read_table(pa.BufferReader(_raw_get(s3_client, s3_root, KEY)))
+    assert raw.equals(table)
+    s3.write_json("reports/flights/ds=2013-01-01/validation.json", {"b": 1, "a": [1]})
+    assert s3.read_json("reports/flights/ds=2013-01-01/validation.json") == {"a": [1], "b": 1}
+
+
+def test_bucket_root_without_prefix(s3_root, s3_client, s3_env):
+    bucket, _ = _bucket_prefix(s3_root)
+    storage = S3Storage(f"s3://{bucket}", endpoint_url=s3_env)
+    storage.write_bytes("landing/flights/ds=2013-01-01/a.csv", b"a")
+    assert storage.uri("landing/flights/ds=2013-01-01/a.csv") == f"s3://{bucket}/landing/flights/ds=2013-01-01/a.csv"
+    assert storage.list("landing") == ["landing/flights/ds=2013-01-01/a.csv"]
+    assert _raw_keys(s3_client, bucket) == ["landing/flights/ds=2013-01-01/a.csv"]
+    assert storage.delete_prefix("landing") == 1
+
+
+# --- end to end: seed the demo with faults, validate each day on S3 -------------------------------------------------
+
+
+def _parquet_rows(client, root: str, key: str) -> int:
+    return pq.read_metadata(pa.BufferReader(_raw_get(client, root, key))).num_rows
+
+
+def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
+    from pipelines.config import load_project
+    from pipelines.contracts import FILE_UNREADABLE, QUARANTINE_RATE
+    from pipelines.demo import seed_demo
+    from pipelines.validation import validate_partition
+
+    project = load_project("flights_delay")
+    storage = get_storage()
+    assert isinstance(storage, S3Storage)
+    bucket, prefix = _bucket_prefix(s3_root)
+
+    seeded = seed_demo(project, "2013-01-01", "2013-01-03", inject_faults=True)
+    assert seeded["landing"] == f"{s3_root}/landing/flights"
+    days = {d["ds"]: d for d in seeded["days"]}
+    assert [days[ds]["fault"] for ds in sorted(days)] == [
+        "unknown_airports_and_duplicate_keys",
+        "unreadable_file",
+        "missing_column",
+    ]
+    # A previous publish of the day that will halt: a halt must remove it.
+    stale = "validated/flights/ds=2013-01-03/part-00000.parquet"
+    storage.write_bytes(stale, b"stale")
+    storage.write_bytes("quarantine/flights/ds=2013-01-03/rows.parquet", b"stale")
+
+    summaries = {}
+    for ds in ("2013-01-01", "2013-01-02"):
+        summaries[ds] = s = validate_partition(project, ds)
+        assert s["status"] == "published", s
+        assert s["landed_rows"] == days[ds]["rows"]
+        assert s["landed_rows"] == s["validated_rows"] + s["quarantined_rows"]
+
+        # Read everything back from the server, not from the summary.
+        v_rows = _parquet_rows(s3_client, s3_root, f"validated/flights/ds={ds}/part-00000.parquet")
+        q_table = pq.read_table(
+            pa.BufferReader(_raw_get(s3_client, s3_root, f"quarantine/flights/ds={ds}/rows.parquet"))
+        )
+        report = json.loads(_raw_get(s3_client, s3_root, f"reports/flights/ds={ds}/validation.json"))
+        rs = report["summary"]
+        assert rs["status"] == "published"
+        assert v_rows == rs["validated_rows"] == s["validated_rows"]
+        assert q_table.num_rows == rs["quarantined_rows"] == s["quarantined_rows"]
+        assert rs["landed_rows"] == v_rows + q_table.num_rows == days[ds]["rows"]
+        assert s["validated"] == f"{s3_root}/validated/flights/ds={ds}/part-00000.parquet"
+        assert s["report"] == f"{s3_root}/reports/flights/ds={ds}/validation.json"
+        # Every quarantined row says why.
+        assert all(ids for ids in q_table.column("_rule_ids").to_pylist())
+        assert all(reasons for reasons in q_table.column("_reasons").to_pylist())
+        assert storage.exists(f"reports/flights/ds={ds}/validation.html")
+
+    day1 = summaries["2013-01-01"]
+    assert day1["quarantined_rows"] > 0
+    assert day1["quarantined_files"] == []
+
+    # 2013-01-02: the binary file is quarantined whole, byte for byte; the rows all publish.
+    day2 = summaries["2013-01-02"]
+    assert [f["file"] for f in day2["quarantined_files"]] == ["flights_corrections.csv"]
+    assert day2["quarantined_files"][0]["rule"] == FILE_UNREADABLE
+    assert FILE_UNREADABLE in day2["rules_failed"]
+    landed_bad = _raw_get(s3_client, s3_root, "landing/flights/ds=2013-01-02/flights_corrections.csv")
+    assert storage.list("quarantine/flights/ds=2013-01-02/files") == [
+        "quarantine/flights/ds=2013-01-02/files/flights_corrections.csv"
+    ]
+    assert _raw_get(s3_client, s3_root, "quarantine/flights/ds=2013-01-02/files/flights_corrections.csv") == (
+        landed_bad
+    )
+    files_json = json.loads(_raw_get(s3_client, s3_root, "quarantine/flights/ds=2013-01-02/_files.json"))
+    assert [f["file"] for f in files_json] == ["flights_corrections.csv"]
+    assert files_json[0]["bytes"] == len(landed_bad)
+
+    # 2013-01-03 halts: a report explains it and nothing of the day is left downstream.
+    with pytest.raises(ContractHalt) as info:
+        validate_partition(project, "2013-01-03")
+    halt = info.value
+    assert halt.ds == "2013-01-03"
+    assert QUARANTINE_RATE in halt.rules
+    assert halt.report == f"{s3_root}/reports/flights/ds=2013-01-03/validation.json"
+    report = json.loads(_raw_get(s3_client, s3_root, "reports/flights/ds=2013-01-03/validation.json"))
+    assert report["summary"]["status"] == "halted"
+    assert report["summary"]["validated_rows"] == report["summary"]["quarantined_rows"] == 0
+    assert report["summary"]["landed_rows"] == days["2013-01-03"]["rows"]
+    for zone in ("validated", "quarantine"):
+        assert storage.list(f"{zone}/flights/ds=2013-01-03") == []
+        assert _raw_keys(s3_client, bucket, f"{prefix}/{zone}/flights/ds=2013-01-03/") == []
+
+    # Everything the pipeline wrote stayed inside the root prefix.
+    assert all(k.startswith(f"{prefix}/") for k in _raw_keys(s3_client, bucket))

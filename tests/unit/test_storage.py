@@ -1,0 +1,388 @@
+"""LocalStorage and key validation (no server needed)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import urllib.parse
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipelines.errors import ConfigError, InvalidPartitionKey, MissingInput
+from pipelines.storage import LocalStorage, S3Storage, check_key, get_storage, partition_key
+
+KEY = "validated/flights/ds=2013-01-01/part-00000.parquet"
+
+
+def _files_under(root: Path) -> list[str]:
+    """Every file on disk under root (hidden ones included), relative, sorted."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+def _dirs_under(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_dir())
+
+
+@pytest.fixture
+def local(tmp_path) -> LocalStorage:
+    root = tmp_path / "root"
+    root.mkdir()
+    return LocalStorage(root)
+
+
+# --- key validation -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "a",
+        "landing/flights/ds=2013-01-01/flights_JFK.csv",
+        "quarantine/flights/ds=2013-01-01/_files.json",
+        "reports/flights/ds=2013-01-01/validation.html",
+        "scores/m-1/v2.0/x_y=z",
+    ],
+)
+def test_check_key_accepts_safe_relative_keys(key):
+    assert check_key(key) == key
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "../x",
+        "..",
+        ".",
+        "/abs",
+        "/etc/passwd",
+        "a//b",
+        "a/../b",
+        "a/./b",
+        "a/..",
+        "a\\b",
+        "..\\x",
+        "a b",
+        " a",
+        "a/b c.csv",
+        "a%2F..",
+        "a/%2e%2e/b",
+        "a/.hidden",
+        "a/b\n",
+        "a/b\x00c",
+        "s3://bucket/x",
+        "file:///etc/passwd",
+    ],
+)
+def test_check_key_rejects_unsafe_keys(key):
+    with pytest.raises(ConfigError, match="invalid storage key"):
+        check_key(key)
+
+
+@pytest.mark.parametrize("key", [None, 1, b"a/b", Path("a/b")])
+def test_check_key_rejects_non_strings(key):
+    with pytest.raises(ConfigError):
+        check_key(key)
+
+
+def test_partition_key_builds_hive_paths():
+    assert partition_key("validated", "flights", "2013-01-01") == "validated/flights/ds=2013-01-01"
+    assert partition_key("quarantine", "flights", "2013-01-02", "files", "x.csv") == (
+        "quarantine/flights/ds=2013-01-02/files/x.csv"
+    )
+    assert partition_key("reports", "flights", dt.date(2013, 12, 31), "validation.json") == (
+        "reports/flights/ds=2013-12-31/validation.json"
+    )
+
+
+@pytest.mark.parametrize("zone", ["", "landingx", "Landing", "../landing", "landing/..", "tmp", "validated/x"])
+def test_partition_key_rejects_unknown_zones(zone):
+    with pytest.raises(ConfigError, match="zone"):
+        partition_key(zone, "flights", "2013-01-01")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Flights",
+        "1flights",
+        "_flights",
+        "flights-x",
+        "../flights",
+        "a/b",
+        "a b",
+        "x" * 64,
+        "flights\n",
+    ],
+)
+def test_partition_key_rejects_bad_names(name):
+    with pytest.raises(ConfigError, match="name"):
+        partition_key("landing", name, "2013-01-01")
+
+
+@pytest.mark.parametrize(
+    "ds",
+    [
+        "2013-1-1",
+        "2013-01-1",
+        "2013-02-30",
+        "2013-13-01",
+        "20130101",
+        "2013/01/01",
+        "../2013-01-01",
+        "2013-01-01/../../etc",
+        "2013-01-01/",
+        " 2013-01-01",
+        "2013-01-01T00:00:00",
+        "",
+        "ds=2013-01-01",
+    ],
+)
+def test_partition_key_rejects_non_date_partition_keys(ds):
+    with pytest.raises(InvalidPartitionKey):
+        partition_key("landing", "flights", ds)
+
+
+@pytest.mark.parametrize("part", ["..", "../x", "/abs", "a//b", "a b", ".x"])
+def test_partition_key_rejects_unsafe_trailing_parts(part):
+    with pytest.raises(ConfigError):
+        partition_key("landing", "flights", "2013-01-01", part)
+
+
+# --- LocalStorage ---------------------------------------------------------------------------------------------------
+
+
+def test_write_read_exists_size(local):
+    assert not local.exists(KEY)
+    uri = local.write_bytes(KEY, b"hello")
+    assert uri == local.uri(KEY)
+    assert local.read_bytes(KEY) == b"hello"
+    assert local.exists(KEY)
+    assert local.size(KEY) == 5
+    assert not local.exists("validated/flights/ds=2013-01-01")  # a folder is not an object
+
+
+def test_write_leaves_no_temp_file(local):
+    local.write_bytes(KEY, b"x" * 10_000)
+    local.write_bytes(KEY, b"y")
+    assert _files_under(Path(local.root)) == [KEY]
+
+
+def test_write_replaces_an_existing_object_whole(local):
+    local.write_bytes(KEY, b"a much longer original payload " * 100)
+    local.write_bytes(KEY, b"short")
+    assert local.read_bytes(KEY) == b"short"
+    assert local.size(KEY) == 5
+
+
+def test_write_swaps_in_a_new_file_rather_than_rewriting_in_place(local):
+    # Atomic rename: a reader that opened the old object keeps reading the old
+    # bytes whole, never a truncated or mixed file.
+    local.write_bytes(KEY, b"old content")
+    path = Path(local.root, KEY)
+    with open(path, "rb") as reader:
+        local.write_bytes(KEY, b"new content, longer")
+        assert reader.read() == b"old content"
+    assert local.read_bytes(KEY) == b"new content, longer"
+
+
+def test_crash_during_write_keeps_old_object_and_leaves_no_temp(local, monkeypatch):
+    local.write_bytes(KEY, b"old content")
+
+    def crash(src, dst):
+        assert Path(src).exists(), "the new bytes must be fully written to a temp file first"
+        assert Path(src).read_bytes() == b"new content"
+        raise OSError("simulated crash before rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="simulated crash"):
+        local.write_bytes(KEY, b"new content")
+    monkeypatch.undo()
+
+    assert local.read_bytes(KEY) == b"old content"
+    assert local.list("validated") == [KEY]
+    assert not any(name.endswith(".tmp") for name in _files_under(Path(local.root)))
+
+
+def test_crash_during_first_write_leaves_nothing(local, monkeypatch):
+    def crash(src, dst):
+        raise OSError("simulated crash before rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        local.write_bytes(KEY, b"data")
+    monkeypatch.undo()
+    assert not local.exists(KEY)
+    assert local.list("validated") == []
+    assert _files_under(Path(local.root)) == []
+
+
+def test_list_ignores_in_flight_temp_files(local):
+    local.write_bytes(KEY, b"done")
+    # What a concurrent (or killed) writer leaves while it writes: ".<name>.<hex>.tmp".
+    in_flight = Path(local.root, "validated/flights/ds=2013-01-01/.part-00001.parquet.0123abcd.tmp")
+    in_flight.write_bytes(b"half")
+    assert local.list("validated") == [KEY]
+    assert local.list("validated/flights/ds=2013-01-01") == [KEY]
+
+
+def test_list_is_recursive_sorted_and_relative_to_root(local):
+    keys = [
+        "landing/flights/ds=2013-01-02/b.csv",
+        "landing/flights/ds=2013-01-01/z.csv",
+        "landing/flights/ds=2013-01-01/a.csv",
+        "landing/flights/ds=2013-01-01/sub/deeper/c.csv",
+        "landing/flights/ds=2013-01-01/B.csv",
+        "landing/other/ds=2013-01-01/x.csv",
+        "validated/flights/ds=2013-01-01/part-00000.parquet",
+    ]
+    for k in keys:
+        local.write_bytes(k, k.encode())
+    flights = sorted(k for k in keys if k.startswith("landing/flights/"))
+    assert local.list("landing/flights") == flights
+    assert local.list("landing/flights/") == flights
+    assert local.list("landing") == sorted(k for k in keys if k.startswith("landing/"))
+    assert local.list("landing/flights/ds=2013-01-01") == [
+        "landing/flights/ds=2013-01-01/B.csv",
+        "landing/flights/ds=2013-01-01/a.csv",
+        "landing/flights/ds=2013-01-01/sub/deeper/c.csv",
+        "landing/flights/ds=2013-01-01/z.csv",
+    ]
+    assert all(local.read_bytes(k) == k.encode() for k in local.list("landing"))
+
+
+def test_list_is_a_folder_prefix_not_a_string_prefix(local):
+    local.write_bytes("a/b/x", b"1")
+    local.write_bytes("a/bc/y", b"2")
+    assert local.list("a/b") == ["a/b/x"]
+
+
+def test_list_of_missing_prefix_or_of_an_object_is_empty(local):
+    local.write_bytes(KEY, b"x")
+    assert local.list("scores") == []
+    assert local.list(KEY) == []
+
+
+def test_delete_prefix_removes_objects_and_leaves_no_empty_folders(local):
+    part = "validated/flights/ds=2013-01-01"
+    for k in ["a.parquet", "b.parquet", "sub/c.json", "sub/deeper/d.json"]:
+        local.write_bytes(f"{part}/{k}", b"x")
+    local.write_bytes("validated/flights/ds=2013-01-02/keep.parquet", b"keep")
+    local.write_bytes("validated/flights/ds=2013-01-011/keep.parquet", b"keep")  # string-prefix sibling
+
+    assert local.delete_prefix(part) == 4
+
+    assert local.list(part) == []
+    assert not Path(local.root, part).exists(), "the partition folder must not stay as an empty husk"
+    assert "validated/flights/ds=2013-01-01" not in _dirs_under(Path(local.root))
+    assert local.list("validated") == [
+        "validated/flights/ds=2013-01-011/keep.parquet",
+        "validated/flights/ds=2013-01-02/keep.parquet",
+    ]
+    assert Path(local.root, "validated/flights").is_dir()
+
+
+def test_delete_prefix_of_missing_prefix_is_zero(local):
+    assert local.delete_prefix("validated/flights/ds=2013-01-01") == 0
+
+
+def test_read_missing_key_raises_missing_input(local):
+    with pytest.raises(MissingInput, match=r"not found: file://"):
+        local.read_bytes("landing/flights/ds=2013-01-01/nope.csv")
+    with pytest.raises(MissingInput):
+        local.read_json("reports/flights/ds=2013-01-01/validation.json")
+    with pytest.raises(MissingInput):
+        local.read_parquet(KEY)
+    assert MissingInput.exit_code == 5
+
+
+@pytest.mark.parametrize("key", ["../escape", "/tmp/escape", "a/../../escape"])
+def test_unsafe_keys_never_touch_the_filesystem(local, tmp_path, key):
+    for op in (
+        lambda: local.write_bytes(key, b"x"),
+        lambda: local.read_bytes(key),
+        lambda: local.exists(key),
+        lambda: local.list(key),
+        lambda: local.delete_prefix(key),
+        lambda: local.uri(key),
+    ):
+        with pytest.raises(ConfigError):
+            op()
+    assert _files_under(tmp_path) == []
+
+
+def test_parquet_round_trip(local):
+    table = pa.table(
+        {
+            "i": pa.array([1, None, 3], pa.int64()),
+            "f": pa.array([1.5, -0.0, None], pa.float64()),
+            "s": pa.array(["a", None, "ü"], pa.string()),
+            "t": pa.array([dt.datetime(2013, 1, 1, 5, 15, tzinfo=dt.UTC), None, None], pa.timestamp("us", tz="UTC")),
+            "l": pa.array([["r1"], [], ["r1", "r2"]], pa.list_(pa.string())),
+        }
+    )
+    uri = local.write_parquet(KEY, table)
+    assert uri == local.uri(KEY)
+    back = local.read_parquet(KEY)
+    assert back.schema == table.schema
+    assert back.equals(table)
+    meta = pq.ParquetFile(Path(local.root, KEY)).metadata
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    # NaN never compares equal, so check it survives on its own.
+    local.write_parquet(KEY, pa.table({"f": pa.array([float("nan")], pa.float64())}))
+    assert str(local.read_parquet(KEY).column("f")[0].as_py()) == "nan"
+
+
+def test_json_and_text_helpers(local):
+    key = "reports/flights/ds=2013-01-01/validation.json"
+    local.write_json(key, {"b": 1, "a": [1, 2], "when": dt.date(2013, 1, 1)})
+    assert local.read_json(key) == {"a": [1, 2], "b": 1, "when": "2013-01-01"}
+    local.write_text("reports/flights/ds=2013-01-01/validation.html", "<p>ü</p>")
+    assert local.read_bytes("reports/flights/ds=2013-01-01/validation.html") == "<p>ü</p>".encode()
+
+
+def test_uri_is_a_readable_file_uri(local):
+    uri = local.uri(KEY)
+    assert uri.startswith("file:///")
+    assert uri == f"file://{Path(local.root).resolve()}/{KEY}"
+    assert "ds=2013-01-01" in uri
+    assert "%" not in uri
+    local.write_bytes(KEY, b"x")
+    assert Path(urllib.parse.urlparse(uri).path).read_bytes() == b"x"
+
+
+def test_relative_root_is_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    storage = LocalStorage("rel")
+    assert storage.root == str(tmp_path.resolve() / "rel")
+    storage.write_bytes("a/b", b"x")
+    assert (tmp_path / "rel" / "a" / "b").read_bytes() == b"x"
+
+
+def test_get_storage_picks_local_storage_for_a_path(data_root):
+    storage = get_storage()
+    assert isinstance(storage, LocalStorage)
+    assert Path(storage.root) == data_root.resolve()
+
+
+@pytest.mark.parametrize("root", ["/tmp/x", "s3://", "s3:///prefix", "gs://bucket/x"])
+def test_s3_storage_rejects_bad_roots(root):
+    with pytest.raises(ConfigError):
+        S3Storage(root)
+
+
+def test_s3_storage_keys_are_validated_before_any_request():
+    # No endpoint is contacted: the key is rejected first.
+    storage = S3Storage("s3://bucket/prefix/", endpoint_url="http://127.0.0.1:9")
+    assert storage.root == "s3://bucket/prefix"
+    assert storage.uri(KEY) == f"s3://bucket/prefix/{KEY}"
+    assert S3Storage("s3://bucket").uri("a/b") == "s3://bucket/a/b"
+    for key in ("../x", "/abs", "a//b"):
+        with pytest.raises(ConfigError):
+            storage.read_bytes(key)
+        with pytest.raises(ConfigError):
+            storage.write_bytes(key, b"x")
