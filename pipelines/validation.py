@@ -137,6 +137,8 @@ def run_expectations(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[s
 
     from pipelines.contracts import build_expectations
 
+    # GX sets this module's logger to INFO itself on import; quiet it after.
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = ctx.data_sources.add_pandas(name="landed")
