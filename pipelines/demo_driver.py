@@ -44,6 +44,7 @@ def _env() -> dict[str, str]:
     env.setdefault("GX_ANALYTICS_ENABLED", "False")
     env.setdefault("AIRFLOW__API__PORT", "8080")
     env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")  # loopback only
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "pipelines.settings.AIRFLOW_SQLITE_CONNECT_ARGS")
     # Pick up new DAG files quickly in a demo; production keeps the defaults.
     env.setdefault("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "10")
     return env
@@ -126,6 +127,31 @@ def wait_for_dag(dag_id: str, env: dict[str, str], timeout: float = 300) -> None
         time.sleep(3)
     errors = airflow("dags", "list-import-errors", env=env, check=False).stdout
     raise SystemExit(f"demo: {dag_id} not parsed within {timeout:.0f}s\n{errors}")
+
+
+def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], attempts: int = 5) -> None:
+    """``airflow backfill create``, retried while SQLite is busy (local profile only)."""
+    for attempt in range(1, attempts + 1):
+        proc = airflow(
+            "backfill",
+            "create",
+            "--dag-id",
+            dag_id,
+            "--from-date",
+            start,
+            "--to-date",
+            end,
+            "--reprocess-behavior",
+            "completed",
+            env=env,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return
+        if "database is locked" not in proc.stderr or attempt == attempts:
+            raise SystemExit(f"demo: `airflow backfill create` failed:\n{proc.stderr[-3000:]}")
+        print(f"demo: metadata DB busy, retrying backfill create ({attempt}/{attempts})")
+        time.sleep(5 * attempt)
 
 
 def wait_for_runs(dag_id: str, days: list[str], env: dict[str, str], timeout: float = 1200) -> dict[str, str]:

@@ -31,6 +31,13 @@ from pipelines.errors import ConfigError
 #: The checkout (or install) root: parent of the ``pipelines`` package.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
+#: SQLite connect args for Airflow's metadata DB in the local profile
+#: (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS`` names this object). The
+#: scheduler, dag-processor, api-server and CLI share one SQLite file; a 30 s
+#: busy timeout makes a writer wait for the lock instead of failing with
+#: "database is locked" after sqlite3's default 5 s.
+AIRFLOW_SQLITE_CONNECT_ARGS = {"timeout": 30}
+
 
 class Profile(BaseModel):
     """An environment profile (``configs/profiles/<name>.yaml``)."""
