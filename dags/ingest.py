@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from _common import as_datetime, default_args, partition_from_context, projects, storage_uri
-from airflow.sdk import DAG, Asset, Param, PokeReturnValue, task
+from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
 DOC = """
 # Ingest `{dataset}` for `{name}`
@@ -19,13 +19,15 @@ with the rule id and reason; files that cannot be parsed are quarantined whole; 
 halt rule (or a quarantine rate above the contract's maximum) halts the day and
 publishes nothing.
 
-**Trigger.** `{schedule}` from {start} (catchup: {catchup}). Backfill past days with
+**Trigger.** `{schedule}` (data intervals: the run after a day ends validates that day)
+from {start} (catchup: {catchup}). Backfill past days with
 `airflow backfill create --dag-id {dag_id} --from-date 2013-01-01 --to-date 2013-01-07`,
 or trigger one day with the `ds` param.
 
 **Inputs.** `landing/{dataset}/ds=YYYY-MM-DD/` (CSV or Parquet as delivered).
-`wait_for_landing` reschedules itself every {poke}s and gives up after {timeout} min
-(the run is then *skipped*: nothing landed, nothing to do).
+`wait_for_landing` waits for the delivery to be complete (the `{marker}` marker upstream
+writes last), rescheduling itself every {poke}s; after {timeout} min it gives up and the run
+is *skipped*: nothing landed, nothing to do.
 
 **Outputs.** `validated/{dataset}/ds=…/part-00000.parquet`,
 `quarantine/{dataset}/ds=…/` (rows with `_rule_ids`, `_reasons`; unreadable files),
@@ -48,7 +50,10 @@ def build_ingest_dag(project):
     with DAG(
         dag_id=dag_id,
         description=f"Validate landed {project.dataset.name} partitions for {project.name}",
-        schedule=cfg.schedule,
+        # A data-interval timetable: the run at D 00:00 covers day D-1 and has
+        # logical date D-1, so the partition it validates is complete when it
+        # starts (a cron *trigger* would name the day that has just begun).
+        schedule=CronDataIntervalTimetable(cfg.schedule, timezone="UTC"),
         start_date=as_datetime(cfg.start_date),
         end_date=as_datetime(cfg.end_date),
         catchup=cfg.catchup,
@@ -72,6 +77,7 @@ def build_ingest_dag(project):
             catchup=cfg.catchup,
             dag_id=dag_id,
             poke=cfg.sensor_poke_seconds,
+            marker=cfg.ready_marker or "first file",
             timeout=cfg.sensor_timeout_minutes,
             asset=validated.uri,
         ),
@@ -86,12 +92,10 @@ def build_ingest_dag(project):
         )
         def wait_for_landing(**context) -> PokeReturnValue:
             """Wait until at least one file has landed for the partition."""
-            from pipelines.ingest import landed_files
+            from pipelines.ingest import landing_ready
 
             ds = partition_from_context(context)
-            files = landed_files(project.name, ds)
-            print(f"ds={ds}: {len(files)} landed file(s)" + (f": {', '.join(files)}" if files else ""))
-            return PokeReturnValue(is_done=bool(files), xcom_value=ds)
+            return PokeReturnValue(is_done=landing_ready(project.name, ds), xcom_value=ds)
 
         @task(task_id="validate_partition", outlets=[validated])
         def validate_partition(partition: str, **context) -> dict:

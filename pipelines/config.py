@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from pipelines.errors import ConfigError
 from pipelines.settings import Settings, get_settings
@@ -32,20 +32,36 @@ class DatasetConfig(_Strict):
     """Where the data lands and which contract governs it."""
 
     name: Identifier = Field(description="dataset name, used in storage paths")
-    contract: str = Field(description="contract file name in data_contracts/")
+    contract: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$", description="contract file name in data_contracts/"
+    )
     landing_format: Literal["csv", "parquet"] = "csv"
 
 
 class IngestConfig(_Strict):
     """Schedule and sensor policy of the ingest DAG."""
 
-    schedule: str = "@daily"
+    schedule: str = Field("@daily", description="cron expression or preset; runs cover the interval before them")
+    ready_marker: str | None = Field(
+        "_SUCCESS",
+        pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+        description="file upstream writes last; validation waits for it (null: any landed file will do)",
+    )
     start_date: dt.date
     end_date: dt.date | None = None
     catchup: bool = False
     sensor_poke_seconds: int = Field(300, ge=5)
     sensor_timeout_minutes: int = Field(360, ge=1)
     retries: int = Field(2, ge=2, description="policy: every task retries at least twice")
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression or preset: {value!r}")
+        return value
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:

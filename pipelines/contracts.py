@@ -51,6 +51,8 @@ LOGICAL_TYPES = ("integer", "number", "string", "timestamp", "date", "boolean")
 
 TYPE_MISMATCH = "type_mismatch"
 MISSING_COLUMN = "missing_column"
+MALFORMED_ROW = "malformed_row"
+UNSAFE_FILE_NAME = "unsafe_file_name"
 QUARANTINE_RATE = "quarantine_rate"
 FILE_UNREADABLE = "file_unreadable"
 
@@ -80,7 +82,7 @@ class Rule:
 
     @property
     def row_level(self) -> bool:
-        return self.kind not in ("row_count", QUARANTINE_RATE)
+        return self.kind not in ("row_count", QUARANTINE_RATE, MALFORMED_ROW, UNSAFE_FILE_NAME)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class Contract:
     source: str
     type_mismatch_rule: Rule
     missing_column_rule: Rule
+    malformed_row_rule: Rule
 
     @property
     def column_names(self) -> list[str]:
@@ -128,7 +131,14 @@ class Contract:
             params={"max_rate": self.max_quarantine_rate},
             description=f"halt when more than {self.max_quarantine_rate:.1%} of landed rows are quarantined",
         )
-        return (self.type_mismatch_rule, self.missing_column_rule, *self.rules, rate)
+        unsafe = Rule(
+            id=UNSAFE_FILE_NAME,
+            kind=UNSAFE_FILE_NAME,
+            severity="critical",
+            action="halt",
+            description="a landed file's name is unsafe as a storage key; its rows cannot be accounted for",
+        )
+        return (self.type_mismatch_rule, self.missing_column_rule, self.malformed_row_rule, *self.rules, rate, unsafe)
 
 
 def _custom_properties(items: list[Any] | None) -> dict[str, Any]:
@@ -210,7 +220,9 @@ def load_contract(path: str | Path) -> Contract:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise fail(f"quality: duplicated rule ids {dupes}")
-    reserved = {TYPE_MISMATCH, MISSING_COLUMN, QUARANTINE_RATE, FILE_UNREADABLE} & set(ids)
+    reserved = {TYPE_MISMATCH, MISSING_COLUMN, MALFORMED_ROW, UNSAFE_FILE_NAME, QUARANTINE_RATE, FILE_UNREADABLE} & set(
+        ids
+    )
     if reserved:
         raise fail(f"quality: rule ids {sorted(reserved)} are reserved")
     sev, act = action_of(props.get("typeMismatchSeverity", "error"), "customProperties.typeMismatchSeverity")
@@ -220,6 +232,10 @@ def load_contract(path: str | Path) -> Contract:
     sev, act = action_of(props.get("missingColumnSeverity", "error"), "customProperties.missingColumnSeverity")
     missing_rule = Rule(
         MISSING_COLUMN, MISSING_COLUMN, sev, act, description="the delivered file lacks a contract column"
+    )
+    sev, act = action_of(props.get("malformedRowSeverity", "error"), "customProperties.malformedRowSeverity")
+    malformed_rule = Rule(
+        MALFORMED_ROW, MALFORMED_ROW, sev, act, description="a CSV row does not split into the header's columns"
     )
     return Contract(
         id=odcs.id or table.name or path.stem,
@@ -232,6 +248,7 @@ def load_contract(path: str | Path) -> Contract:
         source=str(path),
         type_mismatch_rule=type_rule,
         missing_column_rule=missing_rule,
+        malformed_row_rule=malformed_rule,
     )
 
 
@@ -386,7 +403,8 @@ def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str,
             mask = (values.notna() & ~values.isin(rule.params["values"])).to_numpy(dtype=bool)
         elif rule.kind == "pattern":
             values = frame[rule.columns[0]]
-            matched = values.astype("string").str.match(rule.params["pattern"]).fillna(True)
+            # A search, like GX's pandas ExpectColumnValuesToMatchRegex (anchor the pattern to match whole values).
+            matched = values.astype("string").str.contains(rule.params["pattern"], regex=True).fillna(True)
             mask = (~matched.astype(bool)).to_numpy(dtype=bool)
         elif rule.kind == "unique":
             sub = frame[list(rule.columns)]

@@ -154,6 +154,9 @@ def seed_demo(
         storage.delete_prefix(prefix)
         for name, data in sorted(payloads.items()):
             storage.write_bytes(f"{prefix}/{name}", data)
+        if project.ingest.ready_marker:
+            # Written last, as an upstream job does: the delivery is complete.
+            storage.write_bytes(f"{prefix}/{project.ingest.ready_marker}", b"")
         rows = int(sum(len(f) for f in files.values()))
         total += rows
         result.append({"ds": ds, "files": sorted(payloads), "rows": rows, "fault": fault})

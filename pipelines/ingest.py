@@ -8,14 +8,29 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 
-def landed_files(model: str, ds: str) -> list[str]:
-    """Names of the files landed for a partition (empty if none yet)."""
+def landing_ready(model: str, ds: str) -> bool:
+    """Whether a partition's delivery is complete (its ready marker, or any file when none is configured)."""
     from pipelines.config import load_project
     from pipelines.storage import get_storage, partition_key
+    from pipelines.validation import landed_keys
 
     project = load_project(model)
-    keys = get_storage().list(partition_key("landing", project.dataset.name, ds))
-    return [k.rsplit("/", 1)[-1] for k in keys if not k.rsplit("/", 1)[-1].startswith((".", "_"))]
+    storage = get_storage()
+    landing = partition_key("landing", project.dataset.name, ds)
+    files = landed_keys(storage, landing)
+    marker = project.ingest.ready_marker
+    ready = bool(files) and (not marker or storage.exists(f"{landing}/{marker}"))
+    log.info(
+        "%s ds=%s: %d landed file(s)%s; %s",
+        project.dataset.name,
+        ds,
+        len(files),
+        f", marker {marker} {'present' if marker and storage.exists(f'{landing}/{marker}') else 'absent'}"
+        if marker
+        else "",
+        "ready" if ready else "waiting",
+    )
+    return ready
 
 
 def run_validation(model: str, ds: str) -> dict[str, Any]:

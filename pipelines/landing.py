@@ -30,6 +30,10 @@ NULL_TOKENS = ["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"]
 SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet")
 
 
+#: Decompressed size above which a ``.csv.gz`` is refused (gzip bombs).
+MAX_DECOMPRESSED_BYTES = 4 << 30
+
+
 @dataclass
 class ParsedFile:
     """A landed file read into an Arrow table, as delivered."""
@@ -39,6 +43,10 @@ class ParsedFile:
     table: pa.Table
     missing_columns: list[str] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
+    #: Rows the CSV parser could not split into the header's columns
+    #: (line number when known, original text); quarantined as ``malformed_row``.
+    malformed: list[tuple[int | None, str]] = field(default_factory=list)
+    size: int = 0
 
     @property
     def num_rows(self) -> int:
@@ -58,15 +66,31 @@ class BadFile:
     copyable: bool = True
 
 
-def _csv_read(data: bytes, name: str) -> pa.Table:
+def _printable(text: str, limit: int = 200) -> str:
+    # Parser messages can echo the bad bytes: keep reasons printable ASCII.
+    return "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in text)[:limit]
+
+
+def _gunzip(data: bytes) -> bytes:
+    import zlib
+
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    out = inflater.decompress(data, MAX_DECOMPRESSED_BYTES)
+    if inflater.unconsumed_tail:
+        raise ValueError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES >> 30} GiB")
+    if not inflater.eof:
+        raise ValueError("gzip stream cut short")
+    return out
+
+
+def _csv_read(data: bytes, name: str) -> tuple[pa.Table, list[tuple[int | None, str]]]:
     import csv
-    import gzip
 
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
     if name.endswith(".gz"):
-        data = gzip.decompress(data)
+        data = _gunzip(data)
     if not data.strip():
         raise ValueError("empty file")
     try:
@@ -75,13 +99,22 @@ def _csv_read(data: bytes, name: str) -> pa.Table:
         raise ValueError(f"not UTF-8 (invalid byte at offset {exc.start})") from None
     # Every column is read as a string (the header names them), so a
     # quarantined row keeps its original text and nothing is type-guessed.
-    header_line = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8")
+    header_line = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
     names = next(csv.reader([header_line]))
     if len(set(names)) != len(names) or not all(names):
         raise ValueError("empty or duplicated column names in header")
-    return pacsv.read_csv(
+    malformed: list[tuple[int | None, str]] = []
+
+    def on_invalid_row(row) -> str:
+        # A row with the wrong number of fields: keep its text, skip it here,
+        # quarantine it later. Never lose it, never fail the whole file.
+        malformed.append((row.number, row.text))
+        return "skip"
+
+    table = pacsv.read_csv(
         pa.BufferReader(data),
         read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 22),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row),
         convert_options=pacsv.ConvertOptions(
             column_types={n: pa.string() for n in names},
             null_values=NULL_TOKENS,
@@ -90,41 +123,51 @@ def _csv_read(data: bytes, name: str) -> pa.Table:
             check_utf8=True,
         ),
     )
+    # pyarrow keeps a UTF-8 BOM out of the names it reads; align with ours.
+    if table.column_names != names:
+        table = table.rename_columns(names)
+    return table, malformed
 
 
-def read_landed_file(storage: Storage, key: str, contract: Contract) -> ParsedFile | BadFile:
-    """Read one landed file; a parse failure becomes a :class:`BadFile`."""
+def read_landed_file(storage: Storage, key: str, contract: Contract, name: str | None = None) -> ParsedFile | BadFile:
+    """Read one landed file; a parse failure becomes a :class:`BadFile`.
+
+    Args:
+        storage: where the file is.
+        key: its storage key.
+        contract: the contract (for the expected columns).
+        name: how reports name it (default: the key's last segment).
+    """
     import csv
+    import zlib
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from pipelines.storage import check_key
 
-    name = key.rsplit("/", 1)[-1]
+    name = name or key.rsplit("/", 1)[-1]
     try:
         check_key(key)
     except ConfigError:
-        safe = "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in name)[:100]
         return BadFile(
-            key, safe, "unsafe file name (allowed: letters, digits, . _ = -); left in landing", -1, copyable=False
+            key, _printable(name, 100), "unsafe file name (allowed: letters, digits, . _ = -)", -1, copyable=False
         )
     data = storage.read_bytes(key)
     lower = name.lower()
+    malformed: list[tuple[int | None, str]] = []
     try:
         if lower.endswith((".csv", ".csv.gz")):
-            table = _csv_read(data, lower)
+            table, malformed = _csv_read(data, lower)
         elif lower.endswith(".parquet"):
             if not data:
                 raise ValueError("empty file")
             table = pq.read_table(pa.BufferReader(data))
         else:
             return BadFile(key, name, f"unsupported file type (expected one of {SUPPORTED_SUFFIXES})", len(data))
-    except (pa.ArrowException, ValueError, OSError, EOFError, csv.Error) as exc:
+    except (pa.ArrowException, ValueError, OSError, EOFError, csv.Error, zlib.error) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        # Keep the reason printable: parser messages can echo the bad bytes.
-        reason = "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in text)[:200]
-        return BadFile(key, name, f"unreadable: {reason}", len(data))
+        return BadFile(key, name, f"unreadable: {_printable(text)}", len(data))
     names = table.column_names
     expected = contract.column_names
     return ParsedFile(
@@ -133,17 +176,51 @@ def read_landed_file(storage: Storage, key: str, contract: Contract) -> ParsedFi
         table=table,
         missing_columns=[c for c in expected if c not in names],
         extra_columns=[c for c in names if c not in expected],
+        malformed=malformed,
+        size=len(data),
     )
+
+
+#: Integers beyond this lose precision in float64: flagged, not rounded.
+MAX_SAFE_INTEGER = 2**53
+
+
+def _null_series(n: int, logical_type: str) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    if logical_type in ("integer", "number"):
+        return pd.Series(np.full(n, np.nan), dtype="float64")
+    if logical_type in ("timestamp", "date"):
+        return pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
+    return pd.Series([None] * n, dtype=object)
 
 
 def coerce_column(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndarray]:
     """Cast a delivered column to its contract type.
+
+    Values that are present but cannot be read as the type are nulled in the
+    typed column and flagged (the ``type_mismatch`` rule quarantines their
+    rows, which keep their original text). Timestamps without an offset are
+    read as UTC. A column whose delivered type cannot be read at all (a list,
+    a struct, binary that is not UTF-8) flags every present value.
 
     Returns:
         The typed pandas Series (numbers as float64, integers too so nulls
         survive; strings as object; timestamps as UTC datetimes) and a boolean
         mask of values that were present but could not be read as the type.
     """
+    import numpy as np
+    import pyarrow as pa
+
+    try:
+        return _coerce(arr, logical_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError):
+        present = arr.is_valid().to_numpy(zero_copy_only=False)
+        return _null_series(len(arr), logical_type), np.asarray(present, dtype=bool)
+
+
+def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndarray]:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -154,7 +231,7 @@ def coerce_column(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, n
     typ = arr.type
     if logical_type in ("integer", "number"):
         if pa.types.is_integer(typ) or pa.types.is_floating(typ):
-            series = arr.cast(pa.float64()).to_pandas()
+            series = arr.cast(pa.float64(), safe=False).to_pandas()
             fails = no_fail
         else:
             as_str = arr if pa.types.is_string(typ) or pa.types.is_large_string(typ) else arr.cast(pa.string())
@@ -165,16 +242,18 @@ def coerce_column(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, n
                 raw = as_str.to_pandas()
                 series = pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64")
                 fails = (raw.notna() & series.isna()).to_numpy()
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        present = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        # Text such as "NAN" or "-nan" is not a missing value the contract
+        # knows (those are the null tokens), and inf is no number it means.
+        bad = present & ~np.isfinite(values)
         if logical_type == "integer":
-            frac = series.notna() & (series != np.floor(series))
-            if frac.any():
-                fails = fails | frac.to_numpy()
-                series = series.mask(frac)
-        # inf is not a number any contract means
-        inf = np.isinf(series.to_numpy(dtype="float64", na_value=np.nan))
-        if inf.any():
-            fails = fails | inf
-            series = series.mask(inf)
+            finite = np.isfinite(values)
+            bad |= finite & (values != np.floor(np.where(finite, values, 0)))
+            bad |= finite & (np.abs(np.where(finite, values, 0)) > MAX_SAFE_INTEGER)
+        if bad.any():
+            fails = fails | bad
+            series = series.mask(bad)
         return series, fails
     if logical_type == "string":
         if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):

@@ -96,7 +96,12 @@ def load_profile(name: str, config_dir: Path) -> Profile:
     path = config_dir / "profiles" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"{path}: profile {name!r} not found")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: <root>: expected a mapping")
     try:
         return Profile.model_validate({"name": name, **raw})
     except ValidationError as exc:

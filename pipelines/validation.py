@@ -31,9 +31,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.contracts import (
     FILE_UNREADABLE,
+    MALFORMED_ROW,
     MISSING_COLUMN,
     QUARANTINE_RATE,
     TYPE_MISMATCH,
+    UNSAFE_FILE_NAME,
     Contract,
     compute_masks,
     contract_for,
@@ -64,6 +66,8 @@ class _Combined:
     type_fail_cols: dict[str, np.ndarray]
     missing_mask: np.ndarray
     missing_cols_by_file: dict[str, list[str]]
+    malformed: list[tuple[str, int | None, str]]
+    extra_cols_by_file: dict[str, list[str]]
 
 
 def _combine(parsed: list[Any], contract: Contract) -> _Combined:
@@ -78,8 +82,13 @@ def _combine(parsed: list[Any], contract: Contract) -> _Combined:
     type_fail: dict[str, list[np.ndarray]] = {c: [] for c in contract.column_names}
     missing: list[np.ndarray] = []
     missing_by_file: dict[str, list[str]] = {}
+    extra_by_file: dict[str, list[str]] = {}
+    malformed: list[tuple[str, int | None, str]] = []
     offset = 0
     for pf in parsed:
+        malformed.extend((pf.name, line, text) for line, text in pf.malformed)
+        if pf.extra_columns:
+            extra_by_file[pf.name] = pf.extra_columns
         n = pf.num_rows
         cols = {}
         for col in contract.columns:
@@ -120,6 +129,8 @@ def _combine(parsed: list[Any], contract: Contract) -> _Combined:
         type_fail_cols={c: cat(v, bool) for c, v in type_fail.items()},
         missing_mask=cat(missing, bool),
         missing_cols_by_file=missing_by_file,
+        malformed=malformed,
+        extra_cols_by_file=extra_by_file,
     )
 
 
@@ -204,7 +215,7 @@ def _row_reasons(
                 ids[p].append(MISSING_COLUMN)
                 cols = comb.missing_cols_by_file.get(comb.source_file[q_idx[p]], [])
                 reasons[p].append(f"file lacks column(s) {', '.join(cols)}")
-        else:
+        elif rid in masks:  # row rules; malformed rows carry their own reason
             why = describe_failure(contract.rule(rid))
             for p in hits(masks[rid]):
                 ids[p].append(rid)
@@ -250,11 +261,30 @@ def _typed_table(contract: Contract, frame: pd.DataFrame) -> Any:
     arrays = []
     for f in schema:
         col = frame[f.name]
-        if pa.types.is_timestamp(f.type):
+        if pa.types.is_string(f.type):
             arrays.append(pa.array(col, type=f.type, from_pandas=True))
         else:
-            arrays.append(pa.array(col.to_numpy() if f.type != pa.string() else col, type=f.type, from_pandas=True))
+            # Integers are held as float64 while validating; timestamps may be
+            # ns. Values were range- and type-checked, so this cast is exact
+            # but for sub-microsecond timestamp digits, which are truncated.
+            arrays.append(pa.array(col.to_numpy(), from_pandas=True).cast(f.type, safe=False))
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def landed_keys(storage: Storage, landing: str) -> list[str]:
+    """Keys of the data files landed under a partition folder.
+
+    Any path segment starting with ``.`` or ``_`` is metadata or in-flight
+    output by Hadoop/Hive convention (``_SUCCESS``, ``_temporary/``, ``.crc``)
+    and S3 "folder" markers are not files: all are skipped.
+    """
+    keys = []
+    for key in storage.list(landing):
+        rel = key[len(landing) + 1 :]
+        if not rel or key.endswith("/") or any(seg.startswith((".", "_")) for seg in rel.split("/")):
+            continue
+        keys.append(key)
+    return keys
 
 
 def validate_partition(
@@ -275,7 +305,8 @@ def validate_partition(
         ``rule_counts``, ``report`` and more.
 
     Raises:
-        NothingLanded: no file landed for the partition.
+        NothingLanded: no file landed for the partition, or the delivery is
+            not complete (its ready marker is missing).
         ContractHalt: a halt rule fired; the report is written, nothing published.
     """
     import numpy as np
@@ -289,22 +320,34 @@ def validate_partition(
     contract = contract or contract_for(project)
     dataset = project.dataset.name
     landing = partition_key("landing", dataset, ds)
-    keys = [k for k in storage.list(landing) if not k.rsplit("/", 1)[-1].startswith((".", "_"))]
+    keys = landed_keys(storage, landing)
     if not keys:
         raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {storage.uri(landing)})")
+    marker = project.ingest.ready_marker
+    if marker and not storage.exists(f"{landing}/{marker}"):
+        raise NothingLanded(
+            f"{dataset} ds={ds}: delivery not complete, no {marker} marker in {storage.uri(landing)} "
+            f"({len(keys)} file(s) so far)"
+        )
     log.info(
         "validating %s ds=%s: %d landed file(s), contract %s v%s", dataset, ds, len(keys), contract.id, contract.version
     )
 
     parsed, bad = [], []
     for key in keys:
-        item = read_landed_file(storage, key, contract)
+        item = read_landed_file(storage, key, contract, name=key[len(landing) + 1 :])
         (bad if isinstance(item, BadFile) else parsed).append(item)
     for b in bad:
         log.warning("file %s quarantined: %s", b.name, b.reason)
     comb = _combine(parsed, contract)
+    for name, cols in comb.extra_cols_by_file.items():
+        log.warning("file %s has column(s) the contract does not know, dropped: %s", name, ", ".join(cols))
     frame = comb.frame
     n = len(frame)
+    n_malformed = len(comb.malformed)
+    landed_rows = n + n_malformed
+    good_bytes = sum(p.size for p in parsed)
+    bad_bytes = sum(b.size for b in bad if b.size > 0)
 
     masks = compute_masks(contract, frame, ds)
     masks[TYPE_MISMATCH] = np.zeros(n, dtype=bool)
@@ -316,16 +359,22 @@ def validate_partition(
     # Decide, rule by rule.
     rules_out = []
     halt_rules, quarantine_ids, warned = [], [], []
+    disagreements = []
     for rule in contract.all_rules:
         if rule.id == QUARANTINE_RATE:
             continue
         g = gx["by_rule"].get(rule.id)
-        if rule.row_level:
+        if rule.id == MALFORMED_ROW:
+            count, failed = n_malformed, n_malformed > 0
+        elif rule.id == UNSAFE_FILE_NAME:
+            count = sum(1 for b in bad if not b.copyable)
+            failed = count > 0
+        elif rule.row_level:
             count = int(masks[rule.id].sum())
             failed = count > 0
-        else:  # row_count
+        else:  # row_count, over every landed row
             lo, hi = rule.params["min"], rule.params["max"]
-            failed = (lo is not None and n < lo) or (hi is not None and n > hi)
+            failed = (lo is not None and landed_rows < lo) or (hi is not None and landed_rows > hi)
             count = None
         if g is not None and rule.row_level:
             if g["parts"] > 1:  # one expectation per part: a row may break several
@@ -333,6 +382,7 @@ def validate_partition(
             else:
                 agree = g["unexpected_count"] == count
             if not agree:
+                disagreements.append(rule.id)
                 log.warning("rule %s: GX counted %s unexpected, masks %s", rule.id, g["unexpected_count"], count)
         if failed:
             {"halt": halt_rules, "quarantine": quarantine_ids, "warn": warned}[rule.action].append(rule.id)
@@ -354,11 +404,18 @@ def validate_partition(
 
     q_mask = np.zeros(n, dtype=bool)
     for rid in quarantine_ids:
-        q_mask |= masks[rid]
-    q_rows = int(q_mask.sum())
-    rate = q_rows / n if n else 0.0
+        if rid in masks:
+            q_mask |= masks[rid]
+    q_malformed = n_malformed if MALFORMED_ROW in quarantine_ids else 0
+    q_rows = int(q_mask.sum()) + q_malformed
+    # An unreadable file's rows cannot be counted: its share of the landed
+    # bytes stands in for them, so losing a whole airport's file halts the
+    # day while a small corrupt side file does not.
+    row_rate = q_rows / landed_rows if landed_rows else 0.0
+    byte_rate = bad_bytes / (good_bytes + bad_bytes) if bad_bytes else 0.0
+    rate = max(row_rate, byte_rate)
     rate_rule = contract.rule(QUARANTINE_RATE)
-    rate_failed = n > 0 and rate > contract.max_quarantine_rate
+    rate_failed = rate > contract.max_quarantine_rate
     if rate_failed:
         halt_rules.append(QUARANTINE_RATE)
     rules_out.append(
@@ -370,7 +427,7 @@ def validate_partition(
             "action": "halt",
             "failed": rate_failed,
             "rows": q_rows,
-            "observed_value": round(rate, 6),
+            "observed_value": {"rows": round(row_rate, 6), "unreadable_bytes": round(byte_rate, 6)},
             "gx_success": None,
             "gx_unexpected_count": None,
             "description": rate_rule.description,
@@ -378,7 +435,8 @@ def validate_partition(
     )
     status = "halted" if halt_rules else "published"
     rule_counts = {r["id"]: r["rows"] for r in rules_out if r["failed"]}
-    rules_failed = sorted(rule_counts) + ([FILE_UNREADABLE] if bad else [])
+    readable_bad = [b for b in bad if b.copyable]
+    rules_failed = sorted(rule_counts) + ([FILE_UNREADABLE] if readable_bad else [])
     summary: dict[str, Any] = {
         "ds": ds,
         "dataset": dataset,
@@ -387,18 +445,26 @@ def validate_partition(
         "contract_version": contract.version,
         "status": status,
         "landed_files": len(keys),
-        "landed_rows": n,
-        "validated_rows": n - q_rows if status == "published" else 0,
+        "landed_rows": landed_rows,
+        "validated_rows": n - int(q_mask.sum()) if status == "published" else 0,
         "quarantined_rows": q_rows if status == "published" else 0,
         "quarantine_rate": round(rate, 6),
         "quarantined_files": [
-            {"file": b.name, "rule": FILE_UNREADABLE, "reason": b.reason, "bytes": b.size} for b in bad
+            {
+                "file": b.name,
+                "rule": FILE_UNREADABLE if b.copyable else UNSAFE_FILE_NAME,
+                "reason": b.reason,
+                "bytes": b.size,
+            }
+            for b in bad
         ],
         "rules_failed": rules_failed,
         "rules_halted": sorted(halt_rules),
         "rules_quarantined": sorted(quarantine_ids),
         "rules_warned": sorted(warned),
         "rule_counts": rule_counts,
+        "extra_columns": comb.extra_cols_by_file,
+        "gx_mask_disagreements": disagreements,
     }
 
     q_prefix = partition_key("quarantine", dataset, ds)
@@ -413,12 +479,20 @@ def validate_partition(
         storage.delete_prefix(v_prefix)
         storage.delete_prefix(q_prefix)
     else:
+        # Build every output before the first write: a failure here must not
+        # leave a new quarantine beside an old validated file.
         q_idx = np.flatnonzero(q_mask)
         ids, reasons = _row_reasons(contract, comb, masks, quarantine_ids, q_idx)
-        _write_quarantine(storage, q_prefix, comb, q_idx, ids, reasons, bad)
-        storage.write_parquet(
-            f"{v_prefix}/{VALIDATED_FILE}", _typed_table(contract, frame[~q_mask]), row_group_size=256_000
-        )
+        q_table = _quarantine_table(comb, q_idx, ids, reasons, include_malformed=bool(q_malformed))
+        v_table = _typed_table(contract, frame[~q_mask])
+        if q_table.num_rows != q_rows or v_table.num_rows + q_rows != landed_rows:  # invariant 1
+            raise RuntimeError(f"row accounting broken: {v_table.num_rows} + {q_table.num_rows} != {landed_rows}")
+        storage.delete_prefix(f"{q_prefix}/files")
+        storage.write_parquet(f"{q_prefix}/rows.parquet", q_table)
+        for b in readable_bad:
+            storage.write_bytes(f"{q_prefix}/files/{b.name}", storage.read_bytes(b.key))
+        storage.write_json(f"{q_prefix}/_files.json", summary["quarantined_files"])
+        storage.write_parquet(f"{v_prefix}/{VALIDATED_FILE}", v_table, row_group_size=256_000)
         summary["validated"] = storage.uri(f"{v_prefix}/{VALIDATED_FILE}")
         summary["quarantine"] = storage.uri(f"{q_prefix}/rows.parquet")
     summary["seconds"] = round(time.monotonic() - t0, 3)
@@ -427,7 +501,16 @@ def validate_partition(
         {
             "summary": summary,
             "rules": rules_out,
-            "files": [k.rsplit("/", 1)[-1] for k in keys],
+            "files": [
+                {
+                    "file": p.name,
+                    "bytes": p.size,
+                    "rows": p.num_rows + len(p.malformed),
+                    "missing_columns": p.missing_columns,
+                    "extra_columns": p.extra_columns,
+                }
+                for p in parsed
+            ],
             "great_expectations": gx["raw"],
         },
     )
@@ -437,7 +520,7 @@ def validate_partition(
         dataset,
         ds,
         status,
-        n,
+        landed_rows,
         summary["validated_rows"],
         summary["quarantined_rows"],
         len(bad),
@@ -455,31 +538,28 @@ def validate_partition(
     return summary
 
 
-def _write_quarantine(
-    storage: Storage,
-    prefix: str,
-    comb: _Combined,
-    q_idx: Any,
-    ids: list[list[str]],
-    reasons: list[list[str]],
-    bad: list[Any],
-) -> None:
+def _quarantine_table(
+    comb: _Combined, q_idx: Any, ids: list[list[str]], reasons: list[list[str]], *, include_malformed: bool
+) -> Any:
+    """Quarantined rows: every delivered column as text, plus where they came from and why."""
     import pyarrow as pa
 
-    storage.delete_prefix(f"{prefix}/files")
     raw = _raw_rows(comb, q_idx)
     raw = raw.append_column("_source_file", pa.array(comb.source_file[q_idx].tolist(), pa.string()))
     raw = raw.append_column("_source_row", pa.array(comb.source_row[q_idx], pa.int64()))
     raw = raw.append_column("_rule_ids", pa.array(ids, pa.list_(pa.string())))
     raw = raw.append_column("_reasons", pa.array(reasons, pa.list_(pa.string())))
-    storage.write_parquet(f"{prefix}/rows.parquet", raw)
-    for b in bad:
-        if b.copyable:
-            storage.write_bytes(f"{prefix}/files/{b.name}", storage.read_bytes(b.key))
-    storage.write_json(
-        f"{prefix}/_files.json",
-        [{"file": b.name, "rule": FILE_UNREADABLE, "reason": b.reason, "bytes": b.size} for b in bad],
-    )
+    raw = raw.append_column("_raw_line", pa.nulls(raw.num_rows, pa.string()))
+    if include_malformed and comb.malformed:
+        m = len(comb.malformed)
+        extra = {c: pa.nulls(m, pa.string()) for c in raw.column_names if not c.startswith("_")}
+        extra["_source_file"] = pa.array([f for f, _, _ in comb.malformed], pa.string())
+        extra["_source_row"] = pa.array([line for _, line, _ in comb.malformed], pa.int64())
+        extra["_rule_ids"] = pa.array([[MALFORMED_ROW]] * m, pa.list_(pa.string()))
+        extra["_reasons"] = pa.array([["row does not split into the header's columns"]] * m, pa.list_(pa.string()))
+        extra["_raw_line"] = pa.array([t for _, _, t in comb.malformed], pa.string())
+        raw = pa.concat_tables([raw, pa.table(extra).select(raw.column_names)])
+    return raw
 
 
 def render_html(summary: dict[str, Any], rules: list[dict[str, Any]]) -> str:

@@ -29,11 +29,14 @@ def day_frames(ds: str = DS) -> dict[str, pd.DataFrame]:
     return {o: g.reset_index(drop=True).copy() for o, g in sub.groupby("origin")}
 
 
-def land(storage, files: dict[str, bytes], ds: str = DS) -> None:
+def land(storage, files: dict[str, bytes], ds: str = DS, *, complete: bool = True) -> None:
+    """Deliver files as upstream does: data first, the _SUCCESS marker last."""
     prefix = partition_key("landing", "flights", ds)
     storage.delete_prefix(prefix)
     for name, data in files.items():
         storage.write_bytes(f"{prefix}/{name}", data)
+    if complete:
+        storage.write_bytes(f"{prefix}/_SUCCESS", b"")
 
 
 def csv(frame: pd.DataFrame) -> bytes:
@@ -169,7 +172,7 @@ def test_bad_files_never_crash_the_run(storage, project, name, payload, reason):
     frames = day_frames()
     if payload is None:  # a Parquet file cut short in transfer
         buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pandas(frames["EWR"].head(50)), buf)
+        pq.write_table(pa.Table.from_pandas(frames["EWR"].head(3)[["year", "month"]]), buf)
         payload = buf.getvalue()[: len(buf.getvalue()) // 2]
     files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
     files[name] = payload
@@ -293,13 +296,115 @@ def test_rerun_replaces_the_partition(storage, project):
     assert storage.list(partition_key("quarantine", "flights", DS)) == []
 
 
-def test_file_with_an_unsafe_name_is_recorded_not_lost(storage, project, data_root):
+def test_file_with_an_unsafe_name_halts_the_day(storage, project, data_root):
     frames = day_frames()
     land_frames(storage, frames)
     odd = data_root / "landing/flights" / f"ds={DS}" / "flights JFK late.csv"
     odd.write_bytes(csv(frames["JFK"].head(3)))
-    s = validate_partition(project, DS)
-    assert_reconciled(storage, s)
-    [bad] = s["quarantined_files"]
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert exc.value.rules == ["unsafe_file_name"]  # its rows cannot be accounted for
+    [bad] = exc.value.summary["quarantined_files"]
     assert bad["file"] == "flights JFK late.csv" and "unsafe file name" in bad["reason"]
     assert odd.is_file()  # landing is never modified
+
+
+def test_incomplete_delivery_is_not_validated(storage, project):
+    land(storage, {f"flights_{o}.csv": csv(f) for o, f in day_frames().items()}, complete=False)
+    with pytest.raises(NothingLanded, match="delivery not complete, no _SUCCESS marker"):
+        validate_partition(project, DS)
+
+
+def test_malformed_csv_rows_are_quarantined_with_their_text(storage, project):
+    frames = day_frames()
+    text = csv(frames["EWR"]).decode()
+    lines = text.splitlines()
+    lines.insert(5, "2013,1,6,this,row,is,short")
+    lines.insert(9, lines[9] + ",one,too,many")
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items() if o != "EWR"}
+    files["flights_EWR.csv"] = ("\n".join(lines) + "\n").encode()
+    land(storage, files)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    assert s["landed_rows"] == 834 and s["rule_counts"]["malformed_row"] == 2
+    raw = [r for r in q.column("_raw_line").to_pylist() if r]
+    assert "2013,1,6,this,row,is,short" in raw and any(r.endswith(",one,too,many") for r in raw)
+
+
+def test_quoted_newlines_bom_and_gzip_are_read(storage, project):
+    import gzip
+
+    frames = day_frames()
+    frames["EWR"].loc[0, "tailnum"] = "N1\n2"  # quoted by to_csv, a newline inside a value
+    files = {
+        "flights_EWR.csv": b"\xef\xbb\xbf" + csv(frames["EWR"]),
+        "flights_JFK.csv.gz": gzip.compress(csv(frames["JFK"])),
+        "flights_LGA.csv": csv(frames["LGA"]),
+    }
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert_reconciled(storage, s)
+    assert s["landed_rows"] == 832 and s["rules_warned"] == ["tailnum_format"]
+    assert s["extra_columns"] == {}
+
+
+def test_corrupt_gzip_is_a_bad_file_not_a_crash(storage, project):
+    import gzip
+
+    frames = day_frames()
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
+    files["flights_late.csv.gz"] = gzip.compress(b"year,month\n2013,1\n")[:-9] + b"garbage!!"
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert [f["file"] for f in s["quarantined_files"]] == ["flights_late.csv.gz"]
+
+
+def test_losing_a_whole_file_halts_by_its_byte_share(storage, project):
+    frames = day_frames()
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
+    files["flights_JFK.csv"] = b"\xff\xfe" + files["flights_JFK.csv"]  # a third of the day, unreadable
+    land(storage, files)
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert exc.value.rules == ["quarantine_rate"]
+    assert exc.value.summary["quarantine_rate"] > 0.2
+
+
+def test_values_that_are_not_what_they_claim(storage, project):
+    frames = day_frames()
+    frames["EWR"].loc[0, "dep_delay"] = "NAN"  # not a null token: a bad number
+    frames["EWR"].loc[1, "flight"] = "1e19"  # beyond exact integers
+    frames["EWR"].loc[2, "flight"] = "12.5"
+    frames["EWR"]["pilot"] = "x"  # a column the contract does not know
+    land_frames(storage, frames)
+    s = validate_partition(project, DS)
+    _, q, _ = assert_reconciled(storage, s)
+    # the unreadable flight numbers also leave a required column empty
+    assert s["rule_counts"] == {"type_mismatch": 3, "flight_required": 2}
+    assert s["extra_columns"] == {"flights_EWR.csv": ["pilot"]}
+    assert "pilot" in q.column_names  # kept as delivered in quarantine
+
+
+def test_parquet_with_a_nested_column_type(storage, project):
+    frames = day_frames()
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items() if o != "JFK"}
+    typed = pa.Table.from_pandas(pd.read_csv(io.BytesIO(csv(frames["JFK"]))), preserve_index=False)
+    i = typed.column_names.index("tailnum")
+    typed = typed.set_column(i, "tailnum", pa.array([[t] for t in typed.column("tailnum").to_pylist()]))
+    buf = io.BytesIO()
+    pq.write_table(typed, buf)
+    files["flights_JFK.parquet"] = buf.getvalue()
+    land(storage, files)
+    with pytest.raises(ContractHalt) as exc:  # every JFK row: a third of the day
+        validate_partition(project, DS)
+    assert "type_mismatch" in exc.value.summary["rules_failed"]
+
+
+def test_hidden_and_temporary_paths_are_ignored(storage, project, data_root):
+    frames = day_frames()
+    files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
+    files["_temporary/0/part-0.csv"] = csv(frames["EWR"])
+    land(storage, files)
+    (data_root / f"landing/flights/ds={DS}/.flights_EWR.csv.crc").write_bytes(b"crc")
+    s = validate_partition(project, DS)
+    assert s["landed_rows"] == 832 and s["landed_files"] == 3

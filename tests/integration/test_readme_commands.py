@@ -26,8 +26,14 @@ def test_readme_pipelines_commands_run(data_root):
     env = {**os.environ, "PIPELINES_DATA_ROOT": str(data_root)}
     for command in commands:
         args = shlex.split(command)[1:]
-        proc = subprocess.run([sys.executable, "-m", "pipelines", *args], capture_output=True, text=True,
-                              env=env, cwd=PROJECT_ROOT, timeout=300)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipelines", *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=PROJECT_ROOT,
+            timeout=300,
+        )
         assert "Traceback" not in proc.stderr, command
         if "--json" in args:
             out = json.loads(proc.stdout)
