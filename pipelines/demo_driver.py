@@ -199,19 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     dag_id = f"ingest_{MODEL}"
     wait_for_dag(dag_id, env)
     airflow("dags", "unpause", dag_id, env=env)
-    airflow(
-        "backfill",
-        "create",
-        "--dag-id",
-        dag_id,
-        "--from-date",
-        args.start,
-        "--to-date",
-        args.end,
-        "--reprocess-behavior",
-        "completed",
-        env=env,
-    )
+    create_backfill(dag_id, args.start, args.end, env)
     print(f"demo: backfill of {dag_id} {args.start}..{args.end} created; the scheduler runs it")
     states = wait_for_runs(dag_id, days, env)
 
