@@ -153,7 +153,10 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str |
         return BadFile(
             key, _printable(name, 100), "unsafe file name (allowed: letters, digits, . _ = -)", -1, copyable=False
         )
-    data = storage.read_bytes(key)
+    try:
+        data = storage.read_bytes(key)
+    except ConfigError as exc:  # e.g. a symlink out of the root
+        return BadFile(key, name, _printable(str(exc)), -1, copyable=False)
     lower = name.lower()
     malformed: list[tuple[int | None, str]] = []
     try:

@@ -62,6 +62,17 @@ def date_range(start: str | dt.date, end: str | dt.date) -> list[str]:
     return [(first + dt.timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
 
 
+def partitions_from_events(triggering_asset_events: Mapping[Any, Iterable[Any]]) -> list[str]:
+    """Every partition named by a run's triggering asset events (validated, sorted, unique)."""
+    keys = set()
+    for events in triggering_asset_events.values():
+        for event in events:
+            extra = event.get("extra") if isinstance(event, Mapping) else getattr(event, "extra", None)
+            if extra and extra.get("ds"):
+                keys.add(ds_str(str(extra["ds"])))
+    return sorted(keys)
+
+
 def resolve_partition(
     *,
     params: Mapping[str, Any] | None = None,
@@ -93,21 +104,15 @@ def resolve_partition(
     if logical_date is not None:
         return ds_str(logical_date)
     if triggering_asset_events:
-        keys = set()
-        for events in triggering_asset_events.values():
-            for event in events:
-                extra = getattr(event, "extra", None) or {}
-                if isinstance(event, Mapping):
-                    extra = event.get("extra") or {}
-                if extra.get("ds"):
-                    keys.add(ds_str(str(extra["ds"])))
+        keys = partitions_from_events(triggering_asset_events)
         if len(keys) == 1:
-            return keys.pop()
+            return keys[0]
         if len(keys) > 1:
-            # Several queued events collapsed into one run: take the newest
-            # partition; the older ones were handled by their own runs or are
-            # superseded (the consumer is idempotent per partition).
-            return max(keys)
+            # Queued events collapse into one run in Airflow 3: never pick one
+            # and silently drop the others.
+            raise InvalidPartitionKey(
+                f"the run was triggered for several partitions {keys}: use partitions_from_events and map over them"
+            )
     raise InvalidPartitionKey(
         "cannot resolve the partition: no 'ds' param, no logical date and no asset event with extra['ds']"
     )

@@ -135,8 +135,13 @@ class LocalStorage(Storage):
         return f"file://{self._path(key)}"
 
     def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        # A symlink in landing/ must not pull files from outside the root
+        # (say ~/.aws/credentials) into quarantine/ where readers can see them.
+        if path.is_symlink() and not path.resolve().is_relative_to(Path(self.root).resolve()):
+            raise ConfigError(f"refusing to read {self.uri(key)}: a symlink out of the storage root")
         try:
-            return self._path(key).read_bytes()
+            return path.read_bytes()
         except FileNotFoundError:
             raise MissingInput(f"not found: {self.uri(key)}") from None
 

@@ -114,6 +114,7 @@ def land(storage: Any, frame: Any, ds: str) -> dict[str, int]:
         name = f"flights_{origin}.csv"
         storage.write_bytes(partition_key("landing", DATASET, ds, name), part.to_csv(index=False).encode("utf-8"))
         rows[name] = len(part)
+    storage.write_bytes(partition_key("landing", DATASET, ds, "_SUCCESS"), b"")  # delivery complete
     return rows
 
 

@@ -8,7 +8,14 @@ from types import SimpleNamespace
 import pytest
 
 from pipelines.errors import InvalidPartitionKey
-from pipelines.partitions import date_range, ds_str, parse_ds, partition_dir, resolve_partition
+from pipelines.partitions import (
+    date_range,
+    ds_str,
+    parse_ds,
+    partition_dir,
+    partitions_from_events,
+    resolve_partition,
+)
 
 
 @pytest.mark.parametrize("good", ["2013-01-01", "2013-12-31", "2024-02-29"])
@@ -65,9 +72,11 @@ def test_asset_triggered_run_reads_event_extra():
     assert resolve_partition(params={}, logical_date=None, triggering_asset_events=events) == "2013-02-01"
 
 
-def test_collapsed_asset_events_take_the_newest_partition():
-    events = {"a": [SimpleNamespace(extra={"ds": "2013-02-01"}), SimpleNamespace(extra={"ds": "2013-02-03"})]}
-    assert resolve_partition(triggering_asset_events=events) == "2013-02-03"
+def test_collapsed_asset_events_are_never_silently_dropped():
+    events = {"a": [SimpleNamespace(extra={"ds": "2013-02-03"}), {"extra": {"ds": "2013-02-01"}}]}
+    with pytest.raises(InvalidPartitionKey, match="several partitions"):
+        resolve_partition(triggering_asset_events=events)
+    assert partitions_from_events(events) == ["2013-02-01", "2013-02-03"]
 
 
 def test_event_extra_is_validated():

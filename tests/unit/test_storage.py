@@ -386,3 +386,15 @@ def test_s3_storage_keys_are_validated_before_any_request():
             storage.read_bytes(key)
         with pytest.raises(ConfigError):
             storage.write_bytes(key, b"x")
+
+
+def test_symlink_out_of_the_root_is_refused(tmp_path):
+    from pipelines.storage import LocalStorage
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("aws_secret_access_key=...")
+    root = tmp_path / "root"
+    (root / "landing").mkdir(parents=True)
+    (root / "landing" / "x.csv").symlink_to(secret)
+    with pytest.raises(ConfigError, match="symlink out of the storage root"):
+        LocalStorage(root).read_bytes("landing/x.csv")
