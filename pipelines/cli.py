@@ -98,6 +98,34 @@ def validate_cmd(
     )
 
 
+@app.command("train")
+def train_cmd(
+    model: str = ModelOpt,
+    end_ds: str = typer.Option(..., "--end-ds", help="Last day of the training window (its holdout's end)."),
+    trigger: str = typer.Option("manual", help="Why: manual, schedule or drift (recorded on the run)."),
+    evidence: str = typer.Option("{}", help="JSON evidence of the trigger (e.g. a drift report URI)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Build the training set, train a challenger, log it to MLflow and register a version."""
+    from pipelines.config import load_project
+    from pipelines.errors import ConfigError
+    from pipelines.training import train_challenger
+
+    try:
+        evidence_obj = json.loads(evidence)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--evidence is not JSON: {exc}") from None
+    r = train_challenger(load_project(model), end_ds, trigger=trigger, evidence=evidence_obj)
+    primary = next(iter(r["metrics"]))
+    _emit(
+        r,
+        as_json,
+        f"{r['model']} version {r['version']} (run {r['run_id']}) trained on {r['train_days'][0]}..{r['train_days'][1]} "
+        f"({r['train_rows']} rows); holdout {r['holdout_days'][0]}..{r['holdout_days'][1]}: "
+        f"{primary}={r['metrics'][primary]}; fingerprint {r['fingerprint']}",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
     try:

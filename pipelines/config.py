@@ -110,6 +110,51 @@ class ModelFamilyConfig(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class MetricsConfig(_Strict):
+    """How models are compared: the primary metric decides, secondaries inform."""
+
+    primary: str
+    secondary: list[str] = Field(default_factory=list)
+    classification_threshold: float = Field(
+        0.5, gt=0, lt=1, description="classification: label 1 when the probability is at least this"
+    )
+
+
+class MinChange(_Strict):
+    """Minimum improvement of a metric over the champion (in its better direction)."""
+
+    absolute: float | None = None
+    relative: float | None = None
+
+
+class BootstrapConfig(_Strict):
+    """Paired bootstrap on the primary metric's difference (challenger - champion)."""
+
+    samples: int = Field(1000, ge=100, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    tolerance: float = Field(0.0, ge=0, description="lower bound must be above -tolerance")
+    seed: int = 20130101
+
+
+class SlicesConfig(_Strict):
+    """Per-slice non-regression of the primary metric."""
+
+    columns: list[str] = Field(default_factory=list)
+    min_size: int = Field(200, ge=1)
+    tolerance: float = Field(0.02, ge=0, description="largest allowed loss on any slice")
+
+
+class GateConfig(_Strict):
+    """Promotion criteria; all must pass."""
+
+    floors: dict[str, float] = Field(
+        default_factory=dict, description="metric -> worst acceptable value (a floor or a ceiling by direction)"
+    )
+    min_change: dict[str, MinChange] = Field(default_factory=dict)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    slices: SlicesConfig = Field(default_factory=SlicesConfig)
+
+
 class TrainingConfig(_Strict):
     """Training window: the last holdout_days of it are never trained on."""
 
@@ -136,6 +181,24 @@ class ProjectConfig(_Strict):
     features: FeaturesConfig
     model: ModelFamilyConfig = Field(default_factory=ModelFamilyConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    metrics: MetricsConfig | None = None
+    gate: GateConfig = Field(default_factory=GateConfig)
+
+    @model_validator(mode="after")
+    def _metrics_known(self) -> ProjectConfig:
+        from pipelines.metrics import METRICS, default_metrics
+
+        task = self.target.task
+        metrics = self.metrics or default_metrics(task)
+        names = [metrics.primary, *metrics.secondary, *self.gate.floors, *self.gate.min_change]
+        for name in names:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r} (known: {sorted(METRICS)})")
+            if task not in METRICS[name].tasks:
+                raise ValueError(f"metric {name!r} does not apply to {task}")
+        if self.metrics is None:
+            object.__setattr__(self, "metrics", metrics)
+        return self
 
     #: Where the file was loaded from (not part of the YAML).
     source: Path | None = Field(None, exclude=True)

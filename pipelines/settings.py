@@ -48,6 +48,9 @@ class Profile(BaseModel):
     data_root: str = Field(description="storage root: relative to the checkout, absolute, or s3://")
     mlflow_tracking_uri: str
     mlflow_registry_uri: str | None = None
+    mlflow_artifact_root: str | None = Field(
+        None, description="where new experiments keep artifacts (default: <data_root>/mlflow/artifacts)"
+    )
     aws_endpoint_url: str | None = None
     s3_region: str | None = None
 
@@ -63,6 +66,7 @@ class Settings(BaseModel):
     data_root: str
     mlflow_tracking_uri: str
     mlflow_registry_uri: str | None
+    mlflow_artifact_root: str
     aws_endpoint_url: str | None
     s3_region: str | None
 
@@ -80,9 +84,12 @@ def _resolve_path(value: str) -> str:
     return str(path.resolve())
 
 
-def _resolve_uri(value: str) -> str:
-    # Relative sqlite paths in a profile are relative to the checkout, so the
-    # same profile works from Airflow workers whose cwd is elsewhere.
+def _resolve_uri(value: str, data_root: str) -> str:
+    # ``{data_root}`` in a profile's URI follows PIPELINES_DATA_ROOT, so a test
+    # or a second checkout gets its own MLflow store beside its own data.
+    value = value.replace("{data_root}", data_root)
+    # Relative sqlite paths are relative to the checkout, so the same profile
+    # works from Airflow workers whose cwd is elsewhere.
     prefix = "sqlite:///"
     if value.startswith(prefix) and not value[len(prefix) :].startswith("/"):
         return prefix + str((PROJECT_ROOT / value[len(prefix) :]).resolve())
@@ -119,6 +126,7 @@ def get_settings() -> Settings:
         "PIPELINES_DATA_ROOT",
         "MLFLOW_TRACKING_URI",
         "MLFLOW_REGISTRY_URI",
+        "PIPELINES_MLFLOW_ARTIFACT_ROOT",
         "AWS_ENDPOINT_URL",
         "AWS_DEFAULT_REGION",
     )
@@ -127,16 +135,19 @@ def get_settings() -> Settings:
 
 @lru_cache(maxsize=8)
 def _settings(env: tuple[str | None, ...]) -> Settings:
-    profile_name, config_dir, contracts_dir, data_root, mlflow_uri, registry_uri, endpoint, region = env
+    profile_name, config_dir, contracts_dir, data_root, mlflow_uri, registry_uri, artifact_root, endpoint, region = env
     cfg_dir = Path(_resolve_path(config_dir)) if config_dir else PROJECT_ROOT / "configs"
     profile = load_profile(profile_name or "local", cfg_dir)
+    root = _resolve_path(data_root or profile.data_root)
+    artifacts = artifact_root or profile.mlflow_artifact_root
     return Settings(
         profile=profile.name,
         config_dir=cfg_dir,
         contracts_dir=Path(_resolve_path(contracts_dir)) if contracts_dir else PROJECT_ROOT / "data_contracts",
-        data_root=_resolve_path(data_root or profile.data_root),
-        mlflow_tracking_uri=_resolve_uri(mlflow_uri or profile.mlflow_tracking_uri),
+        data_root=root,
+        mlflow_tracking_uri=_resolve_uri(mlflow_uri or profile.mlflow_tracking_uri, root),
         mlflow_registry_uri=registry_uri or profile.mlflow_registry_uri,
+        mlflow_artifact_root=_resolve_path(artifacts) if artifacts else f"{root}/mlflow/artifacts",
         aws_endpoint_url=endpoint or profile.aws_endpoint_url,
         s3_region=region or profile.s3_region,
     )

@@ -98,6 +98,7 @@ def test_environment_overrides_profile(monkeypatch, tmp_path):
     assert local.profile == "local"
     assert local.data_root == str(PROJECT_ROOT / "data")
     assert local.mlflow_tracking_uri == f"sqlite:///{PROJECT_ROOT / 'data/mlflow/mlflow.db'}"
+    assert local.mlflow_artifact_root == str(PROJECT_ROOT / "data/mlflow/artifacts")
     monkeypatch.setenv("PIPELINES_DATA_ROOT", "s3://bucket/prefix/")
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")

@@ -1,0 +1,99 @@
+"""The model: one scikit-learn pipeline from raw validated rows to a score.
+
+``features`` (``pipelines.features.make_features``) -> ``encode`` -> ``model``.
+XGBoost gets ordinal-encoded categoricals and native missing values; a
+scikit-learn estimator gets imputation and one-hot encoding. The pipeline is
+logged to MLflow as one model, so the preprocessing travels with it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pipelines.config import ProjectConfig
+    from pipelines.features import FeatureSpec
+
+SEED = 20130101
+
+
+def _estimator(project: ProjectConfig) -> Any:
+    cfg = project.model
+    classification = project.target.task == "classification"
+    if cfg.family == "xgboost":
+        import xgboost as xgb
+
+        params = {"tree_method": "hist", "n_jobs": 2, "random_state": SEED, **cfg.params}
+        if classification:
+            return xgb.XGBClassifier(eval_metric="logloss", **params)
+        return xgb.XGBRegressor(**params)
+    if not cfg.estimator or "." not in cfg.estimator:
+        raise ConfigError(f"{project.source}: model.estimator: a dotted class path is required for sklearn")
+    module, _, name = cfg.estimator.rpartition(".")
+    if not module.startswith("sklearn."):
+        raise ConfigError(f"{project.source}: model.estimator: only sklearn estimators are allowed (got {module})")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        raise ConfigError(f"{project.source}: model.estimator: cannot import {cfg.estimator}") from None
+    params = dict(cfg.params)
+    if "random_state" in cls().get_params():
+        params.setdefault("random_state", SEED)
+    return cls(**params)
+
+
+def build_pipeline(project: ProjectConfig, spec: FeatureSpec) -> Any:
+    """An unfitted pipeline: raw rows in, prediction out."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
+
+    from pipelines.features import make_features
+
+    features = FunctionTransformer(make_features, kw_args={"spec": spec}, validate=False)
+    if project.model.family == "xgboost":
+        encode = ColumnTransformer(
+            [
+                ("num", "passthrough", spec.numeric_out),
+                (
+                    "cat",
+                    OrdinalEncoder(
+                        handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1, dtype="float64"
+                    ),
+                    spec.categorical_out,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+    else:
+        encode = ColumnTransformer(
+            [
+                ("num", SimpleImputer(strategy="median"), spec.numeric_out),
+                (
+                    "cat",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="constant", fill_value="<null>")),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=10)),
+                        ]
+                    ),
+                    spec.categorical_out,
+                ),
+            ],
+            verbose_feature_names_out=False,
+        )
+    return Pipeline([("features", features), ("encode", encode), ("model", _estimator(project))])
+
+
+def predict_scores(model: Any, rows: Any, task: str) -> Any:
+    """Scores of a fitted pipeline or a loaded pyfunc: P(positive) or the predicted value."""
+    import numpy as np
+
+    if hasattr(model, "predict_proba") and task == "classification":
+        return np.asarray(model.predict_proba(rows))[:, 1]
+    out = np.asarray(model.predict(rows))
+    return out[:, 1] if out.ndim == 2 else out.astype("float64")

@@ -1,0 +1,54 @@
+"""MLflow access: tracking URI, experiments with a known artifact root, the registry client."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from pipelines.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous-champion"
+
+
+def configure(settings: Settings | None = None) -> Any:
+    """Point MLflow at the profile's tracking server/store; returns the ``mlflow`` module."""
+    settings = settings or get_settings()
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    if settings.mlflow_registry_uri:
+        mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    return mlflow
+
+
+def experiment_id(name: str, settings: Settings | None = None) -> str:
+    """The experiment named after the model project, created with the profile's artifact root."""
+    settings = settings or get_settings()
+    mlflow = configure(settings)
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    root = settings.mlflow_artifact_root.rstrip("/")
+    location = root if root.startswith(("s3://", "file://", "mlflow-artifacts:")) else f"file://{root}"
+    try:
+        return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+    except Exception as exc:
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is None:
+            raise exc from None
+        return exp.experiment_id
+
+
+def client(settings: Settings | None = None) -> Any:
+    configure(settings)
+    from mlflow import MlflowClient
+
+    return MlflowClient()

@@ -1,0 +1,116 @@
+"""Training sets and challenger training against a real (file) MLflow store."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pandas as pd
+import pytest
+
+from pipelines.config import load_project
+from pipelines.errors import MissingInput
+from pipelines.training import build_training_set, train_challenger, window
+
+
+def test_window_keeps_the_holdout_last():
+    days = window(load_project("flights_delay"), "2013-01-31")
+    assert days["train"][0] == "2012-12-03" and days["train"][-1] == "2013-01-24"
+    assert days["holdout"] == [f"2013-01-{d}" for d in range(25, 32)]
+
+
+def test_training_set_is_deterministic_and_holdout_disjoint(jan_root):
+    project = load_project("flights_delay")
+    a = build_training_set(project, "2013-01-31")
+    b = build_training_set(project, "2013-01-31")
+    assert a["fingerprint"] == b["fingerprint"] and a["fingerprint"].endswith(".dir")
+    assert a["train_days"] == ["2013-01-01", "2013-01-24"] and a["holdout_days"] == ["2013-01-25", "2013-01-31"]
+    assert len(a["missing_days"]) == 29  # December 2012: before the feed starts
+    train, hold = a["frames"]["train"], a["frames"]["holdout"]
+    assert set(train["ds"]).isdisjoint(hold["ds"])
+    assert a["train_rows"] + a["holdout_rows"] == 27004
+
+
+def test_fingerprint_is_what_dvc_computes(jan_root, tmp_path):
+    """`dvc add` on the written training folder reports the same directory hash."""
+    project = load_project("flights_delay")
+    ts = build_training_set(project, "2013-01-31")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    shutil.copytree(
+        jan_root / "training/flights_delay/ds=2013-01-31", repo / "set", ignore=shutil.ignore_patterns("_manifest.json")
+    )
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["dvc", "add", "-q", "set"], cwd=repo, check=True)
+    import yaml
+
+    outs = yaml.safe_load((repo / "set.dvc").read_text())["outs"][0]
+    assert outs["md5"] == ts["fingerprint"]
+
+
+def test_no_data_is_a_named_error(jan_root):
+    with pytest.raises(MissingInput, match="no validated data"):
+        build_training_set(load_project("flights_delay"), "2013-03-31")
+
+
+def test_train_logs_and_registers_a_version(jan_root):
+    import mlflow
+
+    from pipelines.tracking import client
+
+    r = train_challenger(load_project("flights_delay"), "2013-01-31")
+    assert r["version"] == "1" and r["metrics"]["roc_auc"] > 0.55
+    c = client()
+    mv = c.get_model_version("flights_delay", "1")
+    assert mv.run_id == r["run_id"]
+    assert mv.tags["data_fingerprint"] == r["fingerprint"] and mv.tags["contract_version"] == "1.0.0"
+    run = c.get_run(r["run_id"])
+    assert run.data.tags["trigger"] == "manual" and run.data.tags["code_version"] == "test"
+    assert run.data.tags["training_window"] == "2013-01-01..2013-01-24"
+    for name in ("holdout_roc_auc", "holdout_pr_auc", "holdout_log_loss", "holdout_brier"):
+        assert name in run.data.metrics
+    contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert contexts == {"training", "evaluation"}
+    assert {a.path for a in c.list_artifacts(r["run_id"], "reference")} == {
+        "reference/profile.json",
+        "reference/sample.parquet",
+    }
+    profile = json.loads(
+        open(mlflow.artifacts.download_artifacts(run_id=r["run_id"], artifact_path="reference/profile.json")).read()
+    )
+    assert set(profile["categorical"]) == {"carrier", "origin", "dest"}
+
+    # The logged model carries its preprocessing: raw validated rows in, probabilities out.
+    model = mlflow.pyfunc.load_model(r["model_uri"])
+    rows = pd.read_parquet(jan_root / "validated/flights/ds=2013-01-28/part-00000.parquet")
+    proba = model.predict(rows)
+    assert proba.shape == (len(rows), 2) and ((proba >= 0) & (proba <= 1)).all()
+
+
+def test_train_cli_json(jan_root):
+    import io
+    from contextlib import redirect_stdout
+
+    from pipelines.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(
+            [
+                "train",
+                "--model",
+                "flights_delay",
+                "--end-ds",
+                "2013-01-31",
+                "--trigger",
+                "drift",
+                "--evidence",
+                '{"report": "file:///x"}',
+                "--json",
+            ]
+        )
+    assert code == 0
+    r = json.loads(out.getvalue())
+    assert {"version", "run_id", "metrics", "fingerprint"} <= set(r) and r["trigger"] == "drift"
