@@ -120,7 +120,8 @@ def train_cmd(
     _emit(
         r,
         as_json,
-        f"{r['model']} version {r['version']} (run {r['run_id']}) trained on {r['train_days'][0]}..{r['train_days'][1]} "
+        f"{r['model']} version {r['version']} (run {r['run_id']}) "
+        f"trained on {r['train_days'][0]}..{r['train_days'][1]} "
         f"({r['train_rows']} rows); holdout {r['holdout_days'][0]}..{r['holdout_days'][1]}: "
         f"{primary}={r['metrics'][primary]}; fingerprint {r['fingerprint']}",
     )

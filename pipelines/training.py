@@ -273,7 +273,8 @@ def train_challenger(
         metrics["predicted_positive_share"] = float((scores >= project.metrics.classification_threshold).mean())
     fit_seconds = time.monotonic() - t0
 
-    mlflow = configure()
+    configure()
+    import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
