@@ -127,6 +127,47 @@ def train_cmd(
     )
 
 
+@app.command("gate")
+def gate_cmd(
+    model: str = ModelOpt,
+    candidate: str = typer.Option(None, help="Version to gate (default: the newest)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Evaluate and record, move no alias."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compare a challenger with the champion; promote it only if every criterion passes (exit 4 if not)."""
+    from pipelines.config import load_project
+    from pipelines.errors import GateRejected
+    from pipelines.gate import run_gate
+
+    try:
+        d = run_gate(load_project(model), candidate, dry_run=dry_run)
+    except GateRejected as rejected:
+        if as_json and getattr(rejected, "decision", None):
+            typer.echo(json.dumps(rejected.decision, default=str, sort_keys=True))
+        raise
+    verdict = "promoted to champion" if d["promoted"] else ("passed (dry run)" if d["passed"] else "no change")
+    _emit(
+        d,
+        as_json,
+        f"{d['model']} v{d['candidate']} vs champion {d['champion'] or '(none)'}: {verdict}"
+        + (f"; {'; '.join(d['notes'])}" if d.get("notes") else ""),
+    )
+
+
+@app.command("rollback")
+def rollback_cmd(
+    model: str = ModelOpt,
+    reason: str = typer.Option("manual rollback", help="Why (recorded on the registry)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Make previous-champion the champion again."""
+    from pipelines.config import load_project
+    from pipelines.gate import rollback
+
+    r = rollback(load_project(model), reason)
+    _emit(r, as_json, f"{model}: champion is now v{r['champion']} (was v{r['previous']}): {r['why']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
     try:

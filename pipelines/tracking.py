@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +24,19 @@ def configure(settings: Settings | None = None) -> Any:
     logging.getLogger("alembic").setLevel(logging.WARNING)
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    if settings.mlflow_registry_uri:
-        mlflow.set_registry_uri(settings.mlflow_registry_uri)
+    # MLflow's setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI
+    # into os.environ, where our settings would then read them back as a
+    # user override: keep the environment as the user set it.
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(settings.mlflow_registry_uri or uri)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return mlflow
 
 

@@ -1,0 +1,394 @@
+"""The promotion gate: a challenger becomes champion only when the evidence says it is better.
+
+Challenger and champion are scored on the same holdout, restricted to days
+neither trained on. Criteria, all of which must pass:
+
+1. ``floors``: absolute bounds on configured metrics (the only criteria when
+   there is no champion yet);
+2. ``min_change``: minimum absolute and/or relative improvement per metric;
+3. ``bootstrap``: a seeded paired bootstrap confidence interval of the
+   primary metric's gain; its lower bound must be above ``-tolerance``;
+4. ``slices``: on each slice column, every value with at least ``min_size``
+   rows may lose at most ``tolerance`` of the primary metric.
+
+The decision (each criterion, its numbers, pass or fail) is saved as JSON and
+Markdown on the challenger's MLflow run and summarised in model-version tags.
+On pass the ``champion`` alias moves to the challenger and the former champion
+gets ``previous-champion``; on fail nothing moves and
+:class:`~pipelines.errors.GateRejected` (exit 4) names the failed criteria.
+
+Alias moves happen under a per-model lock and only if the champion is still
+the one the gate evaluated against, so two gates racing cannot leave the
+registry inconsistent: the loser fails with a named error and can re-run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import GateRejected, MissingInput, PipelinesError
+from pipelines.tracking import CHAMPION, PREVIOUS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from pipelines.config import ProjectConfig
+
+log = logging.getLogger(__name__)
+
+
+class ChampionChanged(PipelinesError):
+    """Another promotion moved the champion while this gate was evaluating."""
+
+    exit_code = 4
+
+
+@contextlib.contextmanager
+def promotion_lock(model: str) -> Iterator[None]:
+    """Serialise alias moves for one model (a file lock beside the local MLflow store).
+
+    With a tracking server the same lock file lives in the profile's data root
+    when it is local; for an S3 data root the re-check of the champion under
+    :func:`_move_aliases` is what keeps the registry consistent.
+    """
+    import fcntl
+
+    from pipelines.settings import get_settings
+
+    settings = get_settings()
+    if settings.is_s3:
+        yield
+        return
+    path = os.path.join(settings.data_root, "mlflow", f".gate-{model}.lock")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _alias_version(c: Any, model: str, alias: str) -> str | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return str(c.get_model_version_by_alias(model, alias).version)
+    except MlflowException:
+        return None
+
+
+def _days(tag: str | None) -> tuple[str, str] | None:
+    if not tag or ".." not in tag:
+        return None
+    a, b = tag.split("..", 1)
+    return a, b
+
+
+def _holdout(project: ProjectConfig, c: Any, version: str) -> pd.DataFrame:
+    """The challenger's holdout rows (written with its training set)."""
+    from pipelines.storage import get_storage, partition_key
+    from pipelines.training import HOLDOUT_FILE
+
+    mv = c.get_model_version(project.name, version)
+    end_ds = c.get_run(mv.run_id).data.tags.get("end_ds")
+    if not end_ds:
+        raise MissingInput(f"{project.name} v{version}: its run has no end_ds tag; was it trained by pipelines?")
+    key = partition_key("training", project.name, end_ds, HOLDOUT_FILE)
+    return get_storage().read_parquet(key).to_pandas()
+
+
+def _bootstrap(
+    metric: Any, y: np.ndarray, a: np.ndarray, b: np.ndarray, samples: int, seed: int, confidence: float
+) -> dict[str, float]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    gains = []
+    for _ in range(samples):
+        idx = rng.integers(0, n, n)
+        ga, gb = metric.fn(y[idx], a[idx]), metric.fn(y[idx], b[idx])
+        if ga == ga and gb == gb:  # skip degenerate resamples (one class)
+            gains.append(metric.gain(ga, gb))
+    g = np.asarray(gains)
+    alpha = (1 - confidence) / 2
+    return {
+        "mean": float(g.mean()),
+        "low": float(np.quantile(g, alpha)),
+        "high": float(np.quantile(g, 1 - alpha)),
+        "samples": len(g),
+    }
+
+
+def slice_criterion(
+    rows: pd.DataFrame, col: str, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, metric: Any, cfg: Any
+) -> dict[str, Any]:
+    """Per-slice non-regression on one column: no slice of ``min_size`` rows may lose more than ``tolerance``."""
+    worst = None
+    slices = []
+    for value, idx in rows.groupby(col).indices.items():
+        if len(idx) < cfg.min_size:
+            continue
+        a, p = metric.fn(y[idx], challenger[idx]), metric.fn(y[idx], champion[idx])
+        if a != a or p != p:  # undefined on this slice (one class)
+            continue
+        gain = metric.gain(a, p)
+        slices.append({"value": str(value), "rows": len(idx), "challenger": a, "champion": p, "gain": gain})
+        worst = gain if worst is None else min(worst, gain)
+    return {
+        "name": f"slices:{col}",
+        "passed": worst is None or worst >= -cfg.tolerance,
+        "worst_gain": worst,
+        "tolerance": cfg.tolerance,
+        "min_size": cfg.min_size,
+        "slices": slices,
+    }
+
+
+def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[str, Any]:
+    """Score challenger and champion on a common holdout and check every criterion (no registry change)."""
+
+    import mlflow
+
+    from pipelines.metrics import METRICS, evaluate
+    from pipelines.model import predict_scores
+    from pipelines.tracking import client
+    from pipelines.training import labelled
+
+    c = client()
+    versions = c.search_model_versions(f"name='{project.name}'")
+    if not versions:
+        raise MissingInput(f"{project.name}: no registered version to gate; run `pipelines train` first")
+    candidate = str(candidate or max(int(v.version) for v in versions))
+    champion = _alias_version(c, project.name, CHAMPION)
+    cfg = project.gate
+    primary = METRICS[project.metrics.primary]
+    decision: dict[str, Any] = {
+        "model": project.name,
+        "candidate": candidate,
+        "champion": champion,
+        "primary_metric": primary.name,
+        "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "criteria": [],
+        "notes": [],
+    }
+    if champion == candidate:
+        decision.update(passed=False, noop=True, failed=[])
+        decision["notes"].append(f"version {candidate} is already the champion: nothing to do")
+        return decision
+
+    holdout = _holdout(project, c, candidate)
+    if champion is not None:
+        seen = _days(c.get_model_version(project.name, champion).tags.get("training_window"))
+        if seen:
+            before = holdout["ds"].nunique()
+            holdout = holdout[(holdout["ds"] < seen[0]) | (holdout["ds"] > seen[1])]
+            dropped = before - holdout["ds"].nunique()
+            if dropped:
+                decision["notes"].append(
+                    f"{dropped} holdout day(s) dropped: champion v{champion} trained on {seen[0]}..{seen[1]}"
+                )
+    rows, y = labelled(holdout, project)
+    decision["holdout_rows"] = len(rows)
+    decision["holdout_days"] = sorted(holdout["ds"].unique().tolist())
+    y = y.to_numpy()
+    if len(rows) == 0:
+        decision["criteria"].append(
+            {"name": "common_holdout", "passed": False, "detail": "no holdout day that neither model trained on"}
+        )
+        decision.update(passed=False, failed=["common_holdout"])
+        return decision
+
+    task = project.target.task
+    names = list(dict.fromkeys([primary.name, *project.metrics.secondary, *cfg.floors, *cfg.min_change]))
+    ch_score = predict_scores(mlflow.pyfunc.load_model(f"models:/{project.name}/{candidate}"), rows, task)
+    ch = evaluate(task, names, y, ch_score)
+    decision["challenger_metrics"] = ch
+    crit = decision["criteria"]
+    for name, bound in cfg.floors.items():
+        m = METRICS[name]
+        ok = ch[name] == ch[name] and (ch[name] >= bound if m.greater_is_better else ch[name] <= bound)
+        crit.append(
+            {
+                "name": f"floor:{name}",
+                "passed": bool(ok),
+                "value": ch[name],
+                "bound": bound,
+                "direction": ">=" if m.greater_is_better else "<=",
+            }
+        )
+    if champion is not None:
+        cp_score = predict_scores(mlflow.pyfunc.load_model(f"models:/{project.name}/{champion}"), rows, task)
+        cp = evaluate(task, names, y, cp_score)
+        decision["champion_metrics"] = cp
+        for name, change in cfg.min_change.items():
+            m = METRICS[name]
+            gain = m.gain(ch[name], cp[name])
+            rel = gain / abs(cp[name]) if cp[name] else float("inf")
+            ok = (change.absolute is None or gain >= change.absolute) and (
+                change.relative is None or rel >= change.relative
+            )
+            crit.append(
+                {
+                    "name": f"min_change:{name}",
+                    "passed": bool(ok),
+                    "challenger": ch[name],
+                    "champion": cp[name],
+                    "gain": gain,
+                    "relative_gain": rel,
+                    "required_absolute": change.absolute,
+                    "required_relative": change.relative,
+                }
+            )
+        b = cfg.bootstrap
+        ci = _bootstrap(primary, y, ch_score, cp_score, b.samples, b.seed, b.confidence)
+        crit.append(
+            {
+                "name": f"bootstrap:{primary.name}",
+                "passed": ci["low"] > -b.tolerance,
+                **ci,
+                "confidence": b.confidence,
+                "tolerance": b.tolerance,
+                "seed": b.seed,
+            }
+        )
+        for col in cfg.slices.columns:
+            crit.append(slice_criterion(rows, col, y, ch_score, cp_score, primary, cfg.slices))
+    else:
+        decision["notes"].append("no champion yet: only the floors apply")
+    failed = [c_["name"] for c_ in crit if not c_["passed"]]
+    decision.update(passed=not failed, failed=failed)
+    return decision
+
+
+def render_markdown(d: dict[str, Any]) -> str:
+    verdict = "PROMOTE" if d.get("passed") else "KEEP CHAMPION"
+    lines = [f"# Gate: {d['model']} v{d['candidate']} vs champion {d.get('champion') or '(none)'}: **{verdict}**", ""]
+    lines += [f"- {n}" for n in d.get("notes", [])]
+    lines += [
+        "",
+        f"Holdout: {d.get('holdout_rows', 0)} rows, days {', '.join(d.get('holdout_days', []))}",
+        "",
+        "| criterion | result | numbers |",
+        "|---|---|---|",
+    ]
+    for c in d.get("criteria", []):
+        nums = {
+            k: (round(v, 5) if isinstance(v, float) else v)
+            for k, v in c.items()
+            if k not in ("name", "passed", "slices")
+        }
+        lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | `{json.dumps(nums)}` |")
+    return "\n".join(lines) + "\n"
+
+
+def _record(c: Any, project: ProjectConfig, d: dict[str, Any]) -> None:
+    import mlflow
+
+    run_id = c.get_model_version(project.name, d["candidate"]).run_id
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_dict(d, "gate/decision.json")
+        mlflow.log_text(render_markdown(d), "gate/decision.md")
+    d["decision_uri"] = f"runs:/{run_id}/gate/decision.json"
+    tags = {
+        "gate_decision": "promoted" if d["passed"] else "rejected",
+        "gate_failed": ",".join(d["failed"]) or "-",
+        "gate_champion_at_evaluation": d.get("champion") or "-",
+        "gate_at": d["evaluated_at"],
+        "gate_decision_uri": d["decision_uri"],
+    }
+    for k, v in tags.items():
+        c.set_model_version_tag(project.name, d["candidate"], k, v)
+
+
+def _move_aliases(c: Any, project: ProjectConfig, new: str, expected: str | None, why: str) -> None:
+    """Point ``champion`` at ``new`` (and ``previous-champion`` at the old one), atomically per model."""
+    with promotion_lock(project.name):
+        current = _alias_version(c, project.name, CHAMPION)
+        if current != expected:
+            raise ChampionChanged(
+                f"{project.name}: champion moved from {expected} to {current} during the gate; re-run the gate"
+            )
+        if current is not None:
+            c.set_registered_model_alias(project.name, PREVIOUS, current)
+        c.set_registered_model_alias(project.name, CHAMPION, new)
+        record = {
+            "champion": new,
+            "previous": current,
+            "why": why,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        c.set_model_version_tag(project.name, new, "promoted_from", current or "-")
+        c.set_model_version_tag(project.name, new, "promotion_reason", why)
+        c.set_registered_model_tag(project.name, "last_alias_change", json.dumps(record, sort_keys=True))
+
+
+def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+    """Evaluate, record, and promote when every criterion passes.
+
+    Raises:
+        GateRejected: a criterion failed; the champion is untouched (exit 4).
+        ChampionChanged: another promotion won the race (exit 4).
+    """
+    from pipelines.tracking import client
+
+    d = evaluate_gate(project, candidate)
+    if d.get("noop"):
+        d["promoted"] = False
+        return d
+    c = client()
+    _record(c, project, d)
+    d["promoted"] = False
+    if d["passed"] and not dry_run:
+        why = f"gate passed: {', '.join(x['name'] for x in d['criteria'])} ({d['decision_uri']})"
+        _move_aliases(c, project, d["candidate"], d["champion"], why)
+        d["promoted"] = True
+    log.info(
+        "%s gate v%s vs %s: %s%s",
+        project.name,
+        d["candidate"],
+        d["champion"] or "-",
+        "PROMOTED" if d["promoted"] else ("passed (dry run)" if d["passed"] else "rejected"),
+        f"; failed: {', '.join(d['failed'])}" if d["failed"] else "",
+    )
+    if not d["passed"]:
+        err = GateRejected(
+            f"{project.name} v{d['candidate']} rejected by the gate: failed {', '.join(d['failed'])}; "
+            f"champion stays {d['champion'] or '(none)'}"
+        )
+        err.decision = d  # type: ignore[attr-defined]
+        raise err
+    return d
+
+
+def rollback(project: ProjectConfig, reason: str = "manual rollback") -> dict[str, Any]:
+    """Make ``previous-champion`` the champion again; the rolled-back version becomes ``previous-champion``."""
+    from pipelines.tracking import client
+
+    c = client()
+    with promotion_lock(project.name):
+        current = _alias_version(c, project.name, CHAMPION)
+        previous = _alias_version(c, project.name, PREVIOUS)
+        if previous is None:
+            raise MissingInput(f"{project.name}: no previous-champion to roll back to")
+        c.set_registered_model_alias(project.name, CHAMPION, previous)
+        if current is not None:
+            c.set_registered_model_alias(project.name, PREVIOUS, current)
+            c.set_model_version_tag(project.name, current, "rolled_back", reason)
+        record = {
+            "champion": previous,
+            "previous": current,
+            "why": f"rollback: {reason}",
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        c.set_registered_model_tag(project.name, "last_alias_change", json.dumps(record, sort_keys=True))
+    log.info("%s: rolled back champion %s -> %s (%s)", project.name, current, previous, reason)
+    return record
