@@ -70,6 +70,24 @@ class IngestConfig(_Strict):
         return self
 
 
+class RetrainConfig(_Strict):
+    """Schedule of the retrain DAG (it also runs on the drift asset and by hand)."""
+
+    schedule: str = Field("@monthly", description="cron expression or preset")
+    start_date: dt.date = dt.date(2013, 1, 1)
+    end_date: dt.date | None = None
+    retries: int = Field(2, ge=2)
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid_cron(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"not a cron expression or preset: {value!r}")
+        return value
+
+
 class TargetConfig(_Strict):
     """What the model predicts."""
 
@@ -183,6 +201,7 @@ class ProjectConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     metrics: MetricsConfig | None = None
     gate: GateConfig = Field(default_factory=GateConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:

@@ -236,8 +236,14 @@ def train_challenger(
     trigger: str = "manual",
     evidence: dict[str, Any] | None = None,
     storage: Storage | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Train a challenger on the window ending ``end_ds`` and register it in MLflow.
+
+    Idempotent: when a version already exists for the same training data
+    (fingerprint) and code version, it is returned (``reused: true``) instead
+    of training a duplicate, so a retried or re-run task registers one
+    version; ``force`` trains anyway.
 
     Returns:
         ``model``, ``version``, ``run_id``, ``metrics`` (holdout), ``fingerprint``,
@@ -258,6 +264,16 @@ def train_challenger(
     contract = contract_for(project)
     spec = feature_spec(project, contract.column_names)
     ts = build_training_set(project, end_ds, storage=storage)
+    if not force:
+        existing = _existing_version(project.name, ts["fingerprint"], code_version())
+        if existing is not None:
+            log.info(
+                "%s: version %s already trained on this data and code (%s); reusing it",
+                project.name,
+                existing["version"],
+                ts["fingerprint"],
+            )
+            return {**existing, "trigger": trigger, "training_set": ts["uri"], "seconds": 0.0}
     train_x, train_y = labelled(ts["frames"]["train"], project)
     hold_x, hold_y = labelled(ts["frames"]["holdout"], project)
     if train_y.nunique() < 2 and project.target.task == "classification":
@@ -377,4 +393,38 @@ def train_challenger(
         "trigger": trigger,
         "training_set": ts["uri"],
         "seconds": round(time.monotonic() - t0, 2),
+        "reused": False,
     }
+
+
+def _existing_version(model: str, fingerprint: str, code: str) -> dict[str, Any] | None:
+    """A registered version trained on the same data and code, if any (newest first)."""
+    from pipelines.tracking import client
+
+    if code == "unknown" or code.endswith("-dirty"):
+        return None  # cannot prove the code is the same
+    c = client()
+    try:
+        versions = c.search_model_versions(f"name='{model}' and tags.data_fingerprint='{fingerprint}'")
+    except Exception:  # noqa: BLE001 - no registered model yet
+        return None
+    for mv in sorted(versions, key=lambda v: -int(v.version)):
+        if mv.tags.get("code_version") == code:
+            run = c.get_run(mv.run_id)
+            metrics = {
+                k.removeprefix("holdout_"): round(v, 6) for k, v in run.data.metrics.items() if k.startswith("holdout_")
+            }
+            window = run.data.tags.get("training_window", "..").split("..")
+            hold = run.data.tags.get("holdout_window", "..").split("..")
+            return {
+                "model": model,
+                "version": str(mv.version),
+                "run_id": mv.run_id,
+                "model_uri": f"models:/{model}/{mv.version}",
+                "metrics": metrics,
+                "fingerprint": fingerprint,
+                "train_days": window,
+                "holdout_days": hold,
+                "reused": True,
+            }
+    return None

@@ -21,6 +21,7 @@ HEAVY = ("great_expectations", "mlflow", "evidently", "xgboost", "sklearn", "pan
 
 EXPECTED = {
     "ingest_{}": {"wait_for_landing": {"validate_partition"}, "validate_partition": set()},
+    "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
 }
 
 

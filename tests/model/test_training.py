@@ -114,3 +114,12 @@ def test_train_cli_json(jan_root):
     assert code == 0
     r = json.loads(out.getvalue())
     assert {"version", "run_id", "metrics", "fingerprint"} <= set(r) and r["trigger"] == "drift"
+
+
+def test_rerun_reuses_the_version_unless_forced(jan_root):
+    project = load_project("flights_delay")
+    first = train_challenger(project, "2013-01-31")
+    again = train_challenger(project, "2013-01-31", trigger="schedule")
+    assert again["reused"] and again["version"] == first["version"] and again["run_id"] == first["run_id"]
+    forced = train_challenger(project, "2013-01-31", force=True)
+    assert not forced["reused"] and forced["version"] != first["version"]

@@ -1,0 +1,110 @@
+"""Retrain DAGs: one per model project, ``retrain_<project>``.
+
+Wiring only: each task makes one call into ``pipelines``.
+"""
+
+from __future__ import annotations
+
+from _common import as_datetime, default_args, projects, storage_uri
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+
+DOC = """
+# Retrain `{name}`
+
+**Purpose.** Train a challenger on the validated `{dataset}` partitions of a
+{window}-day window (the last {holdout} days held out), log it to MLflow and register
+a version, then let the promotion gate decide: the `champion` alias moves only when
+every criterion passes (floors, minimum change, paired bootstrap, per-slice
+non-regression). A rejection is a normal outcome: the run stays green, the decision
+(in the task log and on the challenger's MLflow run under `gate/`) says why.
+
+**Trigger.** Monthly (`{schedule}`, trains through the day before the run), **or** an
+event on the drift asset `{drift}` (trains through the drifted partition, trigger
+`drift`, the event's `extra` recorded as evidence), **or** by hand with the params
+`end_ds` (last day of the window) and `force` (train even if a version already exists
+for the same data and code).
+
+**Inputs.** `validated/{dataset}/ds=…/`.
+
+**Outputs.** `training/{name}/ds=<end_ds>/` (train/holdout Parquet, manifest with
+the DVC-compatible fingerprint), an MLflow run and model version, and an event on
+`{champion}` when the champion changes.
+"""
+
+
+def build_retrain_dag(project):
+    cfg = project.retrain
+    dag_id = f"retrain_{project.name}"
+    drift = Asset(name=f"drift_{project.name}", uri=storage_uri("reports", project.name, "drift"), group="drift")
+    champion = Asset(name=f"champion_{project.name}", uri=f"mlflow://models/{project.name}/champion", group="models")
+    with DAG(
+        dag_id=dag_id,
+        description=f"Train, gate and promote {project.name}",
+        schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable(cfg.schedule, timezone="UTC"), assets=drift),
+        start_date=as_datetime(cfg.start_date),
+        end_date=as_datetime(cfg.end_date),
+        catchup=False,
+        max_active_runs=1,
+        default_args=default_args(project, cfg.retries),
+        tags=["retrain", project.name, *project.tags],
+        params={
+            "end_ds": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                description="Last day of the training window (default: from the trigger)",
+            ),
+            "force": Param(False, type="boolean", description="Train even if this data and code have a version"),
+        },
+        doc_md=DOC.format(
+            name=project.name,
+            dataset=project.dataset.name,
+            window=project.training.window_days,
+            holdout=project.training.holdout_days,
+            schedule=cfg.schedule,
+            drift=drift.uri,
+            champion=champion.uri,
+        ),
+    ) as dag:
+
+        @task(task_id="train_challenger")
+        def train_challenger(**context) -> dict:
+            """Build the training set and train a challenger (logged and registered in MLflow)."""
+            from pipelines.retrain import run_training, training_request
+
+            request = training_request(
+                params=context.get("params"),
+                logical_date=context.get("logical_date"),
+                triggering_asset_events=context.get("triggering_asset_events"),
+                run_type=str(getattr(context.get("dag_run"), "run_type", "") or ""),
+            )
+            return run_training(project.name, request)
+
+        @task(task_id="gate")
+        def gate(trained: dict) -> dict:
+            """Compare with the champion; promote only if every criterion passes."""
+            from pipelines.retrain import run_gate_step
+
+            return run_gate_step(project.name, trained["version"])
+
+        @task(task_id="announce_champion", outlets=[champion])
+        def announce_champion(decision: dict, **context) -> dict:
+            """Emit the champion asset when the alias moved (skipped otherwise)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            if not decision.get("promoted"):
+                raise AirflowSkipException(f"champion unchanged: {', '.join(decision.get('failed') or []) or 'no-op'}")
+            context["outlet_events"][champion].extra = {
+                "model": project.name,
+                "version": decision["candidate"],
+                "previous": decision["champion"],
+                "decision": decision["decision_uri"],
+            }
+            return decision
+
+        announce_champion(gate(train_challenger()))
+    return dag
+
+
+for _project in projects():
+    globals()[f"retrain_{_project.name}"] = build_retrain_dag(_project)

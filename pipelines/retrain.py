@@ -1,0 +1,100 @@
+"""Entry points of the retrain DAG's tasks, and how a run decides what to train on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pipelines.partitions import ds_str, partitions_from_events
+
+log = logging.getLogger(__name__)
+
+
+def training_request(
+    *,
+    params: Mapping[str, Any] | None = None,
+    logical_date: dt.datetime | None = None,
+    triggering_asset_events: Mapping[Any, Iterable[Any]] | None = None,
+    run_type: str | None = None,
+) -> dict[str, Any]:
+    """What a retrain run trains on and why: ``{"end_ds", "trigger", "evidence", "force"}``.
+
+    - an explicit ``end_ds`` param wins (a scientist's manual run);
+    - a drift-asset event names the partition that drifted: train through it,
+      trigger ``drift``, its ``extra`` is the evidence;
+    - a scheduled (monthly) run trains through the day before its logical date.
+    """
+    params = dict(params or {})
+    force = bool(params.get("force"))
+    events = triggering_asset_events or {}
+    extras = [
+        (e.get("extra") if isinstance(e, Mapping) else getattr(e, "extra", None)) or {}
+        for evs in events.values()
+        for e in evs
+    ]
+    if params.get("end_ds"):
+        trigger = "drift" if extras else ("schedule" if run_type == "scheduled" else "manual")
+        return {
+            "end_ds": ds_str(str(params["end_ds"])),
+            "trigger": trigger,
+            "evidence": {"params": params},
+            "force": force,
+        }
+    if extras:
+        end = max(partitions_from_events(events))
+        evidence = {"events": [dict(x) for x in extras]}
+        return {"end_ds": end, "trigger": "drift", "evidence": evidence, "force": force}
+    if logical_date is None:
+        from pipelines.errors import InvalidPartitionKey
+
+        raise InvalidPartitionKey("cannot tell what to train on: no end_ds param, no drift event, no logical date")
+    end = (logical_date.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    trigger = "manual" if run_type == "manual" else "schedule"
+    return {"end_ds": end, "trigger": trigger, "evidence": {"logical_date": logical_date.isoformat()}, "force": force}
+
+
+def run_training(model: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Train a challenger for a retrain run (one call from the DAG task)."""
+    from pipelines.config import load_project
+    from pipelines.training import train_challenger
+
+    r = train_challenger(
+        load_project(model),
+        request["end_ds"],
+        trigger=request["trigger"],
+        evidence=dict(request.get("evidence") or {}),
+        force=bool(request.get("force")),
+    )
+    return {
+        k: r[k]
+        for k in (
+            "model",
+            "version",
+            "run_id",
+            "metrics",
+            "fingerprint",
+            "train_days",
+            "holdout_days",
+            "trigger",
+            "reused",
+        )
+    }
+
+
+def run_gate_step(model: str, version: str) -> dict[str, Any]:
+    """Gate a version; a rejection is an outcome here, not a failure (the decision says why)."""
+    from pipelines.config import load_project
+    from pipelines.errors import GateRejected
+    from pipelines.gate import run_gate
+
+    try:
+        d = run_gate(load_project(model), version)
+    except GateRejected as rejected:
+        d = getattr(rejected, "decision", {"passed": False, "failed": [str(rejected)]})
+        d["promoted"] = False
+        log.warning("%s", rejected)
+    return {
+        k: d.get(k) for k in ("model", "candidate", "champion", "passed", "promoted", "failed", "notes", "decision_uri")
+    }
