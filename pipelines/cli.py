@@ -104,6 +104,7 @@ def train_cmd(
     end_ds: str = typer.Option(..., "--end-ds", help="Last day of the training window (its holdout's end)."),
     trigger: str = typer.Option("manual", help="Why: manual, schedule or drift (recorded on the run)."),
     evidence: str = typer.Option("{}", help="JSON evidence of the trigger (e.g. a drift report URI)."),
+    force: bool = typer.Option(False, "--force", help="Train even if this data and code already have a version."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Build the training set, train a challenger, log it to MLflow and register a version."""
@@ -115,7 +116,7 @@ def train_cmd(
         evidence_obj = json.loads(evidence)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--evidence is not JSON: {exc}") from None
-    r = train_challenger(load_project(model), end_ds, trigger=trigger, evidence=evidence_obj)
+    r = train_challenger(load_project(model), end_ds, trigger=trigger, evidence=evidence_obj, force=force)
     primary = next(iter(r["metrics"]))
     _emit(
         r,

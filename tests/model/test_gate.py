@@ -95,8 +95,14 @@ def test_better_model_promoted_indistinguishable_kept_and_rollback(jan_root, wea
     assert aliases() == {CHAMPION: v_full, PREVIOUS: v_weak}
     assert v_same != v_full
 
-    r = rollback(full, "test: bad scores reported")
-    assert r["champion"] == v_weak and aliases() == {CHAMPION: v_weak, PREVIOUS: v_full}
+    from pipelines.cli import main
+
+    assert main(["rollback", "--model", "flights_delay", "--reason", "test: bad scores reported"]) == 0
+    assert aliases() == {CHAMPION: v_weak, PREVIOUS: v_full}
+    record = client().get_registered_model("flights_delay").tags["last_alias_change"]
+    assert "rollback: test: bad scores reported" in record
+    r = rollback(full, "roll forward again")
+    assert r["champion"] == v_full and aliases() == {CHAMPION: v_full, PREVIOUS: v_weak}
 
 
 def test_racing_promotions_leave_one_consistent_champion(jan_root):
