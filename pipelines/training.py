@@ -186,6 +186,12 @@ def code_version() -> str:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
+def config_hash(project: ProjectConfig) -> str:
+    """Hash of everything in the config that shapes a trained model (features, target, estimator, window)."""
+    shaping = project.model_dump(include={"dataset", "target", "features", "model", "training", "metrics"}, mode="json")
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
 def labelled(frame: pd.DataFrame, project: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
     """Rows whose outcome is known (cancelled flights have none), and their target."""
     from pipelines.features import make_target
@@ -241,7 +247,7 @@ def train_challenger(
     """Train a challenger on the window ending ``end_ds`` and register it in MLflow.
 
     Idempotent: when a version already exists for the same training data
-    (fingerprint) and code version, it is returned (``reused: true``) instead
+    (fingerprint), code version and model config, it is returned (``reused: true``) instead
     of training a duplicate, so a retried or re-run task registers one
     version; ``force`` trains anyway.
 
@@ -265,7 +271,7 @@ def train_challenger(
     spec = feature_spec(project, contract.column_names)
     ts = build_training_set(project, end_ds, storage=storage)
     if not force:
-        existing = _existing_version(project.name, ts["fingerprint"], code_version())
+        existing = _existing_version(project.name, ts["fingerprint"], code_version(), config_hash(project))
         if existing is not None:
             log.info(
                 "%s: version %s already trained on this data and code (%s); reusing it",
@@ -306,6 +312,7 @@ def train_challenger(
         "contract": contract.id,
         "contract_version": contract.version,
         "code_version": code_version(),
+        "config_hash": config_hash(project),
         "training_set_uri": ts["uri"],
     }
     raw_cols = spec.raw_inputs
@@ -363,7 +370,15 @@ def train_challenger(
             mlflow.log_artifact(path, artifact_path="reference")
     version = str(info.registered_model_version)
     c = client()
-    for k in ("trigger", "training_window", "holdout_window", "data_fingerprint", "contract_version", "code_version"):
+    for k in (
+        "trigger",
+        "training_window",
+        "holdout_window",
+        "data_fingerprint",
+        "contract_version",
+        "code_version",
+        "config_hash",
+    ):
         c.set_model_version_tag(project.name, version, k, tags[k])
     c.set_model_version_tag(
         project.name, version, "primary_metric", f"{project.metrics.primary}={metrics[project.metrics.primary]:.6f}"
@@ -397,8 +412,8 @@ def train_challenger(
     }
 
 
-def _existing_version(model: str, fingerprint: str, code: str) -> dict[str, Any] | None:
-    """A registered version trained on the same data and code, if any (newest first)."""
+def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) -> dict[str, Any] | None:
+    """A registered version trained on the same data, code and model config, if any (newest first)."""
     from pipelines.tracking import client
 
     if code == "unknown" or code.endswith("-dirty"):
@@ -409,7 +424,7 @@ def _existing_version(model: str, fingerprint: str, code: str) -> dict[str, Any]
     except Exception:  # noqa: BLE001 - no registered model yet
         return None
     for mv in sorted(versions, key=lambda v: -int(v.version)):
-        if mv.tags.get("code_version") == code:
+        if mv.tags.get("code_version") == code and mv.tags.get("config_hash") == cfg_hash:
             run = c.get_run(mv.run_id)
             metrics = {
                 k.removeprefix("holdout_"): round(v, 6) for k, v in run.data.metrics.items() if k.startswith("holdout_")

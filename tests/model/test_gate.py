@@ -88,7 +88,7 @@ def test_better_model_promoted_indistinguishable_kept_and_rollback(jan_root, wea
     assert client().get_model_version("flights_delay", v_full).tags["promoted_from"] == v_weak
 
     # The same data and seed again: indistinguishable, the champion stays.
-    v_same = train_challenger(full, "2013-01-31")["version"]
+    v_same = train_challenger(full, "2013-01-31", force=True)["version"]
     with pytest.raises(GateRejected) as exc:
         run_gate(full)
     assert "min_change:roc_auc" in exc.value.decision["failed"]

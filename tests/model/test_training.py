@@ -123,3 +123,19 @@ def test_rerun_reuses_the_version_unless_forced(jan_root):
     assert again["reused"] and again["version"] == first["version"] and again["run_id"] == first["run_id"]
     forced = train_challenger(project, "2013-01-31", force=True)
     assert not forced["reused"] and forced["version"] != first["version"]
+
+
+def test_a_different_model_config_is_never_reused(jan_root, tmp_path, monkeypatch):
+    import yaml
+
+    from pipelines.settings import PROJECT_ROOT
+
+    first = train_challenger(load_project("flights_delay"), "2013-01-31")
+    d = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs", d)
+    raw = yaml.safe_load((d / "flights_delay.yaml").read_text())
+    raw["model"]["params"]["max_depth"] = 3
+    (d / "flights_delay.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.setenv("PIPELINES_CONFIG_DIR", str(d))
+    other = train_challenger(load_project("flights_delay"), "2013-01-31")
+    assert not other["reused"] and other["version"] != first["version"]
