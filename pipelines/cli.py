@@ -77,14 +77,19 @@ def seed_demo_cmd(
 def validate_cmd(
     model: str = ModelOpt,
     ds: str = typer.Option(..., "--ds", help="Partition date YYYY-MM-DD."),
+    to: str = typer.Option(None, "--to", help="Validate every day from --ds to this date (inclusive)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Validate a landed partition against the data contract (exit 3 on halt)."""
     from pipelines.config import load_project
     from pipelines.validation import validate_partition
 
+    project = load_project(model)
+    if to:
+        _validate_range(project, ds, to, as_json)
+        return
     try:
-        r = validate_partition(load_project(model), ds)
+        r = validate_partition(project, ds)
     except ContractHalt as halt:
         if as_json and halt.summary:
             typer.echo(json.dumps(halt.summary, default=str, sort_keys=True))
@@ -96,6 +101,34 @@ def validate_cmd(
         f"quarantined {r['quarantined_rows']} rows and {len(r['quarantined_files'])} file(s); "
         f"rules failed: {', '.join(r['rules_failed']) or 'none'}; report {r['report']}",
     )
+
+
+def _validate_range(project: Any, start: str, end: str, as_json: bool) -> None:
+    """Each day in turn (a CLI backfill); exit 3 if any day halted, after all were tried."""
+    from pipelines.errors import MissingInput
+    from pipelines.partitions import date_range
+    from pipelines.validation import validate_partition
+
+    results = []
+    for day in date_range(start, end):
+        try:
+            results.append(validate_partition(project, day))
+        except ContractHalt as halt:
+            results.append(halt.summary or {"ds": day, "status": "halted"})
+        except MissingInput as exc:
+            results.append({"ds": day, "status": "missing", "reason": str(exc)})
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("published", "halted", "missing")}
+    out = {"model": project.name, "from": start, "to": end, **counts, "partitions": results}
+    _emit(
+        out,
+        as_json,
+        f"{project.name} {start}..{end}: {counts['published']} published, "
+        f"{counts['halted']} halted, {counts['missing']} missing",
+    )
+    if counts["halted"]:
+        raise ContractHalt(
+            f"{counts['halted']} partition(s) halted between {start} and {end}", ds=start, rules=[], report=""
+        )
 
 
 @app.command("train")
