@@ -15,7 +15,7 @@ export GX_ANALYTICS_ENABLED := False
 export DO_NOT_TRACK := 1
 
 DEMO_START ?= 2013-01-01
-DEMO_END ?= 2013-01-07
+DEMO_END ?= 2013-01-31
 
 .DEFAULT_GOAL := help
 .PHONY: help setup test test-fast lint format bench demo lock clean down
@@ -50,7 +50,7 @@ format: setup ## Apply ruff's fixes and formatting
 bench: setup ## Benchmarks, ours against the peers, side by side
 	$(BIN)/python tests/bench/bench_validate.py
 
-demo: setup ## Seed demo days and run the ingest DAG for them through Airflow
+demo: setup ## Seed January 2013, ingest it through Airflow, train and promote a first champion
 	$(BIN)/python -m pipelines.demo_driver --start $(DEMO_START) --end $(DEMO_END)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
