@@ -34,7 +34,7 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 setup: $(VENV)/.installed ## Install the locked environment into .venv
 
 test: setup ## Run the whole test suite (what CI runs)
-	$(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test-fast: setup ## Unit and contract tests only
 	$(BIN)/python -m pytest tests/unit tests/contracts

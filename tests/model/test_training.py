@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -41,9 +43,10 @@ def test_fingerprint_is_what_dvc_computes(jan_root, tmp_path):
     shutil.copytree(
         jan_root / "training/flights_delay/ds=2013-01-31", repo / "set", ignore=shutil.ignore_patterns("_manifest.json")
     )
+    dvc = str(Path(sys.executable).with_name("dvc"))  # the locked env's dvc, PATH or not
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
-    subprocess.run(["dvc", "init", "-q"], cwd=repo, check=True)
-    subprocess.run(["dvc", "add", "-q", "set"], cwd=repo, check=True)
+    subprocess.run([dvc, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([dvc, "add", "-q", "set"], cwd=repo, check=True)
     import yaml
 
     outs = yaml.safe_load((repo / "set.dvc").read_text())["outs"][0]
