@@ -15,13 +15,25 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from pipelines.errors import ConfigError
 from pipelines.settings import Settings, get_settings
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+def _valid_cron(value: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"not a cron expression or preset: {value!r}")
+    return value
+
+
+#: A cron expression or preset (``@daily``), checked when the config loads.
+CronExpression = Annotated[str, AfterValidator(_valid_cron)]
 
 
 class _Strict(BaseModel):
@@ -41,7 +53,7 @@ class DatasetConfig(_Strict):
 class IngestConfig(_Strict):
     """Schedule and sensor policy of the ingest DAG."""
 
-    schedule: str = Field("@daily", description="cron expression or preset; runs cover the interval before them")
+    schedule: CronExpression = Field("@daily", description="runs cover the interval before them")
     ready_marker: str | None = Field(
         "_SUCCESS",
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
@@ -54,15 +66,6 @@ class IngestConfig(_Strict):
     sensor_timeout_minutes: int = Field(360, ge=1)
     retries: int = Field(2, ge=2, description="policy: every task retries at least twice")
 
-    @field_validator("schedule")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"not a cron expression or preset: {value!r}")
-        return value
-
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:
         if self.end_date is not None and self.end_date < self.start_date:
@@ -73,19 +76,10 @@ class IngestConfig(_Strict):
 class RetrainConfig(_Strict):
     """Schedule of the retrain DAG (it also runs on the drift asset and by hand)."""
 
-    schedule: str = Field("@monthly", description="cron expression or preset")
+    schedule: CronExpression = "@monthly"
     start_date: dt.date = dt.date(2013, 1, 1)
     end_date: dt.date | None = None
     retries: int = Field(2, ge=2)
-
-    @field_validator("schedule")
-    @classmethod
-    def _valid_cron(cls, value: str) -> str:
-        from croniter import croniter
-
-        if not croniter.is_valid(value):
-            raise ValueError(f"not a cron expression or preset: {value!r}")
-        return value
 
 
 class TargetConfig(_Strict):

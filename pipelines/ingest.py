@@ -19,15 +19,14 @@ def landing_ready(model: str, ds: str) -> bool:
     landing = partition_key("landing", project.dataset.name, ds)
     files = landed_keys(storage, landing)
     marker = project.ingest.ready_marker
-    ready = bool(files) and (not marker or storage.exists(f"{landing}/{marker}"))
+    marked = bool(marker) and storage.exists(f"{landing}/{marker}")
+    ready = bool(files) and (not marker or marked)
     log.info(
         "%s ds=%s: %d landed file(s)%s; %s",
         project.dataset.name,
         ds,
         len(files),
-        f", marker {marker} {'present' if marker and storage.exists(f'{landing}/{marker}') else 'absent'}"
-        if marker
-        else "",
+        f", marker {marker} {'present' if marked else 'absent'}" if marker else "",
         "ready" if ready else "waiting",
     )
     return ready

@@ -146,3 +146,52 @@ def s3_root(s3_env, s3_client, monkeypatch) -> str:
     root = f"s3://{bucket}/root"
     monkeypatch.setenv("PIPELINES_DATA_ROOT", root)
     return root
+
+
+# ---- Airflow: one migrated metadata DB per session, DAG files loaded as the dag-processor would
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated SQLite metadata DB in the session's AIRFLOW_HOME."""
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
+    return os.environ["AIRFLOW_HOME"]
+
+
+@pytest.fixture
+def load_dag():
+    """``load_dag("ingest.py", "ingest_flights_delay")``: the DAG object from a fresh import of its file."""
+    import importlib.util
+
+    from pipelines.settings import PROJECT_ROOT
+
+    def load(filename: str, dag_id: str):
+        spec = importlib.util.spec_from_file_location(f"dag_under_test_{dag_id}", PROJECT_ROOT / "dags" / filename)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return getattr(module, dag_id)
+
+    return load
+
+
+@pytest.fixture
+def task_states():
+    """``task_states(run)``: task id -> state of a finished ``dag.test()`` run."""
+
+    def states(run) -> dict[str, str]:
+        from airflow.models.taskinstance import TaskInstance
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
+            return {ti.task_id: str(ti.state) for ti in tis}
+
+    return states

@@ -3,45 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
-import os
-import subprocess
-import sys
 
 import pytest
 
-from pipelines.settings import PROJECT_ROOT
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    """A migrated SQLite metadata DB in the session's AIRFLOW_HOME."""
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        capture_output=True,
-        timeout=300,
-        env=os.environ.copy(),
-    )
-    return os.environ["AIRFLOW_HOME"]
-
-
-def load_dag(dag_id: str):
-    spec = importlib.util.spec_from_file_location("ingest_dag_under_test", PROJECT_ROOT / "dags" / "ingest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return getattr(module, dag_id)
-
-
-def task_states(run) -> dict[str, str]:
-    from airflow.models.taskinstance import TaskInstance
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
-        return {ti.task_id: str(ti.state) for ti in tis}
 
 
 def asset_events(uri: str) -> list[dict]:
@@ -58,11 +23,11 @@ def asset_events(uri: str) -> list[dict]:
         return [dict(e.extra or {}) for e in rows]
 
 
-def test_ingest_dag_validates_a_seeded_day(airflow_db, data_root, project):
+def test_ingest_dag_validates_a_seeded_day(airflow_db, data_root, project, load_dag, task_states):
     from pipelines.demo import seed_demo
 
     seed_demo(project, "2013-01-01", "2013-01-01", inject_faults=True)  # unknown airports + duplicate keys
-    dag = load_dag("ingest_flights_delay")
+    dag = load_dag("ingest.py", "ingest_flights_delay")
     run = dag.test(logical_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC))
     assert str(run.state) == "success"
     assert task_states(run) == {"wait_for_landing": "success", "validate_partition": "success"}
@@ -81,11 +46,11 @@ def test_ingest_dag_validates_a_seeded_day(airflow_db, data_root, project):
     assert event["report"].endswith("reports/flights/ds=2013-01-01/validation.json")
 
 
-def test_contract_halt_fails_without_retries(airflow_db, data_root, project):
+def test_contract_halt_fails_without_retries(airflow_db, data_root, project, load_dag, task_states):
     from pipelines.demo import seed_demo
 
     seed_demo(project, "2013-01-03", "2013-01-03", inject_faults=True)  # a file missing a column
-    dag = load_dag("ingest_flights_delay")
+    dag = load_dag("ingest.py", "ingest_flights_delay")
     run = dag.test(logical_date=dt.datetime(2013, 1, 3, tzinfo=dt.UTC))
     assert str(run.state) == "failed"
     assert task_states(run)["validate_partition"] == "failed"  # not up_for_retry: a halt is final
