@@ -41,6 +41,28 @@ def storage_uri(*parts: str) -> str:
     return "/".join([prefix, *parts])
 
 
+def validated_asset(project: ProjectConfig) -> Any:
+    """Event per validated partition of the project's dataset (``extra["ds"]`` names it)."""
+    from airflow.sdk import Asset
+
+    name = project.dataset.name
+    return Asset(name=f"validated_{name}", uri=storage_uri("validated", name), group="validated")
+
+
+def drift_asset(project: ProjectConfig) -> Any:
+    """Event when the drift policy of the project fires (it triggers the retrain DAG)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"drift_{project.name}", uri=storage_uri("reports", project.name, "drift"), group="drift")
+
+
+def champion_asset(project: ProjectConfig) -> Any:
+    """Event when the project's champion alias moves."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"champion_{project.name}", uri=f"mlflow://models/{project.name}/champion", group="models")
+
+
 def partition_from_context(context: Any) -> str:
     """The run's partition key, through the one tested helper."""
     from pipelines.partitions import resolve_partition

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from _common import as_datetime, default_args, partition_from_context, projects, storage_uri
-from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param, PokeReturnValue, task
+from _common import as_datetime, default_args, partition_from_context, projects, validated_asset
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
 DOC = """
 # Ingest `{dataset}` for `{name}`
@@ -42,11 +42,7 @@ delivery, then clear the task); other errors retry with backoff.
 def build_ingest_dag(project):
     cfg = project.ingest
     dag_id = f"ingest_{project.name}"
-    validated = Asset(
-        name=f"validated_{project.dataset.name}",
-        uri=storage_uri("validated", project.dataset.name),
-        group="validated",
-    )
+    validated = validated_asset(project)
     with DAG(
         dag_id=dag_id,
         description=f"Validate landed {project.dataset.name} partitions for {project.name}",

@@ -5,8 +5,8 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-from _common import as_datetime, default_args, projects, storage_uri
-from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
+from _common import as_datetime, champion_asset, default_args, drift_asset, projects
+from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 DOC = """
 # Retrain `{name}`
@@ -35,8 +35,8 @@ the DVC-compatible fingerprint), an MLflow run and model version, and an event o
 def build_retrain_dag(project):
     cfg = project.retrain
     dag_id = f"retrain_{project.name}"
-    drift = Asset(name=f"drift_{project.name}", uri=storage_uri("reports", project.name, "drift"), group="drift")
-    champion = Asset(name=f"champion_{project.name}", uri=f"mlflow://models/{project.name}/champion", group="models")
+    drift = drift_asset(project)
+    champion = champion_asset(project)
     with DAG(
         dag_id=dag_id,
         description=f"Train, gate and promote {project.name}",

@@ -202,6 +202,46 @@ def rollback_cmd(
     _emit(r, as_json, f"{model}: champion is now v{r['champion']} (was v{r['previous']}): {r['why']}")
 
 
+@app.command("drift")
+def drift_cmd(
+    model: str = ModelOpt,
+    ds: str = typer.Option(..., "--ds", help="Validated partition YYYY-MM-DD."),
+    to: str = typer.Option(None, "--to", help="Check every validated day from --ds to this date, in order."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Compare a partition with the champion's reference (Evidently) and live metrics; decide on retraining.
+
+    Firing is an outcome, not a failure: the exit code is 0 either way; the
+    JSON's ``policy_fired`` and ``reason`` say what was decided.
+    """
+    from pipelines.config import load_project
+    from pipelines.drift import run_drift, validated_partitions
+    from pipelines.partitions import date_range
+    from pipelines.storage import get_storage
+
+    project = load_project(model)
+    storage = get_storage()
+    if to:
+        have = set(validated_partitions(storage, project.dataset.name))
+        days = [d for d in date_range(ds, to) if d in have]
+        results = [run_drift(project, d, storage) for d in days]
+        fired = [r["ds"] for r in results if r["policy_fired"]]
+        _emit(
+            {"model": model, "days": results, "fired": fired},
+            as_json,
+            f"{model}: {len(results)} partition(s) checked; policy fired on {', '.join(fired) or 'none'}",
+        )
+        return
+    r = run_drift(project, ds, storage)
+    _emit(
+        r,
+        as_json,
+        f"{model} ds={r['ds']} vs v{r['model_version']}: drift_share {r['drift_share']:.2f} "
+        f"({', '.join(r['drifted_features']) or 'no drifted feature'}); "
+        f"{'FIRED' if r['policy_fired'] else 'no action'}: {r['reason']}; report {r['report']}",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
     try:

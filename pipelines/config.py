@@ -180,6 +180,53 @@ class TrainingConfig(_Strict):
         return self
 
 
+class DecayLimit(_Strict):
+    """Largest allowed loss of a metric against the champion's holdout baseline (in its worse direction)."""
+
+    absolute: float | None = Field(None, gt=0)
+    relative: float | None = Field(None, gt=0, description="fraction of the baseline, e.g. 0.2")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> DecayLimit:
+        if self.absolute is None and self.relative is None:
+            raise ValueError("give absolute and/or relative")
+        return self
+
+
+class DriftConfig(_Strict):
+    """Drift and performance monitoring, and when it asks for a retraining (``pipelines/drift.py``).
+
+    Each check pools the ``window_days`` validated partitions ending at the
+    checked day (a week evens out weekday schedules and one day's weather). It
+    *signals* when the share of drifted monitored features reaches
+    ``drift_share`` or a live metric decayed beyond ``performance_decay``. The
+    policy *fires* (emits the drift asset, which triggers the retrain DAG) when
+    the partition and the ``consecutive - 1`` validated partitions before it
+    all signal, the partition has at least ``min_rows`` rows, and the last
+    retraining (or firing) is at least ``cooldown_days`` partition days back.
+    """
+
+    window_days: int = Field(
+        7, ge=1, le=90, description="validated partitions pooled into each check, ending at the checked day"
+    )
+    columns: list[str] | None = Field(
+        None, description="monitored features (default: every model feature but calendar-like ones)"
+    )
+    exclude: list[str] = Field(default_factory=list, description="features never monitored")
+    method: str | None = Field(
+        None, description="Evidently stat test for every column (default: chosen by type and size)"
+    )
+    threshold: float | None = Field(None, gt=0, description="the stat test's threshold (default: the test's own)")
+    drift_share: float = Field(0.5, gt=0, le=1, description="share of drifted monitored features that signals")
+    performance_decay: dict[str, DecayLimit] = Field(default_factory=dict)
+    consecutive: int = Field(2, ge=1, le=30, description="partitions in a row that must signal (hysteresis)")
+    cooldown_days: int = Field(14, ge=0, description="partition days after a retraining or firing with no firing")
+    min_rows: int = Field(200, ge=1, description="a window with fewer rows never signals")
+    reference_sample_rows: int = Field(
+        20_000, ge=1000, le=1_000_000, description="rows of the training set kept as Evidently's reference"
+    )
+
+
 class ProjectConfig(_Strict):
     """A model project (``configs/<name>.yaml``)."""
 
@@ -196,6 +243,7 @@ class ProjectConfig(_Strict):
     metrics: MetricsConfig | None = None
     gate: GateConfig = Field(default_factory=GateConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:
@@ -203,7 +251,13 @@ class ProjectConfig(_Strict):
 
         task = self.target.task
         metrics = self.metrics or default_metrics(task)
-        names = [metrics.primary, *metrics.secondary, *self.gate.floors, *self.gate.min_change]
+        names = [
+            metrics.primary,
+            *metrics.secondary,
+            *self.gate.floors,
+            *self.gate.min_change,
+            *self.drift.performance_decay,
+        ]
         for name in names:
             if name not in METRICS:
                 raise ValueError(f"unknown metric {name!r} (known: {sorted(METRICS)})")

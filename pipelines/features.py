@@ -61,15 +61,26 @@ class Derived:
     inputs: tuple[str, ...]
     kind: str  # "numeric" or "categorical"
     fn: Callable[[pd.DataFrame], pd.Series]
+    #: Calendar position: a daily partition holds one value, so it "drifts" by construction.
+    calendar: bool = False
 
 
 DERIVED: dict[str, Derived] = {
-    "day_of_week": Derived(("year", "month", "day"), "numeric", _day_of_week),
-    "day_of_year": Derived(("year", "month", "day"), "numeric", _day_of_year),
+    "day_of_week": Derived(("year", "month", "day"), "numeric", _day_of_week, calendar=True),
+    "day_of_year": Derived(("year", "month", "day"), "numeric", _day_of_year, calendar=True),
     "sched_dep_minutes": Derived(("sched_dep_time",), "numeric", _sched_dep_minutes),
     "sched_arr_minutes": Derived(("sched_arr_time",), "numeric", _sched_arr_minutes),
     "route": Derived(("origin", "dest"), "categorical", _route),
 }
+
+
+#: Raw column names that are calendar positions (left out of drift monitoring by default).
+CALENDAR_COLUMNS = frozenset({"year", "quarter", "month", "week", "day", "day_of_week", "day_of_year", "date", "ds"})
+
+
+def is_calendar(name: str) -> bool:
+    """Whether a feature is a calendar position (drifts by construction between days)."""
+    return (name in DERIVED and DERIVED[name].calendar) or name in CALENDAR_COLUMNS
 
 
 @dataclass(frozen=True)

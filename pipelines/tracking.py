@@ -22,6 +22,8 @@ def configure(settings: Settings | None = None) -> Any:
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Progress bars are for terminals; in task logs they are noise.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     # MLflow's setters also export MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI

@@ -38,6 +38,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRAIN_FILE = "train.parquet"
+REFERENCE_DIR = "reference"
+REFERENCE_FILE = "drift_reference.parquet"
+HOLDOUT_REFERENCE_FILE = "holdout_scores.parquet"
+#: Columns the drift reference adds beside the features (names no feature can take: not identifiers).
+PREDICTION_COLUMN = "__prediction__"
+TARGET_COLUMN = "__target__"
 HOLDOUT_FILE = "holdout.parquet"
 TRIGGERS = ("manual", "schedule", "drift")
 
@@ -235,6 +241,23 @@ def reference_profile(features: pd.DataFrame, spec: Any, bins: int = 20, top: in
     return profile
 
 
+def drift_reference(project: ProjectConfig, spec: Any, rows: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
+    """A seeded sample of the training rows as the drift step needs them: features and label.
+
+    Features are computed here, once per version, so a daily drift check
+    only loads a Parquet file. ``drift.reference_sample_rows`` bounds its
+    size. (The score's reference is the holdout's, out of sample: scores on
+    training rows are sharper than any live day's.)
+    """
+    from pipelines.features import make_features
+
+    n = min(len(rows), project.drift.reference_sample_rows)
+    sample = rows.sample(n=n, random_state=0).sort_index()
+    frame = make_features(sample, spec).reset_index(drop=True)
+    frame[TARGET_COLUMN] = y.loc[sample.index].to_numpy(dtype="float64")
+    return frame
+
+
 def train_challenger(
     project: ProjectConfig,
     end_ds: str,
@@ -257,6 +280,8 @@ def train_challenger(
     """
     import tempfile
     import time
+
+    import pandas as pd
 
     from pipelines.contracts import contract_for
     from pipelines.features import feature_spec, make_features
@@ -350,7 +375,7 @@ def train_challenger(
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if v == v} | {"fit_seconds": fit_seconds})
         features = make_features(train_x, spec)
         mlflow.log_dict(reference_profile(features, spec), "reference/profile.json")
-        sample = train_x[raw_cols].sample(n=min(len(train_x), 20_000), random_state=0).sort_index()
+        reference = drift_reference(project, spec, train_x, train_y)
         mlflow.log_dict({k: ts[k] for k in ts if k != "frames"}, "training_set_manifest.json")
         example = train_x[raw_cols].head(5)
         signature = infer_signature(example, predict_scores(pipeline, example, project.target.task))
@@ -363,11 +388,14 @@ def train_challenger(
             pyfunc_predict_fn="predict_proba" if project.target.task == "classification" else "predict",
             serialization_format="cloudpickle",
         )
-        # A seeded sample of the raw training rows: the drift step's reference.
+        # The drift step's references, precomputed once here rather than on every check:
+        # training features, and out-of-sample scores with their labels (the holdout).
+        holdout_ref = pd.DataFrame({PREDICTION_COLUMN: scores, TARGET_COLUMN: hold_y.to_numpy(dtype="float64")})
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "sample.parquet")
-            sample.to_parquet(path, index=False)
-            mlflow.log_artifact(path, artifact_path="reference")
+            for name, frame in ((REFERENCE_FILE, reference), (HOLDOUT_REFERENCE_FILE, holdout_ref)):
+                path = os.path.join(tmp, name)
+                frame.to_parquet(path, index=False)
+                mlflow.log_artifact(path, artifact_path=REFERENCE_DIR)
     version = str(info.registered_model_version)
     c = client()
     for k in (

@@ -104,3 +104,36 @@ def jan_root(january, tmp_path, monkeypatch):
     monkeypatch.setenv("PIPELINES_DATA_ROOT", str(root))
     monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
     return root
+
+
+@pytest.fixture(scope="session")
+def seasons(january, tmp_path_factory):
+    """Validated January, 2013-02-01..14 and 2013-06-10..07-08 (no faults): winter and summer for drift."""
+    import logging
+
+    from pipelines.config import load_project
+    from pipelines.demo import seed_demo
+    from pipelines.partitions import date_range
+    from pipelines.storage import LocalStorage
+    from pipelines.validation import validate_partition
+
+    root = tmp_path_factory.mktemp("seasons") / "data"
+    shutil.copytree(january / "validated", root / "validated")
+    storage = LocalStorage(root)
+    project = load_project("flights_delay")
+    logging.getLogger("pipelines").setLevel(logging.WARNING)
+    for start, end in (("2013-02-01", "2013-02-14"), ("2013-06-10", "2013-07-08")):
+        seed_demo(project, start, end, storage=storage)
+        for ds in date_range(start, end):
+            validate_partition(project, ds, storage=storage)
+    return root
+
+
+@pytest.fixture
+def seasons_root(seasons, tmp_path, monkeypatch):
+    """A private copy of ``seasons`` with its own MLflow store and no champion yet."""
+    root = tmp_path / "data"
+    shutil.copytree(seasons / "validated", root / "validated")
+    monkeypatch.setenv("PIPELINES_DATA_ROOT", str(root))
+    monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
+    return root

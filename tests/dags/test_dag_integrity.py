@@ -22,6 +22,7 @@ HEAVY = ("great_expectations", "mlflow", "evidently", "xgboost", "sklearn", "pan
 EXPECTED = {
     "ingest_{}": {"wait_for_landing": {"validate_partition"}, "validate_partition": set()},
     "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
+    "drift_{}": {"check_drift": {"emit_drift"}, "emit_drift": set()},
 }
 
 
@@ -68,6 +69,18 @@ def test_ingest_emits_validated_asset(dagbag):
         assert outlets[0].uri.endswith("/validated/flights")
         sensor = dag.get_task("wait_for_landing")
         assert sensor.mode == "reschedule" and sensor.soft_fail and sensor.timeout > 0
+
+
+def test_assets_chain_ingest_to_drift_to_retrain(dagbag):
+    """validated -> drift DAG -> drift asset -> retrain DAG -> champion asset: the same assets at both ends."""
+    for project in list_projects():
+        ingest, drift, retrain = (dagbag.dags[f"{t}_{project}"] for t in ("ingest", "drift", "retrain"))
+        validated = ingest.get_task("validate_partition").outlets[0]
+        assert drift.timetable.asset_condition == validated
+        [emitted] = drift.get_task("emit_drift").outlets
+        assert emitted.name == f"drift_{project}"
+        assert retrain.timetable.asset_condition == emitted
+        assert drift.max_active_runs == 1  # hysteresis reads the partitions before: in order
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)

@@ -78,7 +78,8 @@ def test_train_logs_and_registers_a_version(jan_root):
     assert contexts == {"training", "evaluation"}
     assert {a.path for a in c.list_artifacts(r["run_id"], "reference")} == {
         "reference/profile.json",
-        "reference/sample.parquet",
+        "reference/drift_reference.parquet",
+        "reference/holdout_scores.parquet",
     }
     profile = json.loads(
         open(mlflow.artifacts.download_artifacts(run_id=r["run_id"], artifact_path="reference/profile.json")).read()
