@@ -30,6 +30,8 @@ if "AIRFLOW_HOME" not in os.environ or os.environ.get("PIPELINES_TEST_KEEP_AIRFL
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
+# Asset events queue runs only for unpaused DAGs: DAGs that dag.test() registers start unpaused.
+os.environ["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
 
 
 def require(condition: bool, reason: str) -> None:
