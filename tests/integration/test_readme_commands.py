@@ -40,6 +40,7 @@ def run_pipelines(line: str, root, timeout: int) -> tuple[list[str], subprocess.
 
 
 RETRAINING = ("pipelines train", "pipelines gate", "pipelines rollback")
+DRIFT = ("pipelines drift",)
 
 
 def expected_exit(line: str) -> int | None:
@@ -59,8 +60,29 @@ def test_readme_retraining_commands_run(jan_root):
             assert out.get("version") or out.get("candidate")
 
 
+def test_readme_drift_commands_run(seasons_root):
+    """With a January champion: January quiet, 2013-07-01 fires, the week after is held by the cooldown."""
+    lines = [ln for ln in readme_lines("pipelines") if ln.startswith(DRIFT)]
+    assert len(lines) == 3
+    first_train = next(ln for ln in readme_lines("pipelines") if ln.startswith("pipelines train"))
+    first_gate = next(ln for ln in readme_lines("pipelines") if ln.startswith("pipelines gate"))
+    for line in (first_train, first_gate):
+        assert run_pipelines(line, seasons_root, timeout=600)[1].returncode == 0, line
+    for line in lines:
+        args, proc = run_pipelines(line, seasons_root, timeout=600)
+        assert proc.returncode == 0, (line, proc.stderr[-800:])
+        out = json.loads(proc.stdout)
+        if "--to" in args:
+            assert out["fired"] == [] and len(out["days"]) == 7
+            assert all(d["reason"].startswith("cooldown") for d in out["days"])
+        else:
+            fired = re.search(r"policy_fired: (true|false)", line).group(1) == "true"
+            assert out["policy_fired"] is fired, (line, out["reason"])
+            assert bool(out["drifted_features"]) is fired
+
+
 def test_readme_pipelines_commands_run(data_root):
-    lines = [ln for ln in readme_lines("pipelines") if not ln.startswith(RETRAINING)]
+    lines = [ln for ln in readme_lines("pipelines") if not ln.startswith(RETRAINING + DRIFT)]
     assert len(lines) >= 3
     for line in lines:
         args, proc = run_pipelines(line, data_root, timeout=300)
