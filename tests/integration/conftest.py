@@ -167,6 +167,41 @@ def airflow_db():
 
 
 @pytest.fixture
+def dag_root(monkeypatch, tmp_path) -> Path:
+    """An emptied storage root at the same path for every DAG test of the session.
+
+    Asset URIs name the storage folder, and the metadata DB keeps the first
+    serialized version of a DAG file's assets across ``dag.test()`` calls of
+    one process: a per-test root would leave later tests with an earlier
+    test's (inactive) URIs. One deployment has one root; so do these tests.
+    """
+    root = Path(os.environ["AIRFLOW_HOME"]) / "data"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    monkeypatch.setenv("PIPELINES_DATA_ROOT", str(root))
+    monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
+    monkeypatch.delenv("PIPELINES_PROFILE", raising=False)
+    # MLflow caches its store per URI in the process: a per-test URI gives each test a fresh registry.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("PIPELINES_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlflow-artifacts"))
+    return root
+
+
+@pytest.fixture
+def dag_jan_root(dag_root, january) -> Path:
+    """``dag_root`` holding the validated January."""
+    shutil.copytree(january / "validated", dag_root / "validated")
+    return dag_root
+
+
+@pytest.fixture
+def dag_seasons_root(dag_root, seasons) -> Path:
+    """``dag_root`` holding validated January, early February and 2013-06-10..07-08."""
+    shutil.copytree(seasons / "validated", dag_root / "validated")
+    return dag_root
+
+
+@pytest.fixture
 def load_dag():
     """``load_dag("ingest.py", "ingest_flights_delay")``: the DAG object from a fresh import of its file."""
     import importlib.util

@@ -30,7 +30,7 @@ def _asset_events(name: str, session):
     )
 
 
-def test_drift_fires_retrain_records_evidence_and_cooldown_holds(airflow_db, seasons_root, load_dag, task_states):
+def test_drift_fires_retrain_records_evidence_and_cooldown_holds(airflow_db, dag_seasons_root, load_dag, task_states):
     from airflow.models.asset import AssetDagRunQueue
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session

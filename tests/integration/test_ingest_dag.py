@@ -23,9 +23,11 @@ def asset_events(uri: str) -> list[dict]:
         return [dict(e.extra or {}) for e in rows]
 
 
-def test_ingest_dag_validates_a_seeded_day(airflow_db, data_root, project, load_dag, task_states):
+def test_ingest_dag_validates_a_seeded_day(airflow_db, dag_root, load_dag, task_states):
+    from pipelines.config import load_project
     from pipelines.demo import seed_demo
 
+    data_root, project = dag_root, load_project("flights_delay")
     seed_demo(project, "2013-01-01", "2013-01-01", inject_faults=True)  # unknown airports + duplicate keys
     dag = load_dag("ingest.py", "ingest_flights_delay")
     run = dag.test(logical_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC))
@@ -46,9 +48,11 @@ def test_ingest_dag_validates_a_seeded_day(airflow_db, data_root, project, load_
     assert event["report"].endswith("reports/flights/ds=2013-01-01/validation.json")
 
 
-def test_contract_halt_fails_without_retries(airflow_db, data_root, project, load_dag, task_states):
+def test_contract_halt_fails_without_retries(airflow_db, dag_root, load_dag, task_states):
+    from pipelines.config import load_project
     from pipelines.demo import seed_demo
 
+    data_root, project = dag_root, load_project("flights_delay")
     seed_demo(project, "2013-01-03", "2013-01-03", inject_faults=True)  # a file missing a column
     dag = load_dag("ingest.py", "ingest_flights_delay")
     run = dag.test(logical_date=dt.datetime(2013, 1, 3, tzinfo=dt.UTC))

@@ -7,7 +7,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 
-def test_retrain_dag_promotes_then_rerun_is_a_noop(airflow_db, jan_root, load_dag, task_states):
+def test_retrain_dag_promotes_then_rerun_is_a_noop(airflow_db, dag_jan_root, load_dag, task_states):
     from pipelines.tracking import CHAMPION, client
 
     dag = load_dag("retrain.py", "retrain_flights_delay")
