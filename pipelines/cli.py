@@ -242,6 +242,33 @@ def drift_cmd(
     )
 
 
+@app.command("score")
+def score_cmd(
+    model: str = ModelOpt,
+    ds: str = typer.Option(..., "--ds", help="Validated partition YYYY-MM-DD."),
+    chunk_rows: int = typer.Option(None, "--chunk-rows", help="Rows per checkpointed chunk (default: the config's)."),
+    model_choice: str = typer.Option(
+        None, "--model-choice", help="current (today's champion) or as_of_partition (default: the config's)."
+    ),
+    restart: bool = typer.Option(False, "--restart", help="Ignore an unfinished checkpoint and start over."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Score a partition with the pinned champion, checkpointed per chunk; publish it exactly once.
+
+    An interrupted run (SIGTERM: exit 6; or killed) resumes from its checkpoint when run again.
+    """
+    from pipelines.config import load_project
+    from pipelines.scoring import score_partition
+
+    r = score_partition(load_project(model), ds, chunk_rows=chunk_rows, model_choice=model_choice, restart=restart)
+    _emit(
+        r,
+        as_json,
+        f"{model} ds={r['ds']}: {r['rows']} rows scored by v{r['model_version']} "
+        f"({r['planned']} chunks: {r['scored']} scored, {r['skipped']} from the checkpoint) -> {r['output']}",
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
     try:

@@ -227,6 +227,17 @@ class DriftConfig(_Strict):
     )
 
 
+class ScoringConfig(_Strict):
+    """Batch scoring (``pipelines/scoring.py``)."""
+
+    chunk_rows: int = Field(
+        100_000, ge=100, le=5_000_000, description="rows per checkpointed chunk (and per output row group)"
+    )
+    model_choice: Literal["current", "as_of_partition"] = Field(
+        "current", description="default version: today's champion, or the one that was champion on the partition's date"
+    )
+
+
 class ProjectConfig(_Strict):
     """A model project (``configs/<name>.yaml``)."""
 
@@ -244,6 +255,7 @@ class ProjectConfig(_Strict):
     gate: GateConfig = Field(default_factory=GateConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    scoring: ScoringConfig = Field(default_factory=ScoringConfig)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:

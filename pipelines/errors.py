@@ -12,6 +12,7 @@ is unexpected, keeps its traceback and exits 1.
 | 3 | data contract halt: nothing published for the partition |
 | 4 | promotion gate rejected the challenger |
 | 5 | required input missing (nothing landed, partition or model absent) |
+| 6 | interrupted (SIGTERM, e.g. a spot notice): the checkpoint is consistent, a rerun resumes |
 """
 
 from __future__ import annotations
@@ -66,3 +67,9 @@ class MissingInput(PipelinesError):
 
 class NothingLanded(MissingInput):
     """No file has landed for the partition."""
+
+
+class Interrupted(PipelinesError):
+    """The step stopped at a chunk boundary on SIGTERM; its checkpoint is consistent and a rerun resumes."""
+
+    exit_code = 6

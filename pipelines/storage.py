@@ -118,6 +118,14 @@ class Storage(ABC):
 
         return pq.read_table(pa.BufferReader(self.read_bytes(key)))
 
+    @abstractmethod
+    def download(self, key: str, path: str) -> None:
+        """Copy an object to a local file, streaming (memory does not grow with its size)."""
+
+    @abstractmethod
+    def upload(self, key: str, path: str) -> str:
+        """Publish a local file as one object, atomically: readers see the old object or the new one."""
+
 
 class LocalStorage(Storage):
     """Storage in a local folder; writes are temp file + fsync + rename."""
@@ -164,6 +172,38 @@ class LocalStorage(Storage):
         finally:
             tmp.unlink(missing_ok=True)
         return f"file://{path}"
+
+    def local_path(self, key: str) -> Path:
+        """The file behind a key (local storage only), for readers that want to memory-map it."""
+        return self._path(key)
+
+    def download(self, key: str, path: str) -> None:
+        import shutil
+
+        src = self._path(key)
+        if not src.is_file():
+            raise MissingInput(f"not found: {self.uri(key)}")
+        shutil.copyfile(src, path)
+
+    def upload(self, key: str, path: str) -> str:
+        import shutil
+
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(path, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, dest)
+            dir_fd = os.open(dest.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return f"file://{dest}"
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -263,6 +303,21 @@ class S3Storage(Storage):
 
     def write_bytes(self, key: str, data: bytes) -> str:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+        return self.uri(key)
+
+    def download(self, key: str, path: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.download_file(self.bucket, self._key(key), path)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise MissingInput(f"not found: {self.uri(key)}") from None
+            raise
+
+    def upload(self, key: str, path: str) -> str:
+        # A multipart upload becomes visible only when it completes: atomic for readers.
+        self.client.upload_file(path, self.bucket, self._key(key))
         return self.uri(key)
 
     def _list_raw(self, prefix: str) -> list[str]:

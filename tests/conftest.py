@@ -135,7 +135,8 @@ def seasons(january, tmp_path_factory):
 def seasons_root(seasons, tmp_path, monkeypatch):
     """A private copy of ``seasons`` with its own MLflow store and no champion yet."""
     root = tmp_path / "data"
-    shutil.copytree(seasons / "validated", root / "validated")
+    for zone in ("validated", "reports"):
+        shutil.copytree(seasons / zone, root / zone)
     monkeypatch.setenv("PIPELINES_DATA_ROOT", str(root))
     monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
     return root

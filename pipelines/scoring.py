@@ -1,0 +1,501 @@
+"""Spot-safe, checkpointed batch scoring that publishes a partition exactly once.
+
+``pipelines score --model M --ds D``:
+
+1. **Pin.** The model version is resolved once, when a run starts (today's
+   ``champion``, or with ``model_choice: as_of_partition`` the version that
+   was champion on the partition's date: the newest promoted version whose
+   training window ended on or before it), and recorded in the checkpoint:
+   every chunk of the run, and every resume of it, uses that version even if
+   the alias moves meanwhile.
+2. **Plan.** Deterministic chunks of ``chunk_rows`` rows over the validated
+   partition (row order as published). The plan, the pinned version and the
+   input's size and row count go to ``checkpoints/<model>/ds=D/manifest.json``.
+3. **Chunks.** Each chunk is read by row group (memory is bounded by the
+   chunk, not the partition), scored, written as one Parquet object (atomic),
+   and then committed in the checkpoint manifest with its rows and SHA-256.
+   A rerun after an interruption skips committed chunks and redoes at most
+   the one that was in flight (written but not committed, or not written).
+   SIGTERM (a spot notice) stops at the next chunk boundary and exits 6
+   (:class:`~pipelines.errors.Interrupted`); SIGKILL at any instant leaves the
+   last committed state, since every object write is atomic.
+4. **Publish.** The committed chunks are streamed into one Parquet file (one
+   row group per chunk) that replaces ``scores/<model>/ds=D/part-00000.parquet``
+   in one atomic step (a rename locally, a completed multipart upload on S3),
+   then ``_manifest.json`` beside it describes it. A reader globbing
+   ``scores/<model>/*/*.parquet`` sees the previous complete partition or the
+   new one, never a mix, a part or a duplicate. Same input and same version
+   give the same bytes.
+
+Output columns: the contract's natural key, ``row_id`` (a deterministic 64-bit
+hash of the natural key), ``score`` (probability of the positive class, or
+the predicted value), ``label`` (classification, at
+``metrics.classification_threshold``), ``model_name``, ``model_version``,
+``mlflow_run_id``, ``training_fingerprint``, ``contract_version`` (of the
+scored partition) and ``ds``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import logging
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import ConfigError, Interrupted, MissingInput
+from pipelines.partitions import ds_str
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from pipelines.config import ProjectConfig
+    from pipelines.storage import Storage
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FILE = "part-00000.parquet"
+PUBLIC_MANIFEST = "_manifest.json"
+CHECKPOINT_FILE = "manifest.json"
+CHOICES = ("current", "as_of_partition")
+
+
+class NoModel(MissingInput):
+    """No version to score with (no champion, or none as of the partition's date)."""
+
+
+# ---- pinning the model
+
+
+def pin_model(project: ProjectConfig, ds: str, choice: str) -> dict[str, Any]:
+    """The version this run scores with, resolved once, and what traces it."""
+    from pipelines.tracking import CHAMPION, client
+
+    if choice not in CHOICES:
+        raise ConfigError(f"model choice {choice!r} is not one of {CHOICES}")
+    c = client()
+    if choice == "current":
+        try:
+            mv = c.get_model_version_by_alias(project.name, CHAMPION)
+        except Exception as exc:  # noqa: BLE001 - MLflow has one exception type for a missing alias/model
+            raise NoModel(f"{project.name}: no '{CHAMPION}' to score with ({type(exc).__name__})") from None
+    else:
+        promoted = []
+        try:
+            versions = c.search_model_versions(f"name='{project.name}'")
+        except Exception:  # noqa: BLE001
+            versions = []
+        for v in versions:
+            end = (v.tags or {}).get("holdout_window", "").partition("..")[2]
+            if (v.tags or {}).get("gate_decision") == "promoted" and end and end <= ds:
+                promoted.append((end, int(v.version), v))
+        if not promoted:
+            raise NoModel(
+                f"{project.name}: no version was champion on {ds} (none promoted with a window ending by then)"
+            )
+        mv = max(promoted, key=lambda t: (t[0], t[1]))[2]
+    tags = mv.tags or {}
+    return {
+        "name": project.name,
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "uri": f"models:/{project.name}/{mv.version}",
+        "choice": choice,
+        "training_fingerprint": tags.get("data_fingerprint", ""),
+        "training_window": tags.get("training_window", ""),
+        "training_contract_version": tags.get("contract_version", ""),
+        "pinned_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+
+
+# ---- the plan
+
+
+def plan_chunks(num_rows: int, chunk_rows: int) -> list[dict[str, int]]:
+    """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order."""
+    if chunk_rows < 1:
+        raise ConfigError("chunk_rows must be positive")
+    return [
+        {"index": i, "start": start, "rows": min(chunk_rows, num_rows - start)}
+        for i, start in enumerate(range(0, num_rows, chunk_rows))
+    ]
+
+
+def _key(kind: str, project: ProjectConfig, ds: str, *parts: str) -> str:
+    from pipelines.storage import partition_key
+
+    return partition_key(kind, project.name, ds, *parts)
+
+
+def _chunk_key(project: ProjectConfig, ds: str, plan_id: str, index: int) -> str:
+    return _key("checkpoints", project, ds, plan_id, f"chunk-{index:05d}.parquet")
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ---- reading a chunk with bounded memory
+
+
+class _Input:
+    """The validated partition as a local Parquet file, read a row range at a time."""
+
+    def __init__(self, path: str):
+        import pyarrow.parquet as pq
+
+        self.file = pq.ParquetFile(path)
+        meta = self.file.metadata
+        self.num_rows = meta.num_rows
+        self.starts = []
+        start = 0
+        for i in range(meta.num_row_groups):
+            self.starts.append(start)
+            start += meta.row_group(i).num_rows
+
+    def read(self, start: int, rows: int) -> pa.Table:
+        import pyarrow as pa
+
+        end = start + rows
+        groups = [
+            i for i, s in enumerate(self.starts) if s < end and s + self.file.metadata.row_group(i).num_rows > start
+        ]
+        table = self.file.read_row_groups(groups) if groups else self.file.schema_arrow.empty_table()
+        offset = start - (self.starts[groups[0]] if groups else 0)
+        return pa.Table.from_batches(table.slice(offset, rows).to_batches(), schema=table.schema)
+
+
+# ---- the output
+
+
+def output_table(
+    project: ProjectConfig,
+    rows: pd.DataFrame,
+    scores: Any,
+    pin: dict[str, Any],
+    key: list[str],
+    ds: str,
+    contract_version: str,
+) -> pa.Table:
+    """One chunk's scored rows in the published schema."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    n = len(rows)
+    ids = pd.util.hash_pandas_object(rows[key], index=False).to_numpy().view("int64") if n else np.array([], "int64")
+    cols: dict[str, Any] = {c: pa.array(rows[c].to_numpy(), from_pandas=True) for c in key}
+    cols["row_id"] = pa.array(ids, pa.int64())
+    cols["score"] = pa.array(np.asarray(scores, dtype="float64"), pa.float64())
+    if project.target.task == "classification":
+        threshold = project.metrics.classification_threshold
+        cols["label"] = pa.array((np.asarray(scores) >= threshold).astype("int8"), pa.int8())
+    for name, value in (
+        ("model_name", pin["name"]),
+        ("model_version", pin["version"]),
+        ("mlflow_run_id", pin["run_id"]),
+        ("training_fingerprint", pin["training_fingerprint"]),
+        ("contract_version", contract_version),
+    ):
+        cols[name] = pa.array([value] * n, pa.string())
+    cols["ds"] = pa.array([dt.date.fromisoformat(ds)] * n, pa.date32())
+    return pa.table(cols)
+
+
+# ---- interruption
+
+
+class _StopOnSigterm:
+    """SIGTERM sets a flag the chunk loop checks at each boundary (main thread only)."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopOnSigterm:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        log.warning("SIGTERM: stopping at the next chunk boundary")
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _hold(point: str) -> None:
+    """Fault-injection hook for the kill tests (never set in production).
+
+    ``PIPELINES_FAULT_HOLD=point[,point]`` parks the process at that point
+    (``chunk_write:<i>``, ``chunk_commit:<i>``, ``publish_data``,
+    ``publish_manifest``) after printing ``HOLD <point>`` on stderr, until the
+    file named by ``PIPELINES_FAULT_RELEASE`` exists (or 10 minutes pass), so
+    a test can kill it, signal it or move the champion exactly there.
+    """
+    holds = os.environ.get("PIPELINES_FAULT_HOLD")
+    if not holds or point not in holds.split(","):
+        return
+    print(f"HOLD {point}", file=sys.stderr, flush=True)
+    release = os.environ.get("PIPELINES_FAULT_RELEASE")
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not (release and os.path.exists(release)):
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _local_copy(storage: Storage, key: str) -> Iterator[str]:
+    """A local path for an object: the file itself on local storage, a streamed download from S3."""
+    from pipelines.storage import LocalStorage
+
+    if isinstance(storage, LocalStorage):
+        path = storage.local_path(key)  # no copy for local files
+        if not path.is_file():
+            raise MissingInput(f"not found: {storage.uri(key)}")
+        yield str(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="pipelines-") as tmp:
+        path = os.path.join(tmp, os.path.basename(key))
+        storage.download(key, path)
+        yield path
+
+
+# ---- the step
+
+
+def _load_checkpoint(storage: Storage, key: str) -> dict[str, Any] | None:
+    if not storage.exists(key):
+        return None
+    try:
+        return storage.read_json(key)
+    except ValueError:
+        return None  # a foreign or damaged file: start over (every write of ours is atomic)
+
+
+def score_partition(
+    project: ProjectConfig,
+    ds: str,
+    *,
+    chunk_rows: int | None = None,
+    model_choice: str | None = None,
+    storage: Storage | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Score one validated partition with a pinned version, checkpointed, and publish it exactly once.
+
+    Returns the public manifest plus ``planned``, ``committed``, ``skipped``
+    and ``scored`` chunk counts for this invocation.
+
+    Raises:
+        MissingInput: no validated partition, or no model to score with.
+        Interrupted: SIGTERM arrived; the checkpoint is consistent, rerun to resume.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines.contracts import contract_for
+    from pipelines.model import predict_scores
+    from pipelines.storage import get_storage, partition_key
+    from pipelines.validation import VALIDATED_FILE
+
+    ds = ds_str(ds)
+    storage = storage or get_storage()
+    t0 = time.monotonic()
+    input_key = partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)
+    if not storage.exists(input_key):
+        raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
+    ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
+    chunk_rows = chunk_rows or project.scoring.chunk_rows
+    choice = model_choice or project.scoring.model_choice
+    key_cols = contract_for(project).primary_key
+    report = partition_key("reports", project.dataset.name, ds, "validation.json")
+    contract_version = storage.read_json(report)["summary"]["contract_version"] if storage.exists(report) else ""
+
+    with _local_copy(storage, input_key) as path:
+        source = _Input(path)
+        input_info = {"key": input_key, "uri": storage.uri(input_key), "bytes": os.path.getsize(path)}
+        input_info["rows"] = source.num_rows
+        ckpt = None if restart else _load_checkpoint(storage, ckpt_key)
+        resumed = bool(
+            ckpt
+            and ckpt.get("status") == "running"
+            and ckpt.get("input") == input_info
+            and ckpt.get("chunk_rows") == chunk_rows
+            and (model_choice is None or ckpt["model"]["choice"] == choice)
+        )
+        if resumed:
+            pin = ckpt["model"]
+            log.info(
+                "%s ds=%s: resuming checkpoint %s (v%s pinned %s; %d/%d chunks committed)",
+                project.name,
+                ds,
+                ckpt["plan_id"],
+                pin["version"],
+                pin["pinned_at"],
+                len(ckpt["committed"]),
+                len(ckpt["chunks"]),
+            )
+        else:
+            pin = pin_model(project, ds, choice)
+            chunks = plan_chunks(source.num_rows, chunk_rows)
+            plan_id = hashlib.sha256(
+                f"{input_info}|{chunk_rows}|{pin['version']}|{time.time_ns()}".encode()
+            ).hexdigest()[:16]
+            storage.delete_prefix(_key("checkpoints", project, ds))  # a finished or stale run's leftovers
+            ckpt = {
+                "status": "running",
+                "plan_id": plan_id,
+                "model": pin,
+                "input": input_info,
+                "chunk_rows": chunk_rows,
+                "chunks": chunks,
+                "committed": {},
+                "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            storage.write_json(ckpt_key, ckpt)
+            log.info(
+                "%s ds=%s: pinned v%s (%s), planned %d chunk(s) of <= %d rows over %d rows",
+                project.name,
+                ds,
+                pin["version"],
+                choice,
+                len(chunks),
+                chunk_rows,
+                source.num_rows,
+            )
+        planned = len(ckpt["chunks"])
+        skipped = len(ckpt["committed"])
+        scored = 0
+        model = None
+        with _StopOnSigterm() as stop:
+            for chunk in ckpt["chunks"]:
+                i = chunk["index"]
+                if str(i) in ckpt["committed"]:
+                    continue
+                if stop.requested:
+                    raise Interrupted(
+                        f"{project.name} ds={ds}: stopped on SIGTERM after {len(ckpt['committed'])}/{planned} "
+                        f"chunks; the checkpoint is consistent, rerun to resume"
+                    )
+                if model is None:
+                    import mlflow.sklearn
+
+                    from pipelines.tracking import configure
+
+                    configure()
+                    model = mlflow.sklearn.load_model(pin["uri"])
+                rows = source.read(chunk["start"], chunk["rows"]).to_pandas()
+                scores = predict_scores(model, rows, project.target.task) if len(rows) else []
+                table = output_table(project, rows, scores, pin, key_cols, ds, contract_version)
+                with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+                    pq.write_table(table, tmp.name, compression="zstd", row_group_size=max(len(table), 1))
+                    digest = _sha256_file(tmp.name)
+                    _hold(f"chunk_write:{i}")
+                    storage.upload(_chunk_key(project, ds, ckpt["plan_id"], i), tmp.name)
+                _hold(f"chunk_commit:{i}")
+                ckpt["committed"][str(i)] = {"rows": len(table), "sha256": digest}
+                storage.write_json(ckpt_key, ckpt)
+                scored += 1
+                log.info(
+                    "%s ds=%s: chunk %d/%d committed (%d rows, v%s)",
+                    project.name,
+                    ds,
+                    i + 1,
+                    planned,
+                    len(table),
+                    pin["version"],
+                )
+    manifest = publish(project, ds, ckpt, storage)
+    storage.write_json(ckpt_key, {**ckpt, "status": "published", "published_at": manifest["published_at"]})
+    storage.delete_prefix(_key("checkpoints", project, ds, ckpt["plan_id"]))
+    result = {
+        **manifest,
+        "planned": planned,
+        "committed": planned,
+        "skipped": skipped,
+        "scored": scored,
+        "resumed": resumed,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+    log.info(
+        "%s ds=%s: published %d rows scored by v%s (%d chunks: %d scored now, %d from the checkpoint) to %s",
+        project.name,
+        ds,
+        manifest["rows"],
+        pin["version"],
+        planned,
+        scored,
+        skipped,
+        manifest["output"],
+    )
+    return result
+
+
+def publish(project: ProjectConfig, ds: str, ckpt: dict[str, Any], storage: Storage) -> dict[str, Any]:
+    """Stream the committed chunks into one Parquet file and replace the partition's file atomically."""
+    import pyarrow.parquet as pq
+
+    chunks = ckpt["chunks"]
+    missing = [c["index"] for c in chunks if str(c["index"]) not in ckpt["committed"]]
+    if missing:
+        raise MissingInput(f"cannot publish {project.name} ds={ds}: chunks {missing} are not committed")
+    out_key = _key("scores", project, ds, OUTPUT_FILE)
+    rows = 0
+    with tempfile.TemporaryDirectory(prefix="pipelines-publish-") as tmp:
+        out_path = os.path.join(tmp, OUTPUT_FILE)
+        writer = None
+        try:
+            for c in chunks:
+                meta = ckpt["committed"][str(c["index"])]
+                with _local_copy(storage, _chunk_key(project, ds, ckpt["plan_id"], c["index"])) as chunk_path:
+                    if _sha256_file(chunk_path) != meta["sha256"]:
+                        raise MissingInput(f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum")
+                    table = pq.read_table(chunk_path)
+                if writer is None:
+                    writer = pq.ParquetWriter(out_path, table.schema, compression="zstd")
+                writer.write_table(table, row_group_size=max(len(table), 1))
+                rows += len(table)
+        finally:
+            if writer is not None:
+                writer.close()
+        if rows != ckpt["input"]["rows"]:
+            raise MissingInput(f"{project.name} ds={ds}: {rows} scored rows for {ckpt['input']['rows']} input rows")
+        digest = _sha256_file(out_path)
+        _hold("publish_data")
+        output = storage.upload(out_key, out_path)
+    pin = ckpt["model"]
+    manifest = {
+        "model": project.name,
+        "ds": ds,
+        "model_version": pin["version"],
+        "mlflow_run_id": pin["run_id"],
+        "model_choice": pin["choice"],
+        "pinned_at": pin["pinned_at"],
+        "training_fingerprint": pin["training_fingerprint"],
+        "training_window": pin["training_window"],
+        "input": ckpt["input"],
+        "rows": rows,
+        "chunks": len(chunks),
+        "chunk_rows": ckpt["chunk_rows"],
+        "chunk_sha256": [ckpt["committed"][str(c["index"])]["sha256"] for c in chunks],
+        "output": output,
+        "output_sha256": digest,
+        "plan_id": ckpt["plan_id"],
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    _hold("publish_manifest")
+    storage.write_json(_key("scores", project, ds, PUBLIC_MANIFEST), manifest)
+    return manifest
