@@ -120,9 +120,11 @@ def pin_model(project: ProjectConfig, ds: str, choice: str) -> dict[str, Any]:
 
 
 def plan_chunks(num_rows: int, chunk_rows: int) -> list[dict[str, int]]:
-    """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order."""
+    """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order (at least one)."""
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be positive")
+    if num_rows == 0:
+        return [{"index": 0, "start": 0, "rows": 0}]  # an empty partition still publishes (an empty file)
     return [
         {"index": i, "start": start, "rows": min(chunk_rows, num_rows - start)}
         for i, start in enumerate(range(0, num_rows, chunk_rows))
