@@ -262,7 +262,9 @@ def performance(project: ProjectConfig, y: Any, scores: Any, baseline: dict[str,
             entry["decay"] = round(decay, 6)
             if limit is not None:
                 bound = min(
-                    b for b in (limit.absolute, None if limit.relative is None else limit.relative * abs(base)) if b
+                    b
+                    for b in (limit.absolute, None if limit.relative is None else limit.relative * abs(base))
+                    if b is not None
                 )
                 entry["allowed_decay"] = round(bound, 6)
                 entry["decayed"] = bool(decay > bound)
@@ -387,6 +389,14 @@ def window_days(project: ProjectConfig, ds: str) -> list[str]:
     return [(day - dt.timedelta(days=n - 1 - i)).isoformat() for i in range(n)]
 
 
+def window_inputs(storage: Storage, project: ProjectConfig, days: list[str]) -> dict[str, int]:
+    """What a window's signal was computed from (bytes per validated partition): a re-validated day changes it."""
+    from pipelines.storage import partition_key
+    from pipelines.validation import VALIDATED_FILE
+
+    return {d: storage.size(partition_key("validated", project.dataset.name, d, VALIDATED_FILE)) for d in days}
+
+
 def measure(
     project: ProjectConfig, ds: str, champ: _Champion, storage: Storage, spec: Any
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -405,6 +415,38 @@ def measure(
     frames = [read_validated(storage, project.dataset.name, d) for d in days]
     rows = pd.concat(frames, ignore_index=True)
     columns = monitored_columns(project, spec)
+    base = {
+        "ds": ds,
+        "model": project.name,
+        "model_version": champ.info["version"],
+        "run_id": champ.info["run_id"],
+        "policy_hash": policy_hash(project),
+        "window_inputs": window_inputs(storage, project, days),
+        "rows": len(rows),
+        "partition_rows": len(frames[-1]),
+        "window": [days[0], days[-1]],
+        "reference_rows": len(champ.reference),
+        "monitored_columns": columns,
+    }
+    if len(rows) < project.drift.min_rows:  # too small to judge: no scoring, no Evidently
+        return {
+            **base,
+            "columns": {},
+            "drifted_features": [],
+            "drift_share": 0.0,
+            "prediction_drift": None,
+            "target_drift": None,
+            "performance": {
+                "rows": 0,
+                "metrics": {},
+                "decayed": [],
+                "window_days": days,
+                "partition": {"rows": 0, "metrics": {}},
+            },
+            "signal": False,
+            "reasons": [f"{len(rows)} rows < min_rows {project.drift.min_rows}"],
+            "seconds": {"score": 0.0, "drift": 0.0},
+        }, {}
     t0 = time.monotonic()
     current = make_features(rows, spec).reset_index(drop=True)
     scores = np.asarray(predict_scores(champ.model, rows, project.target.task), dtype="float64")
@@ -417,25 +459,16 @@ def measure(
     labelled = ~np.isnan(y)
     perf = performance(project, y[labelled], scores[labelled], champ.info["baseline"])
     # The checked day on its own, for the time series (the policy reads the window).
-    n_day = len(frames[-1])
-    day_y, day_s = y[-n_day:], scores[-n_day:]
-    day_perf = performance(project, day_y[labelled[-n_day:]], day_s[labelled[-n_day:]], champ.info["baseline"])
+    first = len(y) - len(frames[-1])  # the checked day's rows are the window's last ones
+    day_y, day_s, day_ok = y[first:], scores[first:], labelled[first:]
+    day_perf = performance(project, day_y[day_ok], day_s[day_ok], champ.info["baseline"])
     perf["window_days"] = days
     perf["partition"] = {
         "rows": day_perf["rows"],
         "metrics": {k: v["value"] for k, v in day_perf["metrics"].items()},
     }
     return {
-        "ds": ds,
-        "model": project.name,
-        "model_version": champ.info["version"],
-        "run_id": champ.info["run_id"],
-        "policy_hash": policy_hash(project),
-        "rows": len(rows),
-        "partition_rows": n_day,
-        "window": [days[0], days[-1]],
-        "reference_rows": len(champ.reference),
-        "monitored_columns": columns,
+        **base,
         **drift,
         "performance": perf,
         **signal(project, len(rows), drift, perf),
@@ -483,14 +516,28 @@ def _history(project: ProjectConfig, ds: str, champ: _Champion, storage: Storage
     need = project.drift.consecutive - 1
     if need == 0:
         return []
-    before = [d for d in validated_partitions(storage, project.dataset.name) if d < ds][-need:]
+    have = validated_partitions(storage, project.dataset.name)
+    before = [d for d in have if d < ds][-need:]
     out = []
     for d in before:
         s = _stored(storage, project, d)
-        if not s or s.get("model_version") != champ.info["version"] or s.get("policy_hash") != policy_hash(project):
-            s, snapshots = measure(project, d, champ, storage, spec)
-            s.update({"policy_fired": None, "reason": f"signal measured as history of {ds}; no decision for {d}"})
-            _write(storage, project, s, snapshots)
+        current = (
+            s
+            and s.get("model_version") == champ.info["version"]
+            and s.get("run_id") == champ.info["run_id"]
+            and s.get("policy_hash") == policy_hash(project)
+            and s.get("window_inputs")
+            == window_inputs(storage, project, [w for w in window_days(project, d) if w in have])
+        )
+        if not current:
+            fresh, snapshots = measure(project, d, champ, storage, spec)
+            # Keep what was decided on that day (a firing starts a cooldown); only the signal is refreshed.
+            kept = {k: s[k] for k in ("policy_fired", "reason", "decision") if s and s.get("policy_fired") is not None}
+            fresh.update(
+                kept or {"policy_fired": None, "reason": f"signal measured as history of {ds}; no decision for {d}"}
+            )
+            _write(storage, project, fresh, snapshots)
+            s = fresh
         out.append((d, bool(s["signal"])))
     return out
 

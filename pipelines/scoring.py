@@ -190,15 +190,19 @@ def output_table(
     key: list[str],
     ds: str,
     contract_version: str,
+    arrow_rows: pa.Table | None = None,
 ) -> pa.Table:
-    """One chunk's scored rows in the published schema."""
+    """One chunk's scored rows in the published schema (key columns keep the validated file's Arrow types)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
     n = len(rows)
     ids = pd.util.hash_pandas_object(rows[key], index=False).to_numpy().view("int64") if n else np.array([], "int64")
-    cols: dict[str, Any] = {c: pa.array(rows[c].to_numpy(), from_pandas=True) for c in key}
+    if arrow_rows is not None:
+        cols: dict[str, Any] = {c: arrow_rows.column(c).combine_chunks() for c in key}
+    else:
+        cols = {c: pa.array(rows[c].to_numpy(), from_pandas=True) for c in key}
     cols["row_id"] = pa.array(ids, pa.int64())
     cols["score"] = pa.array(np.asarray(scores, dtype="float64"), pa.float64())
     if project.target.task == "classification":
@@ -320,6 +324,7 @@ def score_partition(
     if not storage.exists(input_key):
         raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
     ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
+    explicit_rows = chunk_rows
     chunk_rows = chunk_rows or project.scoring.chunk_rows
     choice = model_choice or project.scoring.model_choice
     key_cols = contract_for(project).primary_key
@@ -331,13 +336,16 @@ def score_partition(
         input_info = {"key": input_key, "uri": storage.uri(input_key), "bytes": os.path.getsize(path)}
         input_info["rows"] = source.num_rows
         ckpt = None if restart else _load_checkpoint(storage, ckpt_key)
+        # A retry without options resumes with the interrupted run's chunking and pinned model.
         resumed = bool(
             ckpt
             and ckpt.get("status") == "running"
             and ckpt.get("input") == input_info
-            and ckpt.get("chunk_rows") == chunk_rows
+            and (explicit_rows is None or ckpt.get("chunk_rows") == explicit_rows)
             and (model_choice is None or ckpt["model"]["choice"] == choice)
         )
+        if resumed:
+            chunk_rows = ckpt["chunk_rows"]
         if resumed:
             pin = ckpt["model"]
             log.info(
@@ -399,9 +407,10 @@ def score_partition(
 
                     configure()
                     model = mlflow.sklearn.load_model(pin["uri"])
-                rows = source.read(chunk["start"], chunk["rows"]).to_pandas()
+                arrow_rows = source.read(chunk["start"], chunk["rows"])
+                rows = arrow_rows.to_pandas()
                 scores = predict_scores(model, rows, project.target.task) if len(rows) else []
-                table = output_table(project, rows, scores, pin, key_cols, ds, contract_version)
+                table = output_table(project, rows, scores, pin, key_cols, ds, contract_version, arrow_rows)
                 with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
                     pq.write_table(table, tmp.name, compression="zstd", row_group_size=max(len(table), 1))
                     digest = _sha256_file(tmp.name)
