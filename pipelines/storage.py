@@ -153,17 +153,17 @@ class LocalStorage(Storage):
         except FileNotFoundError:
             raise MissingInput(f"not found: {self.uri(key)}") from None
 
-    def write_bytes(self, key: str, data: bytes) -> str:
+    def _replace(self, key: str, fill: Any) -> str:
+        """Atomically replace the file behind ``key``: ``fill(tmp_path)`` writes a sibling temp file,
+        which is fsynced and renamed over the target (the rename made durable too)."""
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
+            fill(tmp)
+            with open(tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
-            # Make the rename itself durable.
             dir_fd = os.open(path.parent, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
@@ -172,6 +172,9 @@ class LocalStorage(Storage):
         finally:
             tmp.unlink(missing_ok=True)
         return f"file://{path}"
+
+    def write_bytes(self, key: str, data: bytes) -> str:
+        return self._replace(key, lambda tmp: tmp.write_bytes(data))
 
     def local_path(self, key: str) -> Path:
         """The file behind a key (local storage only), for readers that want to memory-map it."""
@@ -188,22 +191,7 @@ class LocalStorage(Storage):
     def upload(self, key: str, path: str) -> str:
         import shutil
 
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            shutil.copyfile(path, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, dest)
-            dir_fd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return f"file://{dest}"
+        return self._replace(key, lambda tmp: shutil.copyfile(path, tmp))
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
