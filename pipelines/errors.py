@@ -13,6 +13,7 @@ is unexpected, keeps its traceback and exits 1.
 | 4 | promotion gate rejected the challenger |
 | 5 | required input missing (nothing landed, partition or model absent) |
 | 6 | interrupted (SIGTERM, e.g. a spot notice): the checkpoint is consistent, a rerun resumes |
+| 7 | conflict: another run re-planned the scoring partition (or its input changed); rerun from the plan |
 """
 
 from __future__ import annotations
@@ -73,3 +74,9 @@ class Interrupted(PipelinesError):
     """The step stopped at a chunk boundary on SIGTERM; its checkpoint is consistent and a rerun resumes."""
 
     exit_code = 6
+
+
+class PlanConflict(PipelinesError):
+    """A scoring plan is no longer current: another run re-planned the partition, or its input changed."""
+
+    exit_code = 7

@@ -10,13 +10,16 @@
    the alias moves meanwhile.
 2. **Plan.** Deterministic chunks of ``chunk_rows`` rows over the validated
    partition (row order as published). The plan, the pinned version and the
-   input's size and row count go to ``checkpoints/<model>/ds=D/manifest.json``.
+   input's size and row count go to ``checkpoints/<model>/ds=D/manifest.json``
+   (:func:`plan_run`; the batch_score DAG's ``plan`` task).
 3. **Chunks.** Each chunk is read by row group (memory is bounded by the
    chunk, not the partition), scored, written as one Parquet object (atomic),
-   and then committed in the checkpoint manifest with its rows and SHA-256.
-   A rerun after an interruption skips committed chunks and redoes at most
-   the one that was in flight (written but not committed, or not written).
-   SIGTERM (a spot notice) stops at the next chunk boundary and exits 6
+   and then committed by its own marker ``<plan_id>/chunk-i.json`` (rows,
+   SHA-256, host). Markers, not a shared manifest, so mapped Airflow tasks on
+   several workers commit chunks of one plan without racing. A rerun after an
+   interruption skips committed chunks and redoes at most the one that was in
+   flight (written but not committed, or not written). SIGTERM (a spot notice)
+   stops at the next chunk boundary and exits 6
    (:class:`~pipelines.errors.Interrupted`); SIGKILL at any instant leaves the
    last committed state, since every object write is atomic.
 4. **Publish.** The committed chunks are streamed into one Parquet file (one
@@ -25,7 +28,11 @@
    then ``_manifest.json`` beside it describes it. A reader globbing
    ``scores/<model>/*/*.parquet`` sees the previous complete partition or the
    new one, never a mix, a part or a duplicate. Same input and same version
-   give the same bytes.
+   give the same bytes (:func:`publish`).
+
+The CLI runs the three steps in one process (:func:`score_partition`); the
+``batch_score_<model>`` DAG runs them as a plan task, one mapped task per
+chunk (:func:`score_chunks`) and a publish task.
 
 Output columns: the contract's natural key, ``row_id`` (a deterministic 64-bit
 hash of the natural key), ``score`` (probability of the positive class, or
@@ -43,6 +50,7 @@ import hashlib
 import logging
 import os
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -50,7 +58,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError, Interrupted, MissingInput
+from pipelines.errors import ConfigError, Interrupted, MissingInput, PlanConflict
 from pipelines.partitions import ds_str
 
 if TYPE_CHECKING:
@@ -280,7 +288,20 @@ def _local_copy(storage: Storage, key: str) -> Iterator[str]:
         yield path
 
 
-# ---- the step
+# ---- the checkpoint
+#
+# checkpoints/<model>/ds=D/manifest.json           the run: plan, pinned model, input identity, status
+# checkpoints/<model>/ds=D/<plan_id>/chunk-i.parquet   a scored chunk (atomic write)
+# checkpoints/<model>/ds=D/<plan_id>/chunk-i.json      its commit marker: rows, SHA-256, who scored it
+#
+# Only planning and publishing write the run manifest; each chunk commits by
+# writing its own marker after its data. So chunks can be scored by several
+# processes at once (mapped Airflow tasks on different workers) without a
+# read-modify-write race, and a chunk is committed exactly when its marker exists.
+
+
+def _marker_key(project: ProjectConfig, ds: str, plan_id: str, index: int) -> str:
+    return _key("checkpoints", project, ds, plan_id, f"chunk-{index:05d}.json")
 
 
 def _load_checkpoint(storage: Storage, key: str) -> dict[str, Any] | None:
@@ -292,6 +313,246 @@ def _load_checkpoint(storage: Storage, key: str) -> dict[str, Any] | None:
         return None  # a foreign or damaged file: start over (every write of ours is atomic)
 
 
+def committed_chunks(project: ProjectConfig, ds: str, ckpt: dict[str, Any], storage: Storage) -> dict[str, dict]:
+    """``{index: marker}`` of the plan's committed chunks (a chunk is committed when its marker exists)."""
+    prefix = _key("checkpoints", project, ds, ckpt["plan_id"])
+    planned = {c["index"] for c in ckpt["chunks"]}
+    out: dict[str, dict] = {}
+    for key in storage.list(prefix):
+        name = key.rsplit("/", 1)[-1]
+        if name.startswith("chunk-") and name.endswith(".json"):
+            index = int(name[len("chunk-") : -len(".json")])
+            if index in planned:
+                out[str(index)] = storage.read_json(key)
+    return out
+
+
+def _input_identity(storage: Storage, key: str, path: str, rows: int) -> dict[str, Any]:
+    return {"key": key, "uri": storage.uri(key), "bytes": os.path.getsize(path), "rows": rows}
+
+
+def _contract_version(project: ProjectConfig, ds: str, storage: Storage) -> str:
+    from pipelines.storage import partition_key
+
+    report = partition_key("reports", project.dataset.name, ds, "validation.json")
+    return storage.read_json(report)["summary"]["contract_version"] if storage.exists(report) else ""
+
+
+def _input_key(project: ProjectConfig, ds: str, storage: Storage) -> str:
+    from pipelines.storage import partition_key
+    from pipelines.validation import VALIDATED_FILE
+
+    key = partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)
+    if not storage.exists(key):
+        raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
+    return key
+
+
+def validated_ready(project: ProjectConfig, ds: str, storage: Storage | None = None) -> str:
+    """``"ready"``, ``"halted"`` (the contract halted the day: nothing will come) or ``"waiting"``."""
+    from pipelines.storage import get_storage, partition_key
+    from pipelines.validation import VALIDATED_FILE
+
+    storage = storage or get_storage()
+    ds = ds_str(ds)
+    if storage.exists(partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)):
+        return "ready"
+    report = partition_key("reports", project.dataset.name, ds, "validation.json")
+    if storage.exists(report) and storage.read_json(report).get("summary", {}).get("status") == "halted":
+        return "halted"
+    return "waiting"
+
+
+def plan_run(
+    project: ProjectConfig,
+    ds: str,
+    *,
+    chunk_rows: int | None = None,
+    model_choice: str | None = None,
+    storage: Storage | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Pin the model and plan the chunks, or resume the unfinished run of the same input.
+
+    A checkpoint is resumed when it is unfinished, was planned over the same
+    input (key, size, rows) and no option given now contradicts it; a retry
+    without options keeps the interrupted run's chunking and pinned version.
+    Otherwise (``restart``, a published or stale checkpoint) the version is
+    pinned afresh and a new plan replaces the old checkpoint.
+
+    Returns the run manifest plus ``committed`` (indices) and ``resumed``.
+    """
+    from pipelines.storage import get_storage
+
+    ds = ds_str(ds)
+    storage = storage or get_storage()
+    input_key = _input_key(project, ds, storage)
+    ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
+    choice = model_choice or project.scoring.model_choice
+    with _local_copy(storage, input_key) as path:
+        input_info = _input_identity(storage, input_key, path, _Input(path).num_rows)
+    ckpt = None if restart else _load_checkpoint(storage, ckpt_key)
+    resumed = bool(
+        ckpt
+        and ckpt.get("status") == "running"
+        and ckpt.get("input") == input_info
+        and (chunk_rows is None or ckpt.get("chunk_rows") == chunk_rows)
+        and (model_choice is None or ckpt["model"]["choice"] == choice)
+    )
+    if resumed:
+        committed = committed_chunks(project, ds, ckpt, storage)
+        log.info(
+            "%s ds=%s: resuming checkpoint %s (v%s pinned %s; %d/%d chunks committed)",
+            project.name,
+            ds,
+            ckpt["plan_id"],
+            ckpt["model"]["version"],
+            ckpt["model"]["pinned_at"],
+            len(committed),
+            len(ckpt["chunks"]),
+        )
+        return {**ckpt, "committed": sorted(int(i) for i in committed), "resumed": True}
+    rows_per_chunk = chunk_rows or project.scoring.chunk_rows
+    pin = pin_model(project, ds, choice)
+    chunks = plan_chunks(input_info["rows"], rows_per_chunk)
+    plan_id = hashlib.sha256(f"{input_info}|{rows_per_chunk}|{pin['version']}|{time.time_ns()}".encode()).hexdigest()[
+        :16
+    ]
+    storage.delete_prefix(_key("checkpoints", project, ds))  # a finished or stale run's leftovers
+    ckpt = {
+        "status": "running",
+        "plan_id": plan_id,
+        "model": pin,
+        "input": input_info,
+        "contract_version": _contract_version(project, ds, storage),
+        "chunk_rows": rows_per_chunk,
+        "chunks": chunks,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    storage.write_json(ckpt_key, ckpt)
+    log.info(
+        "%s ds=%s: pinned v%s (%s, run %s), planned %d chunk(s) of <= %d rows over %d rows (plan %s)",
+        project.name,
+        ds,
+        pin["version"],
+        choice,
+        pin["run_id"],
+        len(chunks),
+        rows_per_chunk,
+        input_info["rows"],
+        plan_id,
+    )
+    return {**ckpt, "committed": [], "resumed": False}
+
+
+def _current_plan(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
+    """The run manifest, checked to still be ``plan_id`` (another run may have re-planned the partition)."""
+    ckpt = _load_checkpoint(storage, _key("checkpoints", project, ds, CHECKPOINT_FILE))
+    if ckpt is None or ckpt.get("plan_id") != plan_id:
+        found = ckpt.get("plan_id") if ckpt else "none"
+        raise PlanConflict(
+            f"{project.name} ds={ds}: plan {plan_id} is no longer current (checkpoint holds {found}); "
+            f"another run re-planned the partition, rerun from the plan step"
+        )
+    return ckpt
+
+
+def score_chunks(
+    project: ProjectConfig,
+    ds: str,
+    plan_id: str,
+    indices: list[int] | None = None,
+    *,
+    storage: Storage | None = None,
+) -> dict[str, Any]:
+    """Score and commit the plan's chunks ``indices`` (all by default), skipping committed ones.
+
+    Safe to run in several processes at once on disjoint (or even the same)
+    chunks: a chunk's data and its marker are each written atomically, and a
+    chunk scored twice gives the same bytes. SIGTERM stops at the next chunk
+    boundary (:class:`Interrupted`).
+
+    Returns ``{"scored", "skipped", "rows", "chunks": [index...]}`` for this call.
+    """
+    import pyarrow.parquet as pq
+
+    from pipelines.contracts import contract_for
+    from pipelines.model import predict_scores
+    from pipelines.storage import get_storage
+
+    ds = ds_str(ds)
+    storage = storage or get_storage()
+    ckpt = _current_plan(project, ds, plan_id, storage)
+    if ckpt.get("status") != "running":
+        raise PlanConflict(f"{project.name} ds={ds}: plan {plan_id} is already {ckpt.get('status')}")
+    by_index = {c["index"]: c for c in ckpt["chunks"]}
+    wanted = sorted(by_index) if indices is None else list(indices)
+    unknown = [i for i in wanted if i not in by_index]
+    if unknown:
+        raise ConfigError(f"{project.name} ds={ds}: chunks {unknown} are not in plan {plan_id}")
+    committed = committed_chunks(project, ds, ckpt, storage)
+    todo = [i for i in wanted if str(i) not in committed]
+    pin = ckpt["model"]
+    planned = len(ckpt["chunks"])
+    key_cols = contract_for(project).primary_key
+    result: dict[str, Any] = {"scored": 0, "skipped": len(wanted) - len(todo), "rows": 0, "chunks": todo}
+    if not todo:
+        return result
+    with _local_copy(storage, ckpt["input"]["key"]) as path, _StopOnSigterm() as stop:
+        source = _Input(path)
+        if _input_identity(storage, ckpt["input"]["key"], path, source.num_rows) != ckpt["input"]:
+            raise PlanConflict(
+                f"{project.name} ds={ds}: the validated partition changed since plan {plan_id}; "
+                "rerun from the plan step"
+            )
+        import mlflow.sklearn
+
+        from pipelines.tracking import configure
+
+        configure()
+        model = mlflow.sklearn.load_model(pin["uri"])
+        for i in todo:
+            if stop.requested:
+                raise Interrupted(
+                    f"{project.name} ds={ds}: stopped on SIGTERM after {result['scored']} of {len(todo)} chunk(s) "
+                    f"of this call; the checkpoint is consistent, rerun to resume"
+                )
+            chunk = by_index[i]
+            arrow_rows = source.read(chunk["start"], chunk["rows"])
+            rows = arrow_rows.to_pandas()
+            scores = predict_scores(model, rows, project.target.task) if len(rows) else []
+            table = output_table(project, rows, scores, pin, key_cols, ds, ckpt["contract_version"], arrow_rows)
+            with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
+                pq.write_table(table, tmp.name, compression="zstd", row_group_size=max(len(table), 1))
+                digest = _sha256_file(tmp.name)
+                _hold(f"chunk_write:{i}")
+                storage.upload(_chunk_key(project, ds, plan_id, i), tmp.name)
+            _hold(f"chunk_commit:{i}")
+            storage.write_json(
+                _marker_key(project, ds, plan_id, i),
+                {
+                    "index": i,
+                    "rows": len(table),
+                    "sha256": digest,
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                    "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                },
+            )
+            result["scored"] += 1
+            result["rows"] += len(table)
+            log.info(
+                "%s ds=%s: chunk %d/%d committed (%d rows, v%s)",
+                project.name,
+                ds,
+                i + 1,
+                planned,
+                len(table),
+                pin["version"],
+            )
+    return result
+
+
 def score_partition(
     project: ProjectConfig,
     ds: str,
@@ -301,7 +562,7 @@ def score_partition(
     storage: Storage | None = None,
     restart: bool = False,
 ) -> dict[str, Any]:
-    """Score one validated partition with a pinned version, checkpointed, and publish it exactly once.
+    """Plan (or resume), score every chunk and publish one partition: what ``pipelines score`` runs.
 
     Returns the public manifest plus ``planned``, ``committed``, ``skipped``
     and ``scored`` chunk counts for this invocation.
@@ -310,157 +571,46 @@ def score_partition(
         MissingInput: no validated partition, or no model to score with.
         Interrupted: SIGTERM arrived; the checkpoint is consistent, rerun to resume.
     """
-    import pyarrow.parquet as pq
+    from pipelines.storage import get_storage
 
-    from pipelines.contracts import contract_for
-    from pipelines.model import predict_scores
-    from pipelines.storage import get_storage, partition_key
-    from pipelines.validation import VALIDATED_FILE
-
-    ds = ds_str(ds)
     storage = storage or get_storage()
     t0 = time.monotonic()
-    input_key = partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)
-    if not storage.exists(input_key):
-        raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
-    ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
-    explicit_rows = chunk_rows
-    chunk_rows = chunk_rows or project.scoring.chunk_rows
-    choice = model_choice or project.scoring.model_choice
-    key_cols = contract_for(project).primary_key
-    report = partition_key("reports", project.dataset.name, ds, "validation.json")
-    contract_version = storage.read_json(report)["summary"]["contract_version"] if storage.exists(report) else ""
-
-    with _local_copy(storage, input_key) as path:
-        source = _Input(path)
-        input_info = {"key": input_key, "uri": storage.uri(input_key), "bytes": os.path.getsize(path)}
-        input_info["rows"] = source.num_rows
-        ckpt = None if restart else _load_checkpoint(storage, ckpt_key)
-        # A retry without options resumes with the interrupted run's chunking and pinned model.
-        resumed = bool(
-            ckpt
-            and ckpt.get("status") == "running"
-            and ckpt.get("input") == input_info
-            and (explicit_rows is None or ckpt.get("chunk_rows") == explicit_rows)
-            and (model_choice is None or ckpt["model"]["choice"] == choice)
-        )
-        if resumed:
-            chunk_rows = ckpt["chunk_rows"]
-        if resumed:
-            pin = ckpt["model"]
-            log.info(
-                "%s ds=%s: resuming checkpoint %s (v%s pinned %s; %d/%d chunks committed)",
-                project.name,
-                ds,
-                ckpt["plan_id"],
-                pin["version"],
-                pin["pinned_at"],
-                len(ckpt["committed"]),
-                len(ckpt["chunks"]),
-            )
-        else:
-            pin = pin_model(project, ds, choice)
-            chunks = plan_chunks(source.num_rows, chunk_rows)
-            plan_id = hashlib.sha256(
-                f"{input_info}|{chunk_rows}|{pin['version']}|{time.time_ns()}".encode()
-            ).hexdigest()[:16]
-            storage.delete_prefix(_key("checkpoints", project, ds))  # a finished or stale run's leftovers
-            ckpt = {
-                "status": "running",
-                "plan_id": plan_id,
-                "model": pin,
-                "input": input_info,
-                "chunk_rows": chunk_rows,
-                "chunks": chunks,
-                "committed": {},
-                "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            }
-            storage.write_json(ckpt_key, ckpt)
-            log.info(
-                "%s ds=%s: pinned v%s (%s), planned %d chunk(s) of <= %d rows over %d rows",
-                project.name,
-                ds,
-                pin["version"],
-                choice,
-                len(chunks),
-                chunk_rows,
-                source.num_rows,
-            )
-        planned = len(ckpt["chunks"])
-        skipped = len(ckpt["committed"])
-        scored = 0
-        model = None
-        with _StopOnSigterm() as stop:
-            for chunk in ckpt["chunks"]:
-                i = chunk["index"]
-                if str(i) in ckpt["committed"]:
-                    continue
-                if stop.requested:
-                    raise Interrupted(
-                        f"{project.name} ds={ds}: stopped on SIGTERM after {len(ckpt['committed'])}/{planned} "
-                        f"chunks; the checkpoint is consistent, rerun to resume"
-                    )
-                if model is None:
-                    import mlflow.sklearn
-
-                    from pipelines.tracking import configure
-
-                    configure()
-                    model = mlflow.sklearn.load_model(pin["uri"])
-                arrow_rows = source.read(chunk["start"], chunk["rows"])
-                rows = arrow_rows.to_pandas()
-                scores = predict_scores(model, rows, project.target.task) if len(rows) else []
-                table = output_table(project, rows, scores, pin, key_cols, ds, contract_version, arrow_rows)
-                with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
-                    pq.write_table(table, tmp.name, compression="zstd", row_group_size=max(len(table), 1))
-                    digest = _sha256_file(tmp.name)
-                    _hold(f"chunk_write:{i}")
-                    storage.upload(_chunk_key(project, ds, ckpt["plan_id"], i), tmp.name)
-                _hold(f"chunk_commit:{i}")
-                ckpt["committed"][str(i)] = {"rows": len(table), "sha256": digest}
-                storage.write_json(ckpt_key, ckpt)
-                scored += 1
-                log.info(
-                    "%s ds=%s: chunk %d/%d committed (%d rows, v%s)",
-                    project.name,
-                    ds,
-                    i + 1,
-                    planned,
-                    len(table),
-                    pin["version"],
-                )
-    manifest = publish(project, ds, ckpt, storage)
-    storage.write_json(ckpt_key, {**ckpt, "status": "published", "published_at": manifest["published_at"]})
-    storage.delete_prefix(_key("checkpoints", project, ds, ckpt["plan_id"]))
-    result = {
+    plan = plan_run(project, ds, chunk_rows=chunk_rows, model_choice=model_choice, storage=storage, restart=restart)
+    done = score_chunks(project, ds, plan["plan_id"], storage=storage)
+    manifest = publish(project, ds, plan["plan_id"], storage)
+    planned = len(plan["chunks"])
+    return {
         **manifest,
         "planned": planned,
         "committed": planned,
-        "skipped": skipped,
-        "scored": scored,
-        "resumed": resumed,
+        "skipped": done["skipped"],
+        "scored": done["scored"],
+        "resumed": plan["resumed"],
         "seconds": round(time.monotonic() - t0, 3),
     }
-    log.info(
-        "%s ds=%s: published %d rows scored by v%s (%d chunks: %d scored now, %d from the checkpoint) to %s",
-        project.name,
-        ds,
-        manifest["rows"],
-        pin["version"],
-        planned,
-        scored,
-        skipped,
-        manifest["output"],
-    )
-    return result
 
 
-def publish(project: ProjectConfig, ds: str, ckpt: dict[str, Any], storage: Storage) -> dict[str, Any]:
-    """Stream the committed chunks into one Parquet file and replace the partition's file atomically."""
+def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | None = None) -> dict[str, Any]:
+    """Stream the plan's committed chunks into one Parquet file and replace the partition's file atomically.
+
+    Idempotent: publishing a plan that is already published returns its manifest.
+    """
     import pyarrow.parquet as pq
 
+    from pipelines.storage import get_storage
+
+    ds = ds_str(ds)
+    storage = storage or get_storage()
+    ckpt = _current_plan(project, ds, plan_id, storage)
+    manifest_key = _key("scores", project, ds, PUBLIC_MANIFEST)
+    if ckpt.get("status") == "published":
+        existing = _load_checkpoint(storage, manifest_key)
+        if existing and existing.get("plan_id") == plan_id:
+            storage.delete_prefix(_key("checkpoints", project, ds, plan_id))
+            return existing
     chunks = ckpt["chunks"]
-    missing = [c["index"] for c in chunks if str(c["index"]) not in ckpt["committed"]]
+    committed = committed_chunks(project, ds, ckpt, storage)
+    missing = [c["index"] for c in chunks if str(c["index"]) not in committed]
     if missing:
         raise MissingInput(f"cannot publish {project.name} ds={ds}: chunks {missing} are not committed")
     out_key = _key("scores", project, ds, OUTPUT_FILE)
@@ -470,8 +620,8 @@ def publish(project: ProjectConfig, ds: str, ckpt: dict[str, Any], storage: Stor
         writer = None
         try:
             for c in chunks:
-                meta = ckpt["committed"][str(c["index"])]
-                with _local_copy(storage, _chunk_key(project, ds, ckpt["plan_id"], c["index"])) as chunk_path:
+                meta = committed[str(c["index"])]
+                with _local_copy(storage, _chunk_key(project, ds, plan_id, c["index"])) as chunk_path:
                     if _sha256_file(chunk_path) != meta["sha256"]:
                         raise MissingInput(f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum")
                     table = pq.read_table(chunk_path)
@@ -497,16 +647,29 @@ def publish(project: ProjectConfig, ds: str, ckpt: dict[str, Any], storage: Stor
         "pinned_at": pin["pinned_at"],
         "training_fingerprint": pin["training_fingerprint"],
         "training_window": pin["training_window"],
+        "contract_version": ckpt.get("contract_version", ""),
         "input": ckpt["input"],
         "rows": rows,
         "chunks": len(chunks),
         "chunk_rows": ckpt["chunk_rows"],
-        "chunk_sha256": [ckpt["committed"][str(c["index"])]["sha256"] for c in chunks],
+        "chunk_sha256": [committed[str(c["index"])]["sha256"] for c in chunks],
         "output": output,
         "output_sha256": digest,
-        "plan_id": ckpt["plan_id"],
+        "plan_id": plan_id,
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _hold("publish_manifest")
-    storage.write_json(_key("scores", project, ds, PUBLIC_MANIFEST), manifest)
+    storage.write_json(manifest_key, manifest)
+    ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
+    storage.write_json(ckpt_key, {**ckpt, "status": "published", "published_at": manifest["published_at"]})
+    storage.delete_prefix(_key("checkpoints", project, ds, plan_id))
+    log.info(
+        "%s ds=%s: published %d rows scored by v%s (%d chunks) to %s",
+        project.name,
+        ds,
+        rows,
+        pin["version"],
+        len(chunks),
+        output,
+    )
     return manifest
