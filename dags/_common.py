@@ -72,3 +72,10 @@ def partition_from_context(context: Any) -> str:
         logical_date=context.get("logical_date"),
         triggering_asset_events=context.get("triggering_asset_events"),
     )
+
+
+def scores_asset(project: ProjectConfig) -> Any:
+    """Event per published scores partition of the project (``extra["ds"]`` names it)."""
+    from airflow.sdk import Asset
+
+    return Asset(name=f"scores_{project.name}", uri=storage_uri("scores", project.name), group="scores")

@@ -236,6 +236,14 @@ class ScoringConfig(_Strict):
     model_choice: Literal["current", "as_of_partition"] = Field(
         "current", description="default version: today's champion, or the one that was champion on the partition's date"
     )
+    schedule: CronExpression = Field("@daily", description="data intervals: the run after a day ends scores that day")
+    start_date: dt.date | None = Field(None, description="first partition scored on schedule (default: ingest's)")
+    end_date: dt.date | None = Field(None, description="last partition scored on schedule (default: ingest's)")
+    catchup: bool = False
+    sensor_poke_seconds: int = Field(300, ge=5, description="how often to look for the validated partition")
+    sensor_timeout_minutes: int = Field(360, ge=1, description="then the run is skipped: nothing to score")
+    parallel_chunks: int = Field(8, ge=1, le=256, description="mapped chunk tasks running at once per DAG run")
+    retries: int = Field(2, ge=2, description="policy: every task retries at least twice")
 
 
 class ProjectConfig(_Strict):

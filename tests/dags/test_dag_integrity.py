@@ -23,6 +23,12 @@ EXPECTED = {
     "ingest_{}": {"wait_for_landing": {"validate_partition"}, "validate_partition": set()},
     "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
     "drift_{}": {"check_drift": {"emit_drift"}, "emit_drift": set()},
+    "batch_score_{}": {
+        "wait_for_validated": {"plan"},
+        "plan": {"score_chunk", "publish"},
+        "score_chunk": {"publish"},
+        "publish": set(),
+    },
 }
 
 

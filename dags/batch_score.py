@@ -1,0 +1,183 @@
+"""Batch scoring DAGs: one per model project, ``batch_score_<project>``.
+
+Wiring only: each task makes one call into ``pipelines``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from _common import as_datetime, default_args, partition_from_context, projects, scores_asset
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
+
+DOC = """
+# Batch scoring of `{name}`
+
+**Purpose.** Score each day's validated `{dataset}` partition with one pinned model
+version and publish it exactly once as Hive-partitioned Parquet for BI tools.
+
+**Trigger.** `{schedule}` (data intervals: the run after a day ends scores that day) from
+{start} (catchup: {catchup}). Backfill with
+`airflow backfill create --dag-id {dag_id} --from-date 2013-01-01 --to-date 2013-01-07`;
+add `--dag-run-conf '{{"model_choice": "as_of_partition"}}'` to score each day with the
+version that was champion on that day instead of today's champion.
+
+**Params.** `ds` (partition, default: the run's logical date), `model_choice`
+(`current` or `as_of_partition`, default `{choice}`; recorded in the manifest),
+`chunk_rows` (default {chunk_rows:,}), `restart` (ignore an unfinished checkpoint).
+
+**Tasks.**
+- `wait_for_validated` waits for `validated/{dataset}/ds=…/`, rescheduling every {poke}s;
+  after {timeout} min, or at once when the contract halted that day, the run is
+  *skipped*: nothing to score.
+- `plan` pins the version (from the `champion` alias, once: a promotion during the run
+  cannot mix versions) and plans chunks of `chunk_rows` rows, or resumes the
+  unfinished plan of an earlier attempt.
+- `score_chunk` is mapped, one task instance per chunk (up to {parallel} at once, on any
+  worker). Each commits its chunk in the checkpoint; a retry or a preempted worker
+  redoes at most that chunk, and a committed chunk is not redone.
+- `publish` streams the chunks into one Parquet file that replaces the partition
+  atomically, writes `_manifest.json`, and emits `{asset}`.
+
+**Outputs.** `scores/{name}/ds=…/part-00000.parquet` (natural key, `row_id`, `score`,
+`label`, `model_name`, `model_version`, `mlflow_run_id`, `training_fingerprint`,
+`contract_version`, `ds`) and `_manifest.json` (pinned version and choice, input,
+chunks, checksums). Read with DuckDB:
+`select * from read_parquet('<root>/scores/{name}/*/*.parquet', hive_partitioning = true)`.
+
+**Failures.** A SIGTERM (spot notice) stops a chunk task at a boundary (exit 6) and the
+retry resumes; no champion yet, or a plan superseded by another run, fails the task
+without retries (promote a model, or clear the run from `plan`).
+"""
+
+
+def build_batch_score_dag(project):
+    cfg = project.scoring
+    dag_id = f"batch_score_{project.name}"
+    scores = scores_asset(project)
+    with DAG(
+        dag_id=dag_id,
+        description=f"Score validated {project.dataset.name} partitions with {project.name}'s champion",
+        schedule=CronDataIntervalTimetable(cfg.schedule, timezone="UTC"),
+        start_date=as_datetime(cfg.start_date or project.ingest.start_date),
+        end_date=as_datetime(cfg.end_date or project.ingest.end_date),
+        catchup=cfg.catchup,
+        max_active_runs=4,
+        default_args=default_args(project, cfg.retries),
+        tags=["scoring", project.name, project.dataset.name, *project.tags],
+        params={
+            "ds": Param(
+                None,
+                type=["null", "string"],
+                format="date",
+                description="Partition to score (default: the run's logical date)",
+            ),
+            "model_choice": Param(
+                cfg.model_choice,
+                enum=["current", "as_of_partition"],
+                description="current: today's champion; as_of_partition: the champion on the partition's date",
+            ),
+            "chunk_rows": Param(
+                None, type=["null", "integer"], minimum=100, description="Rows per chunk (default: the config's)"
+            ),
+            "restart": Param(False, type="boolean", description="Ignore an unfinished checkpoint and start over"),
+        },
+        doc_md=DOC.format(
+            name=project.name,
+            dataset=project.dataset.name,
+            schedule=cfg.schedule,
+            start=cfg.start_date or project.ingest.start_date,
+            catchup=cfg.catchup,
+            dag_id=dag_id,
+            choice=cfg.model_choice,
+            chunk_rows=cfg.chunk_rows,
+            poke=cfg.sensor_poke_seconds,
+            timeout=cfg.sensor_timeout_minutes,
+            parallel=cfg.parallel_chunks,
+            asset=scores.uri,
+        ),
+    ) as dag:
+
+        @task.sensor(
+            task_id="wait_for_validated",
+            mode="reschedule",
+            poke_interval=cfg.sensor_poke_seconds,
+            timeout=dt.timedelta(minutes=cfg.sensor_timeout_minutes).total_seconds(),
+            soft_fail=True,
+        )
+        def wait_for_validated(**context) -> PokeReturnValue:
+            """Wait until the partition is validated; skip when its contract halted it."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from pipelines.scoring import validated_ready
+
+            ds = partition_from_context(context)
+            state = validated_ready(project, ds)
+            if state == "halted":
+                halted = f"{project.dataset.name} ds={ds} was halted by its contract: nothing to score"
+                raise AirflowSkipException(halted)
+            return PokeReturnValue(is_done=state == "ready", xcom_value=ds)
+
+        @task(task_id="plan")
+        def plan(partition: str, **context) -> list[dict]:
+            """Pin the model version and plan the chunks (or resume an unfinished plan); one entry per chunk."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.scoring import NoModel, plan_run
+
+            params = context.get("params") or {}
+            try:
+                p = plan_run(
+                    project,
+                    partition,
+                    chunk_rows=params.get("chunk_rows"),
+                    model_choice=params.get("model_choice"),
+                    restart=bool(params.get("restart")),
+                )
+            except NoModel as exc:
+                raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion
+            return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in p["chunks"]]
+
+        @task(
+            task_id="score_chunk",
+            max_active_tis_per_dagrun=cfg.parallel_chunks,
+            map_index_template="chunk {{ task.op_kwargs['index'] }}",
+        )
+        def score_chunk(partition: str, plan_id: str, index: int) -> dict:
+            """Score and commit one chunk of the plan (a committed chunk is not redone)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.errors import PlanConflict
+            from pipelines.scoring import score_chunks
+
+            try:
+                return score_chunks(project, partition, plan_id, [index])
+            except PlanConflict as exc:
+                raise AirflowFailException(str(exc)) from None
+
+        @task(task_id="publish", outlets=[scores])
+        def publish(chunks: list[dict], **context) -> dict:
+            """Publish the partition atomically and announce it."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.errors import PlanConflict
+            from pipelines.scoring import publish as publish_partition
+
+            try:
+                manifest = publish_partition(project, chunks[0]["partition"], chunks[0]["plan_id"])
+            except PlanConflict as exc:
+                raise AirflowFailException(str(exc)) from None
+            summary = {
+                k: manifest[k]
+                for k in ("ds", "model_version", "model_choice", "mlflow_run_id", "rows", "chunks", "output")
+            }
+            context["outlet_events"][scores].extra = {"model": project.name, **summary}
+            return summary
+
+        planned = plan(wait_for_validated())
+        score_chunk.expand_kwargs(planned) >> publish(planned)
+    return dag
+
+
+for _project in projects():
+    globals()[f"batch_score_{_project.name}"] = build_batch_score_dag(_project)

@@ -1,0 +1,116 @@
+"""The batch_score DAG with ``dag.test()``: wait, plan, mapped chunks, publish; both model choices; a halted day.
+
+Scoring logic is tested process by process in ``test_scoring.py``; here the
+wiring: the plan's chunks become mapped task instances, each commits its own
+chunk, publish assembles them, the DAG params reach the manifest, and the
+model choice picks the right version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+DS = "2013-01-28"
+ROWS = 923  # validated rows of 2013-01-28
+
+
+def _instances(run) -> list[tuple[str, int, str]]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id).all()
+        return sorted((ti.task_id, ti.map_index, str(ti.state)) for ti in tis)
+
+
+def _published(root, ds: str) -> tuple:
+    import duckdb
+
+    return duckdb.execute(
+        "select count(*), count(distinct row_id), count(distinct model_version), any_value(model_version) "
+        "from read_parquet(?, hive_partitioning = true) where ds = ?",
+        [str(root / "scores/flights_delay/*/*.parquet"), ds],
+    ).fetchone()
+
+
+def _train_and_gate(end_ds: str) -> dict:
+    from pipelines.config import load_project
+    from pipelines.gate import run_gate
+    from pipelines.training import train_challenger
+
+    project = load_project("flights_delay")
+    version = train_challenger(project, end_ds)["version"]
+    return {**run_gate(project, candidate=version), "version": str(version)}
+
+
+def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airflow_db, dag_jan_root, load_dag):
+    from pipelines.tracking import CHAMPION, client
+
+    first = _train_and_gate("2013-01-20")  # champion on 2013-01-28
+    assert first["promoted"]
+    second = _train_and_gate("2013-01-31")  # today's champion, promoted after the scored day
+    assert second["promoted"], second.get("failed")
+    assert str(client().get_model_version_by_alias("flights_delay", CHAMPION).version) == str(second["version"])
+
+    dag = load_dag("batch_score.py", "batch_score_flights_delay")
+    run = dag.test(logical_date=dt.datetime(2013, 1, 28, tzinfo=dt.UTC), run_conf={"chunk_rows": 300})
+    assert str(run.state) == "success"
+    assert _instances(run) == [
+        ("plan", -1, "success"),
+        ("publish", -1, "success"),
+        *[("score_chunk", i, "success") for i in range(4)],  # 923 rows: 300, 300, 300, 23
+        ("wait_for_validated", -1, "success"),
+    ]
+    folder = dag_jan_root / f"scores/flights_delay/ds={DS}"
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["model_version"] == second["version"] and manifest["model_choice"] == "current"
+    assert manifest["rows"] == ROWS and manifest["chunks"] == 4
+    assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, second["version"])
+    ckpt = json.loads((dag_jan_root / f"checkpoints/flights_delay/ds={DS}/manifest.json").read_text())
+    assert ckpt["status"] == "published" and ckpt["plan_id"] == manifest["plan_id"]
+
+    # A backfill that asks for the version that was champion on the day replaces the partition.
+    conf = {"model_choice": "as_of_partition", "chunk_rows": 500}
+    again = dag.test(logical_date=dt.datetime(2013, 1, 28, tzinfo=dt.UTC), run_conf=conf)
+    assert str(again.state) == "success"
+    manifest = json.loads((folder / "_manifest.json").read_text())
+    assert manifest["model_version"] == first["version"] and manifest["model_choice"] == "as_of_partition"
+    assert manifest["chunks"] == 2
+    assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, first["version"])
+    assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", "part-00000.parquet"]
+
+
+def test_no_version_as_of_the_day_fails_the_plan_without_retries(airflow_db, dag_jan_root, load_dag):
+    assert _train_and_gate("2013-01-31")["promoted"]
+    dag = load_dag("batch_score.py", "batch_score_flights_delay")
+    run = dag.test(logical_date=dt.datetime(2013, 1, 10, tzinfo=dt.UTC), run_conf={"model_choice": "as_of_partition"})
+    assert str(run.state) == "failed"
+    states = {task: state for task, _, state in _instances(run)}
+    assert states["plan"] == "failed" and states["publish"] == "upstream_failed"
+    assert not (dag_jan_root / "scores/flights_delay/ds=2013-01-10").exists()
+
+
+def test_a_halted_day_is_skipped_not_failed(airflow_db, dag_root, load_dag):
+    from pipelines.config import load_project
+    from pipelines.demo import seed_demo
+    from pipelines.errors import ContractHalt
+    from pipelines.validation import validate_partition
+
+    project = load_project("flights_delay")
+    seed_demo(project, "2013-02-07", "2013-02-07", inject_faults=True)  # a column is missing: halted
+    with pytest.raises(ContractHalt):
+        validate_partition(project, "2013-02-07")
+    dag = load_dag("batch_score.py", "batch_score_flights_delay")
+    run = dag.test(logical_date=dt.datetime(2013, 2, 7, tzinfo=dt.UTC))
+    assert str(run.state) == "success"
+    assert {task: state for task, _, state in _instances(run)} == {
+        "wait_for_validated": "skipped",
+        "plan": "skipped",
+        "score_chunk": "skipped",
+        "publish": "skipped",
+    }
