@@ -23,11 +23,15 @@ DEMO_END ?= 2013-01-31
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
+# --compile-bytecode: machines here set PYTHONDONTWRITEBYTECODE=1, so without .pyc
+# files written at install time every process (each Airflow task, each test
+# subprocess) compiles its imports again: import great_expectations 7.0 s -> 3.7 s,
+# evidently 7.8 -> 4.1, mlflow 3.7 -> 1.4, xgboost 3.6 -> 1.2 (measured here).
 $(VENV)/.installed: requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip >/dev/null
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(UV) pip sync -q --python $(BIN)/python requirements.lock
+	$(UV) pip sync -q --compile-bytecode --python $(BIN)/python requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
