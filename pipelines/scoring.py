@@ -146,7 +146,26 @@ def _key(kind: str, project: ProjectConfig, ds: str, *parts: str) -> str:
 
 
 def _chunk_key(project: ProjectConfig, ds: str, plan_id: str, index: int) -> str:
-    return _key("checkpoints", project, ds, plan_id, f"chunk-{index:05d}.parquet")
+    return _key("checkpoints", project, ds, plan_id, f"chunk-{index:05d}.arrow")
+
+
+def _write_chunk(table: pa.Table, path: str) -> None:
+    """A committed chunk is an Arrow IPC file (LZ4): a checkpoint, written and read back at near memory speed.
+
+    Only the published file is Parquet (zstd), encoded once, at publish.
+    """
+    import pyarrow as pa
+
+    options = pa.ipc.IpcWriteOptions(compression="lz4")
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+
+
+def _read_chunk(path: str) -> pa.Table:
+    import pyarrow as pa
+
+    with pa.memory_map(path) as source:
+        return pa.ipc.open_file(source).read_all()
 
 
 def _sha256_file(path: str) -> str:
@@ -161,7 +180,12 @@ def _sha256_file(path: str) -> str:
 
 
 class _Input:
-    """The validated partition as a local Parquet file, read a row range at a time."""
+    """The validated partition as a local Parquet file, read a row range at a time.
+
+    Memory is bounded by the chunk plus one row group: the last row group read
+    is kept, so chunks read in order decode every row group once, whatever
+    the chunk size.
+    """
 
     def __init__(self, path: str):
         import pyarrow.parquet as pq
@@ -169,22 +193,32 @@ class _Input:
         self.file = pq.ParquetFile(path)
         meta = self.file.metadata
         self.num_rows = meta.num_rows
-        self.starts = []
+        self.bounds: list[tuple[int, int]] = []  # (start, rows) per row group
         start = 0
         for i in range(meta.num_row_groups):
-            self.starts.append(start)
-            start += meta.row_group(i).num_rows
+            rows = meta.row_group(i).num_rows
+            self.bounds.append((start, rows))
+            start += rows
+        self._cached: tuple[int, pa.Table] | None = None
+
+    def _group(self, i: int) -> pa.Table:
+        if self._cached is None or self._cached[0] != i:
+            self._cached = None  # release the previous group before decoding the next
+            self._cached = (i, self.file.read_row_group(i))
+        return self._cached[1]
 
     def read(self, start: int, rows: int) -> pa.Table:
         import pyarrow as pa
 
         end = start + rows
-        groups = [
-            i for i, s in enumerate(self.starts) if s < end and s + self.file.metadata.row_group(i).num_rows > start
+        parts = [
+            self._group(i).slice(max(start - s, 0), min(end, s + n) - max(start, s))
+            for i, (s, n) in enumerate(self.bounds)
+            if s < end and s + n > start
         ]
-        table = self.file.read_row_groups(groups) if groups else self.file.schema_arrow.empty_table()
-        offset = start - (self.starts[groups[0]] if groups else 0)
-        return pa.Table.from_batches(table.slice(offset, rows).to_batches(), schema=table.schema)
+        if not parts:
+            return self.file.schema_arrow.empty_table()
+        return pa.concat_tables(parts).combine_chunks()
 
 
 # ---- the output
@@ -223,8 +257,8 @@ def output_table(
         ("training_fingerprint", pin["training_fingerprint"]),
         ("contract_version", contract_version),
     ):
-        cols[name] = pa.array([value] * n, pa.string())
-    cols["ds"] = pa.array([dt.date.fromisoformat(ds)] * n, pa.date32())
+        cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
+    cols["ds"] = pa.repeat(pa.scalar(dt.date.fromisoformat(ds), pa.date32()), n)
     return pa.table(cols)
 
 
@@ -474,7 +508,6 @@ def score_chunks(
 
     Returns ``{"scored", "skipped", "rows", "chunks": [index...]}`` for this call.
     """
-    import pyarrow.parquet as pq
 
     from pipelines.contracts import contract_for
     from pipelines.model import predict_scores
@@ -522,8 +555,8 @@ def score_chunks(
             rows = arrow_rows.to_pandas()
             scores = predict_scores(model, rows, project.target.task) if len(rows) else []
             table = output_table(project, rows, scores, pin, key_cols, ds, ckpt["contract_version"], arrow_rows)
-            with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
-                pq.write_table(table, tmp.name, compression="zstd", row_group_size=max(len(table), 1))
+            with tempfile.NamedTemporaryFile(suffix=".arrow") as tmp:
+                _write_chunk(table, tmp.name)
                 digest = _sha256_file(tmp.name)
                 _hold(f"chunk_write:{i}")
                 storage.upload(_chunk_key(project, ds, plan_id, i), tmp.name)
@@ -624,7 +657,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
                 with _local_copy(storage, _chunk_key(project, ds, plan_id, c["index"])) as chunk_path:
                     if _sha256_file(chunk_path) != meta["sha256"]:
                         raise MissingInput(f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum")
-                    table = pq.read_table(chunk_path)
+                    table = _read_chunk(chunk_path)
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, table.schema, compression="zstd")
                 writer.write_table(table, row_group_size=max(len(table), 1))

@@ -49,15 +49,91 @@ def scored_root(january, tmp_path_factory):
         yield root
 
 
-@pytest.fixture
-def env(scored_root, monkeypatch):
-    monkeypatch.setenv("PIPELINES_DATA_ROOT", str(scored_root))
+class Target:
+    """Where the run writes (a local root, or a bucket on the S3 test server), read back with raw tools."""
+
+    def __init__(self, kind: str, root: str, s3_client=None, tmp_path=None):
+        self.kind, self.root, self.s3, self.tmp = kind, root, s3_client, tmp_path
+
+    def _bucket_key(self, key: str) -> tuple[str, str]:
+        bucket, _, prefix = self.root[len("s3://") :].partition("/")
+        return bucket, f"{prefix}/{key}"
+
+    def read(self, key: str) -> bytes | None:
+        if self.kind == "local":
+            path = os.path.join(self.root, key)
+            return open(path, "rb").read() if os.path.exists(path) else None
+        bucket, full = self._bucket_key(key)
+        try:
+            return self.s3.get_object(Bucket=bucket, Key=full)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+
+    def keys(self, prefix: str) -> list[str]:
+        if self.kind == "local":
+            base = os.path.join(self.root, prefix)
+            return sorted(os.path.relpath(os.path.join(d, f), self.root) for d, _, fs in os.walk(base) for f in fs)
+        bucket, full = self._bucket_key(prefix)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=full + "/")
+        drop = len(self._bucket_key("")[1])
+        return sorted(o["Key"][drop:] for page in pages for o in page.get("Contents", []))
+
+    def checkpoint(self) -> dict:
+        """The run manifest, with ``committed``: the indices whose commit marker exists."""
+        folder = f"checkpoints/flights_delay/ds={DS}"
+        raw = self.read(f"{folder}/manifest.json")
+        if raw is None:  # killed while re-planning, between clearing and writing it
+            return {"status": "none", "committed": []}
+        ckpt = json.loads(raw)
+        markers = [k for k in self.keys(f"{folder}/{ckpt['plan_id']}") if k.endswith(".json")]
+        ckpt["committed"] = sorted(int(k.rsplit("chunk-", 1)[1].split(".")[0]) for k in markers)
+        return ckpt
+
+    def manifest(self) -> dict:
+        return json.loads(self.read(f"scores/flights_delay/ds={DS}/_manifest.json"))
+
+    def local_file(self, key: str):
+        """A local path holding the object (the file itself on local disk)."""
+        if self.kind == "local":
+            return os.path.join(self.root, key)
+        path = self.tmp / f"get-{time.monotonic_ns()}" / key
+        path.parent.mkdir(parents=True)
+        path.write_bytes(self.read(key))
+        return str(path)
+
+    def published(self) -> tuple:
+        """What DuckDB reads from the published partition: rows, distinct row ids, a version, versions."""
+        import duckdb
+
+        part = self.local_file(f"scores/flights_delay/ds={DS}/part-00000.parquet")
+        glob = os.path.join(part.rsplit(f"/ds={DS}/", 1)[0], "*/*.parquet")  # the Hive layout, as a BI tool reads it
+        return duckdb.execute(
+            "select count(*), count(distinct row_id), any_value(model_version), count(distinct model_version) "
+            "from read_parquet(?, hive_partitioning = true) where ds = ?",
+            [glob, DS],
+        ).fetchone()
+
+
+@pytest.fixture(params=["local", "s3"])
+def env(request, scored_root, monkeypatch, tmp_path) -> Target:
+    """The champion of ``scored_root``; the partition on local disk or in a fresh bucket on the S3 server."""
     monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
-    return scored_root
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{scored_root}/mlflow/mlflow.db")
+    if request.param == "local":
+        monkeypatch.setenv("PIPELINES_DATA_ROOT", str(scored_root))
+        return Target("local", str(scored_root))
+    root = request.getfixturevalue("s3_root")  # sets PIPELINES_DATA_ROOT and the AWS_* variables
+    from pipelines.storage import get_storage
+
+    storage = get_storage()
+    for zone in ("validated", "reports"):
+        for path in (scored_root / zone / "flights" / f"ds={DS}").iterdir():
+            storage.upload(f"{zone}/flights/ds={DS}/{path.name}", str(path))
+    return Target("s3", root, request.getfixturevalue("s3_client"), tmp_path)
 
 
-def _start(root, tmp_path, *extra: str, hold: str | None = None) -> tuple[subprocess.Popen, object, str]:
-    env = {**os.environ, "PIPELINES_DATA_ROOT": str(root)}
+def _start(target, tmp_path, *extra: str, hold: str | None = None) -> tuple[subprocess.Popen, object, str]:
+    env = dict(os.environ)  # the target's PIPELINES_DATA_ROOT, MLflow store and AWS_* settings
     release = str(tmp_path / f"release-{time.monotonic_ns()}")
     if hold:
         env.update({"PIPELINES_FAULT_HOLD": hold, "PIPELINES_FAULT_RELEASE": release})
@@ -79,32 +155,12 @@ def _wait_hold(proc, err, point: str, timeout: float = 120) -> None:
     raise AssertionError(f"never reached {point}")
 
 
-def _score(root, tmp_path, *extra: str) -> dict:
-    proc, err, _ = _start(root, tmp_path, *extra)
+def _score(target, tmp_path, *extra: str) -> dict:
+    proc, err, _ = _start(target, tmp_path, *extra)
     out, _ = proc.communicate(timeout=300)
     err.seek(0)
     assert proc.returncode == 0, err.read()[-2000:]
     return json.loads(out)
-
-
-def _checkpoint(root) -> dict:
-    """The run manifest, with ``committed``: the indices whose commit marker exists."""
-    folder = root / f"checkpoints/flights_delay/ds={DS}"
-    ckpt = json.loads((folder / "manifest.json").read_text())
-    markers = (folder / ckpt["plan_id"]).glob("chunk-*.json")
-    ckpt["committed"] = sorted(int(m.stem.split("-")[1]) for m in markers)
-    return ckpt
-
-
-def _published(root):
-    import duckdb
-
-    glob = str(root / "scores/flights_delay/*/*.parquet")
-    return duckdb.execute(
-        "select count(*), count(distinct row_id), any_value(model_version), count(distinct model_version) "
-        "from read_parquet(?, hive_partitioning = true) where ds = ?",
-        [glob, DS],
-    ).fetchone()
 
 
 def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
@@ -112,15 +168,16 @@ def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
     assert first["planned"] == CHUNKS and first["scored"] == CHUNKS and first["skipped"] == 0
     assert first["rows"] == first["input"]["rows"] == ROWS and first["model_version"] == "1"
     assert first["output"].endswith(f"scores/flights_delay/ds={DS}/part-00000.parquet")
-    assert _published(env) == (ROWS, ROWS, "1", 1)
-    manifest = json.loads((env / f"scores/flights_delay/ds={DS}/_manifest.json").read_text())
+    assert env.published() == (ROWS, ROWS, "1", 1)
+    manifest = env.manifest()
     assert manifest["output_sha256"] == first["output_sha256"] and manifest["mlflow_run_id"]
 
     import pyarrow.parquet as pq
 
-    meta = pq.read_metadata(env / f"scores/flights_delay/ds={DS}/part-00000.parquet")
+    part = env.local_file(f"scores/flights_delay/ds={DS}/part-00000.parquet")
+    meta = pq.read_metadata(part)
     assert meta.num_row_groups == CHUNKS  # one row group per chunk
-    names = pq.read_schema(env / f"scores/flights_delay/ds={DS}/part-00000.parquet").names
+    names = pq.read_schema(part).names
     assert names == [
         "year", "month", "day", "carrier", "flight", "origin", "row_id", "score", "label", "model_name",
         "model_version", "mlflow_run_id", "training_fingerprint", "contract_version", "ds",
@@ -128,7 +185,7 @@ def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
 
     again = _score(env, tmp_path)  # a rerun replaces the partition with the same bytes
     assert again["output_sha256"] == first["output_sha256"] and again["scored"] == CHUNKS
-    assert _published(env) == (ROWS, ROWS, "1", 1)
+    assert env.published() == (ROWS, ROWS, "1", 1)
 
 
 HOLD_POINTS = [
@@ -155,17 +212,17 @@ def test_sigkill_anywhere_then_rerun_publishes_the_same_partition(env, tmp_path)
             time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-        ckpt = _checkpoint(env)
+        ckpt = env.checkpoint()
         committed = len(ckpt["committed"]) if ckpt["status"] == "running" else None
         if point and point.startswith(("chunk_write", "chunk_commit")):
             assert committed == int(point.split(":")[1]), (point, committed)
         # Readers never see a partial partition: the old complete one is still there.
-        assert _published(env) == (ROWS, ROWS, "1", 1), point or delay
+        assert env.published() == (ROWS, ROWS, "1", 1), point or delay
 
         resumed = _score(env, tmp_path)
         what = point or f"random kill after {delay:.1f}s"
         assert resumed["output_sha256"] == reference["output_sha256"], what
-        assert _published(env) == (ROWS, ROWS, "1", 1), what
+        assert env.published() == (ROWS, ROWS, "1", 1), what
         if committed is not None:
             # Only the chunk in flight (if any) is redone; committed ones are skipped.
             assert resumed["resumed"] and resumed["skipped"] == committed, what
@@ -182,12 +239,13 @@ def test_sigterm_stops_at_a_chunk_boundary_and_resumes(env, tmp_path):
     assert proc.returncode == 6, err.read()[-2000:]
     err.seek(0)
     assert f"stopped on SIGTERM after 3 of {CHUNKS} chunk(s)" in err.read()
-    ckpt = _checkpoint(env)
+    ckpt = env.checkpoint()
     assert ckpt["status"] == "running" and ckpt["committed"] == [0, 1, 2]
     resumed = _score(env, tmp_path)
     assert resumed["skipped"] == 3 and resumed["scored"] == CHUNKS - 3
 
 
+@pytest.mark.parametrize("env", ["local"], indirect=True)  # the registry is the same either way
 def test_promotion_mid_run_does_not_mix_versions(env, tmp_path):
     from pipelines.config import load_project
     from pipelines.tracking import CHAMPION, client
@@ -203,7 +261,7 @@ def test_promotion_mid_run_does_not_mix_versions(env, tmp_path):
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0
         assert json.loads(out)["model_version"] == "1"
-        assert _published(env) == (ROWS, ROWS, "1", 1)  # every row, one version: the pinned one
+        assert env.published() == (ROWS, ROWS, "1", 1)  # every row, one version: the pinned one
         assert _score(env, tmp_path)["model_version"] == newer  # the next run pins the new champion
     finally:
         c.set_registered_model_alias("flights_delay", CHAMPION, "1")

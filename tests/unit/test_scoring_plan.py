@@ -21,3 +21,21 @@ def test_chunks_cover_every_row_once_in_order(rows, chunk):
 def test_a_chunk_size_below_one_is_a_named_error():
     with pytest.raises(ConfigError):
         plan_chunks(10, 0)
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 8, 11, 30, 100])
+def test_chunks_read_back_the_partition_in_order_across_row_groups(tmp_path, chunk):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.scoring import _Input
+
+    table = pa.table({"k": list(range(30)), "s": [f"r{i}" for i in range(30)]})
+    path = tmp_path / "part.parquet"
+    pq.write_table(table, path, row_group_size=7)  # groups of 7, 7, 7, 7, 2
+    source = _Input(str(path))
+    assert source.num_rows == 30
+    parts = [source.read(c["start"], c["rows"]) for c in plan_chunks(30, chunk)]
+    assert all(p.num_rows == c["rows"] for p, c in zip(parts, plan_chunks(30, chunk), strict=True))
+    assert pa.concat_tables(parts).equals(table)
+    assert source.read(5, 9).equals(table.slice(5, 9))  # out of order too

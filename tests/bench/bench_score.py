@@ -1,0 +1,251 @@
+"""Benchmark: batch scoring of one large partition three ways, side by side, at 1M and 5M rows.
+
+Run with ``make bench`` (or ``python tests/bench/bench_score.py [--sizes 1000000,5000000]``).
+
+Setup: January 2013 is seeded and validated in a temporary root and a champion is trained on it.
+The large inputs are January's validated rows replicated with unique keys (``flight`` shifted by
+10,000 per copy), written as validated partitions the way validation writes them (zstd, row groups
+of 256,000 rows). Every measurement runs in its own fresh process (so peak RSS is that process's
+own, from ``wait4``); import time is paid before the clock starts and printed apart.
+
+- **limit**: ``xgboost.Booster.inplace_predict`` on the champion's encoded feature matrix, already
+  in memory (built before the clock starts): no I/O, no feature code, no encoding.
+- **naive peer**: read the whole partition with pandas, ``mlflow.pyfunc`` ``predict``, write one
+  Parquet file.
+- **ours**: ``score_partition`` (what ``pipelines score`` runs) with checkpointing on: pin, plan,
+  score and commit ``scoring.chunk_rows``-row chunks, publish one file atomically, manifest.
+
+Targets (issue 5): ours >= 0.9x the peer's rows/s and >= 0.7x the limit's; ours' peak RSS at 5M
+<= 1.25x its peak at 1M and <= 0.5x the peer's at 5M. Results go to
+``tests/bench/results/score.json``. A miss is printed, not raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "score.json"
+MODEL = "flights_delay"
+SIZES = (1_000_000, 5_000_000)
+BASE_ENV = {"GX_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1", "PIPELINES_CODE_VERSION": "bench"}
+MODES = ("limit", "peer", "ours")
+FLIGHT_SHIFT = 10_000
+
+
+def ds_for(rows: int) -> str:
+    """A partition date per size (December, far from the January the champion knows)."""
+    return {1_000_000: "2013-12-01", 5_000_000: "2013-12-05"}.get(rows, "2013-12-10")
+
+
+def setup(root: Path, sizes: list[int]) -> None:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.config import load_project
+    from pipelines.demo import seed_demo
+    from pipelines.gate import run_gate
+    from pipelines.partitions import date_range
+    from pipelines.storage import LocalStorage
+    from pipelines.training import train_challenger
+    from pipelines.validation import VALIDATED_FILE, validate_partition
+
+    project = load_project(MODEL)
+    storage = LocalStorage(root)
+    seed_demo(project, "2013-01-01", "2013-01-31", storage=storage)
+    days = list(date_range("2013-01-01", "2013-01-31"))
+    for ds in days:
+        validate_partition(project, ds, storage=storage)
+    train_challenger(project, "2013-01-31", storage=storage)
+    assert run_gate(project)["promoted"]
+    base = pa.concat_tables(
+        [pq.read_table(root / f"validated/flights/ds={ds}/{VALIDATED_FILE}") for ds in days]
+    ).combine_chunks()
+    assert pc.max(base["flight"]).as_py() < FLIGHT_SHIFT
+    for rows in sizes:
+        path = root / f"validated/flights/ds={ds_for(rows)}/{VALIDATED_FILE}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        parts, written, copy = [], 0, 0
+        while written < rows:
+            part = base.slice(0, min(len(base), rows - written))
+            flight = pc.add(part["flight"], pa.scalar(copy * FLIGHT_SHIFT, part["flight"].type))
+            parts.append(part.set_column(part.schema.get_field_index("flight"), "flight", flight))
+            written += len(part)
+            copy += 1
+        table = pa.concat_tables(parts)
+        pq.write_table(table, path, compression="zstd", row_group_size=256_000)  # as validation writes it
+        del table, parts
+
+
+# ---- one measurement, in a fresh process
+
+
+def worker(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
+    t_import = time.perf_counter()
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from pipelines.config import load_project
+    from pipelines.scoring import score_partition
+    from pipelines.storage import get_storage
+    from pipelines.tracking import CHAMPION, client, configure
+    from pipelines.validation import VALIDATED_FILE
+
+    configure()
+    project = load_project(MODEL)
+    storage = get_storage()
+    path = storage.local_path(f"validated/flights/ds={ds}/{VALIDATED_FILE}")
+    version = client().get_model_version_by_alias(MODEL, CHAMPION).version
+    uri = f"models:/{MODEL}/{version}"
+    imports = time.perf_counter() - t_import
+    extra: dict[str, Any] = {}
+    if mode == "limit":
+        model = mlflow.sklearn.load_model(uri)
+        frame = pd.read_parquet(path)
+        matrix = np.ascontiguousarray(model[:-1].transform(frame), dtype=np.float32)
+        del frame
+        booster = model[-1].get_booster()
+        t0 = time.perf_counter()
+        scores = booster.inplace_predict(matrix)
+        seconds = time.perf_counter() - t0
+        rows = len(scores)
+    elif mode == "peer":
+        t0 = time.perf_counter()
+        frame = pd.read_parquet(path)
+        predictor = mlflow.pyfunc.load_model(uri)
+        predicted = np.asarray(predictor.predict(frame))  # this model's pyfunc returns predict_proba
+        frame["prediction"] = predicted[:, 1] if predicted.ndim == 2 else predicted
+        frame.to_parquet(os.path.join(out_dir, "peer.parquet"), index=False)
+        seconds = time.perf_counter() - t0
+        rows = len(frame)
+    else:
+        t0 = time.perf_counter()
+        result = score_partition(project, ds, restart=True)
+        seconds = time.perf_counter() - t0
+        rows = result["rows"]
+        assert pq.read_metadata(storage.local_path(f"scores/{MODEL}/ds={ds}/part-00000.parquet")).num_rows == rows
+        extra = {"chunks": result["chunks"], "chunk_rows": result["chunk_rows"]}
+    return {"mode": mode, "rows": rows, "seconds": seconds, "import_seconds": imports, **extra}
+
+
+def measure(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
+    """Run one measurement in a fresh process; its peak RSS comes from wait4."""
+    cmd = [sys.executable, __file__, "--worker", mode, "--ds", ds, "--out", out_dir]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = "", ""
+    # Read pipes without waiting on the child (wait4 must reap it to get its rusage).
+    import threading
+
+    chunks: dict[str, list[str]] = {"out": [], "err": []}
+    readers = [
+        threading.Thread(target=lambda: chunks["out"].append(proc.stdout.read())),
+        threading.Thread(target=lambda: chunks["err"].append(proc.stderr.read())),
+    ]
+    for r in readers:
+        r.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    for r in readers:
+        r.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = "".join(chunks["out"]), "".join(chunks["err"])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{mode} on {ds} failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result["peak_rss_mb"] = round(usage.ru_maxrss / 1024, 1)  # KiB on Linux
+    result["rows_per_s"] = round(result["rows"] / result["seconds"])
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker", choices=MODES)
+    parser.add_argument("--ds")
+    parser.add_argument("--out")
+    parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
+    args = parser.parse_args()
+    os.environ.update(BASE_ENV)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.ds, args.out)))
+        return 0
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    started = time.perf_counter()
+    runs: dict[int, dict[str, dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-score-") as tmp:
+        root = Path(tmp) / "data"
+        os.environ["PIPELINES_DATA_ROOT"] = str(root)
+        print("setup: seed + validate January, train and promote a champion, build the large partitions ...")
+        t0 = time.perf_counter()
+        setup(root, sizes)
+        print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
+        for rows in sizes:
+            runs[rows] = {}
+            for mode in MODES:
+                r = measure(mode, ds_for(rows), tmp)
+                runs[rows][mode] = r
+                print(
+                    f"  {rows:>9,} rows  {mode:<5}  {r['seconds']:7.2f} s  {r['rows_per_s']:>10,} rows/s"
+                    f"  peak RSS {r['peak_rss_mb']:>7,.0f} MB  (imports {r['import_seconds']:.1f} s, not timed)",
+                    flush=True,
+                )
+
+    big, small = max(sizes), min(sizes)
+    ours_big, peer_big, limit_big = runs[big]["ours"], runs[big]["peer"], runs[big]["limit"]
+    checks = {
+        "ours_vs_peer_rows_per_s": round(ours_big["rows_per_s"] / peer_big["rows_per_s"], 2),
+        "ours_vs_limit_rows_per_s": round(ours_big["rows_per_s"] / limit_big["rows_per_s"], 2),
+        "ours_rss_big_vs_small": round(ours_big["peak_rss_mb"] / runs[small]["ours"]["peak_rss_mb"], 2),
+        "ours_rss_vs_peer_big": round(ours_big["peak_rss_mb"] / peer_big["peak_rss_mb"], 2),
+    }
+    targets = {
+        "ours_vs_peer_rows_per_s": (">=", 0.9),
+        "ours_vs_limit_rows_per_s": (">=", 0.7),
+        "ours_rss_big_vs_small": ("<=", 1.25),
+        "ours_rss_vs_peer_big": ("<=", 0.5),
+    }
+    passed = {k: (checks[k] >= t if op == ">=" else checks[k] <= t) for k, (op, t) in targets.items()}
+    results = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "runs": {str(k): v for k, v in runs.items()},
+        "checks": checks,
+        "targets": {k: f"{op} {t}" for k, (op, t) in targets.items()},
+        "pass": passed,
+        "total_seconds": round(time.perf_counter() - started, 1),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print()
+    print("| rows | way | seconds | rows/s | peak RSS MB |")
+    print("|---|---|---|---|---|")
+    for rows in sizes:
+        for mode in MODES:
+            r = runs[rows][mode]
+            print(f"| {rows:,} | {mode} | {r['seconds']:.2f} | {r['rows_per_s']:,} | {r['peak_rss_mb']:,.0f} |")
+    print()
+    for k, (op, t) in targets.items():
+        print(f"{k}: {checks[k]} (target {op} {t}) {'ok' if passed[k] else 'MISS'}")
+    print(f"total {results['total_seconds']:.0f} s; results in {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
