@@ -51,9 +51,10 @@ format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix pipelines dags tests
 	$(BIN)/ruff format pipelines dags tests
 
-bench: setup ## Benchmarks, ours against the peers, side by side (validation, drift)
+bench: setup ## Benchmarks, ours against the peers, side by side (validation, drift, scoring)
 	$(BIN)/python tests/bench/bench_validate.py
 	$(BIN)/python tests/bench/bench_drift.py
+	$(BIN)/python tests/bench/bench_score.py
 
 demo: setup ## Seed January 2013, ingest it through Airflow, train and promote a first champion
 	$(BIN)/python -m pipelines.demo_driver --start $(DEMO_START) --end $(DEMO_END)

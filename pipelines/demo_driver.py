@@ -13,12 +13,15 @@ Drives Airflow only through its CLI (this package never imports Airflow):
    plan: clean and quarantine days must succeed, halt days must fail with a
    halt report; anything else fails the demo loudly;
 5. triggers ``retrain_flights_delay`` for the window: train, gate, promote a
-   first champion;
+   first champion; then ``batch_score_flights_delay`` for every seeded day
+   (halted days are skipped, the others published and checked: rows match
+   the validated partition, the version is the champion);
 6. lands and ingests a summer window (``--drift-start``..``--drift-end``,
    clean deliveries, one triggered run per day), then runs ``drift_flights_delay`` for its last day: the
    summer's delays and destinations drift from January, the policy fires, and
    the drift asset makes the scheduler run ``retrain_flights_delay`` with
-   trigger ``drift``; its gate decides on the summer challenger. (The drift
+   trigger ``drift``; its gate decides on the summer challenger; the summer
+   days are then scored with the champion of that moment. (The drift
    DAG stays paused while the summer window is ingested: the demo skips
    February to May, so a firing on the first summer days would find no
    training window behind it. In production it runs on every validated event.)
@@ -386,6 +389,52 @@ def drift_retrain(project, ds: str, env: dict[str, str], problems: list[str]) ->
     return info
 
 
+def score_window(project, days: list[str], env: dict[str, str], problems: list[str]) -> dict:
+    """Run ``batch_score`` for each day (one triggered run per day) and check what was published.
+
+    A halted day has no validated partition: its run must be green with every
+    task skipped and nothing published. Every other day must publish a
+    partition whose rows match the validated ones, scored by the champion of
+    the moment. Returns ``{"scored", "rows", "versions": {version: days}, "skipped"}``.
+    """
+    from pipelines.scoring import PUBLIC_MANIFEST, validated_ready
+    from pipelines.storage import get_storage, partition_key
+    from pipelines.tracking import CHAMPION, client
+
+    dag_id = f"batch_score_{project.name}"
+    wait_for_dag(dag_id, env)
+    airflow("dags", "unpause", dag_id, env=env)  # no run for today: the DAG's end_date is in 2013
+    champion = str(client().get_model_version_by_alias(project.name, CHAMPION).version)
+    trigger_days(dag_id, days, env)
+    states = wait_for_runs(dag_id, days, env)
+    storage = get_storage()
+    out = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0}
+    for ds in days:
+        key = partition_key("scores", project.name, ds, PUBLIC_MANIFEST)
+        ready = validated_ready(project, ds, storage)
+        if states.get(ds) != "success":
+            problems.append(f"{dag_id} {ds}: run {states.get(ds)}")
+            continue
+        if ready != "ready":  # halted by the contract: the run is green, every task skipped
+            out["skipped"] += 1
+            continue
+        manifest = storage.read_json(key)
+        validated = storage.read_json(partition_key("reports", project.dataset.name, ds, "validation.json"))
+        if manifest["rows"] != validated["summary"]["validated_rows"] or manifest["model_version"] != champion:
+            problems.append(
+                f"{dag_id} {ds}: {manifest['rows']} rows by v{manifest['model_version']}, expected "
+                f"{validated['summary']['validated_rows']} by v{champion}"
+            )
+        out["scored"] += 1
+        out["rows"] += manifest["rows"]
+        out["versions"].setdefault(manifest["model_version"], []).append(ds)
+    print(
+        f"demo: {dag_id}: {out['scored']} partitions scored ({out['rows']} rows) by "
+        f"{', '.join(f'v{v}' for v in out['versions']) or '-'}; {out['skipped']} halted days skipped"
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="2013-01-01")
@@ -422,13 +471,20 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_dag(dag_id, env)
         airflow("dags", "unpause", dag_id, env=env)
         totals = ingest_window(project, args.start, args.end, True, env, problems)
+    from pipelines.partitions import date_range
+
     champion = train_first_champion(project, args.end, env, problems)
+    scored: list[dict] = []
+    if champion:
+        scored.append(score_window(project, date_range(args.start, args.end), env, problems))
     drift = None
     if champion and not args.no_drift:
         summer = ingest_window(project, args.drift_start, args.drift_end, False, env, problems, backfill=False)
         for k in totals:
             totals[k] += summer[k]
         drift = drift_retrain(project, args.drift_end, env, problems)
+        if drift:
+            scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
 
     from pipelines.storage import get_storage
 
@@ -456,6 +512,12 @@ def main(argv: list[str] | None = None) -> int:
             f"champion now v{now.version}"
         )
         print(f"            report {drift['summary'].get('html_report')}")
+    for window in scored:
+        by = "; ".join(f"v{v}: {days[0]}..{days[-1]} ({len(days)})" for v, days in window["versions"].items())
+        print(
+            f"Scored:     {window['scored']} partitions, {window['rows']} rows ({by}); "
+            f"{window['skipped']} halted days skipped"
+        )
     print(f"Airflow UI: http://127.0.0.1:{port}  (user admin, password in {pw_file})")
     if champion:
         from pipelines.settings import get_settings
@@ -472,6 +534,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"            {len(rows)} partitions, {sum(n for _, n in rows)} rows")
         if sum(n for _, n in rows) != totals["validated"]:
             problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {totals['validated']}")
+        if scored:
+            glob = f"{storage.root}/scores/{project.name}/*/*.parquet"
+            query = (
+                "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
+                "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"
+            )
+            rows = duckdb.execute(query, [glob]).fetchall()
+            print(f"            {query.replace('?', repr(glob))}")
+            for version, days, n, mean in rows:
+                print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
+            if sum(n for _, _, n, _ in rows) != sum(w["rows"] for w in scored):
+                problems.append(f"DuckDB sees {sum(n for _, _, n, _ in rows)} scored rows, manifests say otherwise")
     print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow")
     if problems:
         print("demo: UNEXPECTED outcomes:\n  " + "\n  ".join(problems), file=sys.stderr)
