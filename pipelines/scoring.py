@@ -10,7 +10,7 @@
    the alias moves meanwhile.
 2. **Plan.** Deterministic chunks of ``chunk_rows`` rows over the validated
    partition (row order as published). The plan, the pinned version and the
-   input's size and row count go to ``checkpoints/<model>/ds=D/manifest.json``
+   input's size, row count and SHA-256 go to ``checkpoints/<model>/ds=D/manifest.json``
    (:func:`plan_run`; the batch_score DAG's ``plan`` task).
 3. **Chunks.** Each chunk is read by row group (memory is bounded by the
    chunk, not the partition), scored, written as one Parquet object (atomic),
@@ -362,7 +362,14 @@ def committed_chunks(project: ProjectConfig, ds: str, ckpt: dict[str, Any], stor
 
 
 def _input_identity(storage: Storage, key: str, path: str, rows: int) -> dict[str, Any]:
-    return {"key": key, "uri": storage.uri(key), "bytes": os.path.getsize(path), "rows": rows}
+    """What a plan was made over: a re-validated partition (new content) never resumes an old plan."""
+    return {
+        "key": key,
+        "uri": storage.uri(key),
+        "bytes": os.path.getsize(path),
+        "rows": rows,
+        "sha256": _sha256_file(path),
+    }
 
 
 def _contract_version(project: ProjectConfig, ds: str, storage: Storage) -> str:
@@ -409,7 +416,7 @@ def plan_run(
     """Pin the model and plan the chunks, or resume the unfinished run of the same input.
 
     A checkpoint is resumed when it is unfinished, was planned over the same
-    input (key, size, rows) and no option given now contradicts it; a retry
+    input (key, size, rows, SHA-256) and no option given now contradicts it; a retry
     without options keeps the interrupted run's chunking and pinned version.
     Otherwise (``restart``, a published or stale checkpoint) the version is
     pinned afresh and a new plan replaces the old checkpoint.

@@ -265,3 +265,35 @@ def test_promotion_mid_run_does_not_mix_versions(env, tmp_path):
         assert _score(env, tmp_path)["model_version"] == newer  # the next run pins the new champion
     finally:
         c.set_registered_model_alias("flights_delay", CHAMPION, "1")
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_revalidated_partition_is_never_resumed_or_mixed(env, tmp_path):
+    """Same key, same row count, new content: the old plan is superseded, not resumed."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.config import load_project
+    from pipelines.errors import PlanConflict
+    from pipelines.scoring import plan_run, publish, score_chunks
+
+    project = load_project("flights_delay")
+    old = plan_run(project, DS, chunk_rows=CHUNK_ROWS, restart=True)
+    score_chunks(project, DS, old["plan_id"], [0, 1])
+    path = os.path.join(env.root, f"validated/flights/ds={DS}/part-00000.parquet")
+    backup = tmp_path / "validated.parquet"
+    shutil.copy(path, backup)
+    try:
+        table = pq.read_table(path)
+        i = table.schema.get_field_index("distance")
+        table = table.set_column(i, "distance", pc.add(table["distance"], pa.scalar(1, table["distance"].type)))
+        pq.write_table(table, path, row_group_size=256_000)  # a re-delivery re-validated: same rows, new values
+        with pytest.raises(PlanConflict, match="changed since plan"):
+            score_chunks(project, DS, old["plan_id"], [2])
+        new = plan_run(project, DS, chunk_rows=CHUNK_ROWS)
+        assert not new["resumed"] and new["plan_id"] != old["plan_id"] and new["committed"] == []
+        with pytest.raises(PlanConflict, match="no longer current"):
+            publish(project, DS, old["plan_id"])
+    finally:
+        shutil.copy(backup, path)
