@@ -45,9 +45,10 @@ version that was champion on that day instead of today's champion.
 chunks, checksums). Read with DuckDB:
 `select * from read_parquet('<root>/scores/{name}/*/*.parquet', hive_partitioning = true)`.
 
-**Failures.** A SIGTERM (spot notice) stops a chunk task at a boundary (exit 6) and the
-retry resumes; no champion yet, or a plan superseded by another run, fails the task
-without retries (promote a model, or clear the run from `plan`).
+**Failures.** A chunk task killed or preempted mid-chunk (SIGTERM or SIGKILL) is retried
+and redoes that chunk only; committed chunks are never redone. No champion yet, more
+than 1,000 chunks, or a plan superseded by another run of the day fail the task without
+retries (promote a model, raise `chunk_rows`, or clear the run from `plan`).
 """
 
 
@@ -123,6 +124,7 @@ def build_batch_score_dag(project):
             """Pin the model version and plan the chunks (or resume an unfinished plan); one entry per chunk."""
             from airflow.sdk.exceptions import AirflowFailException
 
+            from pipelines.errors import ConfigError
             from pipelines.scoring import NoModel, plan_run
 
             params = context.get("params") or {}
@@ -134,8 +136,8 @@ def build_batch_score_dag(project):
                     model_choice=params.get("model_choice"),
                     restart=bool(params.get("restart")),
                 )
-            except NoModel as exc:
-                raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion
+            except (NoModel, ConfigError) as exc:
+                raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion or fix a config
             return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in p["chunks"]]
 
         @task(

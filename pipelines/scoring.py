@@ -13,7 +13,7 @@
    input's size, row count and SHA-256 go to ``checkpoints/<model>/ds=D/manifest.json``
    (:func:`plan_run`; the batch_score DAG's ``plan`` task).
 3. **Chunks.** Each chunk is read by row group (memory is bounded by the
-   chunk, not the partition), scored, written as one Parquet object (atomic),
+   chunk, not the partition), scored, written as one Arrow IPC object (atomic),
    and then committed by its own marker ``<plan_id>/chunk-i.json`` (rows,
    SHA-256, host). Markers, not a shared manifest, so mapped Airflow tasks on
    several workers commit chunks of one plan without racing. A rerun after an
@@ -74,6 +74,7 @@ OUTPUT_FILE = "part-00000.parquet"
 PUBLIC_MANIFEST = "_manifest.json"
 CHECKPOINT_FILE = "manifest.json"
 CHOICES = ("current", "as_of_partition")
+MAX_CHUNKS = 1000
 
 
 class NoModel(MissingInput):
@@ -85,29 +86,27 @@ class NoModel(MissingInput):
 
 def pin_model(project: ProjectConfig, ds: str, choice: str) -> dict[str, Any]:
     """The version this run scores with, resolved once, and what traces it."""
-    from pipelines.tracking import CHAMPION, client
+    from pipelines.tracking import CHAMPION, alias_version, client
 
     if choice not in CHOICES:
         raise ConfigError(f"model choice {choice!r} is not one of {CHOICES}")
     c = client()
     if choice == "current":
-        try:
-            mv = c.get_model_version_by_alias(project.name, CHAMPION)
-        except Exception as exc:  # noqa: BLE001 - MLflow has one exception type for a missing alias/model
-            raise NoModel(f"{project.name}: no '{CHAMPION}' to score with ({type(exc).__name__})") from None
+        mv = alias_version(c, project.name, CHAMPION)  # an outage raises (and the task retries)
+        if mv is None:
+            raise NoModel(f"{project.name}: no '{CHAMPION}' to score with (promote a version first)")
     else:
         promoted = []
-        try:
-            versions = c.search_model_versions(f"name='{project.name}'")
-        except Exception:  # noqa: BLE001
-            versions = []
-        for v in versions:
-            end = (v.tags or {}).get("holdout_window", "").partition("..")[2]
-            if (v.tags or {}).get("gate_decision") == "promoted" and end and end <= ds:
+        for v in c.search_model_versions(f"name='{project.name}'"):
+            tags = v.tags or {}
+            end = tags.get("holdout_window", "").partition("..")[2]
+            # Promoted by the gate, window ended by the day, and not rolled back as bad since.
+            if tags.get("gate_decision") == "promoted" and "rolled_back" not in tags and end and end <= ds:
                 promoted.append((end, int(v.version), v))
         if not promoted:
             raise NoModel(
-                f"{project.name}: no version was champion on {ds} (none promoted with a window ending by then)"
+                f"{project.name}: no version was champion on {ds} (none promoted, and not rolled back, "
+                f"with a window ending by then)"
             )
         mv = max(promoted, key=lambda t: (t[0], t[1]))[2]
     tags = mv.tags or {}
@@ -182,9 +181,10 @@ def _sha256_file(path: str) -> str:
 class _Input:
     """The validated partition as a local Parquet file, read a row range at a time.
 
-    Memory is bounded by the chunk plus one row group: the last row group read
-    is kept, so chunks read in order decode every row group once, whatever
-    the chunk size.
+    Memory is bounded by the chunk plus the row groups it overlaps (at most
+    two whole groups when a chunk is smaller than a group); the last row
+    group read is kept, so chunks read in order decode every group once,
+    whatever the chunk size.
     """
 
     def __init__(self, path: str):
@@ -325,7 +325,7 @@ def _local_copy(storage: Storage, key: str) -> Iterator[str]:
 # ---- the checkpoint
 #
 # checkpoints/<model>/ds=D/manifest.json           the run: plan, pinned model, input identity, status
-# checkpoints/<model>/ds=D/<plan_id>/chunk-i.parquet   a scored chunk (atomic write)
+# checkpoints/<model>/ds=D/<plan_id>/chunk-i.arrow     a scored chunk (LZ4 Arrow IPC, atomic write)
 # checkpoints/<model>/ds=D/<plan_id>/chunk-i.json      its commit marker: rows, SHA-256, who scored it
 #
 # Only planning and publishing write the run manifest; each chunk commits by
@@ -396,11 +396,14 @@ def validated_ready(project: ProjectConfig, ds: str, storage: Storage | None = N
 
     storage = storage or get_storage()
     ds = ds_str(ds)
-    if storage.exists(partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)):
-        return "ready"
     report = partition_key("reports", project.dataset.name, ds, "validation.json")
-    if storage.exists(report) and storage.read_json(report).get("summary", {}).get("status") == "halted":
+    status = storage.read_json(report).get("summary", {}).get("status") if storage.exists(report) else None
+    if status == "halted":
         return "halted"
+    # Validation writes the file, then its report: ready once both are there
+    # (so the plan records the contract version from the right report).
+    if status == "published" and storage.exists(partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)):
+        return "ready"
     return "waiting"
 
 
@@ -456,10 +459,14 @@ def plan_run(
     rows_per_chunk = chunk_rows or project.scoring.chunk_rows
     pin = pin_model(project, ds, choice)
     chunks = plan_chunks(input_info["rows"], rows_per_chunk)
+    if len(chunks) > MAX_CHUNKS:
+        raise ConfigError(
+            f"{project.name} ds={ds}: {len(chunks)} chunks of {rows_per_chunk} rows; at most {MAX_CHUNKS} "
+            f"(one mapped task each; Airflow maps at most 1024): raise chunk_rows"
+        )
     plan_id = hashlib.sha256(f"{input_info}|{rows_per_chunk}|{pin['version']}|{time.time_ns()}".encode()).hexdigest()[
         :16
     ]
-    storage.delete_prefix(_key("checkpoints", project, ds))  # a finished or stale run's leftovers
     ckpt = {
         "status": "running",
         "plan_id": plan_id,
@@ -470,7 +477,14 @@ def plan_run(
         "chunks": chunks,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    # The new manifest replaces the old one in one atomic write (a stale
+    # process checking its plan from now on sees the conflict), then the
+    # other plans' chunks go.
     storage.write_json(ckpt_key, ckpt)
+    prefix = _key("checkpoints", project, ds)
+    for stale in {k.split("/", 1)[0] for k in (key[len(prefix) + 1 :] for key in storage.list(prefix)) if "/" in k}:
+        if stale != plan_id:
+            storage.delete_prefix(f"{prefix}/{stale}")
     log.info(
         "%s ds=%s: pinned v%s (%s, run %s), planned %d chunk(s) of <= %d rows over %d rows (plan %s)",
         project.name,
@@ -523,13 +537,13 @@ def score_chunks(
     ds = ds_str(ds)
     storage = storage or get_storage()
     ckpt = _current_plan(project, ds, plan_id, storage)
-    if ckpt.get("status") != "running":
-        raise PlanConflict(f"{project.name} ds={ds}: plan {plan_id} is already {ckpt.get('status')}")
     by_index = {c["index"]: c for c in ckpt["chunks"]}
     wanted = sorted(by_index) if indices is None else list(indices)
     unknown = [i for i in wanted if i not in by_index]
     if unknown:
         raise ConfigError(f"{project.name} ds={ds}: chunks {unknown} are not in plan {plan_id}")
+    if ckpt.get("status") == "published":  # another run of the same plan got there first
+        return {"scored": 0, "skipped": len(wanted), "rows": 0, "chunks": []}
     committed = committed_chunks(project, ds, ckpt, storage)
     todo = [i for i in wanted if str(i) not in committed]
     pin = ckpt["model"]
@@ -566,6 +580,7 @@ def score_chunks(
                 _write_chunk(table, tmp.name)
                 digest = _sha256_file(tmp.name)
                 _hold(f"chunk_write:{i}")
+                _current_plan(project, ds, plan_id, storage)  # superseded meanwhile? then stop here
                 storage.upload(_chunk_key(project, ds, plan_id, i), tmp.name)
             _hold(f"chunk_commit:{i}")
             storage.write_json(
@@ -589,6 +604,11 @@ def score_chunks(
                 planned,
                 len(table),
                 pin["version"],
+            )
+        if stop.requested:  # every chunk is committed; publishing is left to the rerun
+            raise Interrupted(
+                f"{project.name} ds={ds}: stopped on SIGTERM after the last chunk; the checkpoint is "
+                f"complete, rerun to publish"
             )
     return result
 
@@ -663,7 +683,11 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
                 meta = committed[str(c["index"])]
                 with _local_copy(storage, _chunk_key(project, ds, plan_id, c["index"])) as chunk_path:
                     if _sha256_file(chunk_path) != meta["sha256"]:
-                        raise MissingInput(f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum")
+                        storage.delete(_marker_key(project, ds, plan_id, c["index"]))  # uncommit it
+                        raise MissingInput(
+                            f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum; it is "
+                            f"uncommitted: rerun (in Airflow, clear score_chunk) to score it again"
+                        )
                     table = _read_chunk(chunk_path)
                 if writer is None:
                     writer = pq.ParquetWriter(out_path, table.schema, compression="zstd")
@@ -676,6 +700,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
             raise MissingInput(f"{project.name} ds={ds}: {rows} scored rows for {ckpt['input']['rows']} input rows")
         digest = _sha256_file(out_path)
         _hold("publish_data")
+        _current_plan(project, ds, plan_id, storage)  # not superseded while assembling
         output = storage.upload(out_key, out_path)
     pin = ckpt["model"]
     manifest = {
@@ -699,6 +724,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
         "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     _hold("publish_manifest")
+    _current_plan(project, ds, plan_id, storage)
     storage.write_json(manifest_key, manifest)
     ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
     storage.write_json(ckpt_key, {**ckpt, "status": "published", "published_at": manifest["published_at"]})

@@ -92,6 +92,10 @@ class Storage(ABC):
     def size(self, key: str) -> int:
         """Object size in bytes."""
 
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Delete one object (nothing happens if it does not exist)."""
+
     # Shared helpers built on the primitives.
     def write_json(self, key: str, obj: Any) -> str:
         data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
@@ -214,6 +218,9 @@ class LocalStorage(Storage):
             return self._path(key).stat().st_size
         except FileNotFoundError:
             raise MissingInput(f"not found: {self.uri(key)}") from None
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
         # Walk the real files, not validated keys: a foreign name (a space,
@@ -338,6 +345,9 @@ class S3Storage(Storage):
             if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 raise MissingInput(f"not found: {self.uri(key)}") from None
             raise
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))  # S3: no error when absent
 
     def delete_prefix(self, prefix: str) -> int:
         keys = self._list_raw(prefix)  # raw keys: foreign names are deleted too

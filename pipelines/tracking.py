@@ -65,3 +65,23 @@ def client(settings: Settings | None = None) -> Any:
     from mlflow import MlflowClient
 
     return MlflowClient()
+
+
+# MLflow's error codes for a registered model or alias that does not exist.
+_MISSING = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"}
+
+
+def alias_version(c: Any, model: str, alias: str = CHAMPION) -> Any | None:
+    """The model version behind ``alias``, or ``None`` when the model or alias does not exist.
+
+    Any other failure (the tracking server down, a timeout) propagates: a
+    caller must not mistake an outage for "no champion" and fail for good.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return c.get_model_version_by_alias(model, alias)
+    except MlflowException as exc:
+        if exc.error_code in _MISSING:
+            return None
+        raise

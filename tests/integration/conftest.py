@@ -189,8 +189,9 @@ def dag_root(monkeypatch, tmp_path) -> Path:
 
 @pytest.fixture
 def dag_jan_root(dag_root, january) -> Path:
-    """``dag_root`` holding the validated January."""
-    shutil.copytree(january / "validated", dag_root / "validated")
+    """``dag_root`` holding the validated January and its validation reports."""
+    for zone in ("validated", "reports"):
+        shutil.copytree(january / zone, dag_root / zone)
     return dag_root
 
 

@@ -92,6 +92,12 @@ def test_no_version_as_of_the_day_fails_the_plan_without_retries(airflow_db, dag
     assert str(run.state) == "failed"
     states = {task: state for task, _, state in _instances(run)}
     assert states["plan"] == "failed" and states["publish"] == "upstream_failed"
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id="plan").one()
+        assert ti.try_number == 1  # failed for good on the first try: no retries spent
     assert not (dag_jan_root / "scores/flights_delay/ds=2013-01-10").exists()
 
 

@@ -283,3 +283,12 @@ def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
 
     # Everything the pipeline wrote stayed inside the root prefix.
     assert all(k.startswith(f"{prefix}/") for k in _raw_keys(s3_client, bucket))
+
+
+def test_delete_removes_one_object_only(s3, s3_root, s3_client):
+    s3.write_bytes("scores/m/ds=2013-01-01/a.json", b"1")
+    s3.write_bytes("scores/m/ds=2013-01-01/ab.json", b"2")
+    s3.delete("scores/m/ds=2013-01-01/a.json")
+    bucket, prefix = _bucket_prefix(s3_root)
+    assert _raw_keys(s3_client, bucket, prefix) == [f"{prefix}/scores/m/ds=2013-01-01/ab.json"]
+    s3.delete("scores/m/ds=2013-01-01/a.json")  # already gone: no error

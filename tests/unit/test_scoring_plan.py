@@ -39,3 +39,20 @@ def test_chunks_read_back_the_partition_in_order_across_row_groups(tmp_path, chu
     assert all(p.num_rows == c["rows"] for p, c in zip(parts, plan_chunks(30, chunk), strict=True))
     assert pa.concat_tables(parts).equals(table)
     assert source.read(5, 9).equals(table.slice(5, 9))  # out of order too
+
+
+def test_a_partition_is_ready_to_score_only_with_its_published_report(tmp_path):
+    from pipelines.config import load_project
+    from pipelines.scoring import validated_ready
+    from pipelines.storage import LocalStorage
+
+    project, storage, ds = load_project("flights_delay"), LocalStorage(tmp_path), "2013-01-05"
+    report = f"reports/flights/ds={ds}/validation.json"
+    assert validated_ready(project, ds, storage) == "waiting"
+    storage.write_bytes(f"validated/flights/ds={ds}/part-00000.parquet", b"PAR1")
+    assert validated_ready(project, ds, storage) == "waiting"  # validation writes the report after the file
+    storage.write_json(report, {"summary": {"status": "published", "contract_version": "1.0.0"}})
+    assert validated_ready(project, ds, storage) == "ready"
+    storage.write_json(report, {"summary": {"status": "halted"}})
+    storage.delete(f"validated/flights/ds={ds}/part-00000.parquet")
+    assert validated_ready(project, ds, storage) == "halted"

@@ -398,3 +398,16 @@ def test_symlink_out_of_the_root_is_refused(tmp_path):
     (root / "landing" / "x.csv").symlink_to(secret)
     with pytest.raises(ConfigError, match="symlink out of the storage root"):
         LocalStorage(root).read_bytes("landing/x.csv")
+
+
+def test_delete_removes_one_object_only_and_a_missing_one_is_fine(local):
+    local.write_bytes("scores/m/ds=2013-01-01/a.json", b"1")
+    local.write_bytes("scores/m/ds=2013-01-01/ab.json", b"2")
+    local.delete("scores/m/ds=2013-01-01/a.json")
+    assert local.list("scores/m") == ["scores/m/ds=2013-01-01/ab.json"]
+    local.delete("scores/m/ds=2013-01-01/a.json")  # already gone
+
+
+def test_delete_rejects_unsafe_keys(local):
+    with pytest.raises(ConfigError):
+        local.delete("../outside")
