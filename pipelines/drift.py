@@ -98,13 +98,12 @@ def policy_hash(project: ProjectConfig) -> str:
 
 def champion_info(project: ProjectConfig) -> dict[str, Any]:
     """The champion's version, run, holdout baseline and training window end."""
-    from pipelines.tracking import CHAMPION, client
+    from pipelines.tracking import CHAMPION, alias_version, client
 
     c = client()
-    try:
-        mv = c.get_model_version_by_alias(project.name, CHAMPION)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises one exception type for "no such alias/model"
-        raise NoChampion(f"{project.name}: no '{CHAMPION}' to monitor yet ({type(exc).__name__})") from None
+    mv = alias_version(c, project.name, CHAMPION)  # an outage raises (the task retries); only absence skips
+    if mv is None:
+        raise NoChampion(f"{project.name}: no '{CHAMPION}' to monitor yet")
     run = c.get_run(mv.run_id)
     baseline = {k.removeprefix("holdout_"): v for k, v in run.data.metrics.items() if k.startswith("holdout_")}
     return {

@@ -77,12 +77,10 @@ def promotion_lock(model: str) -> Iterator[None]:
 
 
 def _alias_version(c: Any, model: str, alias: str) -> str | None:
-    from mlflow.exceptions import MlflowException
+    from pipelines.tracking import alias_version
 
-    try:
-        return str(c.get_model_version_by_alias(model, alias).version)
-    except MlflowException:
-        return None
+    mv = alias_version(c, model, alias)  # an outage raises instead of reading as "no alias"
+    return None if mv is None else str(mv.version)
 
 
 def _days(tag: str | None) -> tuple[str, str] | None:
