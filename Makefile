@@ -18,7 +18,7 @@ DEMO_START ?= 2013-01-01
 DEMO_END ?= 2013-01-31
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format bench demo lock clean down
+.PHONY: help setup test test-fast lint format bench demo lock clean down up-prod down-prod
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -65,5 +65,11 @@ lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
 down: setup ## Stop the Airflow started by the demo
 	$(BIN)/python -m pipelines.demo_driver --down
 
+up-prod: setup ## The prod profile on this machine: PostgreSQL, Celery on Redis, MLflow server, S3 (see README)
+	$(BIN)/python -m pipelines.prod_stack up
+
+down-prod: setup ## Stop what up-prod started
+	$(BIN)/python -m pipelines.prod_stack down
+
 clean: ## Remove local data, Airflow home and caches (not .venv)
-	rm -rf data .airflow .pytest_cache .ruff_cache
+	rm -rf data .airflow .prod .pytest_cache .ruff_cache

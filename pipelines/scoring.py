@@ -50,7 +50,6 @@ import hashlib
 import logging
 import os
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -60,6 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import ConfigError, Interrupted, MissingInput, PlanConflict
 from pipelines.partitions import ds_str
+from pipelines.workers import worker_hostname
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -589,7 +589,7 @@ def score_chunks(
                     "index": i,
                     "rows": len(table),
                     "sha256": digest,
-                    "host": socket.gethostname(),
+                    "host": worker_hostname(),
                     "pid": os.getpid(),
                     "committed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                 },

@@ -76,8 +76,10 @@ class Settings(BaseModel):
 
 
 def _resolve_path(value: str) -> str:
-    if value.startswith("s3://"):
-        return value.rstrip("/")
+    # URIs stay as they are (s3://..., mlflow-artifacts:/ for a tracking
+    # server that proxies artifacts); only paths are resolved.
+    if value.startswith(("s3://", "mlflow-artifacts:", "http://", "https://", "file://")):
+        return value.rstrip("/") or value
     path = Path(value).expanduser()
     if not path.is_absolute():
         path = PROJECT_ROOT / path

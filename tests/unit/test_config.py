@@ -111,7 +111,9 @@ def test_environment_overrides_profile(monkeypatch, tmp_path):
 def test_prod_profile_and_unknown_profile(monkeypatch):
     monkeypatch.delenv("PIPELINES_DATA_ROOT", raising=False)
     monkeypatch.setenv("PIPELINES_PROFILE", "prod")
+    monkeypatch.delenv("PIPELINES_MLFLOW_ARTIFACT_ROOT", raising=False)
     assert get_settings().data_root.startswith("s3://")
+    assert get_settings().mlflow_artifact_root == "mlflow-artifacts:"  # proxied by the server, not a path
     monkeypatch.setenv("PIPELINES_PROFILE", "staging")
     with pytest.raises(ConfigError, match="profile 'staging' not found"):
         get_settings()
