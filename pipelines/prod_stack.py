@@ -391,6 +391,35 @@ class Stack:
             raise RuntimeError(f"`airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
         return proc
 
+    def api(self, path: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
+        """A call to Airflow's REST API (v2) as the admin user; returns the decoded JSON."""
+        token = token or self.api_token()
+        req = urllib.request.Request(  # noqa: S310 - http on loopback, built from our own port
+            f"{self.api_url}{path}",
+            method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=60) as resp:
+            return json.loads(resp.read() or b"null")
+
+    def wait_runs(self, dag_id: str, count: int, timeout: float = 600) -> list[dict]:
+        """Wait until ``dag_id`` has at least ``count`` runs and all have finished; returns them."""
+        token = self.api_token()
+        deadline = time.monotonic() + timeout
+        runs: list[dict] = []
+        while time.monotonic() < deadline:
+            runs = self.api(f"/api/v2/dags/{dag_id}/dagRuns?limit=200", token=token)["dag_runs"]
+            if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
+                return runs
+            time.sleep(3)
+        raise RuntimeError(f"{dag_id}: runs not finished within {timeout:.0f}s: {[r['state'] for r in runs]}")
+
+    def task_instances(self, dag_id: str, run_id: str = "~") -> list[dict]:
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000"
+        return self.api(path)["task_instances"]
+
     def api_token(self, user: str = ADMIN, password: str | None = None) -> str:
         """A bearer token from the api-server (``POST /auth/token``)."""
         body = json.dumps({"username": user, "password": password or self.secrets()["airflow_admin_password"]})
@@ -404,17 +433,22 @@ class Stack:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["up", "down"])
+    parser.add_argument("command", choices=["up", "down", "drop"], help="drop: down, then drop its databases")
     parser.add_argument("--home", default=str(PROJECT_ROOT / ".prod"), help="state folder (default .prod/)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     home = Path(args.home)
-    if args.command == "down":
-        if (home / "stack.json").exists():
-            Stack.load(home).down()
-            print(f"prod stack in {home} stopped (databases and bucket kept; `make clean-prod` drops them)")
-        else:
+    if args.command in ("down", "drop"):
+        if not (home / "stack.json").exists():
             print(f"no prod stack in {home}")
+            return 0
+        stack = Stack.load(home)
+        stack.down()
+        if args.command == "drop":
+            stack.drop_databases()
+            print(f"prod stack in {home} stopped, databases {stack.name}_* dropped")
+        else:
+            print(f"prod stack in {home} stopped (databases {stack.name}_* kept; `drop` removes them)")
         return 0
     stack = Stack(home=home, workers=args.workers)
     if (home / "stack.json").exists() and Stack.load(home)._state().get("pids"):

@@ -74,6 +74,15 @@ def _moto_server_exe() -> str | None:
 
 
 @pytest.fixture(scope="session")
+def postgres_and_redis() -> None:
+    """The machine's PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379), which the prod profile uses."""
+    for name, port in (("PostgreSQL", 5432), ("Redis", 6379)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.settimeout(1)
+            require(sock.connect_ex(("127.0.0.1", port)) == 0, f"{name} is not running on 127.0.0.1:{port}")
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[str]:
     """Endpoint URL of a moto S3 server subprocess on 127.0.0.1 (a free port)."""
     exe = _moto_server_exe()
