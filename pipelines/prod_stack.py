@@ -346,7 +346,15 @@ class Stack:
             for i in range(self.workers):
                 self.ports[f"log_{i}"] = free_port()
         self.home.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps({"ports": self.ports, "name": self.name, "pids": {}}, indent=2))
+        state = {
+            "name": self.name,
+            "ports": self.ports,
+            "redis_db": self.redis_db,
+            "workers": self.workers,
+            "extra_env": self.extra_env,
+            "pids": {},
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
         self.create_databases(fresh=fresh)
         self.start_s3()
         self.start_mlflow()
@@ -381,7 +389,14 @@ class Stack:
     @classmethod
     def load(cls, home: Path) -> Stack:
         state = json.loads((home / "stack.json").read_text())
-        return cls(home=home, name=state["name"], ports=state["ports"])
+        return cls(
+            home=home,
+            name=state["name"],
+            ports=state["ports"],
+            redis_db=state.get("redis_db", 5),
+            workers=state.get("workers", 2),
+            extra_env=state.get("extra_env", {}),
+        )
 
     # ---- driving it
 
@@ -436,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "down", "drop"], help="drop: down, then drop its databases")
     parser.add_argument("--home", default=str(PROJECT_ROOT / ".prod"), help="state folder (default .prod/)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--name", default="pipelines_prod", help="prefix of its PostgreSQL databases")
+    parser.add_argument("--redis-db", type=int, default=5, help="Redis database of the Celery broker")
+    parser.add_argument("--fresh", action="store_true", help="drop and recreate its databases first")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="extra environment for every process"
+    )
     args = parser.parse_args(argv)
     home = Path(args.home)
     if args.command in ("down", "drop"):
@@ -450,12 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"prod stack in {home} stopped (databases {stack.name}_* kept; `drop` removes them)")
         return 0
-    stack = Stack(home=home, workers=args.workers)
+    extra = dict(item.split("=", 1) for item in args.set)
+    stack = Stack(home=home, workers=args.workers, name=args.name, redis_db=args.redis_db, extra_env=extra)
     if (home / "stack.json").exists() and Stack.load(home)._state().get("pids"):
         print(f"a prod stack already runs from {home}: `make down-prod` first", file=sys.stderr)
         return 1
     try:
-        stack.up()
+        stack.up(fresh=args.fresh)
     except Exception:
         stack.down()
         raise

@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -43,32 +45,25 @@ def stack(postgres_and_redis, tmp_path_factory):
     from pipelines.prod_stack import Stack
 
     home = tmp_path_factory.mktemp("prod")
-    stack = Stack(
-        home=home,
-        name=f"pipelines_e2e_{uuid.uuid4().hex[:8]}",
-        redis_db=7,
-        extra_env={
-            # A killed worker's task is noticed after 30 s instead of 5 minutes,
-            # and the chunk to kill parks until the test releases it.
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
-            "PIPELINES_FAULT_HOLD": "chunk_commit:2",
-            "PIPELINES_FAULT_RELEASE": str(home / "release"),
-        },
-    )
-    (home / "release").touch()  # holds pass straight through until the kill scenario
-    redis.Redis(host="127.0.0.1", port=6379, db=stack.redis_db).flushdb()
+    name = f"pipelines_e2e_{uuid.uuid4().hex[:8]}"
+    redis.Redis(host="127.0.0.1", port=6379, db=7).flushdb()
+    (home / "release").touch()  # fault holds pass straight through until the kill scenario
+    cli = [sys.executable, "-m", "pipelines.prod_stack"]
+    up = [*cli, "up", "--home", str(home), "--name", name, "--redis-db", "7", "--fresh"]
+    # A killed worker's task is noticed after 30 s instead of 5 minutes, and
+    # chunk 2 parks (after its write, before its commit) while the release file is gone.
+    up += ["--set", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=30"]
+    up += ["--set", "PIPELINES_FAULT_HOLD=chunk_commit:2", "--set", f"PIPELINES_FAULT_RELEASE={home / 'release'}"]
     try:
-        stack.up(fresh=True)
-        yield stack
+        proc = subprocess.run(up, capture_output=True, text=True, timeout=600)  # what `make up-prod` runs
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "prod stack up (2 Celery workers)" in proc.stdout
+        yield Stack.load(home)
     finally:
-        stack.down()
-        stack.drop_databases()
+        subprocess.run([*cli, "drop", "--home", str(home)], capture_output=True, timeout=120)
 
 
 def _seed(stack) -> None:
-    import subprocess
-    import sys
-
     cmd = [sys.executable, "-m", "pipelines", "seed-demo", "--model", MODEL, "--start", SEEDED[0], "--end", SEEDED[1]]
     subprocess.run(cmd, env=stack.env(), check=True, capture_output=True, timeout=300)
 
