@@ -269,6 +269,23 @@ def score_cmd(
     )
 
 
+@app.command("lineage")
+def lineage_cmd(
+    model: str = ModelOpt,
+    ds: str = typer.Option(..., "--ds", help="Scored partition YYYY-MM-DD."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Where a scored partition comes from: model version and run, training data, gate decision, input.
+
+    Exits 5 when the partition is not scored; prints ``consistent: false`` (exit 0) when the chain is broken.
+    """
+    from pipelines.config import load_project
+    from pipelines.lineage import lineage, summary_lines
+
+    r = lineage(load_project(model), ds)
+    _emit(r, as_json, "\n".join(summary_lines(r)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
     try:

@@ -40,7 +40,7 @@ def run_pipelines(line: str, root, timeout: int) -> tuple[list[str], subprocess.
 
 
 RETRAINING = ("pipelines train", "pipelines gate", "pipelines rollback")
-DRIFT = ("pipelines drift", "pipelines score")
+DRIFT = ("pipelines drift", "pipelines score", "pipelines lineage")
 
 
 def expected_exit(line: str) -> int | None:
@@ -63,7 +63,7 @@ def test_readme_retraining_commands_run(jan_root):
 def test_readme_drift_commands_run(seasons_root):
     """With a January champion: January quiet, 2013-07-01 fires, the week after is held by the cooldown."""
     lines = [ln for ln in readme_lines("pipelines") if ln.startswith(DRIFT)]
-    assert len(lines) == 4
+    assert len(lines) == 5
     first_train = next(ln for ln in readme_lines("pipelines") if ln.startswith("pipelines train"))
     first_gate = next(ln for ln in readme_lines("pipelines") if ln.startswith("pipelines gate"))
     for line in (first_train, first_gate):
@@ -72,6 +72,10 @@ def test_readme_drift_commands_run(seasons_root):
         args, proc = run_pipelines(line, seasons_root, timeout=600)
         assert proc.returncode == 0, (line, proc.stderr[-800:])
         out = json.loads(proc.stdout)
+        if args[0] == "lineage":
+            assert out["consistent"] and out["model_version"]["version"] == "1" and out["scores"]["rows"] == 966
+            assert out["gate"]["decision"] == "promoted" and out["training"]["window"].startswith("2013-01-01..")
+            continue
         if args[0] == "score":
             assert out["model_version"] == "1" and out["planned"] == out["committed"] == out["scored"] == 4
             assert out["rows"] == 966 and out["output"].endswith("part-00000.parquet")

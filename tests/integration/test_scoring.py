@@ -348,3 +348,55 @@ def test_a_corrupted_chunk_is_uncommitted_and_rescored(env, tmp_path):
     assert 3 not in env.checkpoint()["committed"]
     assert score_chunks(project, DS, plan["plan_id"])["chunks"] == [3]  # only that chunk is redone
     assert publish(project, DS, plan["plan_id"])["output_sha256"] == reference["output_sha256"]
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_lineage_gives_the_whole_chain_and_notices_a_revalidation(env, tmp_path):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    published = _score(env, tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines", "lineage", "--model", "flights_delay", "--ds", DS, "--json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(proc.stdout)
+    assert r["consistent"] and r["problems"] == []
+    assert r["scores"]["sha256"] == published["output_sha256"] and r["scores"]["rows"] == ROWS
+    v, t, g, i = r["model_version"], r["training"], r["gate"], r["input"]
+    assert v["version"] == "1" and v["mlflow_run_id"] == published["mlflow_run_id"] and v["choice"] == "current"
+    assert t["window"] == "2013-01-01..2013-01-24" and t["holdout_window"] == "2013-01-25..2013-01-31"
+    assert t["data_fingerprint"] == published["training_fingerprint"] and t["train_rows"] > 0
+    assert g["decision"] == "promoted" and g["decision_uri"].startswith(f"runs:/{v['mlflow_run_id']}/gate/")
+    assert i["validated"].endswith(f"validated/flights/ds={DS}/part-00000.parquet") and i["rows"] == ROWS
+    assert i["validation_status"] == "published" and i["contract_version"] == t["contract_version"]
+
+    from pipelines.config import load_project
+    from pipelines.lineage import lineage
+
+    path = os.path.join(env.root, f"validated/flights/ds={DS}/part-00000.parquet")
+    backup = tmp_path / "validated.parquet"
+    shutil.copy(path, backup)
+    try:
+        table = pq.read_table(path)
+        i = table.schema.get_field_index("distance")
+        table = table.set_column(i, "distance", pc.add(table["distance"], pa.scalar(1, table["distance"].type)))
+        pq.write_table(table, path)
+        again = lineage(load_project("flights_delay"), DS)
+        assert not again["consistent"] and "re-validated" in again["problems"][0]
+    finally:
+        shutil.copy(backup, path)
+    missing = subprocess.run(
+        [sys.executable, "-m", "pipelines", "lineage", "--model", "flights_delay", "--ds", "2013-01-05"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        timeout=120,
+    )
+    assert missing.returncode == 5 and "is not scored" in missing.stderr

@@ -1,0 +1,153 @@
+"""Lineage of a scored partition: ``pipelines lineage --model M --ds D``.
+
+It answers, from what storage and MLflow hold:
+
+- the published scores: file, rows, checksum, publication, the plan;
+- which model version scored them, chosen how, from which MLflow run;
+- what that version was trained on: window, holdout, data fingerprint,
+  contract version, training set;
+- which gate decision promoted it, and from which previous champion;
+- which validated partition was scored and its validation report.
+
+It then cross-checks the chain: the manifest's run id is the version's, the
+fingerprint is the version's, and the validated partition is still the one
+that was scored (same SHA-256). A partition re-validated since then shows
+``consistent: false`` with the reason: rescore it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipelines.errors import MissingInput
+from pipelines.partitions import ds_str
+
+if TYPE_CHECKING:
+    from pipelines.config import ProjectConfig
+    from pipelines.storage import Storage
+
+
+def _key_of(storage: Storage, uri: str) -> str | None:
+    """The storage key of one of its own URIs (None when the URI is elsewhere)."""
+    root = storage.uri("training")[: -len("training")]  # the root's URI, with its trailing slash
+    return uri[len(root) :].rstrip("/") if uri.startswith(root) else None
+
+
+def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> dict[str, Any]:
+    """The full chain behind ``scores/<model>/ds=D`` (raises MissingInput when it is not published)."""
+    from pipelines.scoring import PUBLIC_MANIFEST, _local_copy, _sha256_file
+    from pipelines.storage import get_storage, partition_key
+    from pipelines.tracking import CHAMPION, alias_version, client
+
+    ds = ds_str(ds)
+    storage = storage or get_storage()
+    manifest_key = partition_key("scores", project.name, ds, PUBLIC_MANIFEST)
+    if not storage.exists(manifest_key):
+        raise MissingInput(f"{project.name} ds={ds} is not scored (no {storage.uri(manifest_key)})")
+    m = storage.read_json(manifest_key)
+
+    c = client()
+    mv = c.get_model_version(project.name, m["model_version"])
+    vt = mv.tags or {}
+    run = c.get_run(mv.run_id)
+    rt = run.data.tags
+    champion = alias_version(c, project.name, CHAMPION)
+
+    report_key = partition_key("reports", project.dataset.name, ds, "validation.json")
+    report = storage.read_json(report_key)["summary"] if storage.exists(report_key) else {}
+    training_key = _key_of(storage, rt.get("training_set_uri", ""))
+    training = {}
+    if training_key and storage.exists(f"{training_key}/_manifest.json"):
+        training = storage.read_json(f"{training_key}/_manifest.json")
+
+    problems = []
+    if m["mlflow_run_id"] != mv.run_id:
+        problems.append(f"manifest run {m['mlflow_run_id']} is not version {mv.version}'s run {mv.run_id}")
+    if m.get("training_fingerprint") != vt.get("data_fingerprint"):
+        problems.append("the manifest's training fingerprint is not the version's")
+    input_key = m["input"]["key"]
+    if not storage.exists(input_key):
+        problems.append(f"the scored validated partition is gone ({m['input']['uri']})")
+    elif "sha256" in m["input"]:
+        with _local_copy(storage, input_key) as path:
+            if _sha256_file(path) != m["input"]["sha256"]:
+                problems.append("the validated partition changed since it was scored (re-validated): rescore it")
+
+    return {
+        "model": project.name,
+        "ds": ds,
+        "scores": {
+            "uri": m["output"],
+            "manifest": storage.uri(manifest_key),
+            "rows": m["rows"],
+            "sha256": m["output_sha256"],
+            "chunks": m["chunks"],
+            "plan_id": m["plan_id"],
+            "published_at": m["published_at"],
+        },
+        "model_version": {
+            "name": project.name,
+            "version": str(mv.version),
+            "model_uri": f"models:/{project.name}/{mv.version}",
+            "mlflow_run_id": mv.run_id,
+            "mlflow_experiment_id": run.info.experiment_id,
+            "choice": m.get("model_choice"),
+            "pinned_at": m.get("pinned_at"),
+            "aliases": sorted(mv.aliases or []),
+            "champion_now": None if champion is None else str(champion.version),
+            "trigger": rt.get("trigger"),
+            "code_version": rt.get("code_version"),
+            "config_hash": rt.get("config_hash"),
+        },
+        "training": {
+            "window": vt.get("training_window"),
+            "holdout_window": vt.get("holdout_window"),
+            "data_fingerprint": vt.get("data_fingerprint"),
+            "contract_version": vt.get("contract_version"),
+            "training_set": rt.get("training_set_uri"),
+            "train_rows": training.get("train_rows"),
+            "holdout_rows": training.get("holdout_rows"),
+        },
+        "gate": {
+            "decision": vt.get("gate_decision"),
+            "failed": vt.get("gate_failed"),
+            "champion_at_evaluation": vt.get("gate_champion_at_evaluation"),
+            "evaluated_at": vt.get("gate_at"),
+            "decision_uri": vt.get("gate_decision_uri"),
+            "promoted_from": vt.get("promoted_from"),
+            "promotion_reason": vt.get("promotion_reason"),
+            "rolled_back": vt.get("rolled_back"),
+        },
+        "input": {
+            "validated": m["input"]["uri"],
+            "rows": m["input"]["rows"],
+            "sha256": m["input"].get("sha256"),
+            "contract_version": m.get("contract_version"),
+            "validation_report": report.get("report"),
+            "validation_html": report.get("report_html"),
+            "validation_status": report.get("status"),
+            "landed_rows": report.get("landed_rows"),
+            "quarantined_rows": report.get("quarantined_rows"),
+            "rules_failed": report.get("rules_failed"),
+        },
+        "consistent": not problems,
+        "problems": problems,
+    }
+
+
+def summary_lines(r: dict[str, Any]) -> list[str]:
+    """The human form of :func:`lineage`."""
+    s, v, t, g, i = r["scores"], r["model_version"], r["training"], r["gate"], r["input"]
+    now = "the champion now" if v["champion_now"] == v["version"] else f"champion now: v{v['champion_now']}"
+    return [
+        f"{r['model']} ds={r['ds']}: {s['rows']} rows in {s['uri']} (published {s['published_at']})",
+        f"  scored by  v{v['version']} ({v['choice']}, pinned {v['pinned_at']}; {now}), "
+        f"MLflow run {v['mlflow_run_id']}",
+        f"  trained on {t['window']} (holdout {t['holdout_window']}), fingerprint {t['data_fingerprint']}, "
+        f"contract {t['contract_version']}, trigger {v['trigger']}",
+        f"  gate       {g['decision']} at {g['evaluated_at']} (previous champion {g['promoted_from'] or '-'}), "
+        f"{g['decision_uri']}",
+        f"  input      {i['validated']} ({i['rows']} rows, contract {i['contract_version']}), "
+        f"validation {i['validation_status']}: {i['validation_report']}",
+        "  consistent" if r["consistent"] else "  INCONSISTENT: " + "; ".join(r["problems"]),
+    ]
