@@ -24,9 +24,29 @@ BIN = Path(__import__("sys").executable).parent
 VAR = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:-[^}]*)?\}")
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as Compose reads it: a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+
+def _no_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    keys = [k.value for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]  # merges may override
+    dupes = sorted({k for k in keys if keys.count(k) > 1})
+    if dupes:
+        raise yaml.constructor.ConstructorError(None, None, f"duplicate keys {dupes}", node.start_mark)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _no_duplicates)
+
+
 @pytest.fixture(scope="module")
 def compose() -> dict:
-    return yaml.safe_load((DOCKER / "docker-compose.yaml").read_text())
+    return yaml.load((DOCKER / "docker-compose.yaml").read_text(), Loader=_StrictLoader)
+
+
+def test_the_strict_loader_rejects_a_key_given_twice():
+    with pytest.raises(yaml.constructor.ConstructorError, match="duplicate"):
+        yaml.load("services:\n  a: 1\nservices:\n  b: 2\n", Loader=_StrictLoader)
 
 
 def env_example() -> dict[str, str]:
