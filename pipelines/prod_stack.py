@@ -106,16 +106,22 @@ class Stack:
             "api_secret_key": secrets.token_urlsafe(32),
             "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             "airflow_admin_password": secrets.token_urlsafe(16),
+            "airflow_viewer_password": secrets.token_urlsafe(16),
             "mlflow_admin_password": secrets.token_urlsafe(16),
             "mlflow_flask_secret": secrets.token_urlsafe(32),
             "aws_access_key_id": "local-" + secrets.token_hex(8),
             "aws_secret_access_key": secrets.token_urlsafe(24),
         }
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._private_home()
         fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(values, fh, indent=2)
         return values
+
+    def _private_home(self) -> None:
+        """The state folder (secrets, logs, configs) is readable by its owner only."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
 
     def db_url(self, suffix: str) -> str:
         return f"{self.postgres}/{self.name}_{suffix}"
@@ -229,8 +235,11 @@ class Stack:
             proc = subprocess.Popen(
                 cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
+        import psutil
+
         state = self._state()
-        state.setdefault("pids", {})[key] = proc.pid
+        # The start time tells our process from a later one that reused its pid.
+        state.setdefault("pids", {})[key] = [proc.pid, psutil.Process(proc.pid).create_time()]
         self.state_file.write_text(json.dumps(state, indent=2))
         return proc
 
@@ -271,6 +280,7 @@ class Stack:
         """``mlflow server`` with the basic-auth app, PostgreSQL stores and artifacts proxied to S3."""
         s = self.secrets()
         ini = self.home / "mlflow_auth.ini"
+        ini.touch(mode=0o600)
         ini.write_text(
             "[mlflow]\n"
             "default_permission = READ\n"
@@ -316,10 +326,13 @@ class Stack:
         home = Path(env["AIRFLOW_HOME"])
         home.mkdir(parents=True, exist_ok=True)
         passwords = home / "passwords.json"
-        if not passwords.exists():  # a known admin password (Airflow keeps existing entries)
+        if not passwords.exists():
+            # Every user's password set here: Airflow would otherwise generate
+            # the missing ones and print them in the api-server's log.
+            s = self.secrets()
             fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as fh:
-                json.dump({ADMIN: self.secrets()["airflow_admin_password"]}, fh)
+                json.dump({ADMIN: s["airflow_admin_password"], "viewer": s["airflow_viewer_password"]}, fh)
         subprocess.run([_bin("airflow"), "db", "migrate"], env=env, check=True, capture_output=True, timeout=600)
         procs = {}
         for component in COMPONENTS:
@@ -345,7 +358,7 @@ class Stack:
             self.ports = {"api": free_port(), "mlflow": free_port(), "s3": free_port()}
             for i in range(self.workers):
                 self.ports[f"log_{i}"] = free_port()
-        self.home.mkdir(parents=True, exist_ok=True)
+        self._private_home()
         state = {
             "name": self.name,
             "ports": self.ports,
@@ -360,27 +373,46 @@ class Stack:
         self.start_mlflow()
         self.start_airflow()
 
-    def down(self) -> None:
-        """Stop every process this stack started (process groups: the workers' task children too)."""
-        pids = self._state().get("pids", {})
-        for pid in pids.values():
+    def processes(self, key: str) -> list[Any]:
+        """The live process ``key`` started by this stack and all its descendants (empty when gone)."""
+        import psutil
+
+        pid, started = self._state().get("pids", {}).get(key, [None, None])
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - started) > 1:
+                return []  # the pid now belongs to another process
+            return [proc, *proc.children(recursive=True)]
+        except (psutil.NoSuchProcess, TypeError, ValueError):
+            return []
+
+    def kill(self, key: str, sig: int = signal.SIGKILL) -> int:
+        """Signal a component and its whole tree: Airflow runs each task in its own process group."""
+        import psutil
+
+        procs = self.processes(key)
+        for p in procs:
             try:
-                os.killpg(pid, signal.SIGTERM)
-            except ProcessLookupError:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
                 pass
-        deadline = time.monotonic() + 30
-        for pid in pids.values():
-            while time.monotonic() < deadline:
-                try:
-                    os.killpg(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.2)
-            else:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        return len(procs)
+
+    def down(self) -> None:
+        """Stop every process this stack started, with their trees (the workers' running tasks too)."""
+        import psutil
+
+        keys = list(self._state().get("pids", {}))
+        trees = {key: self.processes(key) for key in keys}
+        for key in keys:
+            self.kill(key, signal.SIGTERM)
+        procs = [p for tree in trees.values() for p in tree]
+        _, alive = psutil.wait_procs(procs, timeout=30)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
         if self.state_file.exists():
             state = self._state()
             state["pids"] = {}
@@ -473,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     extra = dict(item.split("=", 1) for item in args.set)
     stack = Stack(home=home, workers=args.workers, name=args.name, redis_db=args.redis_db, extra_env=extra)
-    if (home / "stack.json").exists() and Stack.load(home)._state().get("pids"):
+    running = Stack.load(home) if (home / "stack.json").exists() else None
+    if running and any(running.processes(key) for key in running._state().get("pids", {})):
         print(f"a prod stack already runs from {home}: `make down-prod` first", file=sys.stderr)
         return 1
     try:

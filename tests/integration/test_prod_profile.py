@@ -7,7 +7,9 @@ scheduler, dag-processor and triggerer plus two named Celery workers, all
 on loopback. The test drives the real scheduler through the REST API (with
 a token) and the CLI (``airflow backfill create``): ingest 10 seeded days,
 train and promote, score 3 days in 4-chunk mapped runs. Then it kills the
-worker that is scoring a chunk (SIGKILL to its whole process group) and
+worker that is scoring a chunk (SIGKILL to its whole process tree: Airflow
+runs each task in its own process group) while that chunk is written but
+not committed, and
 checks that Airflow retries the chunk on the other worker and that the
 published partition is byte-identical to the uninterrupted one.
 
@@ -18,7 +20,6 @@ without them, failed under ``CI=true``).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -68,18 +69,31 @@ def _seed(stack) -> None:
     subprocess.run(cmd, env=stack.env(), check=True, capture_output=True, timeout=300)
 
 
-def _s3_json(stack, key: str) -> dict:
+def _s3_client(stack):
     import boto3
 
     env = stack.env()
-    s3 = boto3.client(
+    return boto3.client(
         "s3",
         endpoint_url=env["AWS_ENDPOINT_URL"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
         region_name="us-east-1",
     )
-    return json.loads(s3.get_object(Bucket=stack.bucket, Key=f"prod/{key}")["Body"].read())
+
+
+def _s3_json(stack, key: str) -> dict:
+    return json.loads(_s3_client(stack).get_object(Bucket=stack.bucket, Key=f"prod/{key}")["Body"].read())
+
+
+def _s3_exists(stack, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        _s3_client(stack).head_object(Bucket=stack.bucket, Key=f"prod/{key}")
+        return True
+    except ClientError:
+        return False
 
 
 def _status(url: str, headers: dict | None = None) -> int:
@@ -159,9 +173,15 @@ def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
                 victim = ti["hostname"]
         time.sleep(2)
     assert victim in ("worker-a", "worker-b"), "chunk 2 never started"
-    time.sleep(5)  # let it reach the hold: written, not committed
-    pid = stack._state()["pids"][victim]
-    os.killpg(pid, signal.SIGKILL)  # the worker and the task it runs, without warning
+    log = stack.home / f"airflow/logs/dag_id={score}/run_id={run_id}/task_id=score_chunk/map_index=2/attempt=1.log"
+    while time.monotonic() < deadline and not (log.exists() and "HOLD chunk_commit:2" in log.read_text()):
+        time.sleep(1)  # until the chunk is written and not yet committed
+    assert "HOLD chunk_commit:2" in log.read_text()
+    # The worker, its task supervisors and the task processes (each in its own process group), without warning.
+    assert stack.kill(victim, signal.SIGKILL) >= 3
+    plan = _s3_json(stack, f"checkpoints/{MODEL}/ds={KILL_DS}/manifest.json")["plan_id"]
+    folder = f"checkpoints/{MODEL}/ds={KILL_DS}/{plan}"
+    assert _s3_exists(stack, f"{folder}/chunk-00002.arrow") and not _s3_exists(stack, f"{folder}/chunk-00002.json")
     release.touch()  # the retry must not park
     survivor = {"worker-a": "worker-b", "worker-b": "worker-a"}[victim]
 
