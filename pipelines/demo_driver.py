@@ -25,8 +25,14 @@ Drives Airflow only through its CLI (this package never imports Airflow):
    DAG stays paused while the summer window is ingested: the demo skips
    February to May, so a firing on the first summer days would find no
    training window behind it. In production it runs on every validated event.)
-7. prints a summary read back from storage and MLflow and leaves Airflow
-   running (``make down`` stops it).
+7. finally backfills earlier days (``--backfill-start``..``--backfill-end``,
+   June, before the summer retrain) with ``airflow backfill create``: the
+   ingest DAG, then ``batch_score_flights_delay`` with ``model_choice:
+   as_of_partition``, so each day is scored by the version that was champion
+   on it (v1), and the manifests are checked for it;
+8. prints a summary read back from storage and MLflow (with the lineage of
+   the last summer day) and leaves Airflow and the MLflow UI (port 5000)
+   running (``make down`` stops both).
 """
 
 from __future__ import annotations
@@ -114,25 +120,46 @@ def start_airflow(env: dict[str, str]) -> None:
         time.sleep(2)
 
 
+def start_mlflow_ui(env: dict[str, str]) -> str:
+    """The MLflow UI on the demo's store, in the background (loopback only); its URL."""
+    from pipelines.settings import get_settings
+
+    port = int(env.get("PIPELINES_MLFLOW_UI_PORT", "5000"))
+    url = f"http://127.0.0.1:{port}"
+    if _port_open(port):
+        return url
+    home = Path(env["AIRFLOW_HOME"])
+    uri = get_settings().mlflow_tracking_uri
+    log = open(home / "mlflow-ui.log", "ab")
+    cmd = [_bin("mlflow"), "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (home / "mlflow-ui.pid").write_text(str(proc.pid))
+    print(f"demo: started the MLflow UI on {url} (pid {proc.pid}, log {home / 'mlflow-ui.log'})")
+    return url
+
+
 def scheduler_alive(env: dict[str, str]) -> bool:
     return airflow("jobs", "check", "--job-type", "SchedulerJob", "--local", env=env, check=False).returncode == 0
 
 
 def stop_airflow(env: dict[str, str]) -> None:
-    pid_file = Path(env["AIRFLOW_HOME"]) / "standalone.pid"
-    if not pid_file.exists():
-        print("demo: no Airflow started by the demo")
-        return
-    pid = int(pid_file.read_text())
-    try:
-        os.killpg(pid, signal.SIGTERM)
-        for _ in range(60):
-            os.killpg(pid, 0)
-            time.sleep(1)
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    pid_file.unlink(missing_ok=True)
+    """Stop what the demo started: Airflow standalone and the MLflow UI."""
+    for name, what in (("standalone.pid", "Airflow"), ("mlflow-ui.pid", "the MLflow UI")):
+        pid_file = Path(env["AIRFLOW_HOME"]) / name
+        if not pid_file.exists():
+            print(f"demo: no {what} started by the demo")
+            continue
+        pid = int(pid_file.read_text())
+        try:
+            os.killpg(pid, signal.SIGTERM)
+            for _ in range(60):
+                os.killpg(pid, 0)
+                time.sleep(1)
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        pid_file.unlink(missing_ok=True)
+        print(f"demo: stopped {what}")
     print(f"demo: stopped Airflow (pid {pid})")
 
 
@@ -147,8 +174,11 @@ def wait_for_dag(dag_id: str, env: dict[str, str], timeout: float = 300) -> None
     raise SystemExit(f"demo: {dag_id} not parsed within {timeout:.0f}s\n{errors}")
 
 
-def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], attempts: int = 5) -> None:
+def create_backfill(
+    dag_id: str, start: str, end: str, env: dict[str, str], attempts: int = 5, conf: dict | None = None
+) -> None:
     """``airflow backfill create``, retried while SQLite is busy (local profile only)."""
+    extra = ["--dag-run-conf", json.dumps(conf)] if conf else []
     for attempt in range(1, attempts + 1):
         proc = airflow(
             "backfill",
@@ -161,6 +191,7 @@ def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], atte
             end,
             "--reprocess-behavior",
             "completed",
+            *extra,
             env=env,
             check=False,
         )
@@ -435,6 +466,49 @@ def score_window(project, days: list[str], env: dict[str, str], problems: list[s
     return out
 
 
+def backfill_earlier(project, start: str, end: str, env: dict[str, str], problems: list[str]) -> dict:
+    """Land earlier days, then ``airflow backfill create`` for ingest and for scoring with ``as_of_partition``.
+
+    Each day is scored by the version that was champion on that day (v1 for
+    June, before the summer retrain), as a scientist's backfill would ask;
+    the manifests must say so.
+    """
+    from pipelines.partitions import date_range
+    from pipelines.scoring import PUBLIC_MANIFEST, pin_model
+    from pipelines.storage import get_storage, partition_key
+
+    # The drift DAG would check the backfilled days and could ask for another
+    # retraining; the demo's story has its retraining already.
+    airflow("dags", "pause", f"drift_{project.name}", env=env)
+    totals = ingest_window(project, start, end, False, env, problems, backfill=True)
+    dag_id = f"batch_score_{project.name}"
+    create_backfill(dag_id, start, end, env, conf={"model_choice": "as_of_partition"})
+    print(f"demo: backfill of {dag_id} {start}..{end} (model_choice as_of_partition) created")
+    days = date_range(start, end)
+    states = wait_for_runs(dag_id, days, env)
+    storage = get_storage()
+    out = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0, "totals": totals}
+    for ds in days:
+        if states.get(ds) != "success":
+            problems.append(f"{dag_id} backfill {ds}: run {states.get(ds)}")
+            continue
+        manifest = storage.read_json(partition_key("scores", project.name, ds, PUBLIC_MANIFEST))
+        expected = pin_model(project, ds, "as_of_partition")["version"]
+        if manifest["model_choice"] != "as_of_partition" or manifest["model_version"] != expected:
+            problems.append(
+                f"{dag_id} backfill {ds}: v{manifest['model_version']} ({manifest['model_choice']}), "
+                f"expected v{expected} (as_of_partition)"
+            )
+        out["scored"] += 1
+        out["rows"] += manifest["rows"]
+        out["versions"].setdefault(manifest["model_version"], []).append(ds)
+    print(
+        f"demo: backfill scored {out['scored']} partitions ({out['rows']} rows) with the champion of each day: "
+        + ", ".join(f"v{v} for {len(d)}" for v, d in out["versions"].items())
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="2013-01-01")
@@ -444,6 +518,9 @@ def main(argv: list[str] | None = None) -> int:
         "--drift-end", default="2013-07-03", help="last day of the later window; drift is checked on it"
     )
     parser.add_argument("--no-drift", action="store_true", help="stop after the first champion")
+    parser.add_argument("--backfill-start", default="2013-06-07", help="earlier days backfilled at the end")
+    parser.add_argument("--backfill-end", default="2013-06-11")
+    parser.add_argument("--no-backfill", action="store_true", help="skip the final backfill")
     parser.add_argument("--down", action="store_true", help="stop the Airflow started by the demo and exit")
     args = parser.parse_args(argv)
     env = _env()
@@ -473,6 +550,7 @@ def main(argv: list[str] | None = None) -> int:
         totals = ingest_window(project, args.start, args.end, True, env, problems)
     from pipelines.partitions import date_range
 
+    mlflow_url = start_mlflow_ui(env)
     champion = train_first_champion(project, args.end, env, problems)
     scored: list[dict] = []
     if champion:
@@ -485,6 +563,11 @@ def main(argv: list[str] | None = None) -> int:
         drift = drift_retrain(project, args.drift_end, env, problems)
         if drift:
             scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
+    if drift and not args.no_backfill:
+        earlier = backfill_earlier(project, args.backfill_start, args.backfill_end, env, problems)
+        for k in totals:
+            totals[k] += earlier["totals"][k]
+        scored.append(earlier)
 
     from pipelines.storage import get_storage
 
@@ -518,11 +601,20 @@ def main(argv: list[str] | None = None) -> int:
             f"Scored:     {window['scored']} partitions, {window['rows']} rows ({by}); "
             f"{window['skipped']} halted days skipped"
         )
+    if drift:
+        from pipelines.lineage import lineage, summary_lines
+
+        chain = lineage(project, args.drift_end)
+        print("Lineage:    pipelines lineage --model flights_delay --ds " + args.drift_end)
+        for line in summary_lines(chain):
+            print(f"            {line.strip()}")
+        if not chain["consistent"]:
+            problems.append(f"lineage of {args.drift_end}: {chain['problems']}")
     print(f"Airflow UI: http://127.0.0.1:{port}  (user admin, password in {pw_file})")
     if champion:
         from pipelines.settings import get_settings
 
-        print(f"MLflow:     {get_settings().mlflow_tracking_uri} (mlflow ui --backend-store-uri <that URI>)")
+        print(f"MLflow UI:  {mlflow_url}  (store {get_settings().mlflow_tracking_uri})")
     print(f"Reports:    {storage.uri('reports/' + project.dataset.name)}/ds=*/validation.html")
     if not storage.root.startswith("s3://"):
         import duckdb
@@ -546,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
             if sum(n for _, _, n, _ in rows) != sum(w["rows"] for w in scored):
                 problems.append(f"DuckDB sees {sum(n for _, _, n, _ in rows)} scored rows, manifests say otherwise")
-    print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow")
+    print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow and the MLflow UI")
     if problems:
         print("demo: UNEXPECTED outcomes:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
