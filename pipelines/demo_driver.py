@@ -420,50 +420,55 @@ def drift_retrain(project, ds: str, env: dict[str, str], problems: list[str]) ->
     return info
 
 
-def score_window(project, days: list[str], env: dict[str, str], problems: list[str]) -> dict:
-    """Run ``batch_score`` for each day (one triggered run per day) and check what was published.
+def check_scored(project, days: list[str], states: dict[str, str], choice: str, problems: list[str]) -> dict:
+    """Check what ``batch_score`` published for each day against storage and the registry.
 
     A halted day has no validated partition: its run must be green with every
-    task skipped and nothing published. Every other day must publish a
-    partition whose rows match the validated ones, scored by the champion of
-    the moment. Returns ``{"scored", "rows", "versions": {version: days}, "skipped"}``.
+    task skipped. Every other day must have a partition whose rows match the
+    validated ones, scored by the version ``choice`` names for that day
+    (``current``: today's champion; ``as_of_partition``: the champion then).
+    Returns ``{"scored", "rows", "versions": {version: days}, "skipped"}``.
     """
-    from pipelines.scoring import PUBLIC_MANIFEST, validated_ready
+    from pipelines.scoring import PUBLIC_MANIFEST, pin_model, validated_ready
     from pipelines.storage import get_storage, partition_key
-    from pipelines.tracking import CHAMPION, client
 
     dag_id = f"batch_score_{project.name}"
-    wait_for_dag(dag_id, env)
-    airflow("dags", "unpause", dag_id, env=env)  # no run for today: the DAG's end_date is in 2013
-    champion = str(client().get_model_version_by_alias(project.name, CHAMPION).version)
-    trigger_days(dag_id, days, env)
-    states = wait_for_runs(dag_id, days, env)
     storage = get_storage()
-    out = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0}
+    out: dict = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0}
     for ds in days:
-        key = partition_key("scores", project.name, ds, PUBLIC_MANIFEST)
-        ready = validated_ready(project, ds, storage)
         if states.get(ds) != "success":
             problems.append(f"{dag_id} {ds}: run {states.get(ds)}")
             continue
-        if ready != "ready":  # halted by the contract: the run is green, every task skipped
+        if validated_ready(project, ds, storage) != "ready":  # halted by the contract: nothing to score
             out["skipped"] += 1
             continue
-        manifest = storage.read_json(key)
+        manifest = storage.read_json(partition_key("scores", project.name, ds, PUBLIC_MANIFEST))
         validated = storage.read_json(partition_key("reports", project.dataset.name, ds, "validation.json"))
-        if manifest["rows"] != validated["summary"]["validated_rows"] or manifest["model_version"] != champion:
+        expected = pin_model(project, ds, choice)["version"]
+        got = (manifest["rows"], manifest["model_version"], manifest["model_choice"])
+        if got != (validated["summary"]["validated_rows"], expected, choice):
             problems.append(
-                f"{dag_id} {ds}: {manifest['rows']} rows by v{manifest['model_version']}, expected "
-                f"{validated['summary']['validated_rows']} by v{champion}"
+                f"{dag_id} {ds}: {got[0]} rows by v{got[1]} ({got[2]}), expected "
+                f"{validated['summary']['validated_rows']} by v{expected} ({choice})"
             )
         out["scored"] += 1
         out["rows"] += manifest["rows"]
         out["versions"].setdefault(manifest["model_version"], []).append(ds)
     print(
-        f"demo: {dag_id}: {out['scored']} partitions scored ({out['rows']} rows) by "
-        f"{', '.join(f'v{v}' for v in out['versions']) or '-'}; {out['skipped']} halted days skipped"
+        f"demo: {dag_id}: {out['scored']} partitions scored ({out['rows']} rows, {choice}) by "
+        + (", ".join(f"v{v} for {len(d)}" for v, d in out["versions"].items()) or "-")
+        + f"; {out['skipped']} halted days skipped"
     )
     return out
+
+
+def score_window(project, days: list[str], env: dict[str, str], problems: list[str]) -> dict:
+    """Run ``batch_score`` for each day (one triggered run per day) with the champion, and check it."""
+    dag_id = f"batch_score_{project.name}"
+    wait_for_dag(dag_id, env)
+    airflow("dags", "unpause", dag_id, env=env)  # no run for today: the DAG's end_date is in 2013
+    trigger_days(dag_id, days, env)
+    return check_scored(project, days, wait_for_runs(dag_id, days, env), "current", problems)
 
 
 def backfill_earlier(project, start: str, end: str, env: dict[str, str], problems: list[str]) -> dict:
@@ -474,8 +479,6 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     the manifests must say so.
     """
     from pipelines.partitions import date_range
-    from pipelines.scoring import PUBLIC_MANIFEST, pin_model
-    from pipelines.storage import get_storage, partition_key
 
     # The drift DAG would check the backfilled days and could ask for another
     # retraining; the demo's story has its retraining already.
@@ -485,28 +488,8 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     create_backfill(dag_id, start, end, env, conf={"model_choice": "as_of_partition"})
     print(f"demo: backfill of {dag_id} {start}..{end} (model_choice as_of_partition) created")
     days = date_range(start, end)
-    states = wait_for_runs(dag_id, days, env)
-    storage = get_storage()
-    out = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0, "totals": totals}
-    for ds in days:
-        if states.get(ds) != "success":
-            problems.append(f"{dag_id} backfill {ds}: run {states.get(ds)}")
-            continue
-        manifest = storage.read_json(partition_key("scores", project.name, ds, PUBLIC_MANIFEST))
-        expected = pin_model(project, ds, "as_of_partition")["version"]
-        if manifest["model_choice"] != "as_of_partition" or manifest["model_version"] != expected:
-            problems.append(
-                f"{dag_id} backfill {ds}: v{manifest['model_version']} ({manifest['model_choice']}), "
-                f"expected v{expected} (as_of_partition)"
-            )
-        out["scored"] += 1
-        out["rows"] += manifest["rows"]
-        out["versions"].setdefault(manifest["model_version"], []).append(ds)
-    print(
-        f"demo: backfill scored {out['scored']} partitions ({out['rows']} rows) with the champion of each day: "
-        + ", ".join(f"v{v} for {len(d)}" for v, d in out["versions"].items())
-    )
-    return out
+    out = check_scored(project, days, wait_for_runs(dag_id, days, env), "as_of_partition", problems)
+    return {**out, "totals": totals}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import os
 import secrets
@@ -40,6 +41,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from typing import Any
 from pipelines.settings import PROJECT_ROOT
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+DATABASES = ("airflow", "mlflow", "mlflow_auth")
 ADMIN = "admin"
 PIPELINE_USER = "pipelines"  # the MLflow account the tasks use
 
@@ -196,37 +199,34 @@ class Stack:
 
     # ---- lifecycle
 
+    @contextlib.contextmanager
+    def _admin_cursor(self) -> Iterator[Any]:
+        """A cursor on the server's ``postgres`` database, autocommit (CREATE/DROP DATABASE need it)."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.postgres.replace("postgresql+psycopg2://", "postgresql://") + "/postgres")
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                yield cur
+        finally:
+            conn.close()
+
     def create_databases(self, fresh: bool = False) -> None:
         """The Airflow, MLflow and MLflow-auth databases (``fresh``: drop them first)."""
-        import psycopg2
-
-        dsn = self.postgres.replace("postgresql+psycopg2://", "postgresql://") + "/postgres"
-        conn = psycopg2.connect(dsn)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                for suffix in ("airflow", "mlflow", "mlflow_auth"):
-                    db = f"{self.name}_{suffix}"
-                    if fresh:
-                        cur.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
-                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
-                    if cur.fetchone() is None:
-                        cur.execute(f'CREATE DATABASE "{db}"')
-        finally:
-            conn.close()
+        if fresh:
+            self.drop_databases()
+        with self._admin_cursor() as cur:
+            for suffix in DATABASES:
+                db = f"{self.name}_{suffix}"
+                cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+                if cur.fetchone() is None:
+                    cur.execute(f'CREATE DATABASE "{db}"')
 
     def drop_databases(self) -> None:
-        import psycopg2
-
-        dsn = self.postgres.replace("postgresql+psycopg2://", "postgresql://") + "/postgres"
-        conn = psycopg2.connect(dsn)
-        conn.autocommit = True
-        try:
-            with conn.cursor() as cur:
-                for suffix in ("airflow", "mlflow", "mlflow_auth"):
-                    cur.execute(f'DROP DATABASE IF EXISTS "{self.name}_{suffix}" WITH (FORCE)')
-        finally:
-            conn.close()
+        with self._admin_cursor() as cur:
+            for suffix in DATABASES:
+                cur.execute(f'DROP DATABASE IF EXISTS "{self.name}_{suffix}" WITH (FORCE)')
 
     def _spawn(self, key: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         logs = self.home / "logs"
