@@ -18,7 +18,7 @@ DEMO_START ?= 2013-01-01
 DEMO_END ?= 2013-01-31
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test test-fast lint format bench demo lock clean down up-prod down-prod
+.PHONY: help setup system test test-fast lint format bench demo lock clean down up-prod down-prod
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -37,7 +37,16 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 
 setup: $(VENV)/.installed ## Install the locked environment into .venv
 
-test: setup ## Run the whole test suite (what CI runs)
+# Debian's headless browser and its driver for the Airflow UI test (the test
+# never downloads a browser). Installed with apt when missing: root, or sudo.
+SYSTEM_PKGS := chromium chromium-driver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+system: ## Install the system packages the tests need (chromium, chromium-driver)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PKGS) || \
+	  ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends $(SYSTEM_PKGS))
+
+test: setup system ## Run the whole test suite (what CI runs)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 test-fast: setup ## Unit and contract tests only

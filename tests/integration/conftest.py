@@ -83,6 +83,14 @@ def postgres_and_redis() -> None:
 
 
 @pytest.fixture(scope="session")
+def system_chromium() -> tuple[str, str]:
+    """Debian's headless browser and its driver (``make setup`` installs them); never a downloaded one."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    require(bool(browser and driver), "chromium and chromium-driver are not installed (make setup installs them)")
+    return browser, driver
+
+
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory) -> Iterator[str]:
     """Endpoint URL of a moto S3 server subprocess on 127.0.0.1 (a free port)."""
     exe = _moto_server_exe()
