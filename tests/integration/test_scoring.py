@@ -400,3 +400,24 @@ def test_lineage_gives_the_whole_chain_and_notices_a_revalidation(env, tmp_path)
         timeout=120,
     )
     assert missing.returncode == 5 and "is not scored" in missing.stderr
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_the_readme_bi_queries_read_the_scores(env, tmp_path):
+    """The README's BI analyst block (DuckDB SQL) and its pandas one-liner, on a published partition."""
+    import re
+
+    import duckdb
+    import pandas as pd
+
+    _score(env, tmp_path)
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    bi = readme[readme.index("**BI analyst.**") :]
+    sql = re.search(r"```sql\n(.*?)```", bi, re.S).group(1)
+    sql = sql.replace("'data/scores/", f"'{env.root}/scores/")
+    rows = duckdb.execute(sql).fetchall()
+    assert [(str(r[0]), r[1], r[2]) for r in rows] == [(DS, "1", ROWS)]
+    assert 0 < rows[0][3] < 1 and 0 <= rows[0][4] <= ROWS
+    call = re.search(r'`(pd\.read_parquet\("data/scores/flights_delay"[^`]*)`', bi).group(1)
+    frame = eval(call.replace('"data/', f'"{env.root}/'), {"pd": pd})  # the README's own line
+    assert len(frame) == ROWS and str(frame["ds"].iloc[0]) == DS
