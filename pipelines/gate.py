@@ -350,12 +350,13 @@ def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: b
         _move_aliases(c, project, d["candidate"], d["champion"], why)
         d["promoted"] = True
     log.info(
-        "%s gate v%s vs %s: %s%s",
+        "%s gate v%s vs %s: %s%s; decision %s",
         project.name,
         d["candidate"],
         d["champion"] or "-",
         "PROMOTED" if d["promoted"] else ("passed (dry run)" if d["passed"] else "rejected"),
         f"; failed: {', '.join(d['failed'])}" if d["failed"] else "",
+        d.get("decision_uri", "(dry run: not recorded)"),
     )
     if not d["passed"]:
         err = GateRejected(

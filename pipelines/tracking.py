@@ -85,3 +85,12 @@ def alias_version(c: Any, model: str, alias: str = CHAMPION) -> Any | None:
         if exc.error_code in _MISSING:
             return None
         raise
+
+
+def run_link(run_id: str, experiment_id: str | None = None, settings: Settings | None = None) -> str:
+    """Where a person opens a run: the tracking server's UI page, or ``runs:/<id>`` for a file/SQLite store."""
+    settings = settings or get_settings()
+    uri = settings.mlflow_tracking_uri.rstrip("/")
+    if uri.startswith(("http://", "https://")) and experiment_id:
+        return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"runs:/{run_id}"

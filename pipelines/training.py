@@ -411,8 +411,10 @@ def train_challenger(
     c.set_model_version_tag(
         project.name, version, "primary_metric", f"{project.metrics.primary}={metrics[project.metrics.primary]:.6f}"
     )
+    from pipelines.tracking import run_link
+
     log.info(
-        "%s: trained version %s (run %s) on %s, holdout %s=%.4f, fingerprint %s",
+        "%s: trained version %s (run %s) on %s, holdout %s=%.4f, fingerprint %s; MLflow: %s",
         project.name,
         version,
         run.info.run_id,
@@ -420,6 +422,7 @@ def train_challenger(
         project.metrics.primary,
         metrics[project.metrics.primary],
         ts["fingerprint"],
+        run_link(run.info.run_id, run.info.experiment_id),
     )
     return {
         "model": project.name,

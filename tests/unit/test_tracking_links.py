@@ -1,0 +1,16 @@
+"""Task logs link to MLflow runs: a UI page on a tracking server, a runs:/ URI on a local store."""
+
+from __future__ import annotations
+
+from pipelines.settings import get_settings
+from pipelines.tracking import run_link
+
+
+def test_a_tracking_server_gets_a_ui_link(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000/")
+    assert run_link("abc", "7", get_settings()) == "http://127.0.0.1:5000/#/experiments/7/runs/abc"
+
+
+def test_a_local_store_gets_a_runs_uri(monkeypatch, tmp_path):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    assert run_link("abc", "7", get_settings()) == "runs:/abc"
