@@ -102,8 +102,7 @@ class Stack:
 
     def secrets(self) -> dict[str, str]:
         """Generated once per deployment; mode 0600."""
-        if self.secrets_file.exists():
-            return json.loads(self.secrets_file.read_text())
+        stored = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
         values = {
             "jwt_secret": secrets.token_urlsafe(32),
             "api_secret_key": secrets.token_urlsafe(32),
@@ -111,14 +110,20 @@ class Stack:
             "airflow_admin_password": secrets.token_urlsafe(16),
             "airflow_viewer_password": secrets.token_urlsafe(16),
             "mlflow_admin_password": secrets.token_urlsafe(16),
+            "mlflow_pipelines_password": secrets.token_urlsafe(16),
             "mlflow_flask_secret": secrets.token_urlsafe(32),
             "aws_access_key_id": "local-" + secrets.token_hex(8),
             "aws_secret_access_key": secrets.token_urlsafe(24),
         }
+        if stored.keys() >= values.keys():
+            return stored
+        values.update(stored)  # keep what exists, add what a newer version needs
         self._private_home()
-        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = self.secrets_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(values, fh, indent=2)
+        os.replace(tmp, self.secrets_file)
         return values
 
     def _private_home(self) -> None:
@@ -187,8 +192,9 @@ class Stack:
                 "AWS_SECRET_ACCESS_KEY": s["aws_secret_access_key"],
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "MLFLOW_TRACKING_URI": self.mlflow_url,
-                "MLFLOW_TRACKING_USERNAME": ADMIN,
-                "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"],
+                # The tasks' own MLflow account, not the admin (see start_mlflow).
+                "MLFLOW_TRACKING_USERNAME": PIPELINE_USER,
+                "MLFLOW_TRACKING_PASSWORD": s["mlflow_pipelines_password"],
                 "GX_ANALYTICS_ENABLED": "False",
                 "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost",
@@ -319,6 +325,24 @@ class Stack:
         ]
         proc = self._spawn("mlflow", cmd, env)
         self._wait("the MLflow server", lambda: _answers(f"{self.mlflow_url}/health") == 200, proc, 180)
+        self._mlflow_user(PIPELINE_USER, s["mlflow_pipelines_password"])
+
+    def _mlflow_user(self, username: str, password: str) -> None:
+        """Create the tasks' MLflow account as the admin (it then owns what it creates); kept if it exists."""
+        body = json.dumps({"username": username, "password": password}).encode()
+        auth = base64.b64encode(f"{ADMIN}:{self.secrets()['mlflow_admin_password']}".encode()).decode()
+        req = urllib.request.Request(  # noqa: S310 - http on loopback, built from our own port
+            f"{self.mlflow_url}/api/2.0/mlflow/users/create",
+            data=body,
+            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(req, timeout=30):
+                pass
+        except urllib.error.HTTPError as exc:
+            if b"RESOURCE_ALREADY_EXISTS" not in exc.read():
+                raise
 
     def start_airflow(self) -> None:
         """Migrate, then the api-server, scheduler, dag-processor, triggerer and the Celery workers."""

@@ -50,9 +50,16 @@ def experiment_id(name: str, settings: Settings | None = None) -> str:
     if exp is not None:
         return exp.experiment_id
     root = settings.mlflow_artifact_root.rstrip("/")
-    location = root if root.startswith(("s3://", "file://", "mlflow-artifacts:")) else f"file://{root}"
+    if root.startswith("mlflow-artifacts:"):
+        # Artifacts proxied by the tracking server: its default location,
+        # keyed by experiment id, which its auth layer maps to permissions
+        # (a path of our own is refused for any account but the admin).
+        artifact_location = None
+    else:
+        location = root if root.startswith(("s3://", "file://")) else f"file://{root}"
+        artifact_location = f"{location}/{name}"
     try:
-        return mlflow.create_experiment(name, artifact_location=f"{location}/{name}")
+        return mlflow.create_experiment(name, artifact_location=artifact_location)
     except Exception as exc:
         exp = mlflow.get_experiment_by_name(name)
         if exp is None:

@@ -96,6 +96,15 @@ def _s3_exists(stack, key: str) -> bool:
         return False
 
 
+def _mlflow_admin_get(stack, path: str) -> dict:
+    import base64
+
+    token = base64.b64encode(f"admin:{stack.secrets()['mlflow_admin_password']}".encode()).decode()
+    req = urllib.request.Request(f"{stack.mlflow_url}{path}", headers={"Authorization": f"Basic {token}"})
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
 def _status(url: str, headers: dict | None = None) -> int:
     req = urllib.request.Request(url, headers=headers or {})
     try:
@@ -135,6 +144,11 @@ def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
 
     champion = client().get_model_version_by_alias(MODEL, CHAMPION)  # from the MLflow server, authenticated
     assert str(champion.version) == "1" and champion.tags["gate_decision"] == "promoted"
+    # The tasks worked as their own MLflow account (not the admin), which owns what it made.
+    account = _mlflow_admin_get(stack, "/api/3.0/mlflow/users/permissions/list?username=pipelines")
+    assert account["is_admin"] is False
+    granted = json.dumps(account["permissions"])
+    assert "MANAGE" in granted and MODEL in granted, granted
 
     score = "batch_score_flights_delay"
     stack.api(f"/api/v2/dags/{score}", "PATCH", {"is_paused": False})
