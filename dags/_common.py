@@ -79,3 +79,16 @@ def scores_asset(project: ProjectConfig) -> Any:
     from airflow.sdk import Asset
 
     return Asset(name=f"scores_{project.name}", uri=storage_uri("scores", project.name), group="scores")
+
+
+def reschedule_sensor(task_id: str, poke_seconds: int, timeout_minutes: int) -> Any:
+    """A ``@task.sensor`` that frees its slot between pokes and *skips* the run on timeout (nothing came)."""
+    from airflow.sdk import task
+
+    return task.sensor(
+        task_id=task_id,
+        mode="reschedule",
+        poke_interval=poke_seconds,
+        timeout=dt.timedelta(minutes=timeout_minutes).total_seconds(),
+        soft_fail=True,
+    )

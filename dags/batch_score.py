@@ -5,9 +5,14 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-import datetime as dt
-
-from _common import as_datetime, default_args, partition_from_context, projects, scores_asset
+from _common import (
+    as_datetime,
+    default_args,
+    partition_from_context,
+    projects,
+    reschedule_sensor,
+    scores_asset,
+)
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
 DOC = """
@@ -99,13 +104,7 @@ def build_batch_score_dag(project):
         ),
     ) as dag:
 
-        @task.sensor(
-            task_id="wait_for_validated",
-            mode="reschedule",
-            poke_interval=cfg.sensor_poke_seconds,
-            timeout=dt.timedelta(minutes=cfg.sensor_timeout_minutes).total_seconds(),
-            soft_fail=True,
-        )
+        @reschedule_sensor("wait_for_validated", cfg.sensor_poke_seconds, cfg.sensor_timeout_minutes)
         def wait_for_validated(**context) -> PokeReturnValue:
             """Wait until the partition is validated; skip when its contract halted it."""
             from airflow.sdk.exceptions import AirflowSkipException

@@ -5,9 +5,14 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-import datetime as dt
-
-from _common import as_datetime, default_args, partition_from_context, projects, validated_asset
+from _common import (
+    as_datetime,
+    default_args,
+    partition_from_context,
+    projects,
+    reschedule_sensor,
+    validated_asset,
+)
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
 DOC = """
@@ -79,13 +84,7 @@ def build_ingest_dag(project):
         ),
     ) as dag:
 
-        @task.sensor(
-            task_id="wait_for_landing",
-            mode="reschedule",
-            poke_interval=cfg.sensor_poke_seconds,
-            timeout=dt.timedelta(minutes=cfg.sensor_timeout_minutes).total_seconds(),
-            soft_fail=True,
-        )
+        @reschedule_sensor("wait_for_landing", cfg.sensor_poke_seconds, cfg.sensor_timeout_minutes)
         def wait_for_landing(**context) -> PokeReturnValue:
             """Wait until at least one file has landed for the partition."""
             from pipelines.ingest import landing_ready

@@ -322,7 +322,8 @@ def ingest_window(
     """
     from pipelines.demo import fault_for, seed_demo
     from pipelines.partitions import date_range
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.storage import get_storage
+    from pipelines.validation import report_key
 
     days = date_range(start, end)
     seeded = seed_demo(project, start, end, inject_faults=faults)
@@ -342,7 +343,7 @@ def ingest_window(
     totals = {"published": 0, "halted": 0, "validated": 0, "quarantined": 0}
     for ds in days:
         fault = fault_for(ds) if faults else None
-        report = storage.read_json(partition_key("reports", project.dataset.name, ds, "validation.json"))["summary"]
+        report = storage.read_json(report_key(project.dataset.name, ds))["summary"]
         expected = "failed" if fault in HALT_FAULTS else "success"
         if states.get(ds) != expected or (report["status"] == "halted") != (expected == "failed"):
             problems.append(f"{ds}: run {states.get(ds)}, report {report['status']}, fault {fault}")
@@ -431,6 +432,7 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
     """
     from pipelines.scoring import PUBLIC_MANIFEST, pin_model, validated_ready
     from pipelines.storage import get_storage, partition_key
+    from pipelines.validation import report_key
 
     dag_id = f"batch_score_{project.name}"
     storage = get_storage()
@@ -443,7 +445,7 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
             out["skipped"] += 1
             continue
         manifest = storage.read_json(partition_key("scores", project.name, ds, PUBLIC_MANIFEST))
-        validated = storage.read_json(partition_key("reports", project.dataset.name, ds, "validation.json"))
+        validated = storage.read_json(report_key(project.dataset.name, ds))
         expected = pin_model(project, ds, choice)["version"]
         got = (manifest["rows"], manifest["model_version"], manifest["model_choice"])
         if got != (validated["summary"]["validated_rows"], expected, choice):

@@ -38,6 +38,7 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     from pipelines.scoring import PUBLIC_MANIFEST, _local_copy, _sha256_file
     from pipelines.storage import get_storage, partition_key
     from pipelines.tracking import CHAMPION, alias_version, client
+    from pipelines.validation import report_key
 
     ds = ds_str(ds)
     storage = storage or get_storage()
@@ -53,8 +54,8 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     rt = run.data.tags
     champion = alias_version(c, project.name, CHAMPION)
 
-    report_key = partition_key("reports", project.dataset.name, ds, "validation.json")
-    report = storage.read_json(report_key)["summary"] if storage.exists(report_key) else {}
+    report_at = report_key(project.dataset.name, ds)
+    report = storage.read_json(report_at)["summary"] if storage.exists(report_at) else {}
     training_key = _key_of(storage, rt.get("training_set_uri", ""))
     training = {}
     if training_key and storage.exists(f"{training_key}/_manifest.json"):

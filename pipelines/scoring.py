@@ -373,17 +373,16 @@ def _input_identity(storage: Storage, key: str, path: str, rows: int) -> dict[st
 
 
 def _contract_version(project: ProjectConfig, ds: str, storage: Storage) -> str:
-    from pipelines.storage import partition_key
+    from pipelines.validation import report_key
 
-    report = partition_key("reports", project.dataset.name, ds, "validation.json")
+    report = report_key(project.dataset.name, ds)
     return storage.read_json(report)["summary"]["contract_version"] if storage.exists(report) else ""
 
 
 def _input_key(project: ProjectConfig, ds: str, storage: Storage) -> str:
-    from pipelines.storage import partition_key
-    from pipelines.validation import VALIDATED_FILE
+    from pipelines.validation import validated_key
 
-    key = partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)
+    key = validated_key(project.dataset.name, ds)
     if not storage.exists(key):
         raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
     return key
@@ -391,18 +390,18 @@ def _input_key(project: ProjectConfig, ds: str, storage: Storage) -> str:
 
 def validated_ready(project: ProjectConfig, ds: str, storage: Storage | None = None) -> str:
     """``"ready"``, ``"halted"`` (the contract halted the day: nothing will come) or ``"waiting"``."""
-    from pipelines.storage import get_storage, partition_key
-    from pipelines.validation import VALIDATED_FILE
+    from pipelines.storage import get_storage
+    from pipelines.validation import report_key, validated_key
 
     storage = storage or get_storage()
     ds = ds_str(ds)
-    report = partition_key("reports", project.dataset.name, ds, "validation.json")
+    report = report_key(project.dataset.name, ds)
     status = storage.read_json(report).get("summary", {}).get("status") if storage.exists(report) else None
     if status == "halted":
         return "halted"
     # Validation writes the file, then its report: ready once both are there
     # (so the plan records the contract version from the right report).
-    if status == "published" and storage.exists(partition_key("validated", project.dataset.name, ds, VALIDATED_FILE)):
+    if status == "published" and storage.exists(validated_key(project.dataset.name, ds)):
         return "ready"
     return "waiting"
 

@@ -54,6 +54,21 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VALIDATED_FILE = "part-00000.parquet"
+REPORT_FILE = "validation.json"
+
+
+def validated_key(dataset: str, ds: str) -> str:
+    """Storage key of a partition's validated rows."""
+    from pipelines.storage import partition_key
+
+    return partition_key("validated", dataset, ds, VALIDATED_FILE)
+
+
+def report_key(dataset: str, ds: str) -> str:
+    """Storage key of a partition's validation report (JSON; its ``summary`` says published or halted)."""
+    from pipelines.storage import partition_key
+
+    return partition_key("reports", dataset, ds, REPORT_FILE)
 
 
 @dataclass
@@ -469,7 +484,7 @@ def validate_partition(
 
     q_prefix = partition_key("quarantine", dataset, ds)
     v_prefix = partition_key("validated", dataset, ds)
-    report_json = partition_key("reports", dataset, ds, "validation.json")
+    report_json = report_key(dataset, ds)
     report_html = partition_key("reports", dataset, ds, "validation.html")
     summary["report"] = storage.uri(report_json)
     summary["report_html"] = storage.uri(report_html)

@@ -10,6 +10,7 @@ uninterrupted run, redoing at most the chunk that was in flight.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -273,9 +274,6 @@ def test_promotion_mid_run_does_not_mix_versions(env, tmp_path):
 @pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_a_revalidated_partition_is_never_resumed_or_mixed(env, tmp_path):
     """Same key, same row count, new content: the old plan is superseded, not resumed."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from pipelines.config import load_project
     from pipelines.errors import PlanConflict
@@ -284,20 +282,31 @@ def test_a_revalidated_partition_is_never_resumed_or_mixed(env, tmp_path):
     project = load_project("flights_delay")
     old = plan_run(project, DS, chunk_rows=CHUNK_ROWS, restart=True)
     score_chunks(project, DS, old["plan_id"], [0, 1])
-    path = os.path.join(env.root, f"validated/flights/ds={DS}/part-00000.parquet")
-    backup = tmp_path / "validated.parquet"
-    shutil.copy(path, backup)
-    try:
-        table = pq.read_table(path)
-        i = table.schema.get_field_index("distance")
-        table = table.set_column(i, "distance", pc.add(table["distance"], pa.scalar(1, table["distance"].type)))
-        pq.write_table(table, path, row_group_size=256_000)  # a re-delivery re-validated: same rows, new values
+    with _revalidated(env, tmp_path):
         with pytest.raises(PlanConflict, match="changed since plan"):
             score_chunks(project, DS, old["plan_id"], [2])
         new = plan_run(project, DS, chunk_rows=CHUNK_ROWS)
         assert not new["resumed"] and new["plan_id"] != old["plan_id"] and new["committed"] == []
         with pytest.raises(PlanConflict, match="no longer current"):
             publish(project, DS, old["plan_id"])
+
+
+@contextlib.contextmanager
+def _revalidated(target, tmp_path):
+    """The day re-delivered and re-validated: same rows, one column's values changed; restored afterwards."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    path = os.path.join(target.root, f"validated/flights/ds={DS}/part-00000.parquet")
+    backup = tmp_path / "validated.parquet"
+    shutil.copy(path, backup)
+    try:
+        table = pq.read_table(path)
+        i = table.schema.get_field_index("distance")
+        table = table.set_column(i, "distance", pc.add(table["distance"], pa.scalar(1, table["distance"].type)))
+        pq.write_table(table, path, row_group_size=256_000)
+        yield
     finally:
         shutil.copy(backup, path)
 
@@ -352,9 +361,6 @@ def test_a_corrupted_chunk_is_uncommitted_and_rescored(env, tmp_path):
 
 @pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_lineage_gives_the_whole_chain_and_notices_a_revalidation(env, tmp_path):
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     published = _score(env, tmp_path)
     proc = subprocess.run(
@@ -380,18 +386,9 @@ def test_lineage_gives_the_whole_chain_and_notices_a_revalidation(env, tmp_path)
     from pipelines.config import load_project
     from pipelines.lineage import lineage
 
-    path = os.path.join(env.root, f"validated/flights/ds={DS}/part-00000.parquet")
-    backup = tmp_path / "validated.parquet"
-    shutil.copy(path, backup)
-    try:
-        table = pq.read_table(path)
-        i = table.schema.get_field_index("distance")
-        table = table.set_column(i, "distance", pc.add(table["distance"], pa.scalar(1, table["distance"].type)))
-        pq.write_table(table, path)
+    with _revalidated(env, tmp_path):
         again = lineage(load_project("flights_delay"), DS)
         assert not again["consistent"] and "re-validated" in again["problems"][0]
-    finally:
-        shutil.copy(backup, path)
     missing = subprocess.run(
         [sys.executable, "-m", "pipelines", "lineage", "--model", "flights_delay", "--ds", "2013-01-05"],
         capture_output=True,
