@@ -9,13 +9,17 @@ Drives Airflow only through its CLI (this package never imports Airflow):
    triggerer) in the background, so the real scheduler runs every task as its
    own process (if Airflow is already up, it is reused and the backfill is
    created against it);
-4. waits for every run to finish, then checks each outcome against the fault
+3. waits for every run to finish, then checks each outcome against the fault
    plan: clean and quarantine days must succeed, halt days must fail with a
    halt report; anything else fails the demo loudly;
+4. plays the recovery the ingest DAG's doc prescribes for a halt: upstream
+   redelivers the halted days without the faults, ``airflow tasks clear
+   --only-failed`` re-queues the failed tasks, and they must go green;
 5. triggers ``retrain_flights_delay`` for the window: train, gate, promote a
    first champion; then ``batch_score_flights_delay`` for every seeded day
-   (halted days are skipped, the others published and checked: rows match
-   the validated partition, the version is the champion);
+   (each published partition is checked: rows match the validated
+   partition, the version is the champion; a day still halted would be a
+   green run with every task skipped);
 6. lands and ingests a summer window (``--drift-start``..``--drift-end``,
    clean deliveries, one triggered run per day), then runs ``drift_flights_delay`` for its last day: the
    summer's delays and destinations drift from January, the policy fires, and
@@ -51,6 +55,7 @@ from pipelines.settings import PROJECT_ROOT
 
 MODEL = "flights_delay"
 HALT_FAULTS = {"missing_column", "type_changed"}
+COUNTS = ("published", "halted", "validated", "quarantined")
 
 
 def _env() -> dict[str, str]:
@@ -64,6 +69,8 @@ def _env() -> dict[str, str]:
     env.setdefault("GX_ANALYTICS_ENABLED", "False")
     env.setdefault("AIRFLOW__API__PORT", "8080")
     env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")  # loopback only
+    # Tasks reach the Execution API at the base URL: it must follow the port.
+    env.setdefault("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}")
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "pipelines.settings.AIRFLOW_SQLITE_CONNECT_ARGS")
     # Pick up new DAG files quickly in a demo; production keeps the defaults.
     env.setdefault("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "10")
@@ -322,8 +329,6 @@ def ingest_window(
     """
     from pipelines.demo import fault_for, seed_demo
     from pipelines.partitions import date_range
-    from pipelines.storage import get_storage
-    from pipelines.validation import report_key
 
     days = date_range(start, end)
     seeded = seed_demo(project, start, end, inject_faults=faults)
@@ -337,25 +342,76 @@ def ingest_window(
     if before_start:
         start_airflow(env)
     states = wait_for_runs(dag_id, days, env)
+    expect_halt = {ds for ds in days if faults and fault_for(ds) in HALT_FAULTS}
+    return tally(project, days, states, expect_halt, problems)
+
+
+def tally(
+    project, days: list[str], states: dict[str, str], expect_halt: set[str], problems: list[str], show: bool = True
+) -> dict:
+    """Check each day's run state and validation report against the plan (and print them); totals.
+
+    A day in ``expect_halt`` must have a red run and a halt report; every
+    other day a green run and a published partition.
+    """
+    from pipelines.storage import get_storage
+    from pipelines.validation import report_key
 
     storage = get_storage()
-    print(f"\n{'ds':<11} {'run':<8} {'status':<10} {'landed':>7} {'valid':>6} {'quar':>5} {'files':>5}  rules failed")
-    totals = {"published": 0, "halted": 0, "validated": 0, "quarantined": 0}
+    if show:
+        head = f"{'ds':<11} {'run':<8} {'status':<10} {'landed':>7} {'valid':>6} {'quar':>5} {'files':>5}"
+        print(f"\n{head}  rules failed")
+    totals = dict.fromkeys(COUNTS, 0)
+    halted_days = []
     for ds in days:
-        fault = fault_for(ds) if faults else None
         report = storage.read_json(report_key(project.dataset.name, ds))["summary"]
-        expected = "failed" if fault in HALT_FAULTS else "success"
+        expected = "failed" if ds in expect_halt else "success"
         if states.get(ds) != expected or (report["status"] == "halted") != (expected == "failed"):
-            problems.append(f"{ds}: run {states.get(ds)}, report {report['status']}, fault {fault}")
+            problems.append(f"{ds}: run {states.get(ds)}, report {report['status']}, expected run {expected}")
         totals[report["status"]] += 1
         totals["validated"] += report["validated_rows"]
         totals["quarantined"] += report["quarantined_rows"]
-        print(
-            f"{ds:<11} {states.get(ds, '?'):<8} {report['status']:<10} {report['landed_rows']:>7} "
-            f"{report['validated_rows']:>6} {report['quarantined_rows']:>5} {len(report['quarantined_files']):>5}  "
-            f"{', '.join(report['rules_failed']) or '-'}"
-        )
-    return totals
+        if report["status"] == "halted":
+            halted_days.append(ds)
+        if show:
+            print(
+                f"{ds:<11} {states.get(ds, '?'):<8} {report['status']:<10} {report['landed_rows']:>7} "
+                f"{report['validated_rows']:>6} {report['quarantined_rows']:>5} {len(report['quarantined_files']):>5}  "
+                f"{', '.join(report['rules_failed']) or '-'}"
+            )
+    return {**totals, "halted_days": halted_days}
+
+
+def redeliver_halted(project, start: str, end: str, halted: list[str], env: dict[str, str], problems: list[str]):
+    """Upstream redelivers the halted days; the failed runs are cleared and must go green.
+
+    The recovery the ingest DAG's doc prescribes for a contract halt (fix the
+    delivery, then clear the task), as a data engineer does it: the corrected
+    files replace each halted day's landing partition, then ``airflow tasks
+    clear --only-failed`` over the window re-queues exactly the failed tasks
+    (each keeps its failed first try in the UI's history), and their
+    re-validation replaces the halt reports. Returns the window's totals.
+    """
+    from pipelines.demo import seed_demo
+    from pipelines.partitions import date_range
+
+    dag_id = f"ingest_{project.name}"
+    for ds in halted:
+        seed_demo(project, ds, ds)
+    print(f"demo: upstream redelivered the {len(halted)} halted days ({', '.join(halted)}) without the faults")
+    args = ("tasks", "clear", dag_id, "--start-date", start, "--end-date", end, "--only-failed", "--yes")
+    for attempt in range(1, 6):
+        proc = airflow(*args, env=env, check=False)
+        if proc.returncode == 0:
+            break
+        if "database is locked" not in proc.stderr or attempt == 5:
+            raise SystemExit(f"demo: `airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
+        time.sleep(3 * attempt)
+    print(f"demo: `airflow {' '.join(args)}`: the scheduler re-runs the failed tasks")
+    states = wait_for_runs(dag_id, halted, env)
+    tally(project, halted, states, set(), problems)
+    days = date_range(start, end)
+    return tally(project, days, wait_for_runs(dag_id, days, env), set(), problems, show=False)
 
 
 def _runs(dag_id: str, env: dict[str, str]) -> list[dict]:
@@ -459,7 +515,7 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
     print(
         f"demo: {dag_id}: {out['scored']} partitions scored ({out['rows']} rows, {choice}) by "
         + (", ".join(f"v{v} for {len(d)}" for v, d in out["versions"].items()) or "-")
-        + f"; {out['skipped']} halted days skipped"
+        + (f"; {out['skipped']} halted days skipped" if out["skipped"] else "")
     )
     return out
 
@@ -533,6 +589,9 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_dag(dag_id, env)
         airflow("dags", "unpause", dag_id, env=env)
         totals = ingest_window(project, args.start, args.end, True, env, problems)
+    redelivered = totals["halted_days"]
+    if redelivered:
+        totals = redeliver_halted(project, args.start, args.end, redelivered, env, problems)
     from pipelines.partitions import date_range
 
     mlflow_url = start_mlflow_ui(env)
@@ -543,14 +602,14 @@ def main(argv: list[str] | None = None) -> int:
     drift = None
     if champion and not args.no_drift:
         summer = ingest_window(project, args.drift_start, args.drift_end, False, env, problems, backfill=False)
-        for k in totals:
+        for k in COUNTS:
             totals[k] += summer[k]
         drift = drift_retrain(project, args.drift_end, env, problems)
         if drift:
             scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
     if drift and not args.no_backfill:
         earlier = backfill_earlier(project, args.backfill_start, args.backfill_end, env, problems)
-        for k in totals:
+        for k in COUNTS:
             totals[k] += earlier["totals"][k]
         scored.append(earlier)
 
@@ -561,9 +620,14 @@ def main(argv: list[str] | None = None) -> int:
     pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     print(
         f"\n{totals['published']} partitions published ({totals['validated']} rows validated, "
-        f"{totals['quarantined']} quarantined), {totals['halted']} halted by the contract "
-        f"(the halted runs are red in the UI on purpose: see their reports)"
+        f"{totals['quarantined']} quarantined), {totals['halted']} halted by the contract"
     )
+    if redelivered:
+        print(
+            f"Halted:     {len(redelivered)} days on first delivery ({', '.join(redelivered)}); upstream redelivered "
+            f"them and `airflow tasks clear --only-failed` re-ran them green (the failed first try stays in "
+            f"each task's history)"
+        )
     if champion:
         print(
             f"First champion: v{champion['version']} trained on {champion['window']}, "
@@ -582,10 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"            report {drift['summary'].get('html_report')}")
     for window in scored:
         by = "; ".join(f"v{v}: {days[0]}..{days[-1]} ({len(days)})" for v, days in window["versions"].items())
-        print(
-            f"Scored:     {window['scored']} partitions, {window['rows']} rows ({by}); "
-            f"{window['skipped']} halted days skipped"
-        )
+        skipped = f"; {window['skipped']} halted days skipped" if window["skipped"] else ""
+        print(f"Scored:     {window['scored']} partitions, {window['rows']} rows ({by}){skipped}")
     if drift:
         from pipelines.lineage import lineage, summary_lines
 

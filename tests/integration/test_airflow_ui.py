@@ -1,28 +1,30 @@
-"""The Airflow UI in a real browser: log in, see the DAGs and a green run, save a screenshot.
+"""The Airflow UI in a real browser, after a demo run: log in, every DAG listed, every run green.
 
-Headless Chromium from Debian (``chromium`` and ``chromium-driver``, which
-``make setup`` installs) driven by Selenium with that system driver;
-Selenium Manager is switched off, so nothing downloads a browser. The test
-runs the ingest DAG once (a seeded day), starts ``airflow api-server`` on
-the session's metadata DB with authentication on (SimpleAuthManager, named
-users, a known password), then logs in through the login form as a data
-engineer would, finds every project DAG listed and the run green. The
-screenshots land in ``tests/.artifacts/`` (git-ignored).
+The fixture runs ``python -m pipelines.demo_driver`` (what ``make demo``
+runs) on a shorter story, in its own Airflow home, storage root and ports:
+``airflow standalone`` (SQLite, LocalExecutor, authentication on with
+SimpleAuthManager's generated admin password) and its real scheduler
+ingest two faulty January weeks (the halted days are redelivered and
+cleared), train and promote a champion, score, ingest two summer weeks
+whose drift fires a retraining, score again and backfill two June days.
+
+Then headless Chromium from Debian (``chromium`` and ``chromium-driver``,
+which ``make test`` installs) driven by Selenium with that system driver
+(Selenium Manager off, so nothing downloads a browser) logs in through the
+login form as a data engineer would, finds every project DAG, and opens each
+DAG's runs. The REST API, with the same login, must list only successful
+runs for every DAG. Screenshots land in ``tests/.artifacts/`` (git-ignored).
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -32,6 +34,13 @@ pytestmark = pytest.mark.integration
 
 ARTIFACTS = PROJECT_ROOT / "tests" / ".artifacts"
 DAG_IDS = ["ingest_flights_delay", "retrain_flights_delay", "drift_flights_delay", "batch_score_flights_delay"]
+# The story, shortened: each window is two weeks because training holds the
+# last 7 days out and the drift policy pools a week on two days in a row.
+DEMO_ARGS = [
+    "--start", "2013-01-01", "--end", "2013-01-14",
+    "--drift-start", "2013-06-20", "--drift-end", "2013-07-03",
+    "--backfill-start", "2013-06-18", "--backfill-end", "2013-06-19",
+]  # fmt: skip
 
 
 def _free_port() -> int:
@@ -40,69 +49,36 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _status(url: str) -> int | None:
-    try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=2) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
+def _open(req: urllib.request.Request | str, timeout: float = 30):
+    return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout)
 
 
-@pytest.fixture
-def green_run(airflow_db, dag_root, load_dag):
-    """One successful ingest run (a clean seeded day) in the session's metadata DB."""
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-
-    seed_demo(load_project("flights_delay"), "2013-01-02", "2013-01-02")
-    run = load_dag("ingest.py", "ingest_flights_delay").test(logical_date=dt.datetime(2013, 1, 2, tzinfo=dt.UTC))
-    assert str(run.state) == "success"
-    return run
-
-
-@pytest.fixture
-def api_server(airflow_db, tmp_path):
-    """``airflow api-server`` with authentication on; yields (url, admin password)."""
-    password = secrets.token_urlsafe(12)
-    passwords = tmp_path / "passwords.json"
-    passwords.write_text(json.dumps({"admin": password, "viewer": secrets.token_urlsafe(12)}))
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A finished demo run; yields (UI url, admin password, demo stdout); stops Airflow and the MLflow UI after."""
+    home = tmp_path_factory.mktemp("demo")
     port = _free_port()
-    env = {
-        **os.environ,
-        "AIRFLOW__API__HOST": "127.0.0.1",
-        "AIRFLOW__API__PORT": str(port),
-        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
-        "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin,viewer:viewer",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "NO_PROXY": "127.0.0.1,localhost",
-    }
-    log_path = tmp_path / "api-server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("airflow")), "api-server"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    # Nothing of the test session's own Airflow, MLflow or storage settings leaks in.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "MLFLOW_", "PIPELINES_", "AWS_"))}
+    env.update(
+        AIRFLOW_HOME=str(home / "airflow"),
+        PIPELINES_DATA_ROOT=str(home / "data"),
+        AIRFLOW__API__PORT=str(port),
+        PIPELINES_MLFLOW_UI_PORT=str(_free_port()),
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    driver = [sys.executable, "-m", "pipelines.demo_driver"]
     try:
-        deadline = time.monotonic() + 120
-        while _status(f"{url}/api/v2/monitor/health") != 200:
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the api-server did not answer within 120 s"
-            time.sleep(0.5)
-        yield url, password
+        proc = subprocess.run(
+            [*driver, *DEMO_ARGS], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / "demo-output.txt").write_text(proc.stdout + proc.stderr)
+        assert proc.returncode == 0, f"the demo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        passwords = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        yield f"http://127.0.0.1:{port}", passwords["admin"], proc.stdout
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        subprocess.run([*driver, "--down"], env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=300)
 
 
 @pytest.fixture
@@ -137,11 +113,42 @@ def _wait_for(chrome, condition, what: str, timeout: float = 60):
         raise AssertionError(f"{what}; page text: {chrome.find_element('tag name', 'body').text[:1500]!r}") from None
 
 
-def test_a_data_engineer_logs_in_and_sees_the_dags_and_a_green_run(green_run, api_server, browser):
+def _runs(url: str, password: str) -> dict[str, list[dict]]:
+    """Every DAG's runs from the REST API, with a token from the same login."""
+    body = json.dumps({"username": "admin", "password": password}).encode()
+    req = urllib.request.Request(f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"})
+    with _open(req) as resp:
+        token = json.loads(resp.read())["access_token"]
+    runs = {}
+    for dag_id in DAG_IDS:
+        req = urllib.request.Request(
+            f"{url}/api/v2/dags/{dag_id}/dagRuns?limit=500", headers={"Authorization": f"Bearer {token}"}
+        )
+        with _open(req) as resp:
+            runs[dag_id] = json.loads(resp.read())["dag_runs"]
+    return runs
+
+
+def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    url, password = api_server
+    url, password, stdout = demo
+    with pytest.raises(urllib.error.HTTPError) as refused:  # authentication is on
+        _open(f"{url}/api/v2/dags")
+    assert refused.value.code == 401
+
+    runs = _runs(url, password)
+    for dag_id in DAG_IDS:
+        states = [r["state"] for r in runs[dag_id]]
+        assert states and set(states) == {"success"}, f"{dag_id}: {states}"
+    # The story ran through the scheduler: backfills, triggers and an asset-triggered retraining.
+    kinds = {r["run_type"] for rs in runs.values() for r in rs}
+    assert {"backfill", "manual", "asset_triggered"} <= kinds, kinds
+    assert len(runs["ingest_flights_delay"]) == 14 + 14 + 2
+    assert len(runs["batch_score_flights_delay"]) == 14 + 14 + 2
+    assert "Halted:" in stdout and "re-ran them green" in stdout
+
     browser.get(url)  # not logged in: the UI sends the browser to the login form
     username = _wait_for(browser, lambda d: d.find_element(By.NAME, "username"), "no login form")
     username.send_keys("admin")
@@ -153,9 +160,14 @@ def test_a_data_engineer_logs_in_and_sees_the_dags_and_a_green_run(green_run, ap
     _wait_for(browser, lambda d: all(dag in body(d) for dag in DAG_IDS), "not every DAG is listed")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "airflow-dags.png"))
-
-    browser.get(f"{url}/dags/ingest_flights_delay/runs")
-    _wait_for(browser, lambda d: green_run.run_id in body(d), "the ingest run is not listed")
-    _wait_for(browser, lambda d: "success" in body(d).lower(), "the run is not shown as successful")
-    browser.save_screenshot(str(ARTIFACTS / "airflow-ingest-runs.png"))
     assert (ARTIFACTS / "airflow-dags.png").stat().st_size > 10_000
+
+    for dag_id in DAG_IDS:
+        latest = max(runs[dag_id], key=lambda r: r["run_after"])
+        browser.get(f"{url}/dags/{dag_id}/runs")
+        _wait_for(
+            browser, lambda d, rid=latest["dag_run_id"]: rid in body(d), f"{dag_id}: its latest run is not listed"
+        )
+        _wait_for(browser, lambda d: "success" in body(d).lower(), f"{dag_id}: no run shown as successful")
+        assert "failed" not in body(browser).lower(), f"{dag_id}: a failed run is shown"
+        browser.save_screenshot(str(ARTIFACTS / f"airflow-{dag_id}-runs.png"))
