@@ -9,6 +9,8 @@ logged to MLflow as one model, so the preprocessing travels with it.
 from __future__ import annotations
 
 import importlib
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from pipelines.errors import ConfigError
@@ -18,6 +20,9 @@ if TYPE_CHECKING:
     from pipelines.features import FeatureSpec
 
 SEED = 20130101
+PROGRESS_STEPS = 10  # XGBoost logs its progress this many times per fit
+
+log = logging.getLogger(__name__)
 
 
 def _estimator(project: ProjectConfig) -> Any:
@@ -97,3 +102,48 @@ def predict_scores(model: Any, rows: Any, task: str) -> Any:
         return np.asarray(model.predict_proba(rows))[:, 1]
     out = np.asarray(model.predict(rows))
     return out[:, 1] if out.ndim == 2 else out.astype("float64")
+
+
+def _xgb_progress(label: str, rounds: int) -> Any:
+    """An XGBoost callback logging every tenth of the boosting rounds, with the time left."""
+    import xgboost as xgb
+
+    every = max(1, rounds // PROGRESS_STEPS)
+
+    class Progress(xgb.callback.TrainingCallback):
+        def before_training(self, model):
+            self.t0 = time.monotonic()
+            return model
+
+        def after_iteration(self, model, epoch: int, evals_log) -> bool:
+            done = epoch + 1
+            if done % every == 0 or done == rounds:
+                elapsed = time.monotonic() - self.t0
+                left = elapsed / done * (rounds - done)
+                msg = "%s: boosting round %d/%d, %.1f s elapsed, about %.0f s left"
+                log.info(msg, label, done, rounds, elapsed, left)
+            return False  # never stop early
+
+    return Progress()
+
+
+def fit(pipeline: Any, x: Any, y: Any, *, label: str) -> float:
+    """Fit ``pipeline`` on ``x``, ``y``, logging the start, XGBoost's progress and the end; the seconds taken.
+
+    The progress callback is set for this fit only and removed afterwards, so
+    the model logged to MLflow holds no reference to it.
+    """
+    model = pipeline.named_steps["model"]
+    log.info("%s: fitting %s on %d rows", label, type(model).__name__, len(x))
+    t0 = time.monotonic()
+    xgboost = hasattr(model, "get_xgb_params")
+    if xgboost:
+        pipeline.set_params(model__callbacks=[_xgb_progress(label, model.get_params()["n_estimators"] or 100)])
+    try:
+        pipeline.fit(x, y)
+    finally:
+        if xgboost:
+            pipeline.set_params(model__callbacks=None)
+    seconds = time.monotonic() - t0
+    log.info("%s: fitted %s in %.1f s", label, type(model).__name__, seconds)
+    return seconds

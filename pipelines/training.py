@@ -286,7 +286,7 @@ def train_challenger(
     from pipelines.contracts import contract_for
     from pipelines.features import feature_spec, make_features
     from pipelines.metrics import evaluate
-    from pipelines.model import build_pipeline, predict_scores
+    from pipelines.model import build_pipeline, fit, predict_scores
     from pipelines.tracking import client, configure, experiment_id
 
     if trigger not in TRIGGERS:
@@ -311,7 +311,7 @@ def train_challenger(
         raise MissingInput(f"{project.name}: the training window has a single class; cannot train")
 
     pipeline = build_pipeline(project, spec)
-    pipeline.fit(train_x, train_y.to_numpy())
+    fit(pipeline, train_x, train_y.to_numpy(), label=f"{project.name} {ts['train_days'][0]}..{ts['train_days'][1]}")
     scores = predict_scores(pipeline, hold_x, project.target.task)
     names = [project.metrics.primary, *project.metrics.secondary]
     metrics = evaluate(project.target.task, names, hold_y.to_numpy(), scores)
@@ -326,6 +326,7 @@ def train_challenger(
     from mlflow.models import infer_signature
 
     exp_id = experiment_id(project.name)
+    log.info("%s: holdout %s=%.4f; logging the run and model to MLflow", project.name, names[0], metrics[names[0]])
     tags = {
         "model_project": project.name,
         "trigger": trigger,

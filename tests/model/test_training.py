@@ -58,13 +58,18 @@ def test_no_data_is_a_named_error(jan_root):
         build_training_set(load_project("flights_delay"), "2013-03-31")
 
 
-def test_train_logs_and_registers_a_version(jan_root):
+def test_train_logs_and_registers_a_version(jan_root, caplog):
     import mlflow
 
     from pipelines.tracking import client
 
-    r = train_challenger(load_project("flights_delay"), "2013-01-31")
+    with caplog.at_level("INFO", logger="pipelines"):
+        r = train_challenger(load_project("flights_delay"), "2013-01-31")
     assert r["version"] == "1" and r["metrics"]["roc_auc"] > 0.55
+    # A long fit reports its progress in the task log: every tenth of the 300 rounds, then done.
+    rounds = [m for m in caplog.messages if "boosting round" in m]
+    assert len(rounds) == 10 and "round 30/300" in rounds[0] and "round 300/300" in rounds[-1], rounds
+    assert any("fitted XGBClassifier in" in m for m in caplog.messages)
     c = client()
     mv = c.get_model_version("flights_delay", "1")
     assert mv.run_id == r["run_id"]
@@ -91,6 +96,8 @@ def test_train_logs_and_registers_a_version(jan_root):
     rows = pd.read_parquet(jan_root / "validated/flights/ds=2013-01-28/part-00000.parquet")
     proba = model.predict(rows)
     assert proba.shape == (len(rows), 2) and ((proba >= 0) & (proba <= 1)).all()
+    # The progress callback was for the fit only: the logged model does not carry it.
+    assert mlflow.sklearn.load_model(r["model_uri"]).named_steps["model"].get_params()["callbacks"] is None
 
 
 def test_train_cli_json(jan_root):
