@@ -65,7 +65,7 @@ bench: setup ## Benchmarks, ours against the peers, side by side (validation, dr
 	$(BIN)/python tests/bench/bench_drift.py
 	$(BIN)/python tests/bench/bench_score.py
 
-demo: setup ## Seed January 2013, ingest it through Airflow, train and promote a first champion
+demo: setup ## The whole story through Airflow: ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill
 	$(BIN)/python -m pipelines.demo_driver --start $(DEMO_START) --end $(DEMO_END)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)

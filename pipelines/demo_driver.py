@@ -166,8 +166,7 @@ def stop_airflow(env: dict[str, str]) -> None:
         except ProcessLookupError:
             pass
         pid_file.unlink(missing_ok=True)
-        print(f"demo: stopped {what}")
-    print(f"demo: stopped Airflow (pid {pid})")
+        print(f"demo: stopped {what} (pid {pid})")
 
 
 def wait_for_dag(dag_id: str, env: dict[str, str], timeout: float = 300) -> None:
@@ -181,33 +180,40 @@ def wait_for_dag(dag_id: str, env: dict[str, str], timeout: float = 300) -> None
     raise SystemExit(f"demo: {dag_id} not parsed within {timeout:.0f}s\n{errors}")
 
 
-def create_backfill(
-    dag_id: str, start: str, end: str, env: dict[str, str], attempts: int = 5, conf: dict | None = None
-) -> None:
-    """``airflow backfill create``, retried while SQLite is busy (local profile only)."""
-    extra = ["--dag-run-conf", json.dumps(conf)] if conf else []
+def airflow_retrying(*args: str, env: dict[str, str], attempts: int = 5, done=None) -> subprocess.CompletedProcess:
+    """``airflow ...``, retried while SQLite is busy (local profile only); any other failure ends the demo.
+
+    ``done(proc)`` says when a failed-looking result is fine (default: exit 0).
+    """
+    done = done or (lambda proc: proc.returncode == 0)
     for attempt in range(1, attempts + 1):
-        proc = airflow(
-            "backfill",
-            "create",
-            "--dag-id",
-            dag_id,
-            "--from-date",
-            start,
-            "--to-date",
-            end,
-            "--reprocess-behavior",
-            "completed",
-            *extra,
-            env=env,
-            check=False,
-        )
-        if proc.returncode == 0:
-            return
+        proc = airflow(*args, env=env, check=False)
+        if done(proc):
+            return proc
         if "database is locked" not in proc.stderr or attempt == attempts:
-            raise SystemExit(f"demo: `airflow backfill create` failed:\n{proc.stderr[-3000:]}")
-        print(f"demo: metadata DB busy, retrying backfill create ({attempt}/{attempts})")
-        time.sleep(5 * attempt)
+            raise SystemExit(f"demo: `airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
+        print(f"demo: metadata DB busy, retrying `airflow {' '.join(args[:2])}` ({attempt}/{attempts})")
+        time.sleep(3 * attempt)
+    raise AssertionError("unreachable")
+
+
+def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], conf: dict | None = None) -> None:
+    """``airflow backfill create`` for ``start``..``end``, reprocessing completed runs too."""
+    extra = ["--dag-run-conf", json.dumps(conf)] if conf else []
+    airflow_retrying(
+        "backfill",
+        "create",
+        "--dag-id",
+        dag_id,
+        "--from-date",
+        start,
+        "--to-date",
+        end,
+        "--reprocess-behavior",
+        "completed",
+        *extra,
+        env=env,
+    )
 
 
 def wait_for_runs(dag_id: str, days: list[str], env: dict[str, str], timeout: float = 1200) -> dict[str, str]:
@@ -292,24 +298,9 @@ def trigger_days(dag_id: str, days: list[str], env: dict[str, str]) -> None:
     is one small transaction, and a retry first checks the run is not there.
     """
     for ds in days:
-        run_id = f"demo__{ds}"
-        for attempt in range(1, 6):
-            proc = airflow(
-                "dags",
-                "trigger",
-                dag_id,
-                "--run-id",
-                run_id,
-                "--logical-date",
-                f"{ds}T00:00:00+00:00",
-                env=env,
-                check=False,
-            )
-            if proc.returncode == 0 or "already exists" in proc.stderr:
-                break
-            if "database is locked" not in proc.stderr or attempt == 5:
-                raise SystemExit(f"demo: `airflow dags trigger {dag_id}` for {ds} failed:\n{proc.stderr[-2000:]}")
-            time.sleep(3 * attempt)
+        args = ("dags", "trigger", dag_id, "--run-id", f"demo__{ds}", "--logical-date", f"{ds}T00:00:00+00:00")
+        # A retry after a lost lock race may find its run created: that is done too.
+        airflow_retrying(*args, env=env, done=lambda proc: proc.returncode == 0 or "already exists" in proc.stderr)
     print(f"demo: triggered {dag_id} for {days[0]}..{days[-1]} ({len(days)} runs); the scheduler runs them")
 
 
@@ -400,13 +391,7 @@ def redeliver_halted(project, start: str, end: str, halted: list[str], env: dict
         seed_demo(project, ds, ds)
     print(f"demo: upstream redelivered the {len(halted)} halted days ({', '.join(halted)}) without the faults")
     args = ("tasks", "clear", dag_id, "--start-date", start, "--end-date", end, "--only-failed", "--yes")
-    for attempt in range(1, 6):
-        proc = airflow(*args, env=env, check=False)
-        if proc.returncode == 0:
-            break
-        if "database is locked" not in proc.stderr or attempt == 5:
-            raise SystemExit(f"demo: `airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
-        time.sleep(3 * attempt)
+    airflow_retrying(*args, env=env)
     print(f"demo: `airflow {' '.join(args)}`: the scheduler re-runs the failed tasks")
     states = wait_for_runs(dag_id, halted, env)
     tally(project, halted, states, set(), problems)
@@ -547,6 +532,9 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     print(f"demo: backfill of {dag_id} {start}..{end} (model_choice as_of_partition) created")
     days = date_range(start, end)
     out = check_scored(project, days, wait_for_runs(dag_id, days, env), "as_of_partition", problems)
+    # Monitoring back on for what lands next (paused DAGs queue no asset events,
+    # so the backfilled days do not trigger it now).
+    airflow("dags", "unpause", f"drift_{project.name}", env=env)
     return {**out, "totals": totals}
 
 
@@ -620,7 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     print(
         f"\n{totals['published']} partitions published ({totals['validated']} rows validated, "
-        f"{totals['quarantined']} quarantined), {totals['halted']} halted by the contract"
+        f"{totals['quarantined']} quarantined)"
+        + (f", {totals['halted']} halted by the contract" if totals["halted"] else "")
     )
     if redelivered:
         print(

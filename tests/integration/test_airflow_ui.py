@@ -25,6 +25,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -55,7 +56,7 @@ def _open(req: urllib.request.Request | str, timeout: float = 30):
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    """A finished demo run; yields (UI url, admin password, demo stdout); stops Airflow and the MLflow UI after."""
+    """A finished demo run: its UI url, admin password, stdout and environment. Stops Airflow and MLflow after."""
     home = tmp_path_factory.mktemp("demo")
     port = _free_port()
     # Nothing of the test session's own Airflow, MLflow or storage settings leaks in.
@@ -76,7 +77,7 @@ def demo(tmp_path_factory):
         (ARTIFACTS / "demo-output.txt").write_text(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"the demo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         passwords = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
-        yield f"http://127.0.0.1:{port}", passwords["admin"], proc.stdout
+        yield {"url": f"http://127.0.0.1:{port}", "password": passwords["admin"], "stdout": proc.stdout, "env": env}
     finally:
         subprocess.run([*driver, "--down"], env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=300)
 
@@ -114,13 +115,16 @@ def _wait_for(chrome, condition, what: str, timeout: float = 60):
 
 
 def _runs(url: str, password: str) -> dict[str, list[dict]]:
-    """Every DAG's runs from the REST API, with a token from the same login."""
+    """Every DAG's runs from the REST API, with a token from the same login (each DAG must be switched on)."""
     body = json.dumps({"username": "admin", "password": password}).encode()
     req = urllib.request.Request(f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"})
     with _open(req) as resp:
         token = json.loads(resp.read())["access_token"]
     runs = {}
     for dag_id in DAG_IDS:
+        req = urllib.request.Request(f"{url}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"})
+        with _open(req) as resp:
+            assert not json.loads(resp.read())["is_paused"], f"{dag_id} is left paused"
         req = urllib.request.Request(
             f"{url}/api/v2/dags/{dag_id}/dagRuns?limit=500", headers={"Authorization": f"Bearer {token}"}
         )
@@ -133,7 +137,7 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    url, password, stdout = demo
+    url, password, stdout = demo["url"], demo["password"], demo["stdout"]
     with pytest.raises(urllib.error.HTTPError) as refused:  # authentication is on
         _open(f"{url}/api/v2/dags")
     assert refused.value.code == 401
@@ -171,3 +175,45 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
         _wait_for(browser, lambda d: "success" in body(d).lower(), f"{dag_id}: no run shown as successful")
         assert "failed" not in body(browser).lower(), f"{dag_id}: a failed run is shown"
         browser.save_screenshot(str(ARTIFACTS / f"airflow-{dag_id}-runs.png"))
+
+
+def _lineage(demo, ds: str) -> dict:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines", "lineage", "--model", "flights_delay", "--ds", ds, "--json"],
+        env=demo["env"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_lineage_of_demo_scored_days_returns_the_full_chain(demo):
+    """Scored by the drift-retrained champion, by v1 in the as-of backfill, and a day redelivered after a halt."""
+    summer = _lineage(demo, "2013-07-03")
+    assert summer["consistent"] and summer["problems"] == []
+    version = summer["model_version"]
+    assert version["version"] == "2" and version["trigger"] == "drift" and version["choice"] == "current"
+    assert version["mlflow_run_id"] and "champion" in version["aliases"]
+    training = summer["training"]
+    assert training["window"] == "2013-06-20..2013-06-26" and training["holdout_window"] == "2013-06-27..2013-07-03"
+    assert training["data_fingerprint"].endswith(".dir") and training["contract_version"] == "1.0.0"
+    assert training["train_rows"] > 0 and training["holdout_rows"] > 0
+    gate = summer["gate"]
+    assert gate["decision"] == "promoted" and gate["promoted_from"] == "1" and gate["decision_uri"]
+    inp = summer["input"]
+    assert inp["validation_status"] == "published" and inp["rows"] == summer["scores"]["rows"] > 0
+    assert inp["landed_rows"] == inp["rows"] + inp["quarantined_rows"]
+    for uri in (summer["scores"]["uri"], summer["scores"]["manifest"], inp["validated"], inp["validation_report"]):
+        assert uri.startswith("file://") and Path(uri.removeprefix("file://")).is_file(), uri
+
+    backfilled = _lineage(demo, "2013-06-18")
+    assert backfilled["consistent"] and backfilled["model_version"]["version"] == "1"
+    assert backfilled["model_version"]["choice"] == "as_of_partition"
+    assert backfilled["training"]["window"] == "2013-01-01..2013-01-07"
+
+    redelivered = _lineage(demo, "2013-01-03")  # halted on first delivery (fault: missing column)
+    assert redelivered["consistent"] and redelivered["input"]["validation_status"] == "published"
+    assert redelivered["input"]["rules_failed"] == [] and redelivered["input"]["rows"] == 914
