@@ -151,13 +151,27 @@ def slice_criterion(
     }
 
 
+def _holdout_scores(model_uri: str, rows: Any, task: str) -> Any:
+    """A registered model's scores on the holdout rows, through its pyfunc flavour.
+
+    Only the columns of the model's input signature are passed: each model
+    takes what it was trained on, and the log is spared MLflow's warning
+    about every other validated column.
+    """
+    import mlflow
+
+    from pipelines.model import predict_scores
+
+    model = mlflow.pyfunc.load_model(model_uri)
+    schema = model.metadata.get_input_schema()
+    columns = [c for c in schema.input_names() if c in rows.columns] if schema else list(rows.columns)
+    return predict_scores(model, rows[columns], task)
+
+
 def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[str, Any]:
     """Score challenger and champion on a common holdout and check every criterion (no registry change)."""
 
-    import mlflow
-
     from pipelines.metrics import METRICS, evaluate
-    from pipelines.model import predict_scores
     from pipelines.tracking import client
     from pipelines.training import labelled
 
@@ -207,7 +221,7 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
 
     task = project.target.task
     names = list(dict.fromkeys([primary.name, *project.metrics.secondary, *cfg.floors, *cfg.min_change]))
-    ch_score = predict_scores(mlflow.pyfunc.load_model(f"models:/{project.name}/{candidate}"), rows, task)
+    ch_score = _holdout_scores(f"models:/{project.name}/{candidate}", rows, task)
     ch = evaluate(task, names, y, ch_score)
     decision["challenger_metrics"] = ch
     crit = decision["criteria"]
@@ -224,7 +238,7 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
             }
         )
     if champion is not None:
-        cp_score = predict_scores(mlflow.pyfunc.load_model(f"models:/{project.name}/{champion}"), rows, task)
+        cp_score = _holdout_scores(f"models:/{project.name}/{champion}", rows, task)
         cp = evaluate(task, names, y, cp_score)
         decision["champion_metrics"] = cp
         for name, change in cfg.min_change.items():
@@ -267,6 +281,16 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
     return decision
 
 
+def _numbers(criterion: dict[str, Any]) -> str:
+    """A criterion's figures as compact JSON (the per-slice table is left to the decision file)."""
+    nums = {
+        k: (round(v, 5) if isinstance(v, float) else v)
+        for k, v in criterion.items()
+        if k not in ("name", "passed", "slices")
+    }
+    return json.dumps(nums)
+
+
 def render_markdown(d: dict[str, Any]) -> str:
     verdict = "PROMOTE" if d.get("passed") else "KEEP CHAMPION"
     lines = [f"# Gate: {d['model']} v{d['candidate']} vs champion {d.get('champion') or '(none)'}: **{verdict}**", ""]
@@ -279,12 +303,7 @@ def render_markdown(d: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for c in d.get("criteria", []):
-        nums = {
-            k: (round(v, 5) if isinstance(v, float) else v)
-            for k, v in c.items()
-            if k not in ("name", "passed", "slices")
-        }
-        lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | `{json.dumps(nums)}` |")
+        lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | `{_numbers(c)}` |")
     return "\n".join(lines) + "\n"
 
 
@@ -349,6 +368,9 @@ def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: b
         why = f"gate passed: {', '.join(x['name'] for x in d['criteria'])} ({d['decision_uri']})"
         _move_aliases(c, project, d["candidate"], d["champion"], why)
         d["promoted"] = True
+    for crit in d["criteria"]:  # the task log shows what the decision file holds
+        verdict = "pass" if crit["passed"] else "FAIL"
+        log.info("%s gate v%s: %s %s %s", project.name, d["candidate"], crit["name"], verdict, _numbers(crit))
     log.info(
         "%s gate v%s vs %s: %s%s; decision %s",
         project.name,

@@ -6,6 +6,7 @@ store on validated January 2013 data.
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 
@@ -51,11 +52,22 @@ def aliases():
     return out
 
 
-def test_first_model_promoted_on_floors_then_weak_one_rejected(jan_root, weak_config):
+def test_first_model_promoted_on_floors_then_weak_one_rejected(jan_root, weak_config, caplog):
     project = load_project("flights_delay")
     first = train_challenger(project, "2013-01-31")
-    d = run_gate(project)
+    mlflow_log = logging.getLogger("mlflow")  # does not propagate: listen to it directly
+    mlflow_log.addHandler(caplog.handler)
+    try:
+        with caplog.at_level("INFO", logger="pipelines"):
+            d = run_gate(project)
+    finally:
+        mlflow_log.removeHandler(caplog.handler)
     assert d["promoted"] and [c["name"] for c in d["criteria"]] == ["floor:roc_auc"]
+    # The task log names each criterion with its figures, then the decision.
+    value = round(d["criteria"][0]["value"], 5)
+    assert f'floor:roc_auc pass {{"value": {value}, "bound": 0.58, "direction": ">="}}' in caplog.text
+    assert "PROMOTED; decision runs:/" in caplog.text
+    assert "not defined in the model signature" not in caplog.text  # only the signature's columns are passed
     assert aliases() == {CHAMPION: first["version"], PREVIOUS: None}
 
     weak_config(True)
