@@ -72,6 +72,9 @@ def _env() -> dict[str, str]:
     # Tasks reach the Execution API at the base URL: it must follow the port.
     env.setdefault("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}")
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "pipelines.settings.AIRFLOW_SQLITE_CONNECT_ARGS")
+    # Task logs link runs to the MLflow UI the demo serves its store with.
+    env.setdefault("PIPELINES_MLFLOW_UI_PORT", "5000")
+    env.setdefault("PIPELINES_MLFLOW_UI_URL", f"http://127.0.0.1:{env['PIPELINES_MLFLOW_UI_PORT']}")
     # Pick up new DAG files quickly in a demo; production keeps the defaults.
     env.setdefault("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "10")
     return env
@@ -131,8 +134,8 @@ def start_mlflow_ui(env: dict[str, str]) -> str:
     """The MLflow UI on the demo's store, in the background (loopback only); its URL."""
     from pipelines.settings import get_settings
 
-    port = int(env.get("PIPELINES_MLFLOW_UI_PORT", "5000"))
-    url = f"http://127.0.0.1:{port}"
+    port = int(env["PIPELINES_MLFLOW_UI_PORT"])
+    url = env["PIPELINES_MLFLOW_UI_URL"]
     if _port_open(port):
         return url
     home = Path(env["AIRFLOW_HOME"])

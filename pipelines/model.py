@@ -112,16 +112,19 @@ def _xgb_progress(label: str, rounds: int) -> Any:
 
     class Progress(xgb.callback.TrainingCallback):
         def before_training(self, model):
-            self.t0 = time.monotonic()
+            self.t0 = self.last_t = time.monotonic()
+            self.last_done = 0
             return model
 
         def after_iteration(self, model, epoch: int, evals_log) -> bool:
             done = epoch + 1
             if done % every == 0 or done == rounds:
-                elapsed = time.monotonic() - self.t0
-                left = elapsed / done * (rounds - done)
+                now = time.monotonic()
+                # The time left at the pace of the latest stretch (the first rounds run slower).
+                left = (now - self.last_t) / (done - self.last_done) * (rounds - done)
+                self.last_t, self.last_done = now, done
                 msg = "%s: boosting round %d/%d, %.1f s elapsed, about %.0f s left"
-                log.info(msg, label, done, rounds, elapsed, left)
+                log.info(msg, label, done, rounds, now - self.t0, left)
             return False  # never stop early
 
     return Progress()

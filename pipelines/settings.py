@@ -69,6 +69,9 @@ class Settings(BaseModel):
     mlflow_artifact_root: str
     aws_endpoint_url: str | None
     s3_region: str | None
+    mlflow_ui_url: str | None = Field(
+        None, description="an MLflow UI serving a file/SQLite store (PIPELINES_MLFLOW_UI_URL), for links in logs"
+    )
 
     @property
     def is_s3(self) -> bool:
@@ -131,13 +134,15 @@ def get_settings() -> Settings:
         "PIPELINES_MLFLOW_ARTIFACT_ROOT",
         "AWS_ENDPOINT_URL",
         "AWS_DEFAULT_REGION",
+        "PIPELINES_MLFLOW_UI_URL",
     )
     return _settings(tuple(os.environ.get(k) for k in keys))
 
 
 @lru_cache(maxsize=8)
 def _settings(env: tuple[str | None, ...]) -> Settings:
-    profile_name, config_dir, contracts_dir, data_root, mlflow_uri, registry_uri, artifact_root, endpoint, region = env
+    profile_name, config_dir, contracts_dir, data_root, mlflow_uri, registry_uri, artifact_root, *rest = env
+    endpoint, region, ui = rest
     cfg_dir = Path(_resolve_path(config_dir)) if config_dir else PROJECT_ROOT / "configs"
     profile = load_profile(profile_name or "local", cfg_dir)
     root = _resolve_path(data_root or profile.data_root)
@@ -152,4 +157,5 @@ def _settings(env: tuple[str | None, ...]) -> Settings:
         mlflow_artifact_root=_resolve_path(artifacts) if artifacts else f"{root}/mlflow/artifacts",
         aws_endpoint_url=endpoint or profile.aws_endpoint_url,
         s3_region=region or profile.s3_region,
+        mlflow_ui_url=ui.rstrip("/") if ui else None,
     )

@@ -95,9 +95,14 @@ def alias_version(c: Any, model: str, alias: str = CHAMPION) -> Any | None:
 
 
 def run_link(run_id: str, experiment_id: str | None = None, settings: Settings | None = None) -> str:
-    """Where a person opens a run: the tracking server's UI page, or ``runs:/<id>`` for a file/SQLite store."""
+    """Where a person opens a run: its page in the MLflow UI, or ``runs:/<id>`` when no UI is known.
+
+    The UI is the tracking server itself, or for a file/SQLite store the one
+    ``PIPELINES_MLFLOW_UI_URL`` names (``make demo`` serves its store there).
+    """
     settings = settings or get_settings()
     uri = settings.mlflow_tracking_uri.rstrip("/")
-    if uri.startswith(("http://", "https://")) and experiment_id:
-        return f"{uri}/#/experiments/{experiment_id}/runs/{run_id}"
+    ui = uri if uri.startswith(("http://", "https://")) else settings.mlflow_ui_url
+    if ui and experiment_id:
+        return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"runs:/{run_id}"

@@ -13,4 +13,12 @@ def test_a_tracking_server_gets_a_ui_link(monkeypatch):
 
 def test_a_local_store_gets_a_runs_uri(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.delenv("PIPELINES_MLFLOW_UI_URL", raising=False)
     assert run_link("abc", "7", get_settings()) == "runs:/abc"
+
+
+def test_a_local_store_served_by_a_ui_gets_its_link(monkeypatch, tmp_path):
+    """``make demo`` serves its SQLite store with ``mlflow server`` and says where."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.setenv("PIPELINES_MLFLOW_UI_URL", "http://127.0.0.1:5000/")
+    assert run_link("abc", "7", get_settings()) == "http://127.0.0.1:5000/#/experiments/7/runs/abc"
