@@ -50,12 +50,12 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from pipelines.loopback import GENERATED_PASSWORDS, AirflowApi, port_open
 from pipelines.settings import PROJECT_ROOT
 
 MODEL = "flights_delay"
@@ -107,27 +107,29 @@ def _json_out(stdout: str) -> list:
     return []
 
 
-def _port_open(port: int) -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+def _spawn(env: dict[str, str], name: str, what: str, cmd: list[str]) -> subprocess.Popen:
+    """``cmd`` in the background in its own session, logging to ``<AIRFLOW_HOME>/<name>.log``.
+
+    Its pid goes to ``<name>.pid``, which ``--down`` stops.
+    """
+    home = Path(env["AIRFLOW_HOME"])
+    with open(home / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    (home / f"{name}.pid").write_text(str(proc.pid))
+    print(f"demo: started {what} (pid {proc.pid}, log {home / f'{name}.log'})")
+    return proc
 
 
 def start_airflow(env: dict[str, str]) -> None:
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     port = int(env["AIRFLOW__API__PORT"])
-    if _port_open(port):
+    if port_open(port):
         print(f"demo: Airflow already answers on :{port}, reusing it")
         return
-    log = open(home / "standalone.log", "ab")
-    proc = subprocess.Popen(
-        [_bin("airflow"), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    (home / "standalone.pid").write_text(str(proc.pid))
-    print(f"demo: started airflow standalone (pid {proc.pid}, log {home / 'standalone.log'})")
+    proc = _spawn(env, "standalone", "airflow standalone", [_bin("airflow"), "standalone"])
     deadline = time.monotonic() + 300
-    while not _port_open(port):
+    while not port_open(port):
         if proc.poll() is not None:
             raise SystemExit(f"demo: airflow standalone exited with {proc.returncode}; see {home / 'standalone.log'}")
         if time.monotonic() > deadline:
@@ -141,16 +143,16 @@ def start_mlflow_ui(env: dict[str, str]) -> str:
 
     port = int(env["PIPELINES_MLFLOW_UI_PORT"])
     url = env["PIPELINES_MLFLOW_UI_URL"]
-    if _port_open(port):
+    if port_open(port):
         return url
-    home = Path(env["AIRFLOW_HOME"])
     uri = get_settings().mlflow_tracking_uri
-    log = open(home / "mlflow-ui.log", "ab")
     cmd = [_bin("mlflow"), "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    (home / "mlflow-ui.pid").write_text(str(proc.pid))
-    print(f"demo: started the MLflow UI on {url} (pid {proc.pid}, log {home / 'mlflow-ui.log'})")
+    _spawn(env, "mlflow-ui", f"the MLflow UI on {url}", cmd)
     return url
+
+
+def set_paused(dag_id: str, paused: bool, env: dict[str, str]) -> None:
+    airflow_retrying("dags", "pause" if paused else "unpause", dag_id, env=env)
 
 
 def scheduler_alive(env: dict[str, str]) -> bool:
@@ -235,28 +237,14 @@ class _RestApi:
     """
 
     def __init__(self) -> None:
-        self.token: str | None = None
+        self.client: AirflowApi | None = None
         self.broken = False
 
-    def _call(self, env: dict[str, str], path: str, body: dict | None = None) -> dict:
-        import urllib.request
-
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        req = urllib.request.Request(  # noqa: S310 - http on loopback, built from the demo's own port
-            env["AIRFLOW__API__BASE_URL"] + path,
-            data=None if body is None else json.dumps(body).encode(),
-            headers=headers,
-        )
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
-            return json.loads(resp.read())
-
-    def _login(self, env: dict[str, str]) -> None:
-        if self.token is None:
-            passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-            login = {"username": "admin", "password": json.loads(passwords.read_text())["admin"]}
-            self.token = self._call(env, "/auth/token", login)["access_token"]
+    def _api(self, env: dict[str, str]) -> AirflowApi:
+        if self.client is None:
+            passwords = json.loads((Path(env["AIRFLOW_HOME"]) / GENERATED_PASSWORDS).read_text())
+            self.client = AirflowApi(env["AIRFLOW__API__BASE_URL"], "admin", passwords["admin"])
+        return self.client
 
     def trigger(self, dag_id: str, run_id: str, ds: str, env: dict[str, str]) -> bool:
         """Create a manual run for logical date ``ds``; False when the API cannot serve (the caller uses the CLI)."""
@@ -267,8 +255,7 @@ class _RestApi:
         body = {"dag_run_id": run_id, "logical_date": f"{ds}T00:00:00Z", "conf": {}}
         for attempt in range(1, 4):
             try:
-                self._login(env)
-                self._call(env, f"/api/v2/dags/{dag_id}/dagRuns", body)
+                self._api(env)(f"/api/v2/dags/{dag_id}/dagRuns", body=body)
                 return True
             except urllib.error.HTTPError as exc:
                 if exc.code == 409:  # a retry whose first try went through: the run is there
@@ -286,13 +273,7 @@ class _RestApi:
         if self.broken:
             return None
         try:
-            self._login(env)
-            runs: list[dict] = []
-            while True:  # pages of at most the API's maximum page limit (100 by default)
-                page = self._call(env, f"/api/v2/dags/{dag_id}/dagRuns?limit=100&offset={len(runs)}")
-                runs += [{**r, "run_id": r["dag_run_id"]} for r in page["dag_runs"]]
-                if not page["dag_runs"] or len(runs) >= page["total_entries"]:
-                    return runs
+            return [{**r, "run_id": r["dag_run_id"]} for r in self._api(env).runs(dag_id)]
         except Exception as exc:  # noqa: BLE001 - any failure: fall back to the CLI for the rest of the demo
             print(f"demo: polling through the CLI (the REST API did not serve: {exc})")
             self.broken = True
@@ -352,7 +333,7 @@ def train_first_champion(project, end_ds: str, env: dict[str, str], problems: li
     wait_for_dag(dag_id, env)
     # Unpaused so the scheduler runs it; its own monthly run for today finds no
     # 2013 data and skips itself cleanly.
-    airflow("dags", "unpause", dag_id, env=env)
+    set_paused(dag_id, False, env)
     run_id = f"demo__train_{end_ds}_{int(time.time())}"
     airflow("dags", "trigger", dag_id, "--run-id", run_id, "--conf", json.dumps({"end_ds": end_ds}), env=env)
     print(f"demo: triggered {dag_id} (run {run_id}, end_ds {end_ds}); waiting for train -> gate -> promote")
@@ -508,14 +489,15 @@ def drift_retrain(project, ds: str, env: dict[str, str], problems: list[str]) ->
     drift_dag, retrain_dag = f"drift_{project.name}", f"retrain_{project.name}"
     wait_for_dag(drift_dag, env)
     before = {r.get("run_id") for r in list_runs(retrain_dag, env)}
-    airflow("dags", "unpause", drift_dag, env=env)
+    set_paused(drift_dag, False, env)
     run_id = f"demo__drift_{ds}_{int(time.time())}"
     airflow("dags", "trigger", drift_dag, "--run-id", run_id, "--conf", json.dumps({"ds": ds}), env=env)
     print(f"demo: triggered {drift_dag} for {ds} (run {run_id}); waiting for the check")
     state = wait_for_manual_run(drift_dag, run_id, env)
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.drift import summary_key
+    from pipelines.storage import get_storage
 
-    summary = get_storage().read_json(partition_key("reports", project.name, ds, "drift.json"))
+    summary = get_storage().read_json(summary_key(project.name, ds))
     print(
         f"demo: drift {ds} vs v{summary['model_version']}: drift_share {summary['drift_share']:.2f} "
         f"({', '.join(summary['drifted_features']) or '-'}), decayed {summary['performance']['decayed'] or '-'}: "
@@ -571,13 +553,15 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
     (``current``: today's champion; ``as_of_partition``: the champion then).
     Returns ``{"scored", "rows", "versions": {version: days}, "skipped"}``.
     """
-    from pipelines.scoring import PUBLIC_MANIFEST, pin_model, validated_ready
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.scoring import manifest_key, pin_model, validated_ready
+    from pipelines.storage import get_storage
     from pipelines.validation import report_key
 
     dag_id = f"batch_score_{project.name}"
     storage = get_storage()
     out: dict = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0}
+    # "current" names one version for the whole window: look it up once.
+    current = pin_model(project, days[-1], choice)["version"] if choice == "current" else None
     for ds in days:
         if states.get(ds) != "success":
             problems.append(f"{dag_id} {ds}: run {states.get(ds)}")
@@ -585,9 +569,9 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
         if validated_ready(project, ds, storage) != "ready":  # halted by the contract: nothing to score
             out["skipped"] += 1
             continue
-        manifest = storage.read_json(partition_key("scores", project.name, ds, PUBLIC_MANIFEST))
+        manifest = storage.read_json(manifest_key(project, ds))
         validated = storage.read_json(report_key(project.dataset.name, ds))
-        expected = pin_model(project, ds, choice)["version"]
+        expected = current or pin_model(project, ds, choice)["version"]
         got = (manifest["rows"], manifest["model_version"], manifest["model_choice"])
         if got != (validated["summary"]["validated_rows"], expected, choice):
             problems.append(
@@ -609,7 +593,7 @@ def score_window(project, days: list[str], env: dict[str, str], problems: list[s
     """Run ``batch_score`` for each day (one triggered run per day) with the champion, and check it."""
     dag_id = f"batch_score_{project.name}"
     wait_for_dag(dag_id, env)
-    airflow("dags", "unpause", dag_id, env=env)  # no run for today: the DAG's end_date is in 2013
+    set_paused(dag_id, False, env)  # no run for today: the DAG's end_date is in 2013
     trigger_days(dag_id, days, env)
     return check_scored(project, days, wait_for_runs(dag_id, days, env), "current", problems)
 
@@ -625,7 +609,7 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
 
     # The drift DAG would check the backfilled days and could ask for another
     # retraining; the demo's story has its retraining already.
-    airflow("dags", "pause", f"drift_{project.name}", env=env)
+    set_paused(f"drift_{project.name}", True, env)
     totals = ingest_window(project, start, end, False, env, problems, backfill=True)
     dag_id = f"batch_score_{project.name}"
     create_backfill(dag_id, start, end, env, conf={"model_choice": "as_of_partition"})
@@ -634,13 +618,13 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     out = check_scored(project, days, wait_for_runs(dag_id, days, env), "as_of_partition", problems)
     # Monitoring back on for what lands next (paused DAGs queue no asset events,
     # so the backfilled days do not trigger it now).
-    airflow_retrying("dags", "unpause", f"drift_{project.name}", env=env)
+    set_paused(f"drift_{project.name}", False, env)
     return {**out, "totals": totals}
 
 
-def _pause_drift(env: dict[str, str]) -> None:
-    """Drift checks off while January lands (step 6); a re-run on an existing home had left them on."""
-    airflow_retrying("dags", "pause", f"drift_{MODEL}", env=env)
+def _add(totals: dict, more: dict) -> None:
+    for k in COUNTS:
+        totals[k] += more[k]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -669,21 +653,20 @@ def main(argv: list[str] | None = None) -> int:
     airflow("db", "migrate", env=env)
     dag_id = f"ingest_{MODEL}"
     problems: list[str] = []
-    if not _port_open(int(env["AIRFLOW__API__PORT"])):
+    fresh = not port_open(int(env["AIRFLOW__API__PORT"]))
+    if fresh:
         # Register the DAGs and create the first backfill before the scheduler
         # starts: on SQLite, `backfill create` racing a busy scheduler can lose a
         # lock mid-way, and Airflow's clean-up then deletes runs the scheduler
         # has already started (3.3.2 here: the scheduler dies). Nothing races now.
         airflow("dags", "reserialize", env=env)
-        airflow("dags", "unpause", dag_id, env=env)
-        _pause_drift(env)
-        totals = ingest_window(project, args.start, args.end, True, env, problems, before_start=True)
     else:
         start_airflow(env)
         wait_for_dag(dag_id, env)
-        airflow("dags", "unpause", dag_id, env=env)
-        _pause_drift(env)
-        totals = ingest_window(project, args.start, args.end, True, env, problems)
+    set_paused(dag_id, False, env)
+    # Drift checks off while January lands (step 6); a re-run on an existing home had left them on.
+    set_paused(f"drift_{MODEL}", True, env)
+    totals = ingest_window(project, args.start, args.end, True, env, problems, before_start=fresh)
     redelivered = totals["halted_days"]
     if redelivered:
         totals = redeliver_halted(project, args.start, args.end, redelivered, env, problems)
@@ -697,22 +680,20 @@ def main(argv: list[str] | None = None) -> int:
     drift = None
     if champion and not args.no_drift:
         summer = ingest_window(project, args.drift_start, args.drift_end, False, env, problems, backfill=False)
-        for k in COUNTS:
-            totals[k] += summer[k]
+        _add(totals, summer)
         drift = drift_retrain(project, args.drift_end, env, problems)
         if drift:
             scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
     if drift and not args.no_backfill:
         earlier = backfill_earlier(project, args.backfill_start, args.backfill_end, env, problems)
-        for k in COUNTS:
-            totals[k] += earlier["totals"][k]
+        _add(totals, earlier["totals"])
         scored.append(earlier)
 
     from pipelines.storage import get_storage
 
     storage = get_storage()
     port = env["AIRFLOW__API__PORT"]
-    pw_file = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
+    pw_file = Path(env["AIRFLOW_HOME"]) / GENERATED_PASSWORDS
     print(
         f"\n{totals['published']} partitions published ({totals['validated']} rows validated, "
         f"{totals['quarantined']} quarantined)"

@@ -133,10 +133,9 @@ def load_reference(run_id: str, name: str) -> pd.DataFrame:
 
 def read_validated(storage: Storage, dataset: str, ds: str) -> pd.DataFrame:
     """One validated partition, or :class:`MissingInput`."""
-    from pipelines.storage import partition_key
-    from pipelines.validation import VALIDATED_FILE
+    from pipelines.validation import validated_key
 
-    key = partition_key("validated", dataset, ds, VALIDATED_FILE)
+    key = validated_key(dataset, ds)
     if not storage.exists(key):
         raise MissingInput(f"no validated partition {dataset} ds={ds} (run validate first)")
     return storage.read_parquet(key).to_pandas()
@@ -390,10 +389,9 @@ def window_days(project: ProjectConfig, ds: str) -> list[str]:
 
 def window_inputs(storage: Storage, project: ProjectConfig, days: list[str]) -> dict[str, int]:
     """What a window's signal was computed from (bytes per validated partition): a re-validated day changes it."""
-    from pipelines.storage import partition_key
-    from pipelines.validation import VALIDATED_FILE
+    from pipelines.validation import validated_key
 
-    return {d: storage.size(partition_key("validated", project.dataset.name, d, VALIDATED_FILE)) for d in days}
+    return {d: storage.size(validated_key(project.dataset.name, d)) for d in days}
 
 
 def measure(
@@ -475,14 +473,15 @@ def measure(
     }, snapshots
 
 
-def _summary_key(model: str, ds: str, name: str = SUMMARY_FILE) -> str:
+def summary_key(model: str, ds: str, name: str = SUMMARY_FILE) -> str:
+    """``reports/<model>/ds=D/<name>``: a drift check's summary, or one of its HTML reports."""
     from pipelines.storage import partition_key
 
     return partition_key("reports", model, ds, name)
 
 
 def _stored(storage: Storage, project: ProjectConfig, ds: str) -> dict[str, Any] | None:
-    key = _summary_key(project.name, ds)
+    key = summary_key(project.name, ds)
     if not storage.exists(key):
         return None
     try:
@@ -503,10 +502,10 @@ def _write(storage: Storage, project: ProjectConfig, summary: dict[str, Any], sn
             path = os.path.join(tmp, name)
             snapshot.save_html(path)
             with open(path, "rb") as fh:
-                summary["html_reports"][part] = storage.write_bytes(_summary_key(project.name, ds, name), fh.read())
+                summary["html_reports"][part] = storage.write_bytes(summary_key(project.name, ds, name), fh.read())
     summary["html_report"] = summary["html_reports"].get("features")
-    summary["report"] = storage.uri(_summary_key(project.name, ds))
-    storage.write_json(_summary_key(project.name, ds), summary)
+    summary["report"] = storage.uri(summary_key(project.name, ds))
+    storage.write_json(summary_key(project.name, ds), summary)
     return summary["report"]
 
 

@@ -35,17 +35,17 @@ def _key_of(storage: Storage, uri: str) -> str | None:
 
 def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> dict[str, Any]:
     """The full chain behind ``scores/<model>/ds=D`` (raises MissingInput when it is not published)."""
-    from pipelines.scoring import PUBLIC_MANIFEST, _local_copy, _sha256_file
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.scoring import _local_copy, _sha256_file, manifest_key
+    from pipelines.storage import get_storage
     from pipelines.tracking import CHAMPION, alias_version, client
     from pipelines.validation import report_key
 
     ds = ds_str(ds)
     storage = storage or get_storage()
-    manifest_key = partition_key("scores", project.name, ds, PUBLIC_MANIFEST)
-    if not storage.exists(manifest_key):
-        raise MissingInput(f"{project.name} ds={ds} is not scored (no {storage.uri(manifest_key)})")
-    m = storage.read_json(manifest_key)
+    public = manifest_key(project, ds)
+    if not storage.exists(public):
+        raise MissingInput(f"{project.name} ds={ds} is not scored (no {storage.uri(public)})")
+    m = storage.read_json(public)
 
     c = client()
     mv = c.get_model_version(project.name, m["model_version"])
@@ -79,7 +79,7 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
         "ds": ds,
         "scores": {
             "uri": m["output"],
-            "manifest": storage.uri(manifest_key),
+            "manifest": storage.uri(public),
             "rows": m["rows"],
             "sha256": m["output_sha256"],
             "chunks": m["chunks"],

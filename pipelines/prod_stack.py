@@ -35,17 +35,16 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.loopback import AirflowApi, basic_auth, call, free_ports, status
 from pipelines.settings import PROJECT_ROOT
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
@@ -56,24 +55,6 @@ PIPELINE_USER = "pipelines"  # the MLflow account the tasks use
 
 def _bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _answers(url: str, timeout: float = 2.0) -> int | None:
-    """HTTP status of a GET on loopback (no proxy), or None when nothing answers."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=timeout) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (urllib.error.URLError, OSError):
-        return None
 
 
 @dataclass
@@ -89,6 +70,8 @@ class Stack:
     bucket: str = "pipelines-data"
     ports: dict[str, int] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
+    _secrets: dict[str, str] | None = field(default=None, init=False, repr=False)
+    _api: AirflowApi | None = field(default=None, init=False, repr=False)
 
     # ---- state
 
@@ -101,7 +84,12 @@ class Stack:
         return self.home / "secrets.json"
 
     def secrets(self) -> dict[str, str]:
-        """Generated once per deployment; mode 0600."""
+        """Generated once per deployment; mode 0600 (read once per ``Stack``)."""
+        if self._secrets is None:
+            self._secrets = self._load_secrets()
+        return self._secrets
+
+    def _load_secrets(self) -> dict[str, str]:
         stored = json.loads(self.secrets_file.read_text()) if self.secrets_file.exists() else {}
         values = {
             "jwt_secret": secrets.token_urlsafe(32),
@@ -267,7 +255,7 @@ class Stack:
         env = self.env()
         if "AWS_ENDPOINT_URL" not in self.extra_env:
             proc = self._spawn("s3", [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(self.ports["s3"])], env)
-            self._wait("the S3 server", lambda: _answers(f"{self.s3_endpoint}/moto-api/") == 200, proc, 60)
+            self._wait("the S3 server", lambda: status(f"{self.s3_endpoint}/moto-api/") == 200, proc, 60)
         import boto3
 
         s3 = boto3.client(
@@ -324,25 +312,20 @@ class Stack:
             f"127.0.0.1:{port},localhost:{port}",
         ]
         proc = self._spawn("mlflow", cmd, env)
-        self._wait("the MLflow server", lambda: _answers(f"{self.mlflow_url}/health") == 200, proc, 180)
-        self._mlflow_user(PIPELINE_USER, s["mlflow_pipelines_password"])
-
-    def _mlflow_user(self, username: str, password: str) -> None:
-        """Create the tasks' MLflow account as the admin (it then owns what it creates); kept if it exists."""
-        body = json.dumps({"username": username, "password": password}).encode()
-        auth = base64.b64encode(f"{ADMIN}:{self.secrets()['mlflow_admin_password']}".encode()).decode()
-        req = urllib.request.Request(  # noqa: S310 - http on loopback, built from our own port
-            f"{self.mlflow_url}/api/2.0/mlflow/users/create",
-            data=body,
-            headers={"Content-Type": "application/json", "Authorization": f"Basic {auth}"},
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._wait("the MLflow server", lambda: status(f"{self.mlflow_url}/health") == 200, proc, 180)
+        # The tasks' account, created by the admin (it then owns what it creates); kept if it exists.
         try:
-            with opener.open(req, timeout=30):
-                pass
+            self.mlflow_admin(
+                "/api/2.0/mlflow/users/create", {"username": PIPELINE_USER, "password": s["mlflow_pipelines_password"]}
+            )
         except urllib.error.HTTPError as exc:
             if b"RESOURCE_ALREADY_EXISTS" not in exc.read():
                 raise
+
+    def mlflow_admin(self, path: str, body: Any = None) -> Any:
+        """A call to the MLflow server's REST API as its admin (basic auth); the decoded JSON."""
+        auth = basic_auth(ADMIN, self.secrets()["mlflow_admin_password"])
+        return call(f"{self.mlflow_url}{path}", body, headers=auth, timeout=30)
 
     def start_airflow(self) -> None:
         """Migrate, then the api-server, scheduler, dag-processor, triggerer and the Celery workers."""
@@ -372,16 +355,15 @@ class Stack:
             }
             cmd = [_bin("airflow"), "celery", "worker", "--celery-hostname", f"{name}@%h", "--concurrency", "2"]
             procs[name] = self._spawn(name, cmd, wenv)
-        self._wait("the Airflow api-server", lambda: _answers(f"{self.api_url}/api/v2/monitor/health") == 200, None)
+        self._wait("the Airflow api-server", lambda: status(f"{self.api_url}/api/v2/monitor/health") == 200, None)
         for key, proc in procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"airflow {key} exited with {proc.returncode}; see {self.home / 'logs'}")
 
     def up(self, fresh: bool = False) -> None:
         if not self.ports:
-            self.ports = {"api": free_port(), "mlflow": free_port(), "s3": free_port()}
-            for i in range(self.workers):
-                self.ports[f"log_{i}"] = free_port()
+            names = ["api", "mlflow", "s3", *(f"log_{i}" for i in range(self.workers))]
+            self.ports = dict(zip(names, free_ports(len(names)), strict=True))
         self._private_home()
         state = {
             "name": self.name,
@@ -462,44 +444,34 @@ class Stack:
             raise RuntimeError(f"`airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
         return proc
 
-    def api(self, path: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
-        """A call to Airflow's REST API (v2) as the admin user; returns the decoded JSON."""
-        token = token or self.api_token()
-        req = urllib.request.Request(  # noqa: S310 - http on loopback, built from our own port
-            f"{self.api_url}{path}",
-            method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(req, timeout=60) as resp:
-            return json.loads(resp.read() or b"null")
+    @property
+    def rest(self) -> AirflowApi:
+        """Airflow's REST API (v2) as the admin user, logged in once per ``Stack``."""
+        if self._api is None:
+            self._api = AirflowApi(self.api_url, ADMIN, self.secrets()["airflow_admin_password"])
+        return self._api
+
+    def api(self, path: str, method: str | None = None, body: Any = None) -> Any:
+        """A call to Airflow's REST API as the admin user; the decoded JSON."""
+        return self.rest(path, method, body)
 
     def wait_runs(self, dag_id: str, count: int, timeout: float = 600) -> list[dict]:
         """Wait until ``dag_id`` has at least ``count`` runs and all have finished; returns them."""
-        token = self.api_token()
         deadline = time.monotonic() + timeout
         runs: list[dict] = []
         while time.monotonic() < deadline:
-            runs = self.api(f"/api/v2/dags/{dag_id}/dagRuns?limit=200", token=token)["dag_runs"]
+            runs = self.rest.runs(dag_id)
             if len(runs) >= count and all(r["state"] in ("success", "failed") for r in runs):
                 return runs
             time.sleep(3)
         raise RuntimeError(f"{dag_id}: runs not finished within {timeout:.0f}s: {[r['state'] for r in runs]}")
 
     def task_instances(self, dag_id: str, run_id: str = "~") -> list[dict]:
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000"
-        return self.api(path)["task_instances"]
+        return self.rest.task_instances(dag_id, run_id)
 
     def api_token(self, user: str = ADMIN, password: str | None = None) -> str:
-        """A bearer token from the api-server (``POST /auth/token``)."""
-        body = json.dumps({"username": user, "password": password or self.secrets()["airflow_admin_password"]})
-        req = urllib.request.Request(  # noqa: S310 - http on loopback, built from our own port
-            f"{self.api_url}/auth/token", data=body.encode(), headers={"Content-Type": "application/json"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(req, timeout=30) as resp:
-            return json.loads(resp.read())["access_token"]
+        """A fresh bearer token from the api-server (``POST /auth/token``)."""
+        return AirflowApi(self.api_url, user, password or self.secrets()["airflow_admin_password"]).login()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -144,6 +144,11 @@ def _key(kind: str, project: ProjectConfig, ds: str, *parts: str) -> str:
     return partition_key(kind, project.name, ds, *parts)
 
 
+def manifest_key(project: ProjectConfig, ds: str) -> str:
+    """``scores/<model>/ds=D/_manifest.json``: what a published partition holds, and where it came from."""
+    return _key("scores", project, ds, PUBLIC_MANIFEST)
+
+
 def _chunk_key(project: ProjectConfig, ds: str, plan_id: str, index: int) -> str:
     return _key("checkpoints", project, ds, plan_id, f"chunk-{index:05d}.arrow")
 
@@ -661,9 +666,9 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
     ds = ds_str(ds)
     storage = storage or get_storage()
     ckpt = _current_plan(project, ds, plan_id, storage)
-    manifest_key = _key("scores", project, ds, PUBLIC_MANIFEST)
+    public = manifest_key(project, ds)
     if ckpt.get("status") == "published":
-        existing = _load_checkpoint(storage, manifest_key)
+        existing = _load_checkpoint(storage, public)
         if existing and existing.get("plan_id") == plan_id:
             storage.delete_prefix(_key("checkpoints", project, ds, plan_id))
             return existing
@@ -724,7 +729,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
     }
     _hold("publish_manifest")
     _current_plan(project, ds, plan_id, storage)
-    storage.write_json(manifest_key, manifest)
+    storage.write_json(public, manifest)
     ckpt_key = _key("checkpoints", project, ds, CHECKPOINT_FILE)
     storage.write_json(ckpt_key, {**ckpt, "status": "published", "published_at": manifest["published_at"]})
     storage.delete_prefix(_key("checkpoints", project, ds, plan_id))

@@ -141,8 +141,18 @@ def get_settings() -> Settings:
 
 @lru_cache(maxsize=8)
 def _settings(env: tuple[str | None, ...]) -> Settings:
-    profile_name, config_dir, contracts_dir, data_root, mlflow_uri, registry_uri, artifact_root, *rest = env
-    endpoint, region, ui = rest
+    (
+        profile_name,
+        config_dir,
+        contracts_dir,
+        data_root,
+        mlflow_uri,
+        registry_uri,
+        artifact_root,
+        endpoint,
+        region,
+        ui,
+    ) = env
     cfg_dir = Path(_resolve_path(config_dir)) if config_dir else PROJECT_ROOT / "configs"
     profile = load_profile(profile_name or "local", cfg_dir)
     root = _resolve_path(data_root or profile.data_root)

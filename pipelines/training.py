@@ -69,12 +69,11 @@ def window(project: ProjectConfig, end_ds: str) -> dict[str, list[str]]:
 def _read_days(storage: Storage, dataset: str, days: list[str]) -> tuple[pd.DataFrame, list[str]]:
     import pandas as pd
 
-    from pipelines.storage import partition_key
-    from pipelines.validation import VALIDATED_FILE
+    from pipelines.validation import validated_key
 
     frames, missing = [], []
     for ds in days:
-        key = partition_key("validated", dataset, ds, VALIDATED_FILE)
+        key = validated_key(dataset, ds)
         if not storage.exists(key):
             missing.append(ds)
             continue
@@ -287,7 +286,7 @@ def train_challenger(
     from pipelines.features import feature_spec, make_features
     from pipelines.metrics import evaluate
     from pipelines.model import build_pipeline, fit, predict_scores
-    from pipelines.tracking import client, configure, experiment_id
+    from pipelines.tracking import client, configure, experiment_id, run_link
 
     if trigger not in TRIGGERS:
         raise ConfigError(f"unknown trigger {trigger!r} (one of {TRIGGERS})")
@@ -311,7 +310,8 @@ def train_challenger(
         raise MissingInput(f"{project.name}: the training window has a single class; cannot train")
 
     pipeline = build_pipeline(project, spec)
-    fit(pipeline, train_x, train_y.to_numpy(), label=f"{project.name} {ts['train_days'][0]}..{ts['train_days'][1]}")
+    train_window = f"{ts['train_days'][0]}..{ts['train_days'][1]}"
+    fit(pipeline, train_x, train_y.to_numpy(), label=f"{project.name} {train_window}")
     scores = predict_scores(pipeline, hold_x, project.target.task)
     names = [project.metrics.primary, *project.metrics.secondary]
     metrics = evaluate(project.target.task, names, hold_y.to_numpy(), scores)
@@ -331,7 +331,7 @@ def train_challenger(
         "model_project": project.name,
         "trigger": trigger,
         "trigger_evidence": json.dumps(evidence or {}, sort_keys=True),
-        "training_window": f"{ts['train_days'][0]}..{ts['train_days'][1]}",
+        "training_window": train_window,
         "holdout_window": f"{ts['holdout_days'][0]}..{ts['holdout_days'][1]}",
         "end_ds": ts["end_ds"],
         "data_fingerprint": ts["fingerprint"],
@@ -412,8 +412,6 @@ def train_challenger(
     c.set_model_version_tag(
         project.name, version, "primary_metric", f"{project.metrics.primary}={metrics[project.metrics.primary]:.6f}"
     )
-    from pipelines.tracking import run_link
-
     log.info(
         "%s: trained version %s (run %s) on %s, holdout %s=%.4f, fingerprint %s; MLflow: %s",
         project.name,

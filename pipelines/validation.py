@@ -507,8 +507,8 @@ def validate_partition(
         for b in readable_bad:
             storage.write_bytes(f"{q_prefix}/files/{b.name}", storage.read_bytes(b.key))
         storage.write_json(f"{q_prefix}/_files.json", summary["quarantined_files"])
-        storage.write_parquet(f"{v_prefix}/{VALIDATED_FILE}", v_table, row_group_size=256_000)
-        summary["validated"] = storage.uri(f"{v_prefix}/{VALIDATED_FILE}")
+        storage.write_parquet(validated_key(dataset, ds), v_table, row_group_size=256_000)
+        summary["validated"] = storage.uri(validated_key(dataset, ds))
         summary["quarantine"] = storage.uri(f"{q_prefix}/rows.parquet")
     summary["seconds"] = round(time.monotonic() - t0, 3)
     storage.write_json(

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from pipelines.loopback import free_ports, port_open, status
 
 REGION = "us-east-1"
 START_TIMEOUT_S = 30.0
@@ -40,20 +39,8 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _answers(url: str) -> bool:
-    # No proxy: the endpoint is loopback and must be reached directly.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=1) as resp:
-            return resp.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
+    return status(url, timeout=1) == 200
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -77,14 +64,12 @@ def _moto_server_exe() -> str | None:
 def postgres_and_redis() -> None:
     """The machine's PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379), which the prod profile uses."""
     for name, port in (("PostgreSQL", 5432), ("Redis", 6379)):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.settimeout(1)
-            require(sock.connect_ex(("127.0.0.1", port)) == 0, f"{name} is not running on 127.0.0.1:{port}")
+        require(port_open(port), f"{name} is not running on 127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="session")
 def system_chromium() -> tuple[str, str]:
-    """Debian's headless browser and its driver (``make setup`` installs them); never a downloaded one."""
+    """Debian's headless browser and its driver (``make system`` installs them); never a downloaded one."""
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
     require(bool(browser and driver), "chromium and chromium-driver are not installed (make setup installs them)")
     return browser, driver
@@ -101,7 +86,7 @@ def s3_server(tmp_path_factory) -> Iterator[str]:
     failure = ""
     # A free port can be taken between probing and binding: retry a few times.
     for _attempt in range(3):
-        port = _free_port()
+        (port,) = free_ports(1)
         endpoint = f"http://127.0.0.1:{port}"
         with open(log_path, "ab") as log:
             proc = subprocess.Popen(

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from pipelines.loopback import GENERATED_PASSWORDS, AirflowApi, call, free_ports
 from pipelines.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.integration
@@ -44,27 +43,11 @@ DEMO_ARGS = [
 ]  # fmt: skip
 
 
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct free loopback ports (all bound at once, so none is handed out twice)."""
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
-
-
-def _open(req: urllib.request.Request | str, timeout: float = 30):
-    return urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     """A finished demo run: its UI url, admin password, stdout and environment. Stops Airflow and MLflow after."""
     home = tmp_path_factory.mktemp("demo")
-    port, mlflow_port, log_port, trigger_log_port = _free_ports(4)
+    port, mlflow_port, log_port, trigger_log_port = free_ports(4)
     # Nothing of the test session's own Airflow, MLflow, storage or proxy settings leaks in.
     env = {
         k: v
@@ -97,7 +80,7 @@ def demo(tmp_path_factory):
             raise AssertionError(f"the demo did not finish within 30 minutes; its output is in {output}") from None
         output.write_text(proc.stdout + proc.stderr)
         assert proc.returncode == 0, f"the demo failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        passwords = json.loads((home / "airflow" / "simple_auth_manager_passwords.json.generated").read_text())
+        passwords = json.loads((home / "airflow" / GENERATED_PASSWORDS).read_text())
         yield {"url": f"http://127.0.0.1:{port}", "password": passwords["admin"], "stdout": proc.stdout, "env": env}
     finally:
         subprocess.run([*driver, "--down"], env=env, cwd=PROJECT_ROOT, capture_output=True, timeout=300)
@@ -137,20 +120,11 @@ def _wait_for(chrome, condition, what: str, timeout: float = 60):
 
 def _runs(url: str, password: str) -> dict[str, list[dict]]:
     """Every DAG's runs from the REST API, with a token from the same login (each DAG must be switched on)."""
-    body = json.dumps({"username": "admin", "password": password}).encode()
-    req = urllib.request.Request(f"{url}/auth/token", data=body, headers={"Content-Type": "application/json"})
-    with _open(req) as resp:
-        token = json.loads(resp.read())["access_token"]
+    api = AirflowApi(url, "admin", password)
     runs = {}
     for dag_id in DAG_IDS:
-        req = urllib.request.Request(f"{url}/api/v2/dags/{dag_id}", headers={"Authorization": f"Bearer {token}"})
-        with _open(req) as resp:
-            assert not json.loads(resp.read())["is_paused"], f"{dag_id} is left paused"
-        req = urllib.request.Request(
-            f"{url}/api/v2/dags/{dag_id}/dagRuns?limit=500", headers={"Authorization": f"Bearer {token}"}
-        )
-        with _open(req) as resp:
-            runs[dag_id] = json.loads(resp.read())["dag_runs"]
+        assert not api(f"/api/v2/dags/{dag_id}")["is_paused"], f"{dag_id} is left paused"
+        runs[dag_id] = api.runs(dag_id)
     return runs
 
 
@@ -160,7 +134,7 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
 
     url, password, stdout = demo["url"], demo["password"], demo["stdout"]
     with pytest.raises(urllib.error.HTTPError) as refused:  # authentication is on
-        _open(f"{url}/api/v2/dags")
+        call(f"{url}/api/v2/dags")
     assert refused.value.code == 401
 
     runs = _runs(url, password)

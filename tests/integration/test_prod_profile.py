@@ -25,10 +25,11 @@ import subprocess
 import sys
 import time
 import urllib.error
-import urllib.request
 import uuid
 
 import pytest
+
+from pipelines.loopback import status
 
 pytestmark = pytest.mark.integration
 
@@ -96,27 +97,9 @@ def _s3_exists(stack, key: str) -> bool:
         return False
 
 
-def _mlflow_admin_get(stack, path: str) -> dict:
-    import base64
-
-    token = base64.b64encode(f"admin:{stack.secrets()['mlflow_admin_password']}".encode()).decode()
-    req = urllib.request.Request(f"{stack.mlflow_url}{path}", headers={"Authorization": f"Basic {token}"})
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=30) as resp:
-        return json.loads(resp.read())
-
-
-def _status(url: str, headers: dict | None = None) -> int:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as resp:
-            return resp.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def test_authentication_is_on(stack):
-    assert _status(f"{stack.api_url}/api/v2/dags") == 401
-    assert _status(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1") == 401
+    assert status(f"{stack.api_url}/api/v2/dags", timeout=10) == 401
+    assert status(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10) == 401
     with pytest.raises(urllib.error.HTTPError):
         stack.api_token(password="wrong")
     assert stack.api("/api/v2/dags")["total_entries"] >= 4
@@ -145,7 +128,7 @@ def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
     champion = client().get_model_version_by_alias(MODEL, CHAMPION)  # from the MLflow server, authenticated
     assert str(champion.version) == "1" and champion.tags["gate_decision"] == "promoted"
     # The tasks worked as their own MLflow account (not the admin), which owns what it made.
-    account = _mlflow_admin_get(stack, "/api/3.0/mlflow/users/permissions/list?username=pipelines")
+    account = stack.mlflow_admin("/api/3.0/mlflow/users/permissions/list?username=pipelines")
     assert account["is_admin"] is False
     granted = json.dumps(account["permissions"])
     assert "MANAGE" in granted and MODEL in granted, granted
@@ -199,14 +182,7 @@ def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     release.touch()  # the retry must not park
     survivor = {"worker-a": "worker-b", "worker-b": "worker-a"}[victim]
 
-    deadline = time.monotonic() + 420
-    state = None
-    while time.monotonic() < deadline:
-        state = next(r["state"] for r in stack.api(f"/api/v2/dags/{score}/dagRuns?limit=200")["dag_runs"]
-                     if r["dag_run_id"] == run_id)  # fmt: skip
-        if state in ("success", "failed"):
-            break
-        time.sleep(3)
+    state = {r["dag_run_id"]: r["state"] for r in stack.wait_runs(score, len(SCORED) + 1, 420)}[run_id]
     assert state == "success"
     tis = {(ti["task_id"], ti["map_index"]): ti for ti in stack.task_instances(score, run_id)}
     killed = tis[("score_chunk", 2)]

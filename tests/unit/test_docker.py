@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import yaml
 from pipelines.settings import PROJECT_ROOT
 
 DOCKER = PROJECT_ROOT / "docker"
-BIN = Path(__import__("sys").executable).parent
+BIN = Path(sys.executable).parent
 VAR = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(:-[^}]*)?\}")
 
 
