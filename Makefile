@@ -66,19 +66,19 @@ bench: setup ## Benchmarks, ours against the peers, side by side (validation, dr
 	$(BIN)/python tests/bench/bench_score.py
 
 demo: setup ## The whole story through Airflow: ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill
-	$(BIN)/python -m pipelines.demo_driver --start $(DEMO_START) --end $(DEMO_END)
+	$(BIN)/python -m pipelines_ops.demo_driver --start $(DEMO_START) --end $(DEMO_END)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)
-	$(UV) pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements.lock
+	$(UV) pip compile pyproject.toml --extra dev --extra ops --python-version 3.11 --generate-hashes -o requirements.lock
 
 down: setup ## Stop the Airflow started by the demo
-	$(BIN)/python -m pipelines.demo_driver --down
+	$(BIN)/python -m pipelines_ops.demo_driver --down
 
 up-prod: setup ## The prod profile on this machine: PostgreSQL, Celery on Redis, MLflow server, S3 (see README)
-	$(BIN)/python -m pipelines.prod_stack up
+	$(BIN)/python -m pipelines_ops.prod_stack up
 
 down-prod: setup ## Stop what up-prod started
-	$(BIN)/python -m pipelines.prod_stack down
+	$(BIN)/python -m pipelines_ops.prod_stack down
 
 clean: ## Remove local data, Airflow home and caches (not .venv)
 	rm -rf data .airflow .prod .pytest_cache .ruff_cache

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pipelines.config import ProjectConfig, list_projects, load_project
-from pipelines.settings import get_settings
+from pipelines.core import catalog
+from pipelines.core.config import ProjectConfig, list_projects, load_project
 
 
 def projects() -> list[ProjectConfig]:
@@ -34,11 +34,11 @@ def default_args(project: ProjectConfig, retries: int) -> dict[str, Any]:
     }
 
 
-def storage_uri(*parts: str) -> str:
-    """URI of a storage folder, computed from settings only (no I/O)."""
-    root = get_settings().data_root
-    prefix = root if root.startswith("s3://") else f"file://{root}"
-    return "/".join([prefix, *parts])
+def storage_uri(key: str) -> str:
+    """URI of a storage folder the catalog names, computed from settings only (no I/O, no client)."""
+    from pipelines.core.storage import get_storage
+
+    return get_storage().uri(key)
 
 
 def validated_asset(project: ProjectConfig) -> Any:
@@ -46,14 +46,14 @@ def validated_asset(project: ProjectConfig) -> Any:
     from airflow.sdk import Asset
 
     name = project.dataset.name
-    return Asset(name=f"validated_{name}", uri=storage_uri("validated", name), group="validated")
+    return Asset(name=f"validated_{name}", uri=storage_uri(catalog.validated_table(name)), group="validated")
 
 
 def drift_asset(project: ProjectConfig) -> Any:
     """Event when the drift policy of the project fires (it triggers the retrain DAG)."""
     from airflow.sdk import Asset
 
-    return Asset(name=f"drift_{project.name}", uri=storage_uri("reports", project.name, "drift"), group="drift")
+    return Asset(name=f"drift_{project.name}", uri=storage_uri(catalog.drift_reports(project.name)), group="drift")
 
 
 def champion_asset(project: ProjectConfig) -> Any:
@@ -65,7 +65,7 @@ def champion_asset(project: ProjectConfig) -> Any:
 
 def partition_from_context(context: Any) -> str:
     """The run's partition key, through the one tested helper."""
-    from pipelines.partitions import resolve_partition
+    from pipelines.core.partitions import resolve_partition
 
     return resolve_partition(
         params=context.get("params"),
@@ -78,7 +78,7 @@ def scores_asset(project: ProjectConfig) -> Any:
     """Event per published scores partition of the project (``extra["ds"]`` names it)."""
     from airflow.sdk import Asset
 
-    return Asset(name=f"scores_{project.name}", uri=storage_uri("scores", project.name), group="scores")
+    return Asset(name=f"scores_{project.name}", uri=storage_uri(catalog.scores_table(project.name)), group="scores")
 
 
 def reschedule_sensor(task_id: str, poke_seconds: int, timeout_minutes: int) -> Any:

@@ -123,8 +123,8 @@ def build_batch_score_dag(project):
             """Pin the model version and plan the chunks (or resume an unfinished plan); one entry per chunk."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.errors import ConfigError
-            from pipelines.scoring import NoModel, plan_run
+            from pipelines.core.errors import ConfigError, NoChampion
+            from pipelines.scoring import plan_run
 
             params = context.get("params") or {}
             try:
@@ -135,7 +135,7 @@ def build_batch_score_dag(project):
                     model_choice=params.get("model_choice"),
                     restart=bool(params.get("restart")),
                 )
-            except (NoModel, ConfigError) as exc:
+            except (NoChampion, ConfigError) as exc:
                 raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion or fix a config
             return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in p["chunks"]]
 
@@ -148,7 +148,7 @@ def build_batch_score_dag(project):
             """Score and commit one chunk of the plan (a committed chunk is not redone)."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.errors import PlanConflict
+            from pipelines.core.errors import PlanConflict
             from pipelines.scoring import score_chunks
 
             try:
@@ -161,7 +161,7 @@ def build_batch_score_dag(project):
             """Publish the partition atomically and announce it."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.errors import PlanConflict
+            from pipelines.core.errors import PlanConflict
             from pipelines.scoring import publish as publish_partition
 
             try:

@@ -76,8 +76,9 @@ def build_drift_dag(project):
             """Measure every triggering partition against the champion and apply the policy."""
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from pipelines.drift import NoChampion, run_drift_step
-            from pipelines.partitions import ds_str, partitions_from_events
+            from pipelines.core.errors import NoChampion
+            from pipelines.core.partitions import ds_str, partitions_from_events
+            from pipelines.monitoring.drift import run_drift_step
 
             params = context.get("params") or {}
             if params.get("ds"):

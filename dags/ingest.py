@@ -87,7 +87,7 @@ def build_ingest_dag(project):
         @reschedule_sensor("wait_for_landing", cfg.sensor_poke_seconds, cfg.sensor_timeout_minutes)
         def wait_for_landing(**context) -> PokeReturnValue:
             """Wait until at least one file has landed for the partition."""
-            from pipelines.ingest import landing_ready
+            from pipelines.ingest.steps import landing_ready
 
             ds = partition_from_context(context)
             return PokeReturnValue(is_done=landing_ready(project.name, ds), xcom_value=ds)
@@ -97,8 +97,8 @@ def build_ingest_dag(project):
             """Validate the partition; publish, quarantine, or halt."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.errors import ContractHalt
-            from pipelines.ingest import run_validation
+            from pipelines.core.errors import ContractHalt
+            from pipelines.ingest.steps import run_validation
 
             try:
                 summary = run_validation(project.name, partition)

@@ -72,8 +72,8 @@ def build_retrain_dag(project):
             """Build the training set and train a challenger (logged and registered in MLflow)."""
             from airflow.sdk.exceptions import AirflowSkipException
 
-            from pipelines.errors import MissingInput
-            from pipelines.retrain import run_training, training_request
+            from pipelines.core.errors import MissingInput
+            from pipelines.training.steps import run_training, training_request
 
             request = training_request(
                 params=context.get("params"),
@@ -93,7 +93,7 @@ def build_retrain_dag(project):
         @task(task_id="gate")
         def gate(trained: dict) -> dict:
             """Compare with the champion; promote only if every criterion passes."""
-            from pipelines.retrain import run_gate_step
+            from pipelines.training.steps import run_gate_step
 
             return run_gate_step(project.name, trained["version"])
 

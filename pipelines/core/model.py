@@ -1,6 +1,6 @@
 """The model: one scikit-learn pipeline from raw validated rows to a score.
 
-``features`` (``pipelines.features.make_features``) -> ``encode`` -> ``model``.
+``features`` (``pipelines.core.features.make_features``) -> ``encode`` -> ``model``.
 XGBoost gets ordinal-encoded categoricals and native missing values; a
 scikit-learn estimator gets imputation and one-hot encoding. The pipeline is
 logged to MLflow as one model, so the preprocessing travels with it.
@@ -13,11 +13,11 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from pipelines.config import ProjectConfig
-    from pipelines.features import FeatureSpec
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.features import FeatureSpec
 
 SEED = 20130101
 PROGRESS_STEPS = 10  # XGBoost logs its progress this many times per fit
@@ -57,7 +57,7 @@ def build_pipeline(project: ProjectConfig, spec: FeatureSpec) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
 
-    from pipelines.features import make_features
+    from pipelines.core.features import make_features
 
     features = FunctionTransformer(make_features, kw_args={"spec": spec}, validate=False)
     if project.model.family == "xgboost":

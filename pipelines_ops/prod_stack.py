@@ -20,7 +20,7 @@ users (no all-admins mode) and MLflow's basic-auth app. Generated secrets
 (JWT secret, Fernet key, passwords) live in ``<home>/secrets.json``, mode
 0600, never in the repository or a log; ``up`` prints where they are.
 Each Celery worker has its own name (``PIPELINES_WORKER_NAME``), recorded
-as the task instance's hostname through :mod:`pipelines.workers`.
+as the task instance's hostname through :mod:`pipelines.core.workers`.
 
 Everything listens on 127.0.0.1 only. Imports nothing from Airflow (it
 drives the ``airflow`` and ``mlflow`` executables).
@@ -44,8 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.loopback import AirflowApi, basic_auth, call, free_ports, status
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines_ops.loopback import AirflowApi, basic_auth, call, free_ports, status
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 DATABASES = ("airflow", "mlflow", "mlflow_auth")
@@ -152,7 +152,7 @@ class Stack:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "pipelines.workers.worker_hostname",
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "pipelines.core.workers.worker_hostname",
                 "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.db_url("airflow"),

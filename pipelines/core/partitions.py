@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipelines.errors import InvalidPartitionKey
+from pipelines.core.errors import InvalidPartitionKey
 
 _DS_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 

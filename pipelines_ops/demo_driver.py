@@ -55,8 +55,8 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.loopback import GENERATED_PASSWORDS, AirflowApi, port_open
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines_ops.loopback import GENERATED_PASSWORDS, AirflowApi, port_open
 
 MODEL = "flights_delay"
 HALT_FAULTS = {"missing_column", "type_changed"}
@@ -76,7 +76,7 @@ def _env() -> dict[str, str]:
     env.setdefault("AIRFLOW__API__HOST", "127.0.0.1")  # loopback only
     # Tasks reach the Execution API at the base URL: it must follow the port.
     env.setdefault("AIRFLOW__API__BASE_URL", f"http://127.0.0.1:{env['AIRFLOW__API__PORT']}")
-    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "pipelines.settings.AIRFLOW_SQLITE_CONNECT_ARGS")
+    env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS", "pipelines_ops.AIRFLOW_SQLITE_CONNECT_ARGS")
     # Task logs link runs to the MLflow UI the demo serves its store with.
     env.setdefault("PIPELINES_MLFLOW_UI_PORT", "5000")
     env.setdefault("PIPELINES_MLFLOW_UI_URL", f"http://127.0.0.1:{env['PIPELINES_MLFLOW_UI_PORT']}")
@@ -139,7 +139,7 @@ def start_airflow(env: dict[str, str]) -> None:
 
 def start_mlflow_ui(env: dict[str, str]) -> str:
     """The MLflow UI on the demo's store, in the background (loopback only); its URL."""
-    from pipelines.settings import get_settings
+    from pipelines.core.settings import get_settings
 
     port = int(env["PIPELINES_MLFLOW_UI_PORT"])
     url = env["PIPELINES_MLFLOW_UI_URL"]
@@ -341,7 +341,7 @@ def train_first_champion(project, end_ds: str, env: dict[str, str], problems: li
     if state != "success":
         problems.append(f"{dag_id} run {run_id} {state}")
         return None
-    from pipelines.tracking import CHAMPION, client
+    from pipelines.core.tracking import CHAMPION, client
 
     c = client()
     try:
@@ -398,8 +398,8 @@ def ingest_window(
 
     ``before_start``: create the backfill, then start Airflow (see ``main``).
     """
-    from pipelines.demo import fault_for, seed_demo
-    from pipelines.partitions import date_range
+    from pipelines.core.partitions import date_range
+    from pipelines_ops.demo_data import fault_for, seed_demo
 
     days = date_range(start, end)
     seeded = seed_demo(project, start, end, inject_faults=faults)
@@ -425,8 +425,8 @@ def tally(
     A day in ``expect_halt`` must have a red run and a halt report; every
     other day a green run and a published partition.
     """
-    from pipelines.storage import get_storage
-    from pipelines.validation import report_key
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
 
     storage = get_storage()
     if show:
@@ -435,7 +435,7 @@ def tally(
     totals = dict.fromkeys(COUNTS, 0)
     halted_days = []
     for ds in days:
-        report = storage.read_json(report_key(project.dataset.name, ds))["summary"]
+        report = storage.read_json(catalog.validation_report(project.dataset.name, ds))["summary"]
         expected = "failed" if ds in expect_halt else "success"
         if states.get(ds) != expected or (report["status"] == "halted") != (expected == "failed"):
             problems.append(f"{ds}: run {states.get(ds)}, report {report['status']}, expected run {expected}")
@@ -466,8 +466,8 @@ def redeliver_halted(project, start: str, end: str, halted: list[str], env: dict
     --end-date D``. Returns the window's totals, with ``"green"``: every
     re-run went green with a published partition.
     """
-    from pipelines.demo import seed_demo
-    from pipelines.partitions import date_range
+    from pipelines.core.partitions import date_range
+    from pipelines_ops.demo_data import seed_demo
 
     dag_id = f"ingest_{project.name}"
     for ds in halted:
@@ -494,10 +494,10 @@ def drift_retrain(project, ds: str, env: dict[str, str], problems: list[str]) ->
     airflow("dags", "trigger", drift_dag, "--run-id", run_id, "--conf", json.dumps({"ds": ds}), env=env)
     print(f"demo: triggered {drift_dag} for {ds} (run {run_id}); waiting for the check")
     state = wait_for_manual_run(drift_dag, run_id, env)
-    from pipelines.drift import summary_key
-    from pipelines.storage import get_storage
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
 
-    summary = get_storage().read_json(summary_key(project.name, ds))
+    summary = get_storage().read_json(catalog.drift_summary(project.name, ds))
     print(
         f"demo: drift {ds} vs v{summary['model_version']}: drift_share {summary['drift_share']:.2f} "
         f"({', '.join(summary['drifted_features']) or '-'}), decayed {summary['performance']['decayed'] or '-'}: "
@@ -519,7 +519,7 @@ def drift_retrain(project, ds: str, env: dict[str, str], problems: list[str]) ->
     for r in new:
         if r.get("state") != "success":
             problems.append(f"{retrain_dag} run {r.get('run_id')} {r.get('state')}")
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     c = client()
     versions = sorted(c.search_model_versions(f"name='{project.name}'"), key=lambda v: int(v.version))
@@ -553,15 +553,16 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
     (``current``: today's champion; ``as_of_partition``: the champion then).
     Returns ``{"scored", "rows", "versions": {version: days}, "skipped"}``.
     """
-    from pipelines.scoring import manifest_key, pin_model, validated_ready
-    from pipelines.storage import get_storage
-    from pipelines.validation import report_key
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
+    from pipelines.scoring import validated_ready
+    from pipelines.scoring.pin import pin_model
 
     dag_id = f"batch_score_{project.name}"
     storage = get_storage()
     out: dict = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0}
     # "current" names one version for the whole window: look it up once.
-    current = pin_model(project, days[-1], choice)["version"] if choice == "current" else None
+    current = pin_model(project, days[-1], choice).version if choice == "current" else None
     for ds in days:
         if states.get(ds) != "success":
             problems.append(f"{dag_id} {ds}: run {states.get(ds)}")
@@ -569,9 +570,9 @@ def check_scored(project, days: list[str], states: dict[str, str], choice: str, 
         if validated_ready(project, ds, storage) != "ready":  # halted by the contract: nothing to score
             out["skipped"] += 1
             continue
-        manifest = storage.read_json(manifest_key(project, ds))
-        validated = storage.read_json(report_key(project.dataset.name, ds))
-        expected = current or pin_model(project, ds, choice)["version"]
+        manifest = storage.read_json(catalog.scores_manifest(project.name, ds))
+        validated = storage.read_json(catalog.validation_report(project.dataset.name, ds))
+        expected = current or pin_model(project, ds, choice).version
         got = (manifest["rows"], manifest["model_version"], manifest["model_choice"])
         if got != (validated["summary"]["validated_rows"], expected, choice):
             problems.append(
@@ -605,7 +606,7 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     June, before the summer retrain), as a scientist's backfill would ask;
     the manifests must say so.
     """
-    from pipelines.partitions import date_range
+    from pipelines.core.partitions import date_range
 
     # The drift DAG would check the backfilled days and could ask for another
     # retraining; the demo's story has its retraining already.
@@ -647,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     t0 = time.monotonic()
     os.environ.update({k: env[k] for k in ("PIPELINES_DATA_ROOT",)})
-    from pipelines.config import load_project
+    from pipelines.core.config import load_project
 
     project = load_project(MODEL)
     airflow("db", "migrate", env=env)
@@ -670,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     redelivered = totals["halted_days"]
     if redelivered:
         totals = redeliver_halted(project, args.start, args.end, redelivered, env, problems)
-    from pipelines.partitions import date_range
+    from pipelines.core.partitions import date_range
 
     mlflow_url = start_mlflow_ui(env)
     champion = train_first_champion(project, args.end, env, problems)
@@ -689,7 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         _add(totals, earlier["totals"])
         scored.append(earlier)
 
-    from pipelines.storage import get_storage
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
 
     storage = get_storage()
     port = env["AIRFLOW__API__PORT"]
@@ -711,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
             f"holdout {project.metrics.primary}={champion['roc_auc']:.4f}, gate {champion['decision']}"
         )
     if drift:
-        from pipelines.tracking import CHAMPION, client
+        from pipelines.core.tracking import CHAMPION, client
 
         now = client().get_model_version_by_alias(project.name, CHAMPION)
         print(
@@ -736,14 +738,14 @@ def main(argv: list[str] | None = None) -> int:
             problems.append(f"lineage of {args.drift_end}: {chain['problems']}")
     print(f"Airflow UI: http://127.0.0.1:{port}  (user admin, password in {pw_file})")
     if champion:
-        from pipelines.settings import get_settings
+        from pipelines.core.settings import get_settings
 
         print(f"MLflow UI:  {mlflow_url}  (store {get_settings().mlflow_tracking_uri})")
-    print(f"Reports:    {storage.uri('reports/' + project.dataset.name)}/ds=*/validation.html")
+    print(f"Reports:    {storage.uri(catalog.validation_reports(project.dataset.name))}/ds=*/validation.html")
     if not storage.root.startswith("s3://"):
         import duckdb
 
-        glob = f"{storage.root}/validated/{project.dataset.name}/*/*.parquet"
+        glob = f"{storage.root}/{catalog.parquet_glob(catalog.validated_table(project.dataset.name))}"
         query = "select ds, count(*) as rows from read_parquet(?, hive_partitioning = true) group by ds order by ds"
         rows = duckdb.execute(query, [glob]).fetchall()
         print(f"DuckDB:     {query.replace('?', repr(glob))}")
@@ -751,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
         if sum(n for _, n in rows) != totals["validated"]:
             problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {totals['validated']}")
         if scored:
-            glob = f"{storage.root}/scores/{project.name}/*/*.parquet"
+            glob = f"{storage.root}/{catalog.parquet_glob(catalog.scores_table(project.name))}"
             query = (
                 "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
                 "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"

@@ -28,8 +28,9 @@ For one validated partition (``pipelines drift --model M --ds D``):
    cooldown also stops a rejected drift-triggered challenger from
    re-triggering on the next partition.
 
-Outputs: ``reports/<model>/ds=D/drift.json`` (summary, decision and its
-inputs) and ``drift.html`` (Evidently's report). Only this module imports
+Outputs (:mod:`pipelines.core.catalog`): the check's summary (measures,
+decision and its inputs) and Evidently's HTML reports, under the model's
+reports. Only this module imports
 Evidently, and only inside the functions that need it.
 """
 
@@ -43,23 +44,18 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError, MissingInput
-from pipelines.partitions import ds_str
+from pipelines.core import catalog
+from pipelines.core.errors import ConfigError, MissingInput, NoChampion, NoValidatedPartition
+from pipelines.core.features import PREDICTION_COLUMN, TARGET_COLUMN
+from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.config import DriftConfig, ProjectConfig
-    from pipelines.storage import Storage
+    from pipelines.core.config import DriftConfig, ProjectConfig
+    from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
-
-SUMMARY_FILE = "drift.json"
-REPORT_FILE = "drift.html"
-
-
-class NoChampion(MissingInput):
-    """There is no champion to monitor yet (train and gate one first)."""
 
 
 # ---- what is monitored
@@ -67,7 +63,7 @@ class NoChampion(MissingInput):
 
 def monitored_columns(project: ProjectConfig, spec: Any) -> list[str]:
     """The features whose drift counts: ``drift.columns``, or every feature but calendar-like ones."""
-    from pipelines.features import is_calendar
+    from pipelines.core.features import is_calendar
 
     features = spec.output_columns
     cfg = project.drift
@@ -98,7 +94,7 @@ def policy_hash(project: ProjectConfig) -> str:
 
 def champion_info(project: ProjectConfig) -> dict[str, Any]:
     """The champion's version, run, holdout baseline and training window end."""
-    from pipelines.tracking import CHAMPION, alias_version, client
+    from pipelines.core.tracking import CHAMPION, alias_version, client
 
     c = client()
     mv = alias_version(c, project.name, CHAMPION)  # an outage raises (the task retries); only absence skips
@@ -115,42 +111,20 @@ def champion_info(project: ProjectConfig) -> dict[str, Any]:
     }
 
 
-def load_reference(run_id: str, name: str) -> pd.DataFrame:
-    """A drift reference stored with the version (``reference/<name>``)."""
+def load_reference(run_id: str, artifact: str) -> pd.DataFrame:
+    """A drift reference stored with the version (:data:`~pipelines.core.catalog.DRIFT_REFERENCE` or
+    :data:`~pipelines.core.catalog.HOLDOUT_SCORES_REFERENCE`)."""
     import mlflow
     import pandas as pd
 
-    from pipelines.tracking import configure
-    from pipelines.training import REFERENCE_DIR
+    from pipelines.core.tracking import configure
 
     configure()
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{REFERENCE_DIR}/{name}")
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
     except Exception as exc:  # noqa: BLE001
-        raise MissingInput(f"run {run_id} has no drift reference {REFERENCE_DIR}/{name}: {exc}") from None
+        raise MissingInput(f"run {run_id} has no drift reference {artifact}: {exc}") from None
     return pd.read_parquet(path)
-
-
-def read_validated(storage: Storage, dataset: str, ds: str) -> pd.DataFrame:
-    """One validated partition, or :class:`MissingInput`."""
-    from pipelines.validation import validated_key
-
-    key = validated_key(dataset, ds)
-    if not storage.exists(key):
-        raise MissingInput(f"no validated partition {dataset} ds={ds} (run validate first)")
-    return storage.read_parquet(key).to_pandas()
-
-
-def validated_partitions(storage: Storage, dataset: str) -> list[str]:
-    """Every validated partition key of a dataset, sorted."""
-    from pipelines.validation import VALIDATED_FILE
-
-    keys = set()
-    for key in storage.list(f"validated/{dataset}/"):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[2].startswith("ds=") and parts[3] == VALIDATED_FILE:
-            keys.add(parts[2][3:])
-    return sorted(keys)
 
 
 # ---- measurements
@@ -169,8 +143,6 @@ def data_drift(
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
-
-    from pipelines.training import PREDICTION_COLUMN, TARGET_COLUMN
 
     cfg = project.drift
     numeric = [c for c in spec.numeric_out if c in columns]
@@ -233,7 +205,7 @@ def performance(project: ProjectConfig, y: Any, scores: Any, baseline: dict[str,
     """Live metrics on the labelled rows against the holdout baseline; which ones decayed beyond the limits."""
     import numpy as np
 
-    from pipelines.metrics import METRICS, evaluate
+    from pipelines.core.metrics import METRICS, evaluate
 
     task = project.target.task
     y = np.asarray(y, dtype="float64")
@@ -364,11 +336,9 @@ class _Champion:
     """The champion with its references and model, loaded once per step."""
 
     def __init__(self, project: ProjectConfig):
-        from pipelines.training import HOLDOUT_REFERENCE_FILE, REFERENCE_FILE
-
         self.info = champion_info(project)
-        self.reference = load_reference(self.info["run_id"], REFERENCE_FILE)
-        self.holdout = load_reference(self.info["run_id"], HOLDOUT_REFERENCE_FILE)
+        self.reference = load_reference(self.info["run_id"], catalog.DRIFT_REFERENCE)
+        self.holdout = load_reference(self.info["run_id"], catalog.HOLDOUT_SCORES_REFERENCE)
         self._model = None
 
     @property
@@ -389,9 +359,7 @@ def window_days(project: ProjectConfig, ds: str) -> list[str]:
 
 def window_inputs(storage: Storage, project: ProjectConfig, days: list[str]) -> dict[str, int]:
     """What a window's signal was computed from (bytes per validated partition): a re-validated day changes it."""
-    from pipelines.validation import validated_key
-
-    return {d: storage.size(validated_key(project.dataset.name, d)) for d in days}
+    return {d: storage.size(catalog.validated_file(project.dataset.name, d)) for d in days}
 
 
 def measure(
@@ -401,15 +369,14 @@ def measure(
     import numpy as np
     import pandas as pd
 
-    from pipelines.features import make_features, make_target
-    from pipelines.model import predict_scores
-    from pipelines.training import PREDICTION_COLUMN, TARGET_COLUMN
+    from pipelines.core.features import make_features, make_target
+    from pipelines.core.model import predict_scores
 
-    have = set(validated_partitions(storage, project.dataset.name))
+    have = set(catalog.validated_partitions(storage, project.dataset.name))
     if ds not in have:
-        raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
+        raise NoValidatedPartition(project.dataset.name, ds)
     days = [d for d in window_days(project, ds) if d in have]
-    frames = [read_validated(storage, project.dataset.name, d) for d in days]
+    frames = [catalog.read_validated(storage, project.dataset.name, d) for d in days]
     rows = pd.concat(frames, ignore_index=True)
     columns = monitored_columns(project, spec)
     base = {
@@ -473,15 +440,8 @@ def measure(
     }, snapshots
 
 
-def summary_key(model: str, ds: str, name: str = SUMMARY_FILE) -> str:
-    """``reports/<model>/ds=D/<name>``: a drift check's summary, or one of its HTML reports."""
-    from pipelines.storage import partition_key
-
-    return partition_key("reports", model, ds, name)
-
-
 def _stored(storage: Storage, project: ProjectConfig, ds: str) -> dict[str, Any] | None:
-    key = summary_key(project.name, ds)
+    key = catalog.drift_summary(project.name, ds)
     if not storage.exists(key):
         return None
     try:
@@ -498,14 +458,15 @@ def _write(storage: Storage, project: ProjectConfig, summary: dict[str, Any], sn
     summary["html_reports"] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for part, snapshot in snapshots.items():
-            name = REPORT_FILE if part == "features" else f"drift_{part}.html"
-            path = os.path.join(tmp, name)
+            path = os.path.join(tmp, f"{part}.html")
             snapshot.save_html(path)
             with open(path, "rb") as fh:
-                summary["html_reports"][part] = storage.write_bytes(summary_key(project.name, ds, name), fh.read())
+                summary["html_reports"][part] = storage.write_bytes(
+                    catalog.drift_html(project.name, ds, part), fh.read()
+                )
     summary["html_report"] = summary["html_reports"].get("features")
-    summary["report"] = storage.uri(summary_key(project.name, ds))
-    storage.write_json(summary_key(project.name, ds), summary)
+    summary["report"] = storage.uri(catalog.drift_summary(project.name, ds))
+    storage.write_json(catalog.drift_summary(project.name, ds), summary)
     return summary["report"]
 
 
@@ -514,7 +475,7 @@ def _history(project: ProjectConfig, ds: str, champ: _Champion, storage: Storage
     need = project.drift.consecutive - 1
     if need == 0:
         return []
-    have = validated_partitions(storage, project.dataset.name)
+    have = catalog.validated_partitions(storage, project.dataset.name)
     before = [d for d in have if d < ds][-need:]
     out = []
     for d in before:
@@ -542,14 +503,10 @@ def _history(project: ProjectConfig, ds: str, champ: _Champion, storage: Storage
 
 def _last_retraining(project: ProjectConfig, ds: str) -> str | None:
     """End of the newest training window at or before ``ds`` among all registered versions."""
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client, window
 
-    ends = []
-    for mv in client().search_model_versions(f"name='{project.name}'"):
-        end = (mv.tags or {}).get("holdout_window", "").partition("..")[2]
-        if end and end <= ds:
-            ends.append(end)
-    return max(ends, default=None)
+    ends = [span[1] for mv in client().search_model_versions(f"name='{project.name}'") if (span := window(mv.tags))]
+    return max((end for end in ends if end <= ds), default=None)
 
 
 def _last_fired(project: ProjectConfig, ds: str, storage: Storage) -> str | None:
@@ -559,10 +516,9 @@ def _last_fired(project: ProjectConfig, ds: str, storage: Storage) -> str | None
         return None
     start = (dt.date.fromisoformat(ds) - dt.timedelta(days=days)).isoformat()
     fired = []
-    for key in storage.list(f"reports/{project.name}/"):
-        parts = key.split("/")
-        if len(parts) == 4 and parts[3] == SUMMARY_FILE and start <= parts[2][3:] < ds:
-            s = _stored(storage, project, parts[2][3:])
+    for day in catalog.drift_checks(storage, project.name):
+        if start <= day < ds:
+            s = _stored(storage, project, day)
             if s and s.get("policy_fired"):
                 fired.append(s["ds"])
     return max(fired, default=None)
@@ -570,7 +526,7 @@ def _last_fired(project: ProjectConfig, ds: str, storage: Storage) -> str | None
 
 def log_live_metrics(champ: _Champion, summary: dict[str, Any]) -> None:
     """Live metrics and drift share on the champion's run, one step per partition day."""
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     day = dt.date.fromisoformat(summary["ds"])
     step = (day - dt.date(1970, 1, 1)).days
@@ -594,14 +550,14 @@ def run_drift(project: ProjectConfig, ds: str, storage: Storage | None = None) -
         NoChampion: nothing to monitor yet.
         MissingInput: the partition was not validated.
     """
-    from pipelines.features import feature_spec
-    from pipelines.storage import get_storage
+    from pipelines.core.features import feature_spec
+    from pipelines.core.storage import get_storage
 
     ds = ds_str(ds)
     storage = storage or get_storage()
     spec = feature_spec(project)
-    if ds not in validated_partitions(storage, project.dataset.name):  # fail before MLflow and Evidently load
-        raise MissingInput(f"no validated partition {project.dataset.name} ds={ds} (run validate first)")
+    if ds not in catalog.validated_partitions(storage, project.dataset.name):  # fail before MLflow, Evidently load
+        raise NoValidatedPartition(project.dataset.name, ds)
     t0 = time.monotonic()
     champ = _Champion(project)
     summary, snapshots = measure(project, ds, champ, storage, spec)
@@ -654,8 +610,8 @@ def asset_extra(summary: dict[str, Any]) -> dict[str, Any]:
 
 def run_drift_step(model: str, partitions: list[str]) -> dict[str, Any]:
     """The drift DAG's task: check partitions in order; ``fired`` is the asset event's extra (or None)."""
-    from pipelines.config import load_project
-    from pipelines.storage import get_storage
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import get_storage
 
     project = load_project(model)
     storage = get_storage()

@@ -1,4 +1,4 @@
-"""MLflow access: tracking URI, experiments with a known artifact root, the registry client."""
+"""MLflow access: tracking URI, experiments with a known artifact root, the registry client, alias lookups."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.settings import Settings, get_settings
+from pipelines.core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,17 @@ def alias_version(c: Any, model: str, alias: str = CHAMPION) -> Any | None:
         if exc.error_code in _MISSING:
             return None
         raise
+
+
+def window(tags: dict[str, str] | None, tag: str = "holdout_window") -> tuple[str, str] | None:
+    """A ``first..last`` day window recorded as a version or run tag, or ``None`` when absent or malformed.
+
+    Training records ``training_window`` and ``holdout_window``; the holdout's
+    end is the end of everything the version saw.
+    """
+    value = (tags or {}).get(tag) or ""
+    first, sep, last = value.partition("..")
+    return (first, last) if sep and first and last else None
 
 
 def run_link(run_id: str, experiment_id: str | None = None, settings: Settings | None = None) -> str:

@@ -15,7 +15,7 @@ The decision (each criterion, its numbers, pass or fail) is saved as JSON and
 Markdown on the challenger's MLflow run and summarised in model-version tags.
 On pass the ``champion`` alias moves to the challenger and the former champion
 gets ``previous-champion``; on fail nothing moves and
-:class:`~pipelines.errors.GateRejected` (exit 4) names the failed criteria.
+:class:`~pipelines.core.errors.GateRejected` (exit 4) names the failed criteria.
 
 Alias moves happen under a per-model lock and only if the champion is still
 the one the gate evaluated against, so two gates racing cannot leave the
@@ -32,14 +32,14 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import GateRejected, MissingInput, PipelinesError
-from pipelines.tracking import CHAMPION, PREVIOUS
+from pipelines.core.errors import GateRejected, MissingInput, PipelinesError
+from pipelines.core.tracking import CHAMPION, PREVIOUS
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from pipelines.config import ProjectConfig
+    from pipelines.core.config import ProjectConfig
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def promotion_lock(model: str) -> Iterator[None]:
     """
     import fcntl
 
-    from pipelines.settings import get_settings
+    from pipelines.core.settings import get_settings
 
     settings = get_settings()
     if settings.is_s3:
@@ -77,29 +77,22 @@ def promotion_lock(model: str) -> Iterator[None]:
 
 
 def _alias_version(c: Any, model: str, alias: str) -> str | None:
-    from pipelines.tracking import alias_version
+    from pipelines.core.tracking import alias_version
 
     mv = alias_version(c, model, alias)  # an outage raises instead of reading as "no alias"
     return None if mv is None else str(mv.version)
 
 
-def _days(tag: str | None) -> tuple[str, str] | None:
-    if not tag or ".." not in tag:
-        return None
-    a, b = tag.split("..", 1)
-    return a, b
-
-
 def _holdout(project: ProjectConfig, c: Any, version: str) -> pd.DataFrame:
     """The challenger's holdout rows (written with its training set)."""
-    from pipelines.storage import get_storage, partition_key
-    from pipelines.training import HOLDOUT_FILE
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
 
     mv = c.get_model_version(project.name, version)
     end_ds = c.get_run(mv.run_id).data.tags.get("end_ds")
     if not end_ds:
         raise MissingInput(f"{project.name} v{version}: its run has no end_ds tag; was it trained by pipelines?")
-    key = partition_key("training", project.name, end_ds, HOLDOUT_FILE)
+    key = catalog.training_file(project.name, end_ds, catalog.HOLDOUT_FILE)
     return get_storage().read_parquet(key).to_pandas()
 
 
@@ -160,7 +153,7 @@ def _holdout_scores(model_uri: str, rows: Any, task: str) -> Any:
     """
     import mlflow
 
-    from pipelines.model import predict_scores
+    from pipelines.core.model import predict_scores
 
     model = mlflow.pyfunc.load_model(model_uri)
     schema = model.metadata.get_input_schema()
@@ -171,9 +164,9 @@ def _holdout_scores(model_uri: str, rows: Any, task: str) -> Any:
 def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[str, Any]:
     """Score challenger and champion on a common holdout and check every criterion (no registry change)."""
 
-    from pipelines.metrics import METRICS, evaluate
-    from pipelines.tracking import client
-    from pipelines.training import labelled
+    from pipelines.core.metrics import METRICS, evaluate
+    from pipelines.core.tracking import client, window
+    from pipelines.training.train import labelled
 
     c = client()
     versions = c.search_model_versions(f"name='{project.name}'")
@@ -199,7 +192,7 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
 
     holdout = _holdout(project, c, candidate)
     if champion is not None:
-        seen = _days(c.get_model_version(project.name, champion).tags.get("training_window"))
+        seen = window(c.get_model_version(project.name, champion).tags, "training_window")
         if seen:
             before = holdout["ds"].nunique()
             holdout = holdout[(holdout["ds"] < seen[0]) | (holdout["ds"] > seen[1])]
@@ -310,11 +303,13 @@ def render_markdown(d: dict[str, Any]) -> str:
 def _record(c: Any, project: ProjectConfig, d: dict[str, Any]) -> None:
     import mlflow
 
+    from pipelines.core import catalog
+
     run_id = c.get_model_version(project.name, d["candidate"]).run_id
     with mlflow.start_run(run_id=run_id):
-        mlflow.log_dict(d, "gate/decision.json")
-        mlflow.log_text(render_markdown(d), "gate/decision.md")
-    d["decision_uri"] = f"runs:/{run_id}/gate/decision.json"
+        mlflow.log_dict(d, catalog.GATE_DECISION)
+        mlflow.log_text(render_markdown(d), catalog.GATE_DECISION_MD)
+    d["decision_uri"] = f"runs:/{run_id}/{catalog.GATE_DECISION}"
     tags = {
         "gate_decision": "promoted" if d["passed"] else "rejected",
         "gate_failed": ",".join(d["failed"]) or "-",
@@ -355,7 +350,7 @@ def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: b
         GateRejected: a criterion failed; the champion is untouched (exit 4).
         ChampionChanged: another promotion won the race (exit 4).
     """
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     d = evaluate_gate(project, candidate)
     if d.get("noop"):
@@ -392,7 +387,7 @@ def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: b
 
 def rollback(project: ProjectConfig, reason: str = "manual rollback") -> dict[str, Any]:
     """Make ``previous-champion`` the champion again; the rolled-back version becomes ``previous-champion``."""
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     c = client()
     with promotion_lock(project.name):

@@ -1,6 +1,6 @@
 """Environment settings: which profile, where data lives, which services.
 
-Three tiers (STYLE.md item 5): model configs in ``configs/*.yaml`` say *what*
+Three tiers: model configs in ``configs/*.yaml`` say *what*
 to build; a profile in ``configs/profiles/<name>.yaml`` says *where* it runs
 (``local`` by default, ``prod``); environment variables override the profile.
 Secrets never live in either file: boto3 and MLflow read them from the
@@ -26,17 +26,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 #: The checkout (or install) root: parent of the ``pipelines`` package.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-#: SQLite connect args for Airflow's metadata DB in the local profile
-#: (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS`` names this object). The
-#: scheduler, dag-processor, api-server and CLI share one SQLite file; a 30 s
-#: busy timeout makes a writer wait for the lock instead of failing with
-#: "database is locked" after sqlite3's default 5 s.
-AIRFLOW_SQLITE_CONNECT_ARGS = {"timeout": 30}
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Profile(BaseModel):
@@ -117,7 +110,7 @@ def load_profile(name: str, config_dir: Path) -> Profile:
     try:
         return Profile.model_validate({"name": name, **raw})
     except ValidationError as exc:
-        from pipelines.config import format_validation_error
+        from pipelines.core.config import format_validation_error
 
         raise ConfigError(format_validation_error(path, exc)) from None
 

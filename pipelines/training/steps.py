@@ -7,7 +7,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pipelines.partitions import ds_str, partitions_from_events
+from pipelines.core.partitions import ds_str, partitions_from_events
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def training_request(
         evidence = {"events": [dict(x) for x in extras]}
         return {"end_ds": end, "trigger": "drift", "evidence": evidence, "force": force}
     if logical_date is None:
-        from pipelines.errors import InvalidPartitionKey
+        from pipelines.core.errors import InvalidPartitionKey
 
         raise InvalidPartitionKey("cannot tell what to train on: no end_ds param, no drift event, no logical date")
     end = (logical_date.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
@@ -57,8 +57,8 @@ def training_request(
 
 def run_training(model: str, request: Mapping[str, Any]) -> dict[str, Any]:
     """Train a challenger for a retrain run (one call from the DAG task)."""
-    from pipelines.config import load_project
-    from pipelines.training import train_challenger
+    from pipelines.core.config import load_project
+    from pipelines.training.train import train_challenger
 
     r = train_challenger(
         load_project(model),
@@ -85,9 +85,9 @@ def run_training(model: str, request: Mapping[str, Any]) -> dict[str, Any]:
 
 def run_gate_step(model: str, version: str) -> dict[str, Any]:
     """Gate a version; a rejection is an outcome here, not a failure (the decision says why)."""
-    from pipelines.config import load_project
-    from pipelines.errors import GateRejected
-    from pipelines.gate import run_gate
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import GateRejected
+    from pipelines.training.gate import run_gate
 
     try:
         d = run_gate(load_project(model), version)

@@ -1,35 +1,33 @@
 """Storage under one root: a local folder or ``s3://bucket/prefix``.
 
-Small adapter (STYLE.md item 6): :class:`LocalStorage` and :class:`S3Storage`
-share one interface chosen by ``PIPELINES_DATA_ROOT``. Keys are relative POSIX
-paths under the root and are validated, so nothing can escape it. Every write
-is atomic: a temp file renamed into place locally, one PUT per object on S3
-(an S3 object is never visible half-written).
-
-Zones (DESIGN.md): ``landing/`` as delivered, ``validated/``, ``quarantine/``,
-``reports/``, ``scores/``; :func:`partition_key` builds their partition paths.
+A small adapter: :class:`LocalStorage` and :class:`S3Storage` share one
+interface chosen by ``PIPELINES_DATA_ROOT``. Keys are relative POSIX paths
+under the root and are validated, so nothing can escape it. Every write is
+atomic: a temp file renamed into place locally, one PUT per object on S3 (an
+S3 object is never visible half-written). Which key holds what is the
+catalog's business (:mod:`pipelines.core.catalog`), not the adapter's.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import json
 import os
 import re
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError, MissingInput
-from pipelines.partitions import partition_dir
-from pipelines.settings import Settings, get_settings
+from pipelines.core.errors import ConfigError, MissingInput
+from pipelines.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-ZONES = ("landing", "validated", "quarantine", "reports", "scores", "training", "checkpoints")
-_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]{0,254}")
 
 
@@ -45,18 +43,6 @@ def check_key(key: str) -> str:
         if not _SEGMENT_RE.fullmatch(segment):
             raise ConfigError(f"invalid storage key {key!r}: unsafe segment {segment!r}")
     return key
-
-
-def partition_key(zone: str, name: str, ds: str, *parts: str) -> str:
-    """Key of a partition folder or file, e.g. ``validated/flights/ds=2013-01-01/x``.
-
-    The partition key is validated as a date (``partitions.partition_dir``).
-    """
-    if zone not in ZONES:
-        raise ConfigError(f"unknown storage zone {zone!r}")
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
-        raise ConfigError(f"invalid dataset or model name {name!r}")
-    return check_key("/".join([zone, name, partition_dir(ds), *parts]))
 
 
 class Storage(ABC):
@@ -122,6 +108,21 @@ class Storage(ABC):
 
         return pq.read_table(pa.BufferReader(self.read_bytes(key)))
 
+    def key_of(self, uri: str) -> str | None:
+        """The key behind one of this storage's URIs (``None`` when the URI is elsewhere)."""
+        root = self.uri("x")[:-1]  # the root's URI, with its trailing slash
+        return uri[len(root) :].rstrip("/") if uri.startswith(root) and len(uri) > len(root) else None
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[str]:
+        """A local path for an object, for readers that need a file: a streamed download into a temp folder."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="pipelines-") as tmp:
+            path = os.path.join(tmp, PurePosixPath(key).name)
+            self.download(key, path)
+            yield path
+
     @abstractmethod
     def download(self, key: str, path: str) -> None:
         """Copy an object to a local file, streaming (memory does not grow with its size)."""
@@ -181,8 +182,16 @@ class LocalStorage(Storage):
         return self._replace(key, lambda tmp: tmp.write_bytes(data))
 
     def local_path(self, key: str) -> Path:
-        """The file behind a key (local storage only), for readers that want to memory-map it."""
+        """The file behind a key (local storage only)."""
         return self._path(key)
+
+    @contextlib.contextmanager
+    def local_copy(self, key: str) -> Iterator[str]:
+        """The file itself: no copy (readers memory-map it)."""
+        path = self._path(key)
+        if not path.is_file():
+            raise MissingInput(f"not found: {self.uri(key)}")
+        yield str(path)
 
     def download(self, key: str, path: str) -> None:
         import shutil
@@ -361,6 +370,15 @@ class S3Storage(Storage):
                     f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
                 )
         return len(keys)
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 of a local file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def get_storage(settings: Settings | None = None) -> Storage:

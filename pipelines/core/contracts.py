@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -321,7 +321,7 @@ def _table_rule(q: Any, names: set[str], action_of: Any, fail: Any) -> Rule:
 
 def contract_for(project: Any, settings: Any = None) -> Contract:
     """The compiled contract of a model project."""
-    from pipelines.settings import get_settings
+    from pipelines.core.settings import get_settings
 
     settings = settings or get_settings()
     return load_contract(settings.contracts_dir / project.dataset.contract)

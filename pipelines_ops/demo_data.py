@@ -26,14 +26,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError, MissingInput
-from pipelines.partitions import date_range, parse_ds
+from pipelines.core.errors import ConfigError, MissingInput
+from pipelines.core.partitions import date_range, parse_ds
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.config import ProjectConfig
-    from pipelines.storage import Storage
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,8 @@ def seed_demo(
     Returns:
         ``{"model", "dataset", "days": [{"ds", "files", "rows", "fault"}], "rows"}``.
     """
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
 
     if project.dataset.name != "flights":
         raise ConfigError(
@@ -150,13 +151,12 @@ def seed_demo(
             if fault
             else {f"flights_{o}.csv": f.to_csv(index=False).encode("utf-8") for o, f in files.items()}
         )
-        prefix = partition_key("landing", project.dataset.name, ds)
-        storage.delete_prefix(prefix)
+        storage.delete_prefix(catalog.landing_dir(project.dataset.name, ds))
         for name, data in sorted(payloads.items()):
-            storage.write_bytes(f"{prefix}/{name}", data)
+            storage.write_bytes(catalog.landing_file(project.dataset.name, ds, name), data)
         if project.ingest.ready_marker:
             # Written last, as an upstream job does: the delivery is complete.
-            storage.write_bytes(f"{prefix}/{project.ingest.ready_marker}", b"")
+            storage.write_bytes(catalog.landing_file(project.dataset.name, ds, project.ingest.ready_marker), b"")
         rows = int(sum(len(f) for f in files.values()))
         total += rows
         result.append({"ds": ds, "files": sorted(payloads), "rows": rows, "fault": fault})
@@ -173,5 +173,5 @@ def seed_demo(
         "dataset": project.dataset.name,
         "days": result,
         "rows": total,
-        "landing": storage.uri(f"landing/{project.dataset.name}"),
+        "landing": storage.uri(catalog.landing_table(project.dataset.name)),
     }

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError
+from pipelines.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.config import ProjectConfig
+    from pipelines.core.config import ProjectConfig
 
 
 def _date(df: pd.DataFrame) -> pd.Series:
@@ -75,6 +75,10 @@ DERIVED: dict[str, Derived] = {
 
 
 #: Raw column names that are calendar positions (left out of drift monitoring by default).
+#: Columns the drift reference adds beside the features (names no feature can take: not identifiers).
+PREDICTION_COLUMN = "__prediction__"
+TARGET_COLUMN = "__target__"
+
 CALENDAR_COLUMNS = frozenset({"year", "quarter", "month", "week", "day", "day_of_week", "day_of_year", "date", "ds"})
 
 

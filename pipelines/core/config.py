@@ -17,8 +17,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from pipelines.errors import ConfigError
-from pipelines.settings import Settings, get_settings
+from pipelines.core.errors import ConfigError
+from pipelines.core.settings import Settings, get_settings
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
@@ -267,7 +267,7 @@ class ProjectConfig(_Strict):
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:
-        from pipelines.metrics import METRICS, default_metrics
+        from pipelines.core.metrics import METRICS, default_metrics
 
         task = self.target.task
         metrics = self.metrics or default_metrics(task)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import numpy as np
 
-    from pipelines.config import MetricsConfig
+    from pipelines.core.config import MetricsConfig
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ METRICS: dict[str, Metric] = {
 
 def default_metrics(task: str) -> MetricsConfig:
     """Primary and secondary metrics when a project does not configure them."""
-    from pipelines.config import MetricsConfig
+    from pipelines.core.config import MetricsConfig
 
     if task == "classification":
         return MetricsConfig(primary="roc_auc", secondary=["pr_auc", "log_loss", "brier"])

@@ -25,26 +25,20 @@ import os
 import subprocess
 from typing import TYPE_CHECKING, Any
 
-from pipelines.errors import ConfigError, MissingInput
-from pipelines.partitions import date_range, ds_str
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core import catalog
+from pipelines.core.errors import ConfigError, MissingInput, NoValidatedPartition
+from pipelines.core.features import PREDICTION_COLUMN, TARGET_COLUMN
+from pipelines.core.partitions import date_range, ds_str
+from pipelines.core.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.config import ProjectConfig
-    from pipelines.storage import Storage
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
-TRAIN_FILE = "train.parquet"
-REFERENCE_DIR = "reference"
-REFERENCE_FILE = "drift_reference.parquet"
-HOLDOUT_REFERENCE_FILE = "holdout_scores.parquet"
-#: Columns the drift reference adds beside the features (names no feature can take: not identifiers).
-PREDICTION_COLUMN = "__prediction__"
-TARGET_COLUMN = "__target__"
-HOLDOUT_FILE = "holdout.parquet"
 TRIGGERS = ("manual", "schedule", "drift")
 
 
@@ -69,15 +63,13 @@ def window(project: ProjectConfig, end_ds: str) -> dict[str, list[str]]:
 def _read_days(storage: Storage, dataset: str, days: list[str]) -> tuple[pd.DataFrame, list[str]]:
     import pandas as pd
 
-    from pipelines.validation import validated_key
-
     frames, missing = [], []
     for ds in days:
-        key = validated_key(dataset, ds)
-        if not storage.exists(key):
+        try:
+            frame = catalog.read_validated(storage, dataset, ds)
+        except NoValidatedPartition:
             missing.append(ds)
             continue
-        frame = storage.read_parquet(key).to_pandas()
         frame.insert(0, "ds", ds)
         frames.append(frame)
     if not frames:
@@ -111,8 +103,8 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
     Raises:
         MissingInput: the train part or the holdout part of the window has no data.
     """
-    from pipelines.contracts import contract_for
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.storage import get_storage
 
     storage = storage or get_storage()
     end_ds = ds_str(end_ds)
@@ -130,11 +122,13 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
                 f"of the window ending {end_ds}"
             )
         parts[part] = frame.sort_values(["ds", *key], kind="stable").reset_index(drop=True)
-    payloads = {TRAIN_FILE: _parquet_bytes(parts["train"]), HOLDOUT_FILE: _parquet_bytes(parts["holdout"])}
+    payloads = {
+        catalog.TRAIN_FILE: _parquet_bytes(parts["train"]),
+        catalog.HOLDOUT_FILE: _parquet_bytes(parts["holdout"]),
+    }
     fingerprint = dvc_dir_md5(payloads)
-    prefix = partition_key("training", project.name, end_ds)
     for name, data in payloads.items():
-        storage.write_bytes(f"{prefix}/{name}", data)
+        storage.write_bytes(catalog.training_file(project.name, end_ds, name), data)
     manifest = {
         "model": project.name,
         "dataset": project.dataset.name,
@@ -150,9 +144,9 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
         "files": {n: hashlib.md5(d).hexdigest() for n, d in payloads.items()},  # noqa: S324
         "contract": contract.id,
         "contract_version": contract.version,
-        "uri": storage.uri(prefix),
+        "uri": storage.uri(catalog.training_dir(project.name, end_ds)),
     }
-    storage.write_json(f"{prefix}/_manifest.json", manifest)
+    storage.write_json(catalog.training_set_record(project.name, end_ds), manifest)
     log.info(
         "%s training set for window ending %s: %d train rows (%s..%s), %d holdout rows (%s..%s), %d day(s) missing, "
         "fingerprint %s",
@@ -199,7 +193,7 @@ def config_hash(project: ProjectConfig) -> str:
 
 def labelled(frame: pd.DataFrame, project: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
     """Rows whose outcome is known (cancelled flights have none), and their target."""
-    from pipelines.features import make_target
+    from pipelines.core.features import make_target
 
     y = make_target(frame, project)
     keep = y.notna()
@@ -248,7 +242,7 @@ def drift_reference(project: ProjectConfig, spec: Any, rows: pd.DataFrame, y: pd
     size. (The score's reference is the holdout's, out of sample: scores on
     training rows are sharper than any live day's.)
     """
-    from pipelines.features import make_features
+    from pipelines.core.features import make_features
 
     n = min(len(rows), project.drift.reference_sample_rows)
     sample = rows.sample(n=n, random_state=0).sort_index()
@@ -282,17 +276,19 @@ def train_challenger(
 
     import pandas as pd
 
-    from pipelines.contracts import contract_for
-    from pipelines.features import feature_spec, make_features
-    from pipelines.metrics import evaluate
-    from pipelines.model import build_pipeline, fit, predict_scores
-    from pipelines.tracking import client, configure, experiment_id, run_link
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.features import feature_spec, make_features
+    from pipelines.core.metrics import evaluate
+    from pipelines.core.model import build_pipeline, fit, predict_scores
+    from pipelines.core.storage import get_storage
+    from pipelines.core.tracking import client, configure, experiment_id, run_link
 
     if trigger not in TRIGGERS:
         raise ConfigError(f"unknown trigger {trigger!r} (one of {TRIGGERS})")
     t0 = time.monotonic()
     contract = contract_for(project)
     spec = feature_spec(project, contract.column_names)
+    storage = storage or get_storage()
     ts = build_training_set(project, end_ds, storage=storage)
     if not force:
         existing = _existing_version(project.name, ts["fingerprint"], code_version(), config_hash(project))
@@ -361,23 +357,23 @@ def train_challenger(
                 "missing_days": ",".join(ts["missing_days"]) or "-",
             }
         )
-        for context, frame, uri in (
-            ("training", ts["frames"]["train"], f"{ts['uri']}/{TRAIN_FILE}"),
-            ("evaluation", ts["frames"]["holdout"], f"{ts['uri']}/{HOLDOUT_FILE}"),
+        for context, frame, name in (
+            ("training", ts["frames"]["train"], catalog.TRAIN_FILE),
+            ("evaluation", ts["frames"]["holdout"], catalog.HOLDOUT_FILE),
         ):
             dataset = mlflow.data.from_pandas(
                 frame,
-                source=uri,
+                source=storage.uri(catalog.training_file(project.name, ts["end_ds"], name)),
                 name=f"{project.dataset.name}-{context}",
                 targets=project.target.column,
-                digest=ts["files"][TRAIN_FILE if context == "training" else HOLDOUT_FILE][:16],
+                digest=ts["files"][name][:16],
             )
             mlflow.log_input(dataset, context=context)
         mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if v == v} | {"fit_seconds": fit_seconds})
         features = make_features(train_x, spec)
-        mlflow.log_dict(reference_profile(features, spec), "reference/profile.json")
+        mlflow.log_dict(reference_profile(features, spec), catalog.REFERENCE_PROFILE)
         reference = drift_reference(project, spec, train_x, train_y)
-        mlflow.log_dict({k: ts[k] for k in ts if k != "frames"}, "training_set_manifest.json")
+        mlflow.log_dict({k: ts[k] for k in ts if k != "frames"}, catalog.TRAINING_SET_RECORD)
         example = train_x[raw_cols].head(5)
         signature = infer_signature(example, predict_scores(pipeline, example, project.target.task))
         info = mlflow.sklearn.log_model(
@@ -393,10 +389,14 @@ def train_challenger(
         # training features, and out-of-sample scores with their labels (the holdout).
         holdout_ref = pd.DataFrame({PREDICTION_COLUMN: scores, TARGET_COLUMN: hold_y.to_numpy(dtype="float64")})
         with tempfile.TemporaryDirectory() as tmp:
-            for name, frame in ((REFERENCE_FILE, reference), (HOLDOUT_REFERENCE_FILE, holdout_ref)):
+            for artifact, frame in (
+                (catalog.DRIFT_REFERENCE, reference),
+                (catalog.HOLDOUT_SCORES_REFERENCE, holdout_ref),
+            ):
+                folder, _, name = artifact.rpartition("/")
                 path = os.path.join(tmp, name)
                 frame.to_parquet(path, index=False)
-                mlflow.log_artifact(path, artifact_path=REFERENCE_DIR)
+                mlflow.log_artifact(path, artifact_path=folder)
     version = str(info.registered_model_version)
     c = client()
     for k in (
@@ -444,7 +444,7 @@ def train_challenger(
 
 def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) -> dict[str, Any] | None:
     """A registered version trained on the same data, code and model config, if any (newest first)."""
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     if code == "unknown" or code.endswith("-dirty"):
         return None  # cannot prove the code is the same

@@ -67,7 +67,20 @@ class MissingInput(PipelinesError):
 
 
 class NothingLanded(MissingInput):
-    """No file has landed for the partition."""
+    """No file has landed for the partition, or its delivery is not complete yet."""
+
+
+class NoValidatedPartition(MissingInput):
+    """A step needs a validated partition that does not exist (never validated, or halted)."""
+
+    def __init__(self, dataset: str, ds: str):
+        super().__init__(f"no validated partition {dataset} ds={ds} (run validate first)")
+        self.dataset = dataset
+        self.ds = ds
+
+
+class NoChampion(MissingInput):
+    """No model version to use: no ``champion`` yet, or none was champion on the partition's date."""
 
 
 class Interrupted(PipelinesError):

