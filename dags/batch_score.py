@@ -15,6 +15,8 @@ from _common import (
 )
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
+from pipelines.core import catalog
+
 DOC = """
 # Batch scoring of `{name}`
 
@@ -32,7 +34,7 @@ version that was champion on that day instead of today's champion.
 `chunk_rows` (default {chunk_rows:,}), `restart` (ignore an unfinished checkpoint).
 
 **Tasks.**
-- `wait_for_validated` waits for `validated/{dataset}/ds=…/`, rescheduling every {poke}s;
+- `wait_for_validated` waits for `{validated_file}`, rescheduling every {poke}s;
   after {timeout} min, or at once when the contract halted that day, the run is
   *skipped*: nothing to score.
 - `plan` pins the version (from the `champion` alias, once: a promotion during the run
@@ -44,11 +46,11 @@ version that was champion on that day instead of today's champion.
 - `publish` streams the chunks into one Parquet file that replaces the partition
   atomically, writes `_manifest.json`, and emits `{asset}`.
 
-**Outputs.** `scores/{name}/ds=…/part-00000.parquet` (natural key, `row_id`, `score`,
+**Outputs.** `{scores_file}` (natural key, `row_id`, `score`,
 `label`, `model_name`, `model_version`, `mlflow_run_id`, `training_fingerprint`,
 `contract_version`, `ds`) and `_manifest.json` (pinned version and choice, input,
 chunks, checksums). Read with DuckDB:
-`select * from read_parquet('<root>/scores/{name}/*/*.parquet', hive_partitioning = true)`.
+`select * from read_parquet('<root>/{scores_glob}', hive_partitioning = true)`.
 
 **Failures.** A chunk task killed or preempted mid-chunk (SIGTERM or SIGKILL) is retried
 and redoes that chunk only; committed chunks are never redone. No champion yet, more
@@ -101,6 +103,9 @@ def build_batch_score_dag(project):
             timeout=cfg.sensor_timeout_minutes,
             parallel=cfg.parallel_chunks,
             asset=scores.uri,
+            validated_file=catalog.pattern(catalog.validated_file, project.dataset.name),
+            scores_file=catalog.pattern(catalog.scores_file, project.name),
+            scores_glob=catalog.parquet_glob(catalog.scores_table(project.name)),
         ),
     ) as dag:
 
@@ -163,16 +168,14 @@ def build_batch_score_dag(project):
 
             from pipelines.core.errors import PlanConflict
             from pipelines.scoring import publish as publish_partition
+            from pipelines.scoring.publish import announcement
 
             try:
                 manifest = publish_partition(project, chunks[0]["partition"], chunks[0]["plan_id"])
             except PlanConflict as exc:
                 raise AirflowFailException(str(exc)) from None
-            summary = {
-                k: manifest[k]
-                for k in ("ds", "model_version", "model_choice", "mlflow_run_id", "rows", "chunks", "output")
-            }
-            context["outlet_events"][scores].extra = {"model": project.name, **summary}
+            summary = announcement(manifest)
+            context["outlet_events"][scores].extra = summary
             return summary
 
         planned = plan(wait_for_validated())

@@ -8,6 +8,8 @@ from __future__ import annotations
 from _common import as_datetime, default_args, drift_asset, projects, validated_asset
 from airflow.sdk import DAG, Param, task
 
+from pipelines.core import catalog
+
 DOC = """
 # Drift and performance monitoring of `{name}`
 
@@ -23,11 +25,11 @@ the last retraining or firing.
 **Trigger.** Each event on `{validated}` (the partition is in the event's `extra`);
 several queued events are checked in partition order in one run. By hand: the `ds` param.
 
-**Inputs.** `validated/{dataset}/ds=…/`, the champion's reference stored with its MLflow
+**Inputs.** `{validated_file}`, the champion's reference stored with its MLflow
 version.
 
-**Outputs.** `reports/{name}/ds=…/drift.json` (summary, decision and its inputs) and
-`drift.html` (Evidently's report); live metrics on the champion's MLflow run
+**Outputs.** `{summary}` (summary, decision and its inputs) and
+`{html}` (Evidently's report); live metrics on the champion's MLflow run
 (`live_*`); when the policy fires, an event on `{drift}` whose `extra` names the model,
 partition, report and drifted share, which triggers `retrain_{name}`.
 `emit_drift` is *skipped* when nothing fired; `check_drift` is skipped while there is no
@@ -68,6 +70,9 @@ def build_drift_dag(project):
             cooldown=cfg.cooldown_days,
             validated=validated.uri,
             drift=drift.uri,
+            validated_file=catalog.pattern(catalog.validated_file, project.dataset.name),
+            summary=catalog.pattern(catalog.drift_summary, project.name),
+            html=catalog.pattern(catalog.drift_html, project.name, "features"),
         ),
     ) as dag:
 

@@ -15,6 +15,8 @@ from _common import (
 )
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
+from pipelines.core import catalog
+
 DOC = """
 # Ingest `{dataset}` for `{name}`
 
@@ -29,14 +31,14 @@ from {start} (catchup: {catchup}). Backfill past days with
 `airflow backfill create --dag-id {dag_id} --from-date 2013-01-01 --to-date 2013-01-07`,
 or trigger one day with the `ds` param.
 
-**Inputs.** `landing/{dataset}/ds=YYYY-MM-DD/` (CSV or Parquet as delivered).
+**Inputs.** `{landing}/` (CSV or Parquet as delivered).
 `wait_for_landing` waits for the delivery to be complete (the `{marker}` marker upstream
 writes last), rescheduling itself every {poke}s; after {timeout} min it gives up and the run
 is *skipped*: nothing landed, nothing to do.
 
-**Outputs.** `validated/{dataset}/ds=…/part-00000.parquet`,
-`quarantine/{dataset}/ds=…/` (rows with `_rule_ids`, `_reasons`; unreadable files),
-`reports/{dataset}/ds=…/validation.json|html`, and an event on asset
+**Outputs.** `{validated_file}`,
+`{quarantine}/` (rows with `_rule_ids`, `_reasons`; unreadable files),
+`{report}` (and its HTML), and an event on asset
 `{asset}` with `extra = {{"ds", "model", "validated_rows", "report"}}`.
 
 **Failures.** A contract halt fails `validate_partition` without retries (fix the
@@ -81,6 +83,10 @@ def build_ingest_dag(project):
             marker=cfg.ready_marker or "first file",
             timeout=cfg.sensor_timeout_minutes,
             asset=validated.uri,
+            landing=catalog.pattern(catalog.landing_dir, project.dataset.name),
+            validated_file=catalog.pattern(catalog.validated_file, project.dataset.name),
+            quarantine=catalog.pattern(catalog.quarantine_dir, project.dataset.name),
+            report=catalog.pattern(catalog.validation_report, project.dataset.name),
         ),
     ) as dag:
 
@@ -101,21 +107,12 @@ def build_ingest_dag(project):
             from pipelines.ingest.steps import run_validation
 
             try:
-                summary = run_validation(project.name, partition)
+                outcome = run_validation(project.name, partition)
             except ContractHalt as halt:
                 # Retrying cannot fix a bad delivery: fail now, with the report.
                 raise AirflowFailException(str(halt)) from None
-            context["outlet_events"][validated].extra = {
-                "ds": partition,
-                "model": project.name,
-                "dataset": project.dataset.name,
-                "validated_rows": summary["validated_rows"],
-                "report": summary["report"],
-            }
-            return {
-                k: summary[k]
-                for k in ("ds", "status", "landed_rows", "validated_rows", "quarantined_rows", "rules_failed", "report")
-            }
+            context["outlet_events"][validated].extra = outcome.asset_extra()
+            return outcome.xcom()
 
         validate_partition(wait_for_landing())
     return dag

@@ -8,6 +8,8 @@ from __future__ import annotations
 from _common import as_datetime, champion_asset, default_args, drift_asset, projects
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
+from pipelines.core import catalog
+
 DOC = """
 # Retrain `{name}`
 
@@ -24,10 +26,10 @@ event on the drift asset `{drift}` (trains through the drifted partition, trigge
 `end_ds` (last day of the window) and `force` (train even if a version already exists
 for the same data and code).
 
-**Inputs.** `validated/{dataset}/ds=…/`.
+**Inputs.** `{validated_file}`.
 
-**Outputs.** `training/{name}/ds=<end_ds>/` (train/holdout Parquet, manifest with
-the DVC-compatible fingerprint), an MLflow run and model version, and an event on
+**Outputs.** `{training}/` (train/holdout Parquet, a record with
+the DVC-compatible fingerprint; `ds` is the window's last day), an MLflow run and model version, and an event on
 `{champion}` when the champion changes.
 """
 
@@ -64,6 +66,8 @@ def build_retrain_dag(project):
             schedule=cfg.schedule,
             drift=drift.uri,
             champion=champion.uri,
+            validated_file=catalog.pattern(catalog.validated_file, project.dataset.name),
+            training=catalog.pattern(catalog.training_dir, project.name),
         ),
     ) as dag:
 
@@ -82,7 +86,7 @@ def build_retrain_dag(project):
                 run_type=str(getattr(context.get("dag_run"), "run_type", "") or ""),
             )
             try:
-                return run_training(project.name, request)
+                return run_training(project.name, request).xcom()
             except MissingInput as exc:
                 if request["trigger"] != "schedule":
                     raise
@@ -95,21 +99,18 @@ def build_retrain_dag(project):
             """Compare with the champion; promote only if every criterion passes."""
             from pipelines.training.steps import run_gate_step
 
-            return run_gate_step(project.name, trained["version"])
+            return run_gate_step(project.name, trained["version"]).xcom()
 
         @task(task_id="announce_champion", outlets=[champion])
         def announce_champion(decision: dict, **context) -> dict:
             """Emit the champion asset when the alias moved (skipped otherwise)."""
             from airflow.sdk.exceptions import AirflowSkipException
 
+            from pipelines.training.steps import champion_event
+
             if not decision.get("promoted"):
                 raise AirflowSkipException(f"champion unchanged: {', '.join(decision.get('failed') or []) or 'no-op'}")
-            context["outlet_events"][champion].extra = {
-                "model": project.name,
-                "version": decision["candidate"],
-                "previous": decision["champion"],
-                "decision": decision["decision_uri"],
-            }
+            context["outlet_events"][champion].extra = champion_event(decision)
             return decision
 
         announce_champion(gate(train_challenger()))

@@ -154,7 +154,7 @@ def gate_cmd(
     try:
         d = run_gate(load_project(model), candidate, dry_run=dry_run)
     except GateRejected as rejected:
-        if as_json and getattr(rejected, "decision", None):
+        if as_json and rejected.decision:
             typer.echo(json.dumps(rejected.decision, default=str, sort_keys=True))
         raise
     verdict = "promoted to champion" if d["promoted"] else ("passed (dry run)" if d["passed"] else "no change")

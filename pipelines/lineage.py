@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> dict[str, Any]:
     """The full chain behind ``scores/<model>/ds=D`` (raises MissingInput when it is not published)."""
-    from pipelines.core.storage import get_storage, sha256_file
+    from pipelines.core.storage import get_storage
     from pipelines.core.tracking import CHAMPION, alias_version, client
 
     ds = ds_str(ds)
@@ -42,7 +42,6 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
 
     c = client()
     mv = c.get_model_version(project.name, m["model_version"])
-    vt = mv.tags or {}
     run = c.get_run(mv.run_id)
     rt = run.data.tags
     champion = alias_version(c, project.name, CHAMPION)
@@ -55,6 +54,15 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     if record and storage.exists(record):
         training = storage.read_json(record)
 
+    problems = _cross_check(storage, m, mv)
+    return _chain(project, ds, storage.uri(public), m, mv, run, champion, report, training, problems)
+
+
+def _cross_check(storage: Storage, m: dict[str, Any], mv: Any) -> list[str]:
+    """What breaks the chain: the manifest disagrees with the version, or the scored input changed or went."""
+    from pipelines.core.storage import sha256_file
+
+    vt = mv.tags or {}
     problems = []
     if m["mlflow_run_id"] != mv.run_id:
         problems.append(f"manifest run {m['mlflow_run_id']} is not version {mv.version}'s run {mv.run_id}")
@@ -67,13 +75,29 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
         with storage.local_copy(input_key) as path:
             if sha256_file(path) != m["input"]["sha256"]:
                 problems.append("the validated partition changed since it was scored (re-validated): rescore it")
+    return problems
 
+
+def _chain(
+    project: ProjectConfig,
+    ds: str,
+    manifest_uri: str,
+    m: dict[str, Any],
+    mv: Any,
+    run: Any,
+    champion: Any,
+    report: dict[str, Any],
+    training: dict[str, Any],
+    problems: list[str],
+) -> dict[str, Any]:
+    """The lineage document from what was read (pure)."""
+    vt, rt = mv.tags or {}, run.data.tags
     return {
         "model": project.name,
         "ds": ds,
         "scores": {
             "uri": m["output"],
-            "manifest": storage.uri(public),
+            "manifest": manifest_uri,
             "rows": m["rows"],
             "sha256": m["output_sha256"],
             "chunks": m["chunks"],

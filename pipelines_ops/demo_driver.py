@@ -53,6 +53,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.core.settings import PROJECT_ROOT
@@ -628,7 +629,7 @@ def _add(totals: dict, more: dict) -> None:
         totals[k] += more[k]
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--start", default="2013-01-01")
     parser.add_argument("--end", default="2013-01-31")
@@ -641,7 +642,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backfill-end", default="2013-06-11")
     parser.add_argument("--no-backfill", action="store_true", help="skip the final backfill")
     parser.add_argument("--down", action="store_true", help="stop the Airflow started by the demo and exit")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+@dataclass
+class Story:
+    """What the demo did, for its summary."""
+
+    totals: dict
+    redelivered: list[str]
+    champion: dict | None = None
+    drift: dict | None = None
+    scored: list[dict] = field(default_factory=list)
+    mlflow_url: str = ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
     env = _env()
     if args.down:
         stop_airflow(env)
@@ -651,9 +668,22 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.core.config import load_project
 
     project = load_project(MODEL)
+    problems: list[str] = []
+    story = run_story(project, args, env, problems)
+    print_summary(project, args, env, story, problems)
+    print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow and the MLflow UI")
+    if problems:
+        print("demo: UNEXPECTED outcomes:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_story(project, args: argparse.Namespace, env: dict[str, str], problems: list[str]) -> Story:
+    """Ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill, through Airflow."""
+    from pipelines.core.partitions import date_range
+
     airflow("db", "migrate", env=env)
     dag_id = f"ingest_{MODEL}"
-    problems: list[str] = []
     fresh = not port_open(int(env["AIRFLOW__API__PORT"]))
     if fresh:
         # Register the DAGs and create the first backfill before the scheduler
@@ -671,41 +701,36 @@ def main(argv: list[str] | None = None) -> int:
     redelivered = totals["halted_days"]
     if redelivered:
         totals = redeliver_halted(project, args.start, args.end, redelivered, env, problems)
-    from pipelines.core.partitions import date_range
-
-    mlflow_url = start_mlflow_ui(env)
-    champion = train_first_champion(project, args.end, env, problems)
-    scored: list[dict] = []
-    if champion:
-        scored.append(score_window(project, date_range(args.start, args.end), env, problems))
-    drift = None
-    if champion and not args.no_drift:
+    story = Story(totals=totals, redelivered=redelivered, mlflow_url=start_mlflow_ui(env))
+    story.champion = train_first_champion(project, args.end, env, problems)
+    if story.champion:
+        story.scored.append(score_window(project, date_range(args.start, args.end), env, problems))
+    if story.champion and not args.no_drift:
         summer = ingest_window(project, args.drift_start, args.drift_end, False, env, problems, backfill=False)
         _add(totals, summer)
-        drift = drift_retrain(project, args.drift_end, env, problems)
-        if drift:
-            scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
-    if drift and not args.no_backfill:
+        story.drift = drift_retrain(project, args.drift_end, env, problems)
+        if story.drift:
+            story.scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
+    if story.drift and not args.no_backfill:
         earlier = backfill_earlier(project, args.backfill_start, args.backfill_end, env, problems)
         _add(totals, earlier["totals"])
-        scored.append(earlier)
+        story.scored.append(earlier)
+    return story
 
-    from pipelines.core import catalog
-    from pipelines.core.storage import get_storage
 
-    storage = get_storage()
-    port = env["AIRFLOW__API__PORT"]
-    pw_file = Path(env["AIRFLOW_HOME"]) / GENERATED_PASSWORDS
+def print_summary(project, args: argparse.Namespace, env: dict[str, str], story: Story, problems: list[str]) -> None:
+    """What happened, checked against storage, MLflow and (locally) DuckDB over the Parquet."""
+    totals, champion, drift = story.totals, story.champion, story.drift
     print(
         f"\n{totals['published']} partitions published ({totals['validated']} rows validated, "
         f"{totals['quarantined']} quarantined)"
         + (f", {totals['halted']} halted by the contract" if totals["halted"] else "")
     )
-    if redelivered and totals["green"]:
+    if story.redelivered and totals["green"]:
         print(
-            f"Halted:     {len(redelivered)} days on first delivery ({', '.join(redelivered)}); upstream redelivered "
-            f"them and `airflow tasks clear --only-failed` re-ran them green (the failed first try stays in "
-            f"each task's history)"
+            f"Halted:     {len(story.redelivered)} days on first delivery ({', '.join(story.redelivered)}); upstream "
+            f"redelivered them and `airflow tasks clear --only-failed` re-ran them green (the failed first try "
+            f"stays in each task's history)"
         )
     if champion:
         print(
@@ -723,7 +748,7 @@ def main(argv: list[str] | None = None) -> int:
             f"champion now v{now.version}"
         )
         print(f"            report {drift['summary'].get('html_report')}")
-    for window in scored:
+    for window in story.scored:
         by = "; ".join(f"v{v}: {days[0]}..{days[-1]} ({len(days)})" for v, days in window["versions"].items())
         skipped = f"; {window['skipped']} halted days skipped" if window["skipped"] else ""
         print(f"Scored:     {window['scored']} partitions, {window['rows']} rows ({by}){skipped}")
@@ -736,39 +761,47 @@ def main(argv: list[str] | None = None) -> int:
             print(f"            {line.strip()}")
         if not chain["consistent"]:
             problems.append(f"lineage of {args.drift_end}: {chain['problems']}")
-    print(f"Airflow UI: http://127.0.0.1:{port}  (user admin, password in {pw_file})")
+    pw_file = Path(env["AIRFLOW_HOME"]) / GENERATED_PASSWORDS
+    print(f"Airflow UI: http://127.0.0.1:{env['AIRFLOW__API__PORT']}  (user admin, password in {pw_file})")
     if champion:
         from pipelines.core.settings import get_settings
 
-        print(f"MLflow UI:  {mlflow_url}  (store {get_settings().mlflow_tracking_uri})")
-    print(f"Reports:    {storage.uri(catalog.validation_reports(project.dataset.name))}/ds=*/validation.html")
-    if not storage.root.startswith("s3://"):
-        import duckdb
+        print(f"MLflow UI:  {story.mlflow_url}  (store {get_settings().mlflow_tracking_uri})")
+    check_with_duckdb(project, story, problems)
 
-        glob = f"{storage.root}/{catalog.parquet_glob(catalog.validated_table(project.dataset.name))}"
-        query = "select ds, count(*) as rows from read_parquet(?, hive_partitioning = true) group by ds order by ds"
-        rows = duckdb.execute(query, [glob]).fetchall()
-        print(f"DuckDB:     {query.replace('?', repr(glob))}")
-        print(f"            {len(rows)} partitions, {sum(n for _, n in rows)} rows")
-        if sum(n for _, n in rows) != totals["validated"]:
-            problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {totals['validated']}")
-        if scored:
-            glob = f"{storage.root}/{catalog.parquet_glob(catalog.scores_table(project.name))}"
-            query = (
-                "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
-                "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"
-            )
-            rows = duckdb.execute(query, [glob]).fetchall()
-            print(f"            {query.replace('?', repr(glob))}")
-            for version, days, n, mean in rows:
-                print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
-            if sum(n for _, _, n, _ in rows) != sum(w["rows"] for w in scored):
-                problems.append(f"DuckDB sees {sum(n for _, _, n, _ in rows)} scored rows, manifests say otherwise")
-    print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow and the MLflow UI")
-    if problems:
-        print("demo: UNEXPECTED outcomes:\n  " + "\n  ".join(problems), file=sys.stderr)
-        return 1
-    return 0
+
+def check_with_duckdb(project, story: Story, problems: list[str]) -> None:
+    """Count the published rows as a BI tool would (DuckDB over the Hive-partitioned Parquet), locally."""
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
+
+    storage = get_storage()
+    print(f"Reports:    {storage.uri(catalog.validation_reports(project.dataset.name))} (validation, per day)")
+    if storage.root.startswith("s3://"):
+        return
+    import duckdb
+
+    glob = f"{storage.root}/{catalog.parquet_glob(catalog.validated_table(project.dataset.name))}"
+    query = "select ds, count(*) as rows from read_parquet(?, hive_partitioning = true) group by ds order by ds"
+    rows = duckdb.execute(query, [glob]).fetchall()
+    print(f"DuckDB:     {query.replace('?', repr(glob))}")
+    print(f"            {len(rows)} partitions, {sum(n for _, n in rows)} rows")
+    validated = story.totals["validated"]
+    if sum(n for _, n in rows) != validated:
+        problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {validated}")
+    if not story.scored:
+        return
+    glob = f"{storage.root}/{catalog.parquet_glob(catalog.scores_table(project.name))}"
+    query = (
+        "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
+        "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"
+    )
+    rows = duckdb.execute(query, [glob]).fetchall()
+    print(f"            {query.replace('?', repr(glob))}")
+    for version, days, n, mean in rows:
+        print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
+    if sum(n for _, _, n, _ in rows) != sum(w["rows"] for w in story.scored):
+        problems.append(f"DuckDB sees {sum(n for _, _, n, _ in rows)} scored rows, manifests say otherwise")
 
 
 if __name__ == "__main__":

@@ -22,8 +22,9 @@ test keeps the two equal.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipelines.core.errors import ConfigError, InvalidPartitionKey, NoValidatedPartition
 from pipelines.core.partitions import ds_str, parse_ds
@@ -63,7 +64,7 @@ REFERENCE_DIR = "reference"
 DRIFT_REFERENCE = f"{REFERENCE_DIR}/drift_reference.parquet"
 HOLDOUT_SCORES_REFERENCE = f"{REFERENCE_DIR}/holdout_scores.parquet"
 REFERENCE_PROFILE = f"{REFERENCE_DIR}/profile.json"
-TRAINING_SET_RECORD = "training_set_manifest.json"
+TRAINING_SET_RECORD = "training_set.json"
 GATE_DECISION = "gate/decision.json"
 GATE_DECISION_MD = "gate/decision.md"
 
@@ -323,6 +324,14 @@ def read_validated(storage: Storage, dataset: str, ds: str) -> pd.DataFrame:
 
 # ---- the table of artifacts
 
+#: The day that stands for "any partition" when a key is shown as a pattern.
+_ANY_DAY = "2000-01-01"
+
+
+def pattern(key_of: Callable[..., str], name: str, *rest: Any) -> str:
+    """``key_of(name, <any day>, *rest)`` with the partition shown as ``ds=…``: a key pattern for docs and logs."""
+    return key_of(name, _ANY_DAY, *rest).replace(f"{_PARTITION}{_ANY_DAY}", f"{_PARTITION}…")
+
 
 @dataclass(frozen=True)
 class Artifact:
@@ -365,8 +374,20 @@ ARTIFACTS: tuple[Artifact, ...] = (
 )
 
 
+#: What each model version carries in MLflow (paths inside its run's artifacts).
+MODEL_VERSION_ARTIFACTS: tuple[tuple[str, str], ...] = (
+    (MODEL_ARTIFACT, "the fitted pipeline, preprocessing included (the registered model)"),
+    (TRAINING_SET_RECORD, "the training set's record"),
+    (REFERENCE_PROFILE, "feature distributions of the training rows"),
+    (DRIFT_REFERENCE, "a seeded sample of the training features and labels (drift's reference)"),
+    (HOLDOUT_SCORES_REFERENCE, "the holdout's out-of-sample scores and labels"),
+    (GATE_DECISION, "the gate's decision, every criterion and its figures"),
+    (GATE_DECISION_MD, "the same, for people"),
+)
+
+
 def markdown_table() -> str:
-    """The storage table the README shows, with placeholders for names and dates."""
+    """The storage tables the README shows, with placeholders for names and dates."""
     lines = ["| owner | key | what |", "|---|---|---|"]
     for a in ARTIFACTS:
         key = (
@@ -379,6 +400,9 @@ def markdown_table() -> str:
             .replace("/files/name", "/files/<name>")
         )
         lines.append(f"| {a.owner} | `{key}` | {a.what} |")
+    lines += ["", "Stored with each model version in MLflow (its run's artifacts):", ""]
+    lines += ["| artifact | what |", "|---|---|"]
+    lines += [f"| `{path}` | {what} |" for path, what in MODEL_VERSION_ARTIFACTS]
     return "\n".join(lines) + "\n"
 
 

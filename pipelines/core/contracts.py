@@ -1,18 +1,11 @@
-"""Data contracts: ODCS v3 YAML compiled to rules, GX expectations and row masks.
+"""Data contracts: an ODCS v3 YAML file read into a :class:`Contract` of columns and rules.
 
 A contract is read with the ``open-data-contract-standard`` package and turned
 into a flat list of :class:`Rule`. Each rule has an id, a severity and the
-action that severity maps to (``halt``, ``quarantine`` or ``warn``). The same
-rules compile two ways:
-
-- :func:`build_expectations`: a Great Expectations 1.x suite, the validation
-  record that goes into the report;
-- :func:`compute_masks`: vectorised pandas row masks that decide, row by row,
-  what is quarantined (GX's ``COMPLETE`` result format is an order of
-  magnitude slower than the suite itself).
-
-The validation step reconciles both: for every rule GX's unexpected count must
-equal the mask's count, and the report shows both.
+action that severity maps to (``halt``, ``quarantine`` or ``warn``). Every
+stage reads the contract (its columns, natural key and version); the ingest
+stage compiles its rules into a Great Expectations suite and row masks
+(:mod:`pipelines.ingest.rules`).
 
 Supported quality entries (property level unless noted):
 
@@ -29,22 +22,18 @@ Supported quality entries (property level unless noted):
 | ``implementation: partitionDateMatches`` | | (one per date part) |
 
 Parse-stage rules, applied while reading files: ``type_mismatch`` (a value
-that cannot be read as its column's type) and ``missing_column`` (a file
-lacks a contract column), plus the table rule ``quarantine_rate``.
+that cannot be read as its column's type), ``missing_column`` (a file lacks a
+contract column) and ``malformed_row``, plus the table rules
+``quarantine_rate`` and ``unsafe_file_name``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.core.errors import ConfigError
-
-if TYPE_CHECKING:
-    import numpy as np
-    import pandas as pd
 
 ACTIONS = ("halt", "quarantine", "warn")
 LOGICAL_TYPES = ("integer", "number", "string", "timestamp", "date", "boolean")
@@ -152,37 +141,59 @@ def load_contract(path: str | Path) -> Contract:
         ConfigError: unreadable file, or a rule this compiler does not support
             (named with the rule and the problem).
     """
+    path = Path(path)
+    odcs = _read_odcs(path)
+
+    def fail(msg: str) -> ConfigError:
+        return ConfigError(f"{path}: {msg}")
+
+    props = _custom_properties(odcs.customProperties)
+    actions, action_of = _severity_actions(props, fail)
+    max_rate = _max_quarantine_rate(props, fail)
+    table = odcs.schema_[0]
+    columns, rules = _columns(table, props, action_of, fail)
+    names = {c.name for c in columns}
+    rules += [_table_rule(q, names, action_of, fail) for q in table.quality or []]
+    _check_rule_ids(rules, fail)
+    return Contract(
+        id=odcs.id or table.name or path.stem,
+        name=table.name or path.stem,
+        version=str(odcs.version),
+        columns=tuple(columns),
+        rules=tuple(rules),
+        max_quarantine_rate=max_rate,
+        severity_actions=dict(actions),
+        source=str(path),
+        **_parse_stage_rules(props, action_of),
+    )
+
+
+def _read_odcs(path: Path) -> Any:
+    """The ODCS document, with the header this compiler needs (v3, a version, one schema object)."""
     import yaml
     from open_data_contract_standard.model import OpenDataContractStandard
     from pydantic import ValidationError
 
-    path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: data contract not found")
     try:
         odcs = OpenDataContractStandard.from_file(str(path))
     except (yaml.YAMLError, ValidationError, TypeError) as exc:
         raise ConfigError(f"{path}: not a valid ODCS v3 contract: {str(exc).splitlines()[0]}") from None
-
-    def fail(msg: str) -> ConfigError:
-        return ConfigError(f"{path}: {msg}")
-
     if not odcs.apiVersion or not odcs.apiVersion.startswith("v3"):
-        raise fail(f"apiVersion: expected v3.x (got {odcs.apiVersion!r})")
+        raise ConfigError(f"{path}: apiVersion: expected v3.x (got {odcs.apiVersion!r})")
     if not odcs.version:
-        raise fail("version: a contract version is required")
+        raise ConfigError(f"{path}: version: a contract version is required")
     if not odcs.schema_ or len(odcs.schema_) != 1:
-        raise fail("schema: exactly one schema object (the dataset's table) is supported")
-    props = _custom_properties(odcs.customProperties)
+        raise ConfigError(f"{path}: schema: exactly one schema object (the dataset's table) is supported")
+    return odcs
+
+
+def _severity_actions(props: dict[str, Any], fail: Any) -> tuple[dict[str, str], Any]:
+    """The contract's ``severityActions``, and ``action_of(severity, where) -> (severity, action)`` under them."""
     actions = props.get("severityActions") or {"critical": "halt", "error": "quarantine", "warning": "warn"}
     if not isinstance(actions, dict) or any(a not in ACTIONS for a in actions.values()):
         raise fail(f"customProperties.severityActions: actions must be one of {ACTIONS}")
-    try:
-        max_rate = float(props.get("maxQuarantineRate", 0.05))
-    except (TypeError, ValueError):
-        raise fail("customProperties.maxQuarantineRate: expected a number") from None
-    if not 0 <= max_rate <= 1:
-        raise fail("customProperties.maxQuarantineRate: expected a share between 0 and 1")
 
     def action_of(severity: str | None, where: str) -> tuple[str, str]:
         if not severity:
@@ -191,7 +202,21 @@ def load_contract(path: str | Path) -> Contract:
             raise fail(f"{where}: severity {severity!r} has no action (known: {sorted(actions)})")
         return severity, actions[severity]
 
-    table = odcs.schema_[0]
+    return actions, action_of
+
+
+def _max_quarantine_rate(props: dict[str, Any], fail: Any) -> float:
+    try:
+        max_rate = float(props.get("maxQuarantineRate", 0.05))
+    except (TypeError, ValueError):
+        raise fail("customProperties.maxQuarantineRate: expected a number") from None
+    if not 0 <= max_rate <= 1:
+        raise fail("customProperties.maxQuarantineRate: expected a share between 0 and 1")
+    return max_rate
+
+
+def _columns(table: Any, props: dict[str, Any], action_of: Any, fail: Any) -> tuple[list[Column], list[Rule]]:
+    """The contract's columns, with their required-ness and property-level rules."""
     columns: list[Column] = []
     rules: list[Rule] = []
     req_sev = props.get("requiredSeverity", "error")
@@ -211,11 +236,12 @@ def load_contract(path: str | Path) -> Contract:
             )
         for q in prop.quality or []:
             rules.append(_property_rule(q, prop.name, ltype, action_of, fail))
-    names = {c.name for c in columns}
-    if len(names) != len(columns):
+    if len({c.name for c in columns}) != len(columns):
         raise fail("schema.properties: duplicated column names")
-    for q in table.quality or []:
-        rules.append(_table_rule(q, names, action_of, fail))
+    return columns, rules
+
+
+def _check_rule_ids(rules: list[Rule], fail: Any) -> None:
     ids = [r.id for r in rules]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -225,31 +251,30 @@ def load_contract(path: str | Path) -> Contract:
     )
     if reserved:
         raise fail(f"quality: rule ids {sorted(reserved)} are reserved")
-    sev, act = action_of(props.get("typeMismatchSeverity", "error"), "customProperties.typeMismatchSeverity")
-    type_rule = Rule(
-        TYPE_MISMATCH, TYPE_MISMATCH, sev, act, description="a value cannot be read as its column's contract type"
+
+
+def _parse_stage_rules(props: dict[str, Any], action_of: Any) -> dict[str, Rule]:
+    """The rules that act while files are read, each with the severity the contract gives it."""
+    specs = (
+        (
+            "type_mismatch_rule",
+            TYPE_MISMATCH,
+            "typeMismatchSeverity",
+            "a value cannot be read as its column's contract type",
+        ),
+        ("missing_column_rule", MISSING_COLUMN, "missingColumnSeverity", "the delivered file lacks a contract column"),
+        (
+            "malformed_row_rule",
+            MALFORMED_ROW,
+            "malformedRowSeverity",
+            "a CSV row does not split into the header's columns",
+        ),
     )
-    sev, act = action_of(props.get("missingColumnSeverity", "error"), "customProperties.missingColumnSeverity")
-    missing_rule = Rule(
-        MISSING_COLUMN, MISSING_COLUMN, sev, act, description="the delivered file lacks a contract column"
-    )
-    sev, act = action_of(props.get("malformedRowSeverity", "error"), "customProperties.malformedRowSeverity")
-    malformed_rule = Rule(
-        MALFORMED_ROW, MALFORMED_ROW, sev, act, description="a CSV row does not split into the header's columns"
-    )
-    return Contract(
-        id=odcs.id or table.name or path.stem,
-        name=table.name or path.stem,
-        version=str(odcs.version),
-        columns=tuple(columns),
-        rules=tuple(rules),
-        max_quarantine_rate=max_rate,
-        severity_actions=dict(actions),
-        source=str(path),
-        type_mismatch_rule=type_rule,
-        missing_column_rule=missing_rule,
-        malformed_row_rule=malformed_rule,
-    )
+    out = {}
+    for field_name, rule_id, key, description in specs:
+        sev, act = action_of(props.get(key, "error"), f"customProperties.{key}")
+        out[field_name] = Rule(rule_id, rule_id, sev, act, description=description)
+    return out
 
 
 def _rule_id(q: Any, fail: Any, where: str) -> str:
@@ -325,114 +350,3 @@ def contract_for(project: Any, settings: Any = None) -> Contract:
 
     settings = settings or get_settings()
     return load_contract(settings.contracts_dir / project.dataset.contract)
-
-
-# ---------------------------------------------------------------- compilation
-
-
-def build_expectations(contract: Contract, ds: str) -> list[Any]:
-    """The contract's rules as Great Expectations 1.x expectations.
-
-    Each expectation carries ``meta.rule_id`` so results map back to rules.
-    Parse-stage rules are not expectations (they act while reading files).
-    """
-    import great_expectations.expectations as gxe
-
-    day = dt.date.fromisoformat(ds)
-    out: list[Any] = []
-    for rule in contract.rules:
-        meta = {"rule_id": rule.id, "severity": rule.severity, "action": rule.action}
-        col = rule.columns[0] if rule.columns else None
-        if rule.kind == "not_null":
-            out.append(gxe.ExpectColumnValuesToNotBeNull(column=col, meta=meta))
-        elif rule.kind == "range":
-            out.append(
-                gxe.ExpectColumnValuesToBeBetween(
-                    column=col, min_value=rule.params["min"], max_value=rule.params["max"], meta=meta
-                )
-            )
-        elif rule.kind == "in_set":
-            out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=rule.params["values"], meta=meta))
-        elif rule.kind == "pattern":
-            out.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=rule.params["pattern"], meta=meta))
-        elif rule.kind == "unique":
-            out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rule.columns), meta=meta))
-        elif rule.kind == "row_count":
-            out.append(
-                gxe.ExpectTableRowCountToBeBetween(
-                    min_value=rule.params["min"], max_value=rule.params["max"], meta=meta
-                )
-            )
-        elif rule.kind == "partition_date":
-            for part, value in (("year", day.year), ("month", day.month), ("day", day.day)):
-                out.append(
-                    gxe.ExpectColumnValuesToBeInSet(
-                        column=rule.params[part], value_set=[value], meta={**meta, "part": part}
-                    )
-                )
-        else:  # pragma: no cover - load_contract rejects unknown kinds
-            raise ConfigError(f"rule {rule.id}: no expectation for kind {rule.kind}")
-    return out
-
-
-def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str, np.ndarray]:
-    """Row masks (True = row breaks the rule) for every row-level rule.
-
-    Null handling follows Great Expectations: value rules ignore nulls (a
-    null is the ``not_null`` rule's business); ``unique`` flags every row of a
-    duplicated key, as ``ExpectCompoundColumnsToBeUnique`` does.
-    """
-    import numpy as np
-
-    day = dt.date.fromisoformat(ds)
-    masks: dict[str, np.ndarray] = {}
-    for rule in contract.rules:
-        if not rule.row_level:
-            continue
-        if rule.kind == "not_null":
-            mask = frame[rule.columns[0]].isna().to_numpy()
-        elif rule.kind == "range":
-            values = frame[rule.columns[0]]
-            mask = np.zeros(len(frame), dtype=bool)
-            if rule.params["min"] is not None:
-                mask |= (values < rule.params["min"]).to_numpy(dtype=bool, na_value=False)
-            if rule.params["max"] is not None:
-                mask |= (values > rule.params["max"]).to_numpy(dtype=bool, na_value=False)
-        elif rule.kind == "in_set":
-            values = frame[rule.columns[0]]
-            mask = (values.notna() & ~values.isin(rule.params["values"])).to_numpy(dtype=bool)
-        elif rule.kind == "pattern":
-            values = frame[rule.columns[0]]
-            # A search, like GX's pandas ExpectColumnValuesToMatchRegex (anchor the pattern to match whole values).
-            matched = values.astype("string").str.contains(rule.params["pattern"], regex=True).fillna(True)
-            mask = (~matched.astype(bool)).to_numpy(dtype=bool)
-        elif rule.kind == "unique":
-            sub = frame[list(rule.columns)]
-            mask = (sub.notna().any(axis=1) & sub.duplicated(keep=False)).to_numpy(dtype=bool)
-        elif rule.kind == "partition_date":
-            mask = np.zeros(len(frame), dtype=bool)
-            for part, value in (("year", day.year), ("month", day.month), ("day", day.day)):
-                values = frame[rule.params[part]]
-                mask |= (values.notna() & (values != value)).to_numpy(dtype=bool)
-        else:  # pragma: no cover
-            raise ConfigError(f"rule {rule.id}: no mask for kind {rule.kind}")
-        masks[rule.id] = np.asarray(mask, dtype=bool)
-    return masks
-
-
-def describe_failure(rule: Rule) -> str:
-    """Short human reason for a row that breaks ``rule``."""
-    col = ", ".join(rule.columns)
-    if rule.kind == "not_null":
-        return f"{col} is null but required"
-    if rule.kind == "range":
-        return f"{col} outside [{rule.params['min']}, {rule.params['max']}]"
-    if rule.kind == "in_set":
-        return f"{col} not an allowed value"
-    if rule.kind == "pattern":
-        return f"{col} does not match {rule.params['pattern']}"
-    if rule.kind == "unique":
-        return f"duplicated key ({col})"
-    if rule.kind == "partition_date":
-        return "row date differs from the partition key"
-    return rule.description or rule.kind

@@ -55,9 +55,13 @@ class ContractHalt(PipelinesError):
 
 
 class GateRejected(PipelinesError):
-    """The promotion gate kept the champion."""
+    """The promotion gate kept the champion; ``decision`` holds every criterion and its figures."""
 
     exit_code = 4
+
+    def __init__(self, message: str, decision: dict | None = None):
+        super().__init__(message)
+        self.decision = decision
 
 
 class MissingInput(PipelinesError):

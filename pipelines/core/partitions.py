@@ -2,7 +2,8 @@
 
 A partition key is a calendar date written ``YYYY-MM-DD`` and nothing else, so
 a key can never carry a path separator, ``..`` or a URL scheme out of the
-storage root.
+storage root. Where a partition lives is the catalog's business
+(:mod:`pipelines.core.catalog`).
 """
 
 from __future__ import annotations
@@ -47,11 +48,6 @@ def parse_ds(value: str | dt.date | dt.datetime) -> dt.date:
 def ds_str(value: str | dt.date | dt.datetime) -> str:
     """Canonical ``YYYY-MM-DD`` string of a validated partition key."""
     return parse_ds(value).isoformat()
-
-
-def partition_dir(ds: str | dt.date) -> str:
-    """Hive-style directory name of a partition, e.g. ``ds=2013-01-01``."""
-    return f"ds={ds_str(ds)}"
 
 
 def date_range(start: str | dt.date, end: str | dt.date) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.core.contracts import Contract
 from pipelines.core.errors import ConfigError
@@ -129,7 +129,7 @@ def _csv_read(data: bytes, name: str) -> tuple[pa.Table, list[tuple[int | None, 
     return table, malformed
 
 
-def read_landed_file(storage: Storage, key: str, contract: Contract, name: str | None = None) -> ParsedFile | BadFile:
+def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) -> ParsedFile | BadFile:
     """Read one landed file; a parse failure becomes a :class:`BadFile`.
 
     Args:
@@ -146,7 +146,6 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str |
 
     from pipelines.core.storage import check_key
 
-    name = name or key.rsplit("/", 1)[-1]
     try:
         check_key(key)
     except ConfigError:
@@ -296,3 +295,81 @@ def output_schema(contract: Contract) -> pa.Schema:
         "boolean": pa.bool_(),
     }
     return pa.schema([pa.field(c.name, types[c.logical_type], nullable=not c.required) for c in contract.columns])
+
+
+@dataclass
+class Parsed:
+    """Every readable landed file, coerced to the contract's types and stacked, with where each row came from."""
+
+    frame: pd.DataFrame
+    raw_tables: list[pa.Table]
+    offsets: list[int]
+    source_file: np.ndarray
+    source_row: np.ndarray
+    type_fail_cols: dict[str, np.ndarray]
+    missing_mask: np.ndarray
+    missing_cols_by_file: dict[str, list[str]]
+    malformed: list[tuple[str, int | None, str]]
+    extra_cols_by_file: dict[str, list[str]]
+
+
+def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
+    """Coerce each parsed file and stack them into one typed frame."""
+    import numpy as np
+    import pandas as pd
+
+    frames, raw_tables, offsets = [], [], []
+    src_file, src_row = [], []
+    type_fail: dict[str, list[np.ndarray]] = {c: [] for c in contract.column_names}
+    missing: list[np.ndarray] = []
+    missing_by_file: dict[str, list[str]] = {}
+    extra_by_file: dict[str, list[str]] = {}
+    malformed: list[tuple[str, int | None, str]] = []
+    offset = 0
+    for pf in parsed:
+        malformed.extend((pf.name, line, text) for line, text in pf.malformed)
+        if pf.extra_columns:
+            extra_by_file[pf.name] = pf.extra_columns
+        n = pf.num_rows
+        cols = {}
+        for col in contract.columns:
+            if col.name in pf.table.column_names:
+                series, fails = coerce_column(pf.table.column(col.name), col.logical_type)
+                cols[col.name] = series.reset_index(drop=True)
+                type_fail[col.name].append(fails)
+            else:
+                dtype = "float64" if col.logical_type in ("integer", "number") else object
+                if col.logical_type in ("timestamp", "date"):
+                    cols[col.name] = pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
+                else:
+                    cols[col.name] = pd.Series(np.full(n, np.nan) if dtype == "float64" else [None] * n, dtype=dtype)
+                type_fail[col.name].append(np.zeros(n, dtype=bool))
+        frames.append(pd.DataFrame(cols))
+        raw_tables.append(pf.table)
+        offsets.append(offset)
+        offset += n
+        src_file.append(np.full(n, pf.name, dtype=object))
+        src_row.append(np.arange(1, n + 1, dtype=np.int64))
+        missing.append(np.full(n, bool(pf.missing_columns)))
+        if pf.missing_columns:
+            missing_by_file[pf.name] = pf.missing_columns
+    if frames:
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    else:
+        frame = pd.DataFrame({c: pd.Series([], dtype="float64") for c in contract.column_names})
+
+    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+
+    return Parsed(
+        frame=frame,
+        raw_tables=raw_tables,
+        offsets=offsets,
+        source_file=cat(src_file, object),
+        source_row=cat(src_row, np.int64),
+        type_fail_cols={c: cat(v, bool) for c, v in type_fail.items()},
+        missing_mask=cat(missing, bool),
+        missing_cols_by_file=missing_by_file,
+        malformed=malformed,
+        extra_cols_by_file=extra_by_file,
+    )

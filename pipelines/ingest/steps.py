@@ -3,9 +3,43 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """What the ingest DAG's validate task returns, and announces on the dataset's validated asset."""
+
+    ds: str
+    model: str
+    dataset: str
+    status: str
+    landed_rows: int
+    validated_rows: int
+    quarantined_rows: int
+    rules_failed: list[str]
+    report: str
+
+    @classmethod
+    def of(cls, summary: dict[str, Any]) -> ValidationOutcome:
+        return cls(**{k: summary[k] for k in cls.__dataclass_fields__})
+
+    def xcom(self) -> dict[str, Any]:
+        """The task's return value (shown in the UI's XCom tab)."""
+        return {k: v for k, v in asdict(self).items() if k not in ("model", "dataset")}
+
+    def asset_extra(self) -> dict[str, Any]:
+        """The validated asset event's ``extra``: the partition, and where its report is."""
+        return {
+            "ds": self.ds,
+            "model": self.model,
+            "dataset": self.dataset,
+            "validated_rows": self.validated_rows,
+            "report": self.report,
+        }
 
 
 def landing_ready(model: str, ds: str) -> bool:
@@ -25,9 +59,9 @@ def landing_ready(model: str, ds: str) -> bool:
     return True
 
 
-def run_validation(model: str, ds: str) -> dict[str, Any]:
+def run_validation(model: str, ds: str) -> ValidationOutcome:
     """Validate a partition for a model project (see :func:`pipelines.ingest.validation.validate_partition`)."""
     from pipelines.core.config import load_project
     from pipelines.ingest.validation import validate_partition
 
-    return validate_partition(load_project(model), ds)
+    return ValidationOutcome.of(validate_partition(load_project(model), ds))

@@ -149,7 +149,6 @@ def plan_run(
     """
     from pipelines.core.storage import get_storage
     from pipelines.scoring.chunks import ChunkReader
-    from pipelines.scoring.pin import pin_model
 
     ds = ds_str(ds)
     storage = storage or get_storage()
@@ -173,7 +172,16 @@ def plan_run(
         )
         return {**plan, "committed": sorted(int(i) for i in committed), "resumed": True}
     rows_per_chunk = chunk_rows or project.scoring.chunk_rows
-    choice = model_choice or project.scoring.model_choice
+    plan = _new_plan(project, ds, input_info, rows_per_chunk, model_choice or project.scoring.model_choice, storage)
+    return {**plan, "committed": [], "resumed": False}
+
+
+def _new_plan(
+    project: ProjectConfig, ds: str, input_info: dict[str, Any], rows_per_chunk: int, choice: str, storage: Storage
+) -> dict[str, Any]:
+    """Pin the version afresh, chunk the input, and replace the partition's plan (stale plans' chunks go)."""
+    from pipelines.scoring.pin import pin_model
+
     pin = pin_model(project, ds, choice).as_dict()
     chunks = plan_chunks(input_info["rows"], rows_per_chunk)
     if len(chunks) > MAX_CHUNKS:
@@ -210,4 +218,4 @@ def plan_run(
         input_info["rows"],
         plan["plan_id"],
     )
-    return {**plan, "committed": [], "resumed": False}
+    return plan

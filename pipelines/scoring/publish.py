@@ -81,6 +81,12 @@ def scores_manifest(project: ProjectConfig, ds: str, plan: dict, committed: dict
     }
 
 
+def announcement(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the publish task returns and puts in the scores asset event's ``extra``: the partition and its version."""
+    keys = ("model", "ds", "model_version", "model_choice", "mlflow_run_id", "rows", "chunks", "output")
+    return {k: manifest[k] for k in keys}
+
+
 def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | None = None) -> dict[str, Any]:
     """Stream the plan's committed chunks into one Parquet file and replace the partition's file atomically.
 

@@ -163,10 +163,8 @@ def _holdout_scores(model_uri: str, rows: Any, task: str) -> Any:
 
 def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[str, Any]:
     """Score challenger and champion on a common holdout and check every criterion (no registry change)."""
-
-    from pipelines.core.metrics import METRICS, evaluate
-    from pipelines.core.tracking import client, window
-    from pipelines.training.train import labelled
+    from pipelines.core.tracking import client
+    from pipelines.training.dataset import labelled
 
     c = client()
     versions = c.search_model_versions(f"name='{project.name}'")
@@ -174,13 +172,11 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
         raise MissingInput(f"{project.name}: no registered version to gate; run `pipelines train` first")
     candidate = str(candidate or max(int(v.version) for v in versions))
     champion = _alias_version(c, project.name, CHAMPION)
-    cfg = project.gate
-    primary = METRICS[project.metrics.primary]
     decision: dict[str, Any] = {
         "model": project.name,
         "candidate": candidate,
         "champion": champion,
-        "primary_metric": primary.name,
+        "primary_metric": project.metrics.primary,
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "criteria": [],
         "notes": [],
@@ -189,73 +185,67 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
         decision.update(passed=False, noop=True, failed=[])
         decision["notes"].append(f"version {candidate} is already the champion: nothing to do")
         return decision
-
-    holdout = _holdout(project, c, candidate)
-    if champion is not None:
-        seen = window(c.get_model_version(project.name, champion).tags, "training_window")
-        if seen:
-            before = holdout["ds"].nunique()
-            holdout = holdout[(holdout["ds"] < seen[0]) | (holdout["ds"] > seen[1])]
-            dropped = before - holdout["ds"].nunique()
-            if dropped:
-                decision["notes"].append(
-                    f"{dropped} holdout day(s) dropped: champion v{champion} trained on {seen[0]}..{seen[1]}"
-                )
+    holdout = _common_holdout(project, c, candidate, champion, decision["notes"])
     rows, y = labelled(holdout, project)
     decision["holdout_rows"] = len(rows)
     decision["holdout_days"] = sorted(holdout["ds"].unique().tolist())
-    y = y.to_numpy()
     if len(rows) == 0:
         decision["criteria"].append(
             {"name": "common_holdout", "passed": False, "detail": "no holdout day that neither model trained on"}
         )
         decision.update(passed=False, failed=["common_holdout"])
         return decision
-
     task = project.target.task
-    names = list(dict.fromkeys([primary.name, *project.metrics.secondary, *cfg.floors, *cfg.min_change]))
     ch_score = _holdout_scores(f"models:/{project.name}/{candidate}", rows, task)
-    ch = evaluate(task, names, y, ch_score)
-    decision["challenger_metrics"] = ch
-    crit = decision["criteria"]
-    for name, bound in cfg.floors.items():
-        m = METRICS[name]
-        ok = ch[name] == ch[name] and (ch[name] >= bound if m.greater_is_better else ch[name] <= bound)
-        crit.append(
-            {
-                "name": f"floor:{name}",
-                "passed": bool(ok),
-                "value": ch[name],
-                "bound": bound,
-                "direction": ">=" if m.greater_is_better else "<=",
-            }
-        )
+    cp_score = None if champion is None else _holdout_scores(f"models:/{project.name}/{champion}", rows, task)
+    verdict = judge(project, rows, y.to_numpy(), ch_score, cp_score)
+    decision["notes"] += verdict.pop("notes")
+    decision.update(verdict)
+    return decision
+
+
+def _common_holdout(project: ProjectConfig, c: Any, candidate: str, champion: str | None, notes: list[str]) -> Any:
+    """The challenger's holdout minus every day the champion trained on."""
+    from pipelines.core.tracking import window
+
+    holdout = _holdout(project, c, candidate)
+    if champion is None:
+        return holdout
+    seen = window(c.get_model_version(project.name, champion).tags, "training_window")
+    if seen:
+        before = holdout["ds"].nunique()
+        holdout = holdout[(holdout["ds"] < seen[0]) | (holdout["ds"] > seen[1])]
+        dropped = before - holdout["ds"].nunique()
+        if dropped:
+            notes.append(f"{dropped} holdout day(s) dropped: champion v{champion} trained on {seen[0]}..{seen[1]}")
+    return holdout
+
+
+def judge(
+    project: ProjectConfig, rows: pd.DataFrame, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray | None
+) -> dict[str, Any]:
+    """Every criterion on the common holdout's labels and both models' scores (pure).
+
+    Without a champion only the floors apply. Returns ``criteria``,
+    ``challenger_metrics`` (and ``champion_metrics``), ``passed``, ``failed``
+    and ``notes``.
+    """
+    from pipelines.core.metrics import METRICS, evaluate
+
+    cfg = project.gate
+    task = project.target.task
+    primary = METRICS[project.metrics.primary]
+    names = list(dict.fromkeys([primary.name, *project.metrics.secondary, *cfg.floors, *cfg.min_change]))
+    ch = evaluate(task, names, y, challenger)
+    out: dict[str, Any] = {"challenger_metrics": ch, "notes": []}
+    criteria = [_floor(name, bound, ch) for name, bound in cfg.floors.items()]
     if champion is not None:
-        cp_score = _holdout_scores(f"models:/{project.name}/{champion}", rows, task)
-        cp = evaluate(task, names, y, cp_score)
-        decision["champion_metrics"] = cp
-        for name, change in cfg.min_change.items():
-            m = METRICS[name]
-            gain = m.gain(ch[name], cp[name])
-            rel = gain / abs(cp[name]) if cp[name] else float("inf")
-            ok = (change.absolute is None or gain >= change.absolute) and (
-                change.relative is None or rel >= change.relative
-            )
-            crit.append(
-                {
-                    "name": f"min_change:{name}",
-                    "passed": bool(ok),
-                    "challenger": ch[name],
-                    "champion": cp[name],
-                    "gain": gain,
-                    "relative_gain": rel,
-                    "required_absolute": change.absolute,
-                    "required_relative": change.relative,
-                }
-            )
+        cp = evaluate(task, names, y, champion)
+        out["champion_metrics"] = cp
+        criteria += [_min_change(name, change, ch, cp) for name, change in cfg.min_change.items()]
         b = cfg.bootstrap
-        ci = _bootstrap(primary, y, ch_score, cp_score, b.samples, b.seed, b.confidence)
-        crit.append(
+        ci = _bootstrap(primary, y, challenger, champion, b.samples, b.seed, b.confidence)
+        criteria.append(
             {
                 "name": f"bootstrap:{primary.name}",
                 "passed": ci["low"] > -b.tolerance,
@@ -265,13 +255,47 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
                 "seed": b.seed,
             }
         )
-        for col in cfg.slices.columns:
-            crit.append(slice_criterion(rows, col, y, ch_score, cp_score, primary, cfg.slices))
+        criteria += [
+            slice_criterion(rows, col, y, challenger, champion, primary, cfg.slices) for col in cfg.slices.columns
+        ]
     else:
-        decision["notes"].append("no champion yet: only the floors apply")
-    failed = [c_["name"] for c_ in crit if not c_["passed"]]
-    decision.update(passed=not failed, failed=failed)
-    return decision
+        out["notes"].append("no champion yet: only the floors apply")
+    failed = [c_["name"] for c_ in criteria if not c_["passed"]]
+    return {**out, "criteria": criteria, "passed": not failed, "failed": failed}
+
+
+def _floor(name: str, bound: float, ch: dict[str, float]) -> dict[str, Any]:
+    """An absolute bound on one of the challenger's metrics (a NaN never passes)."""
+    from pipelines.core.metrics import METRICS
+
+    m = METRICS[name]
+    ok = ch[name] == ch[name] and (ch[name] >= bound if m.greater_is_better else ch[name] <= bound)
+    return {
+        "name": f"floor:{name}",
+        "passed": bool(ok),
+        "value": ch[name],
+        "bound": bound,
+        "direction": ">=" if m.greater_is_better else "<=",
+    }
+
+
+def _min_change(name: str, change: Any, ch: dict[str, float], cp: dict[str, float]) -> dict[str, Any]:
+    """The minimum absolute and/or relative improvement over the champion on one metric."""
+    from pipelines.core.metrics import METRICS
+
+    gain = METRICS[name].gain(ch[name], cp[name])
+    rel = gain / abs(cp[name]) if cp[name] else float("inf")
+    ok = (change.absolute is None or gain >= change.absolute) and (change.relative is None or rel >= change.relative)
+    return {
+        "name": f"min_change:{name}",
+        "passed": bool(ok),
+        "challenger": ch[name],
+        "champion": cp[name],
+        "gain": gain,
+        "relative_gain": rel,
+        "required_absolute": change.absolute,
+        "required_relative": change.relative,
+    }
 
 
 def _numbers(criterion: dict[str, Any]) -> str:
@@ -376,12 +400,11 @@ def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: b
         d.get("decision_uri", "(dry run: not recorded)"),
     )
     if not d["passed"]:
-        err = GateRejected(
+        raise GateRejected(
             f"{project.name} v{d['candidate']} rejected by the gate: failed {', '.join(d['failed'])}; "
-            f"champion stays {d['champion'] or '(none)'}"
+            f"champion stays {d['champion'] or '(none)'}",
+            decision=d,
         )
-        err.decision = d  # type: ignore[attr-defined]
-        raise err
     return d
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from pipelines.core.partitions import ds_str, partitions_from_events
@@ -55,7 +56,52 @@ def training_request(
     return {"end_ds": end, "trigger": trigger, "evidence": {"logical_date": logical_date.isoformat()}, "force": force}
 
 
-def run_training(model: str, request: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """What the retrain DAG's train task returns: the registered version and what it was trained on."""
+
+    model: str
+    version: str
+    run_id: str
+    metrics: dict[str, Any]
+    fingerprint: str
+    train_days: list[str]
+    holdout_days: list[str]
+    trigger: str
+    reused: bool
+
+    def xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class GateOutcome:
+    """What the retrain DAG's gate task returns; a rejection is an outcome here, not a failure."""
+
+    model: str
+    candidate: str
+    champion: str | None
+    passed: bool
+    promoted: bool
+    failed: list[str]
+    notes: list[str]
+    decision_uri: str | None
+
+    def xcom(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def champion_event(decision: Mapping[str, Any]) -> dict[str, Any]:
+    """The champion asset event's ``extra`` for a gate decision that moved the alias."""
+    return {
+        "model": decision["model"],
+        "version": decision["candidate"],
+        "previous": decision["champion"],
+        "decision": decision["decision_uri"],
+    }
+
+
+def run_training(model: str, request: Mapping[str, Any]) -> TrainingOutcome:
     """Train a challenger for a retrain run (one call from the DAG task)."""
     from pipelines.core.config import load_project
     from pipelines.training.train import train_challenger
@@ -67,23 +113,10 @@ def run_training(model: str, request: Mapping[str, Any]) -> dict[str, Any]:
         evidence=dict(request.get("evidence") or {}),
         force=bool(request.get("force")),
     )
-    return {
-        k: r[k]
-        for k in (
-            "model",
-            "version",
-            "run_id",
-            "metrics",
-            "fingerprint",
-            "train_days",
-            "holdout_days",
-            "trigger",
-            "reused",
-        )
-    }
+    return TrainingOutcome(**{k: r[k] for k in TrainingOutcome.__dataclass_fields__})
 
 
-def run_gate_step(model: str, version: str) -> dict[str, Any]:
+def run_gate_step(model: str, version: str) -> GateOutcome:
     """Gate a version; a rejection is an outcome here, not a failure (the decision says why)."""
     from pipelines.core.config import load_project
     from pipelines.core.errors import GateRejected
@@ -92,9 +125,7 @@ def run_gate_step(model: str, version: str) -> dict[str, Any]:
     try:
         d = run_gate(load_project(model), version)
     except GateRejected as rejected:
-        d = getattr(rejected, "decision", {"passed": False, "failed": [str(rejected)]})
+        d = rejected.decision or {"passed": False, "failed": [str(rejected)]}
         d["promoted"] = False
         log.warning("%s", rejected)
-    return {
-        k: d.get(k) for k in ("model", "candidate", "champion", "passed", "promoted", "failed", "notes", "decision_uri")
-    }
+    return GateOutcome(**{k: d.get(k) for k in GateOutcome.__dataclass_fields__})

@@ -1,37 +1,33 @@
-"""Training sets and challenger training, tracked in MLflow.
+"""Challenger training, tracked in MLflow.
 
-``build_training_set`` reads the validated partitions of a window ending at
-``end_ds``, keeps the last ``holdout_days`` of it as a holdout that training
-never sees, and writes both as deterministic Parquet under
-``training/<model>/ds=<end_ds>/`` with a manifest. The fingerprint is the hash
-DVC gives that folder (``md5`` of its sorted file list, suffixed ``.dir``), so
-``dvc add`` or a DVC stage on the same data reports the same value.
-
-``train_challenger`` fits the project's pipeline (features + encoding +
-estimator, one object), evaluates it on the holdout, and logs everything to
-one MLflow run: params, metrics, the training and holdout sets as dataset
-inputs with their digests and sources, tags for window, fingerprint, contract
-version, code version, trigger and evidence, the reference profile for drift,
-and the model itself, registered as a new version of the project's model.
+:func:`train_challenger` builds the window's training set
+(:mod:`~pipelines.training.dataset`), fits the project's pipeline (features +
+encoding + estimator, one object), evaluates it on the holdout, and logs
+everything to one MLflow run: params, metrics, the training and holdout sets
+as dataset inputs with their digests and sources, tags for window,
+fingerprint, contract version, code version, trigger and evidence, the drift
+references (:mod:`~pipelines.training.reference`), and the model itself,
+registered as a new version of the project's model.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
 import os
 import subprocess
+import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import ConfigError, MissingInput, NoValidatedPartition
+from pipelines.core.errors import ConfigError, MissingInput
 from pipelines.core.features import PREDICTION_COLUMN, TARGET_COLUMN
-from pipelines.core.partitions import date_range, ds_str
 from pipelines.core.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from pipelines.core.config import ProjectConfig
@@ -40,126 +36,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRIGGERS = ("manual", "schedule", "drift")
-
-
-def dvc_dir_md5(files: dict[str, bytes]) -> str:
-    """The hash DVC gives a directory holding ``files`` (relpath -> content)."""
-    entries = sorted(
-        ({"md5": hashlib.md5(data).hexdigest(), "relpath": rel} for rel, data in files.items()),  # noqa: S324 - DVC's hash
-        key=lambda e: e["relpath"],
-    )
-    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"  # noqa: S324
-
-
-def window(project: ProjectConfig, end_ds: str) -> dict[str, list[str]]:
-    """The days of the training window ending at ``end_ds``, split into train and holdout."""
-    end = dt.date.fromisoformat(ds_str(end_ds))
-    start = end - dt.timedelta(days=project.training.window_days - 1)
-    days = date_range(start, end)
-    cut = len(days) - project.training.holdout_days
-    return {"train": days[:cut], "holdout": days[cut:]}
-
-
-def _read_days(storage: Storage, dataset: str, days: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    import pandas as pd
-
-    frames, missing = [], []
-    for ds in days:
-        try:
-            frame = catalog.read_validated(storage, dataset, ds)
-        except NoValidatedPartition:
-            missing.append(ds)
-            continue
-        frame.insert(0, "ds", ds)
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame(), missing
-    return pd.concat(frames, ignore_index=True), missing
-
-
-def _parquet_bytes(frame: pd.DataFrame) -> bytes:
-    import io
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    # No pandas metadata, fixed options: identical rows give identical bytes.
-    pq.write_table(
-        pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None),
-        buf,
-        compression="zstd",
-        write_statistics=True,
-    )
-    return buf.getvalue()
-
-
-def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage | None = None) -> dict[str, Any]:
-    """Build, write and fingerprint the training and holdout sets for a window.
-
-    Days without a validated partition (halted, not landed) are skipped and
-    listed in the manifest.
-
-    Raises:
-        MissingInput: the train part or the holdout part of the window has no data.
-    """
-    from pipelines.core.contracts import contract_for
-    from pipelines.core.storage import get_storage
-
-    storage = storage or get_storage()
-    end_ds = ds_str(end_ds)
-    days = window(project, end_ds)
-    contract = contract_for(project)
-    key = contract.primary_key or []
-    parts = {}
-    missing: list[str] = []
-    for part, part_days in days.items():
-        frame, gone = _read_days(storage, project.dataset.name, part_days)
-        missing += gone
-        if frame.empty:
-            raise MissingInput(
-                f"{project.name}: no validated data for the {part} days {part_days[0]}..{part_days[-1]} "
-                f"of the window ending {end_ds}"
-            )
-        parts[part] = frame.sort_values(["ds", *key], kind="stable").reset_index(drop=True)
-    payloads = {
-        catalog.TRAIN_FILE: _parquet_bytes(parts["train"]),
-        catalog.HOLDOUT_FILE: _parquet_bytes(parts["holdout"]),
-    }
-    fingerprint = dvc_dir_md5(payloads)
-    for name, data in payloads.items():
-        storage.write_bytes(catalog.training_file(project.name, end_ds, name), data)
-    manifest = {
-        "model": project.name,
-        "dataset": project.dataset.name,
-        "end_ds": end_ds,
-        # The days that actually hold data (a window may reach before the feed).
-        "train_days": [parts["train"]["ds"].iloc[0], parts["train"]["ds"].iloc[-1]],
-        "holdout_days": [parts["holdout"]["ds"].iloc[0], parts["holdout"]["ds"].iloc[-1]],
-        "window": [days["train"][0], days["holdout"][-1]],
-        "missing_days": missing,
-        "train_rows": len(parts["train"]),
-        "holdout_rows": len(parts["holdout"]),
-        "fingerprint": fingerprint,
-        "files": {n: hashlib.md5(d).hexdigest() for n, d in payloads.items()},  # noqa: S324
-        "contract": contract.id,
-        "contract_version": contract.version,
-        "uri": storage.uri(catalog.training_dir(project.name, end_ds)),
-    }
-    storage.write_json(catalog.training_set_record(project.name, end_ds), manifest)
-    log.info(
-        "%s training set for window ending %s: %d train rows (%s..%s), %d holdout rows (%s..%s), %d day(s) missing, "
-        "fingerprint %s",
-        project.name,
-        end_ds,
-        manifest["train_rows"],
-        *manifest["train_days"],
-        manifest["holdout_rows"],
-        *manifest["holdout_days"],
-        len(missing),
-        fingerprint,
-    )
-    return {**manifest, "frames": parts}
+#: Version tags copied from the run, so registry searches need no run lookups.
+VERSION_TAGS = (
+    "trigger",
+    "training_window",
+    "holdout_window",
+    "data_fingerprint",
+    "contract_version",
+    "code_version",
+    "config_hash",
+)
 
 
 def code_version() -> str:
@@ -191,64 +77,18 @@ def config_hash(project: ProjectConfig) -> str:
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def labelled(frame: pd.DataFrame, project: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
-    """Rows whose outcome is known (cancelled flights have none), and their target."""
-    from pipelines.core.features import make_target
+@dataclass
+class Fitted:
+    """A fitted pipeline and its holdout evaluation."""
 
-    y = make_target(frame, project)
-    keep = y.notna()
-    return frame.loc[keep].reset_index(drop=True), y.loc[keep].reset_index(drop=True)
-
-
-def reference_profile(features: pd.DataFrame, spec: Any, bins: int = 20, top: int = 50) -> dict[str, Any]:
-    """Feature distributions of the training data, stored with the model for drift checks."""
-    import numpy as np
-
-    profile: dict[str, Any] = {"rows": len(features), "numeric": {}, "categorical": {}}
-    for col in spec.numeric_out:
-        v = features[col].to_numpy(dtype="float64", na_value=np.nan)
-        ok = v[~np.isnan(v)]
-        if len(ok):
-            edges = np.unique(np.quantile(ok, np.linspace(0, 1, bins + 1)))
-            counts, _ = np.histogram(ok, bins=edges) if len(edges) > 1 else (np.array([len(ok)]), None)
-        else:
-            edges, counts = np.array([]), np.array([])
-        profile["numeric"][col] = {
-            "null_share": float(np.isnan(v).mean()) if len(v) else 0.0,
-            "mean": float(ok.mean()) if len(ok) else None,
-            "std": float(ok.std()) if len(ok) else None,
-            "quantiles": {str(q): float(np.quantile(ok, q)) for q in (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)}
-            if len(ok)
-            else {},
-            "bin_edges": edges.tolist(),
-            "bin_counts": counts.tolist(),
-        }
-    for col in spec.categorical_out:
-        counts = features[col].fillna("<null>").astype(str).value_counts()
-        shares = (counts / max(len(features), 1)).round(6)
-        profile["categorical"][col] = {
-            "top": shares.head(top).to_dict(),
-            "other_share": float(shares.iloc[top:].sum()),
-            "distinct": len(counts),
-        }
-    return profile
-
-
-def drift_reference(project: ProjectConfig, spec: Any, rows: pd.DataFrame, y: pd.Series) -> pd.DataFrame:
-    """A seeded sample of the training rows as the drift step needs them: features and label.
-
-    Features are computed here, once per version, so a daily drift check
-    only loads a Parquet file. ``drift.reference_sample_rows`` bounds its
-    size. (The score's reference is the holdout's, out of sample: scores on
-    training rows are sharper than any live day's.)
-    """
-    from pipelines.core.features import make_features
-
-    n = min(len(rows), project.drift.reference_sample_rows)
-    sample = rows.sample(n=n, random_state=0).sort_index()
-    frame = make_features(sample, spec).reset_index(drop=True)
-    frame[TARGET_COLUMN] = y.loc[sample.index].to_numpy(dtype="float64")
-    return frame
+    pipeline: Any
+    train_x: pd.DataFrame
+    train_y: pd.Series
+    hold_x: pd.DataFrame
+    hold_y: pd.Series
+    scores: np.ndarray
+    metrics: dict[str, float]
+    seconds: float
 
 
 def train_challenger(
@@ -271,17 +111,11 @@ def train_challenger(
         ``model``, ``version``, ``run_id``, ``metrics`` (holdout), ``fingerprint``,
         ``train_days``, ``holdout_days``, ``model_uri`` and the training-set URI.
     """
-    import tempfile
-    import time
-
-    import pandas as pd
-
     from pipelines.core.contracts import contract_for
-    from pipelines.core.features import feature_spec, make_features
-    from pipelines.core.metrics import evaluate
-    from pipelines.core.model import build_pipeline, fit, predict_scores
+    from pipelines.core.features import feature_spec
     from pipelines.core.storage import get_storage
-    from pipelines.core.tracking import client, configure, experiment_id, run_link
+    from pipelines.core.tracking import run_link
+    from pipelines.training.dataset import build_training_set
 
     if trigger not in TRIGGERS:
         raise ConfigError(f"unknown trigger {trigger!r} (one of {TRIGGERS})")
@@ -300,34 +134,70 @@ def train_challenger(
                 ts["fingerprint"],
             )
             return {**existing, "trigger": trigger, "training_set": ts["uri"], "seconds": 0.0}
+    fitted = _fit(project, spec, ts, t0)
+    tags = _run_tags(project, contract, ts, trigger, evidence)
+    run, version = _log_run(project, spec, ts, fitted, tags, storage)
+    primary = project.metrics.primary
+    log.info(
+        "%s: trained version %s (run %s) on %s, holdout %s=%.4f, fingerprint %s; MLflow: %s",
+        project.name,
+        version,
+        run.info.run_id,
+        tags["training_window"],
+        primary,
+        fitted.metrics[primary],
+        ts["fingerprint"],
+        run_link(run.info.run_id, run.info.experiment_id),
+    )
+    return {
+        "model": project.name,
+        "version": version,
+        "run_id": run.info.run_id,
+        "model_uri": f"models:/{project.name}/{version}",
+        "metrics": {k: (None if v != v else round(v, 6)) for k, v in fitted.metrics.items()},
+        "fingerprint": ts["fingerprint"],
+        "train_days": ts["train_days"],
+        "holdout_days": ts["holdout_days"],
+        "missing_days": ts["missing_days"],
+        "train_rows": len(fitted.train_x),
+        "holdout_rows": len(fitted.hold_x),
+        "trigger": trigger,
+        "training_set": ts["uri"],
+        "seconds": round(time.monotonic() - t0, 2),
+        "reused": False,
+    }
+
+
+def _fit(project: ProjectConfig, spec: Any, ts: dict[str, Any], t0: float) -> Fitted:
+    """Fit the project's pipeline on the labelled training rows and evaluate it on the holdout."""
+    from pipelines.core.metrics import evaluate
+    from pipelines.core.model import build_pipeline, fit, predict_scores
+    from pipelines.training.dataset import labelled
+
     train_x, train_y = labelled(ts["frames"]["train"], project)
     hold_x, hold_y = labelled(ts["frames"]["holdout"], project)
     if train_y.nunique() < 2 and project.target.task == "classification":
         raise MissingInput(f"{project.name}: the training window has a single class; cannot train")
-
     pipeline = build_pipeline(project, spec)
-    train_window = f"{ts['train_days'][0]}..{ts['train_days'][1]}"
-    fit(pipeline, train_x, train_y.to_numpy(), label=f"{project.name} {train_window}")
+    fit(pipeline, train_x, train_y.to_numpy(), label=f"{project.name} {ts['train_days'][0]}..{ts['train_days'][1]}")
     scores = predict_scores(pipeline, hold_x, project.target.task)
     names = [project.metrics.primary, *project.metrics.secondary]
     metrics = evaluate(project.target.task, names, hold_y.to_numpy(), scores)
     if project.target.task == "classification":
         metrics["holdout_positive_share"] = float(hold_y.mean())
         metrics["predicted_positive_share"] = float((scores >= project.metrics.classification_threshold).mean())
-    fit_seconds = time.monotonic() - t0
+    return Fitted(pipeline, train_x, train_y, hold_x, hold_y, scores, metrics, time.monotonic() - t0)
 
-    configure()
-    import mlflow
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
 
-    exp_id = experiment_id(project.name)
-    log.info("%s: holdout %s=%.4f; logging the run and model to MLflow", project.name, names[0], metrics[names[0]])
-    tags = {
+def _run_tags(
+    project: ProjectConfig, contract: Any, ts: dict[str, Any], trigger: str, evidence: dict[str, Any] | None
+) -> dict[str, str]:
+    """What the run records about why and on what it trained (lineage reads these)."""
+    return {
         "model_project": project.name,
         "trigger": trigger,
         "trigger_evidence": json.dumps(evidence or {}, sort_keys=True),
-        "training_window": train_window,
+        "training_window": f"{ts['train_days'][0]}..{ts['train_days'][1]}",
         "holdout_window": f"{ts['holdout_days'][0]}..{ts['holdout_days'][1]}",
         "end_ds": ts["end_ds"],
         "data_fingerprint": ts["fingerprint"],
@@ -337,109 +207,114 @@ def train_challenger(
         "config_hash": config_hash(project),
         "training_set_uri": ts["uri"],
     }
-    raw_cols = spec.raw_inputs
-    with mlflow.start_run(experiment_id=exp_id, run_name=f"{project.name} train {ts['end_ds']}", tags=tags) as run:
-        mlflow.log_params(
-            {
-                "model_family": project.model.family,
-                "estimator": type(pipeline.named_steps["model"]).__name__,
-                **{f"model__{k}": v for k, v in sorted(project.model.params.items())},
-                "window_days": project.training.window_days,
-                "holdout_days": project.training.holdout_days,
-                "features_numeric": ",".join(spec.numeric),
-                "features_categorical": ",".join(spec.categorical),
-                "features_derived": ",".join(spec.derived),
-                "target": project.target.column,
-                "task": project.target.task,
-                "positive_threshold": project.target.positive_threshold,
-                "train_rows": len(train_x),
-                "holdout_rows": len(hold_x),
-                "missing_days": ",".join(ts["missing_days"]) or "-",
-            }
-        )
-        for context, frame, name in (
-            ("training", ts["frames"]["train"], catalog.TRAIN_FILE),
-            ("evaluation", ts["frames"]["holdout"], catalog.HOLDOUT_FILE),
-        ):
-            dataset = mlflow.data.from_pandas(
-                frame,
-                source=storage.uri(catalog.training_file(project.name, ts["end_ds"], name)),
-                name=f"{project.dataset.name}-{context}",
-                targets=project.target.column,
-                digest=ts["files"][name][:16],
-            )
-            mlflow.log_input(dataset, context=context)
-        mlflow.log_metrics({f"holdout_{k}": v for k, v in metrics.items() if v == v} | {"fit_seconds": fit_seconds})
-        features = make_features(train_x, spec)
-        mlflow.log_dict(reference_profile(features, spec), catalog.REFERENCE_PROFILE)
-        reference = drift_reference(project, spec, train_x, train_y)
+
+
+def _params(project: ProjectConfig, spec: Any, ts: dict[str, Any], fitted: Fitted) -> dict[str, Any]:
+    return {
+        "model_family": project.model.family,
+        "estimator": type(fitted.pipeline.named_steps["model"]).__name__,
+        **{f"model__{k}": v for k, v in sorted(project.model.params.items())},
+        "window_days": project.training.window_days,
+        "holdout_days": project.training.holdout_days,
+        "features_numeric": ",".join(spec.numeric),
+        "features_categorical": ",".join(spec.categorical),
+        "features_derived": ",".join(spec.derived),
+        "target": project.target.column,
+        "task": project.target.task,
+        "positive_threshold": project.target.positive_threshold,
+        "train_rows": len(fitted.train_x),
+        "holdout_rows": len(fitted.hold_x),
+        "missing_days": ",".join(ts["missing_days"]) or "-",
+    }
+
+
+def _log_run(
+    project: ProjectConfig, spec: Any, ts: dict[str, Any], fitted: Fitted, tags: dict[str, str], storage: Storage
+) -> tuple[Any, str]:
+    """One MLflow run with everything about the challenger; registers it and tags the new version."""
+    from pipelines.core.tracking import client, configure, experiment_id
+
+    configure()
+    import mlflow
+    import mlflow.sklearn
+
+    primary = project.metrics.primary
+    log.info("%s: holdout %s=%.4f; logging the run and model to MLflow", project.name, primary, fitted.metrics[primary])
+    name = f"{project.name} train {ts['end_ds']}"
+    with mlflow.start_run(experiment_id=experiment_id(project.name), run_name=name, tags=tags) as run:
+        mlflow.log_params(_params(project, spec, ts, fitted))
+        _log_inputs(mlflow, project, ts, storage)
+        metrics = {f"holdout_{k}": v for k, v in fitted.metrics.items() if v == v}
+        mlflow.log_metrics(metrics | {"fit_seconds": fitted.seconds})
         mlflow.log_dict({k: ts[k] for k in ts if k != "frames"}, catalog.TRAINING_SET_RECORD)
-        example = train_x[raw_cols].head(5)
-        signature = infer_signature(example, predict_scores(pipeline, example, project.target.task))
-        info = mlflow.sklearn.log_model(
-            pipeline,
-            name="model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=project.name,
-            pyfunc_predict_fn="predict_proba" if project.target.task == "classification" else "predict",
-            serialization_format="cloudpickle",
-        )
-        # The drift step's references, precomputed once here rather than on every check:
-        # training features, and out-of-sample scores with their labels (the holdout).
-        holdout_ref = pd.DataFrame({PREDICTION_COLUMN: scores, TARGET_COLUMN: hold_y.to_numpy(dtype="float64")})
-        with tempfile.TemporaryDirectory() as tmp:
-            for artifact, frame in (
-                (catalog.DRIFT_REFERENCE, reference),
-                (catalog.HOLDOUT_SCORES_REFERENCE, holdout_ref),
-            ):
-                folder, _, name = artifact.rpartition("/")
-                path = os.path.join(tmp, name)
-                frame.to_parquet(path, index=False)
-                mlflow.log_artifact(path, artifact_path=folder)
+        info = _log_model(mlflow, project, spec, fitted)
+        _log_references(mlflow, project, spec, fitted)
     version = str(info.registered_model_version)
     c = client()
-    for k in (
-        "trigger",
-        "training_window",
-        "holdout_window",
-        "data_fingerprint",
-        "contract_version",
-        "code_version",
-        "config_hash",
-    ):
+    for k in VERSION_TAGS:
         c.set_model_version_tag(project.name, version, k, tags[k])
-    c.set_model_version_tag(
-        project.name, version, "primary_metric", f"{project.metrics.primary}={metrics[project.metrics.primary]:.6f}"
+    c.set_model_version_tag(project.name, version, "primary_metric", f"{primary}={fitted.metrics[primary]:.6f}")
+    return run, version
+
+
+def _log_inputs(mlflow: Any, project: ProjectConfig, ts: dict[str, Any], storage: Storage) -> None:
+    """The training and holdout sets as the run's dataset inputs, with their digests and storage URIs."""
+    for context, part, name in (
+        ("training", "train", catalog.TRAIN_FILE),
+        ("evaluation", "holdout", catalog.HOLDOUT_FILE),
+    ):
+        dataset = mlflow.data.from_pandas(
+            ts["frames"][part],
+            source=storage.uri(catalog.training_file(project.name, ts["end_ds"], name)),
+            name=f"{project.dataset.name}-{context}",
+            targets=project.target.column,
+            digest=ts["files"][name][:16],
+        )
+        mlflow.log_input(dataset, context=context)
+
+
+def _log_model(mlflow: Any, project: ProjectConfig, spec: Any, fitted: Fitted) -> Any:
+    """The fitted pipeline as one MLflow model (preprocessing included), registered as a new version."""
+    from mlflow.models import infer_signature
+
+    from pipelines.core.model import predict_scores
+
+    example = fitted.train_x[spec.raw_inputs].head(5)
+    signature = infer_signature(example, predict_scores(fitted.pipeline, example, project.target.task))
+    return mlflow.sklearn.log_model(
+        fitted.pipeline,
+        name=catalog.MODEL_ARTIFACT,
+        signature=signature,
+        input_example=example,
+        registered_model_name=project.name,
+        pyfunc_predict_fn="predict_proba" if project.target.task == "classification" else "predict",
+        serialization_format="cloudpickle",
     )
-    log.info(
-        "%s: trained version %s (run %s) on %s, holdout %s=%.4f, fingerprint %s; MLflow: %s",
-        project.name,
-        version,
-        run.info.run_id,
-        tags["training_window"],
-        project.metrics.primary,
-        metrics[project.metrics.primary],
-        ts["fingerprint"],
-        run_link(run.info.run_id, run.info.experiment_id),
-    )
-    return {
-        "model": project.name,
-        "version": version,
-        "run_id": run.info.run_id,
-        "model_uri": f"models:/{project.name}/{version}",
-        "metrics": {k: (None if v != v else round(v, 6)) for k, v in metrics.items()},
-        "fingerprint": ts["fingerprint"],
-        "train_days": ts["train_days"],
-        "holdout_days": ts["holdout_days"],
-        "missing_days": ts["missing_days"],
-        "train_rows": len(train_x),
-        "holdout_rows": len(hold_x),
-        "trigger": trigger,
-        "training_set": ts["uri"],
-        "seconds": round(time.monotonic() - t0, 2),
-        "reused": False,
-    }
+
+
+def _log_references(mlflow: Any, project: ProjectConfig, spec: Any, fitted: Fitted) -> None:
+    """The drift step's references, precomputed once here rather than on every check.
+
+    The training features' profile and a seeded sample of them with labels,
+    and the holdout's out-of-sample scores with their labels.
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from pipelines.core.features import make_features
+    from pipelines.training.reference import drift_reference, reference_profile
+
+    features = make_features(fitted.train_x, spec)
+    mlflow.log_dict(reference_profile(features, spec), catalog.REFERENCE_PROFILE)
+    reference = drift_reference(project, spec, fitted.train_x, fitted.train_y)
+    holdout = pd.DataFrame({PREDICTION_COLUMN: fitted.scores, TARGET_COLUMN: fitted.hold_y.to_numpy(dtype="float64")})
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact, frame in ((catalog.DRIFT_REFERENCE, reference), (catalog.HOLDOUT_SCORES_REFERENCE, holdout)):
+            folder, _, name = artifact.rpartition("/")
+            path = os.path.join(tmp, name)
+            frame.to_parquet(path, index=False)
+            mlflow.log_artifact(path, artifact_path=folder)
 
 
 def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) -> dict[str, Any] | None:

@@ -1,0 +1,159 @@
+"""Training sets: the validated partitions of a window, written deterministically and fingerprinted.
+
+:func:`build_training_set` reads the validated partitions of a window ending
+at ``end_ds``, keeps the last ``holdout_days`` of it as a holdout that
+training never sees, and writes both as deterministic Parquet into the
+window's training folder with a record beside them
+(:mod:`pipelines.core.catalog`). The fingerprint is the hash DVC gives the two
+data files as a folder (``md5`` of its sorted file list, suffixed ``.dir``), so
+``dvc add`` or a DVC stage on the same data reports the same value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pipelines.core import catalog
+from pipelines.core.errors import MissingInput, NoValidatedPartition
+from pipelines.core.partitions import date_range, ds_str
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from pipelines.core.config import ProjectConfig
+    from pipelines.core.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def dvc_dir_md5(files: dict[str, bytes]) -> str:
+    """The hash DVC gives a directory holding ``files`` (relpath -> content)."""
+    entries = sorted(
+        ({"md5": hashlib.md5(data).hexdigest(), "relpath": rel} for rel, data in files.items()),  # noqa: S324 - DVC's hash
+        key=lambda e: e["relpath"],
+    )
+    return hashlib.md5(json.dumps(entries, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"  # noqa: S324
+
+
+def window(project: ProjectConfig, end_ds: str) -> dict[str, list[str]]:
+    """The days of the training window ending at ``end_ds``, split into train and holdout."""
+    end = dt.date.fromisoformat(ds_str(end_ds))
+    start = end - dt.timedelta(days=project.training.window_days - 1)
+    days = date_range(start, end)
+    cut = len(days) - project.training.holdout_days
+    return {"train": days[:cut], "holdout": days[cut:]}
+
+
+def _read_days(storage: Storage, dataset: str, days: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    import pandas as pd
+
+    frames, missing = [], []
+    for ds in days:
+        try:
+            frame = catalog.read_validated(storage, dataset, ds)
+        except NoValidatedPartition:
+            missing.append(ds)
+            continue
+        frame.insert(0, "ds", ds)
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(), missing
+    return pd.concat(frames, ignore_index=True), missing
+
+
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    # No pandas metadata, fixed options: identical rows give identical bytes.
+    pq.write_table(
+        pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None),
+        buf,
+        compression="zstd",
+        write_statistics=True,
+    )
+    return buf.getvalue()
+
+
+def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage | None = None) -> dict[str, Any]:
+    """Build, write and fingerprint the training and holdout sets for a window.
+
+    Days without a validated partition (halted, not landed) are skipped and
+    listed in the manifest.
+
+    Raises:
+        MissingInput: the train part or the holdout part of the window has no data.
+    """
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.storage import get_storage
+
+    storage = storage or get_storage()
+    end_ds = ds_str(end_ds)
+    days = window(project, end_ds)
+    contract = contract_for(project)
+    key = contract.primary_key or []
+    parts = {}
+    missing: list[str] = []
+    for part, part_days in days.items():
+        frame, gone = _read_days(storage, project.dataset.name, part_days)
+        missing += gone
+        if frame.empty:
+            raise MissingInput(
+                f"{project.name}: no validated data for the {part} days {part_days[0]}..{part_days[-1]} "
+                f"of the window ending {end_ds}"
+            )
+        parts[part] = frame.sort_values(["ds", *key], kind="stable").reset_index(drop=True)
+    payloads = {
+        catalog.TRAIN_FILE: _parquet_bytes(parts["train"]),
+        catalog.HOLDOUT_FILE: _parquet_bytes(parts["holdout"]),
+    }
+    fingerprint = dvc_dir_md5(payloads)
+    for name, data in payloads.items():
+        storage.write_bytes(catalog.training_file(project.name, end_ds, name), data)
+    manifest = {
+        "model": project.name,
+        "dataset": project.dataset.name,
+        "end_ds": end_ds,
+        # The days that actually hold data (a window may reach before the feed).
+        "train_days": [parts["train"]["ds"].iloc[0], parts["train"]["ds"].iloc[-1]],
+        "holdout_days": [parts["holdout"]["ds"].iloc[0], parts["holdout"]["ds"].iloc[-1]],
+        "window": [days["train"][0], days["holdout"][-1]],
+        "missing_days": missing,
+        "train_rows": len(parts["train"]),
+        "holdout_rows": len(parts["holdout"]),
+        "fingerprint": fingerprint,
+        "files": {n: hashlib.md5(d).hexdigest() for n, d in payloads.items()},  # noqa: S324
+        "contract": contract.id,
+        "contract_version": contract.version,
+        "uri": storage.uri(catalog.training_dir(project.name, end_ds)),
+    }
+    storage.write_json(catalog.training_set_record(project.name, end_ds), manifest)
+    log.info(
+        "%s training set for window ending %s: %d train rows (%s..%s), %d holdout rows (%s..%s), %d day(s) missing, "
+        "fingerprint %s",
+        project.name,
+        end_ds,
+        manifest["train_rows"],
+        *manifest["train_days"],
+        manifest["holdout_rows"],
+        *manifest["holdout_days"],
+        len(missing),
+        fingerprint,
+    )
+    return {**manifest, "frames": parts}
+
+
+def labelled(frame: pd.DataFrame, project: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:
+    """Rows whose outcome is known (cancelled flights have none), and their target."""
+    from pipelines.core.features import make_target
+
+    y = make_target(frame, project)
+    keep = y.notna()
+    return frame.loc[keep].reset_index(drop=True), y.loc[keep].reset_index(drop=True)
