@@ -278,7 +278,15 @@ def _load_plugins() -> None:
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="pipelines.commands"):
-        ep.load()(app)
+        try:
+            register = ep.load()
+        except ModuleNotFoundError as exc:
+            # The distribution declares the ops tooling, but this install left it
+            # out (the production image ships the library only): no such command.
+            if exc.name != ep.module.split(".")[0]:
+                raise
+            continue
+        register(app)
     _plugins_loaded = True
 
 

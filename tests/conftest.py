@@ -43,6 +43,25 @@ def require(condition: bool, reason: str) -> None:
     pytest.skip(reason)
 
 
+DATASET = "flights"  # the dataset of the flights_delay model, as the seeded roots hold it
+
+
+def validated_tables(root: Path, *, with_reports: bool = False) -> list[str]:
+    """The catalog's folders of the dataset's validated table (and its validation reports) under a root."""
+    from pipelines.core import catalog
+
+    tables = [catalog.validated_table(DATASET)] + ([catalog.validation_reports(DATASET)] if with_reports else [])
+    for table in tables:
+        assert (root / table).is_dir(), f"{root} holds no {table}"
+    return tables
+
+
+def copy_tables(src: Path, dst: Path, tables: list[str]) -> None:
+    """Copy catalog folders (tables, report folders) from one storage root to another."""
+    for table in tables:
+        shutil.copytree(src / table, dst / table)
+
+
 @pytest.fixture
 def data_root(tmp_path, monkeypatch) -> Path:
     """An empty local storage root for this test."""
@@ -55,21 +74,21 @@ def data_root(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def storage(data_root):
-    from pipelines.storage import get_storage
+    from pipelines.core.storage import get_storage
 
     return get_storage()
 
 
 @pytest.fixture
 def project(data_root):
-    from pipelines.config import load_project
+    from pipelines.core.config import load_project
 
     return load_project("flights_delay")
 
 
 @pytest.fixture(scope="session")
 def contract():
-    from pipelines.contracts import load_contract
+    from pipelines.core.contracts import load_contract
 
     return load_contract(ROOT / "data_contracts" / "flights.odcs.yaml")
 
@@ -82,11 +101,11 @@ def january(tmp_path_factory):
     """A storage root with validated partitions for 2013-01-01..31 (no faults)."""
     import logging
 
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-    from pipelines.partitions import date_range
-    from pipelines.storage import LocalStorage
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import LocalStorage
+    from pipelines.ingest.validation import validate_partition
+    from pipelines_ops.demo_data import seed_demo
 
     root = tmp_path_factory.mktemp("january") / "data"
     storage = LocalStorage(root)
@@ -102,7 +121,7 @@ def january(tmp_path_factory):
 def jan_root(january, tmp_path, monkeypatch):
     """A private copy of the validated January, with its own MLflow store."""
     root = tmp_path / "data"
-    shutil.copytree(january / "validated", root / "validated")
+    copy_tables(january, root, validated_tables(january))
     monkeypatch.setenv("PIPELINES_DATA_ROOT", str(root))
     monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
     return root
@@ -113,14 +132,14 @@ def seasons(january, tmp_path_factory):
     """Validated January, 2013-02-01..14 and 2013-06-10..07-08 (no faults): winter and summer for drift."""
     import logging
 
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-    from pipelines.partitions import date_range
-    from pipelines.storage import LocalStorage
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import LocalStorage
+    from pipelines.ingest.validation import validate_partition
+    from pipelines_ops.demo_data import seed_demo
 
     root = tmp_path_factory.mktemp("seasons") / "data"
-    shutil.copytree(january / "validated", root / "validated")
+    copy_tables(january, root, validated_tables(january))
     storage = LocalStorage(root)
     project = load_project("flights_delay")
     logging.getLogger("pipelines").setLevel(logging.WARNING)
@@ -135,8 +154,7 @@ def seasons(january, tmp_path_factory):
 def seasons_root(seasons, tmp_path, monkeypatch):
     """A private copy of ``seasons`` with its own MLflow store and no champion yet."""
     root = tmp_path / "data"
-    for zone in ("validated", "reports"):
-        shutil.copytree(seasons / zone, root / zone)
+    copy_tables(seasons, root, validated_tables(seasons, with_reports=True))
     monkeypatch.setenv("PIPELINES_DATA_ROOT", str(root))
     monkeypatch.setenv("PIPELINES_CODE_VERSION", "test")
     return root

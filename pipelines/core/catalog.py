@@ -69,6 +69,13 @@ GATE_DECISION = "gate/decision.json"
 GATE_DECISION_MD = "gate/decision.md"
 
 
+def _file_name(value: str) -> str:
+    """A file's name inside a partition folder (``sub/x.csv`` allowed): not empty, not a folder."""
+    if not isinstance(value, str) or not value or value.endswith("/"):
+        raise ConfigError(f"invalid file name {value!r}")
+    return value
+
+
 def _name(value: str) -> str:
     if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise ConfigError(f"invalid dataset or model name {value!r}")
@@ -96,7 +103,7 @@ def landing_dir(dataset: str, ds: str) -> str:
 
 def landing_file(dataset: str, ds: str, name: str) -> str:
     """One delivered file, or the ready marker upstream writes last, by its name inside the delivery."""
-    return check_key(f"{landing_dir(dataset, ds)}/{name}")
+    return check_key(f"{landing_dir(dataset, ds)}/{_file_name(name)}")
 
 
 class Landed(NamedTuple):
@@ -152,7 +159,7 @@ def quarantine_files_dir(dataset: str, ds: str) -> str:
 
 def quarantine_file(dataset: str, ds: str, name: str) -> str:
     """A byte copy of an unreadable delivered file, under its name inside the delivery."""
-    return check_key(f"{quarantine_files_dir(dataset, ds)}/{name}")
+    return check_key(f"{quarantine_files_dir(dataset, ds)}/{_file_name(name)}")
 
 
 def quarantine_index(dataset: str, ds: str) -> str:

@@ -51,13 +51,13 @@ def import_seconds(module: str) -> float:
 
 
 def setup(root: Path) -> None:
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-    from pipelines.gate import run_gate
-    from pipelines.partitions import date_range
-    from pipelines.storage import LocalStorage
-    from pipelines.training import train_challenger
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import LocalStorage
+    from pipelines.ingest.validation import validate_partition
+    from pipelines.training.gate import run_gate
+    from pipelines.training.train import train_challenger
+    from pipelines_ops.demo_data import seed_demo
 
     project = load_project(MODEL)
     storage = LocalStorage(root)
@@ -72,12 +72,13 @@ def setup(root: Path) -> None:
 def window_features(project: Any, spec: Any, storage: Any, ds: str) -> Any:
     import pandas as pd
 
-    from pipelines.drift import read_validated, validated_partitions, window_days
-    from pipelines.features import make_features
+    from pipelines.core import catalog
+    from pipelines.core.features import make_features
+    from pipelines.monitoring.drift import window_days
 
-    have = set(validated_partitions(storage, project.dataset.name))
+    have = set(catalog.validated_partitions(storage, project.dataset.name))
     days = [d for d in window_days(project, ds) if d in have]
-    rows = pd.concat([read_validated(storage, project.dataset.name, d) for d in days])
+    rows = pd.concat([catalog.read_validated(storage, project.dataset.name, d) for d in days])
     return make_features(rows, spec).reset_index(drop=True)
 
 
@@ -98,10 +99,11 @@ def evidently_drift(reference: Any, current: Any, columns: list[str], spec: Any)
 
 def peer_check(project: Any, spec: Any, storage: Any, ds: str, columns: list[str]) -> float:
     """Rebuild the reference from the raw training set, then drift: per check."""
-    from pipelines.features import make_features
+    from pipelines.core import catalog
+    from pipelines.core.features import make_features
 
     t = time.perf_counter()
-    train = storage.read_parquet(f"training/{MODEL}/ds=2013-01-31/train.parquet").to_pandas()
+    train = storage.read_parquet(catalog.training_file(MODEL, "2013-01-31", catalog.TRAIN_FILE)).to_pandas()
     reference = make_features(train, spec)
     evidently_drift(reference, window_features(project, spec, storage, ds), columns, spec)
     return time.perf_counter() - t
@@ -110,8 +112,8 @@ def peer_check(project: Any, spec: Any, storage: Any, ds: str, columns: list[str
 def year_features(spec: Any) -> Any:
     import pandas as pd
 
-    from pipelines.demo import load_flights_text
-    from pipelines.features import make_features
+    from pipelines.core.features import make_features
+    from pipelines_ops.demo_data import load_flights_text
 
     raw = load_flights_text()
     for col in ("year", "month", "day", "distance", "hour", "sched_dep_time", "sched_arr_time"):
@@ -136,10 +138,10 @@ def main() -> int:
         setup(root)
         print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
 
-        from pipelines.config import load_project
-        from pipelines.drift import _Champion, measure, monitored_columns
-        from pipelines.features import feature_spec
-        from pipelines.storage import get_storage
+        from pipelines.core.config import load_project
+        from pipelines.core.features import feature_spec
+        from pipelines.core.storage import get_storage
+        from pipelines.monitoring.drift import _Champion, measure, monitored_columns
 
         project = load_project(MODEL)
         spec = feature_spec(project)

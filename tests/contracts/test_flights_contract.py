@@ -14,12 +14,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.demo import load_flights_text
-from pipelines.errors import ContractHalt, NothingLanded
-from pipelines.storage import partition_key
-from pipelines.validation import validate_partition
+from pipelines.core import catalog
+from pipelines.core.errors import ContractHalt, NothingLanded
+from pipelines.ingest.validation import validate_partition
+from pipelines_ops.demo_data import load_flights_text
 
 DS = "2013-01-06"  # a clean day: 832 flights, no quarantine-worthy rows
+DATASET = "flights"
 
 
 def day_frames(ds: str = DS) -> dict[str, pd.DataFrame]:
@@ -31,12 +32,11 @@ def day_frames(ds: str = DS) -> dict[str, pd.DataFrame]:
 
 def land(storage, files: dict[str, bytes], ds: str = DS, *, complete: bool = True) -> None:
     """Deliver files as upstream does: data first, the _SUCCESS marker last."""
-    prefix = partition_key("landing", "flights", ds)
-    storage.delete_prefix(prefix)
+    storage.delete_prefix(catalog.landing_dir(DATASET, ds))
     for name, data in files.items():
-        storage.write_bytes(f"{prefix}/{name}", data)
+        storage.write_bytes(catalog.landing_file(DATASET, ds, name), data)
     if complete:
-        storage.write_bytes(f"{prefix}/_SUCCESS", b"")
+        storage.write_bytes(catalog.landing_file(DATASET, ds, "_SUCCESS"), b"")
 
 
 def csv(frame: pd.DataFrame) -> bytes:
@@ -48,9 +48,9 @@ def land_frames(storage, frames: dict[str, pd.DataFrame], ds: str = DS) -> None:
 
 
 def read_outputs(storage, ds: str = DS):
-    validated = storage.read_parquet(partition_key("validated", "flights", ds, "part-00000.parquet"))
-    quarantine = storage.read_parquet(partition_key("quarantine", "flights", ds, "rows.parquet"))
-    report = storage.read_json(partition_key("reports", "flights", ds, "validation.json"))
+    validated = storage.read_parquet(catalog.validated_file(DATASET, ds))
+    quarantine = storage.read_parquet(catalog.quarantine_rows(DATASET, ds))
+    report = storage.read_json(catalog.validation_report(DATASET, ds))
     return validated, quarantine, report
 
 
@@ -155,7 +155,7 @@ def test_unreadable_file_is_quarantined_as_a_file(storage, project):
     assert s["rules_failed"] == ["file_unreadable"]
     [bad] = s["quarantined_files"]
     assert bad["file"] == "flights_late.csv" and "UTF-8" in bad["reason"]
-    kept = storage.read_bytes(partition_key("quarantine", "flights", DS, "files", "flights_late.csv"))
+    kept = storage.read_bytes(catalog.quarantine_file(DATASET, DS, "flights_late.csv"))
     assert kept == garbage
 
 
@@ -221,8 +221,8 @@ def test_whole_file_missing_a_column_halts_on_quarantine_rate(storage, project):
     s = exc.value.summary
     assert s["status"] == "halted" and s["validated_rows"] == 0
     assert "missing_column" in s["rules_failed"]
-    assert not storage.list(partition_key("validated", "flights", DS))
-    report = storage.read_json(partition_key("reports", "flights", DS, "validation.json"))
+    assert not storage.list(catalog.validated_dir(DATASET, DS))
+    report = storage.read_json(catalog.validation_report(DATASET, DS))
     assert report["summary"]["status"] == "halted"
 
 
@@ -292,14 +292,14 @@ def test_rerun_replaces_the_partition(storage, project):
     land_frames(storage, {"EWR": day_frames()["EWR"].head(10)})
     with pytest.raises(ContractHalt):
         validate_partition(project, DS)
-    assert storage.list(partition_key("validated", "flights", DS)) == []
-    assert storage.list(partition_key("quarantine", "flights", DS)) == []
+    assert storage.list(catalog.validated_dir(DATASET, DS)) == []
+    assert storage.list(catalog.quarantine_dir(DATASET, DS)) == []
 
 
 def test_file_with_an_unsafe_name_halts_the_day(storage, project, data_root):
     frames = day_frames()
     land_frames(storage, frames)
-    odd = data_root / "landing/flights" / f"ds={DS}" / "flights JFK late.csv"
+    odd = data_root / catalog.landing_dir(DATASET, DS) / "flights JFK late.csv"  # no valid key names it
     odd.write_bytes(csv(frames["JFK"].head(3)))
     with pytest.raises(ContractHalt) as exc:
         validate_partition(project, DS)
@@ -405,6 +405,6 @@ def test_hidden_and_temporary_paths_are_ignored(storage, project, data_root):
     files = {f"flights_{o}.csv": csv(f) for o, f in frames.items()}
     files["_temporary/0/part-0.csv"] = csv(frames["EWR"])
     land(storage, files)
-    (data_root / f"landing/flights/ds={DS}/.flights_EWR.csv.crc").write_bytes(b"crc")
+    (data_root / catalog.landing_dir(DATASET, DS) / ".flights_EWR.csv.crc").write_bytes(b"crc")
     s = validate_partition(project, DS)
     assert s["landed_rows"] == 832 and s["landed_files"] == 3

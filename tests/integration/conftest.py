@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.loopback import free_ports, port_open, status
+from pipelines_ops.loopback import free_ports, port_open, status
 
 REGION = "us-east-1"
 START_TIMEOUT_S = 30.0
@@ -192,15 +192,20 @@ def dag_root(monkeypatch, tmp_path) -> Path:
 @pytest.fixture
 def dag_jan_root(dag_root, january) -> Path:
     """``dag_root`` holding the validated January and its validation reports."""
-    for zone in ("validated", "reports"):
-        shutil.copytree(january / zone, dag_root / zone)
+    from pipelines.core import catalog
+
+    for table in (catalog.validated_table("flights"), catalog.validation_reports("flights")):
+        shutil.copytree(january / table, dag_root / table)
     return dag_root
 
 
 @pytest.fixture
 def dag_seasons_root(dag_root, seasons) -> Path:
     """``dag_root`` holding validated January, early February and 2013-06-10..07-08."""
-    shutil.copytree(seasons / "validated", dag_root / "validated")
+    from pipelines.core import catalog
+
+    table = catalog.validated_table("flights")
+    shutil.copytree(seasons / table, dag_root / table)
     return dag_root
 
 
@@ -209,7 +214,7 @@ def load_dag():
     """``load_dag("ingest.py", "ingest_flights_delay")``: the DAG object from a fresh import of its file."""
     import importlib.util
 
-    from pipelines.settings import PROJECT_ROOT
+    from pipelines.core.settings import PROJECT_ROOT
 
     def load(filename: str, dag_id: str):
         spec = importlib.util.spec_from_file_location(f"dag_under_test_{dag_id}", PROJECT_ROOT / "dags" / filename)

@@ -1,6 +1,6 @@
 """The Airflow UI in a real browser, after a demo run: log in, every DAG listed, every run green.
 
-The fixture runs ``python -m pipelines.demo_driver`` (what ``make demo``
+The fixture runs ``python -m pipelines_ops.demo_driver`` (what ``make demo``
 runs) on a shorter story, in its own Airflow home, storage root and ports:
 ``airflow standalone`` (SQLite, LocalExecutor, authentication on with
 SimpleAuthManager's generated admin password) and its real scheduler
@@ -27,8 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.loopback import GENERATED_PASSWORDS, AirflowApi, call, free_ports
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core import catalog
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines_ops.loopback import GENERATED_PASSWORDS, AirflowApi, call, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ def demo(tmp_path_factory):
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )
-    driver = [sys.executable, "-m", "pipelines.demo_driver"]
+    driver = [sys.executable, "-m", "pipelines_ops.demo_driver"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     output = ARTIFACTS / "demo-output.txt"
     try:
@@ -201,8 +202,15 @@ def test_lineage_of_demo_scored_days_returns_the_full_chain(demo):
     inp = summer["input"]
     assert inp["validation_status"] == "published" and inp["rows"] == summer["scores"]["rows"] > 0
     assert inp["landed_rows"] == inp["rows"] + inp["quarantined_rows"]
-    for uri in (summer["scores"]["uri"], summer["scores"]["manifest"], inp["validated"], inp["validation_report"]):
+    links = {
+        summer["scores"]["uri"]: catalog.scores_file("flights_delay", "2013-07-03"),
+        summer["scores"]["manifest"]: catalog.scores_manifest("flights_delay", "2013-07-03"),
+        inp["validated"]: catalog.validated_file("flights", "2013-07-03"),
+        inp["validation_report"]: catalog.validation_report("flights", "2013-07-03"),
+    }
+    for uri, key in links.items():
         assert uri.startswith("file://") and Path(uri.removeprefix("file://")).is_file(), uri
+        assert uri.endswith("/" + key), (uri, key)
 
     backfilled = _lineage(demo, "2013-06-18")
     assert backfilled["consistent"] and backfilled["model_version"]["version"] == "1"

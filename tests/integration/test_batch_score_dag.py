@@ -13,9 +13,12 @@ import json
 
 import pytest
 
+from pipelines.core import catalog
+
 pytestmark = pytest.mark.integration
 
 DS = "2013-01-28"
+MODEL = "flights_delay"
 ROWS = 923  # validated rows of 2013-01-28
 
 
@@ -34,14 +37,14 @@ def _published(root, ds: str) -> tuple:
     return duckdb.execute(
         "select count(*), count(distinct row_id), count(distinct model_version), any_value(model_version) "
         "from read_parquet(?, hive_partitioning = true) where ds = ?",
-        [str(root / "scores/flights_delay/*/*.parquet"), ds],
+        [str(root / catalog.parquet_glob(catalog.scores_table(MODEL))), ds],
     ).fetchone()
 
 
 def _train_and_gate(end_ds: str) -> dict:
-    from pipelines.config import load_project
-    from pipelines.gate import run_gate
-    from pipelines.training import train_challenger
+    from pipelines.core.config import load_project
+    from pipelines.training.gate import run_gate
+    from pipelines.training.train import train_challenger
 
     project = load_project("flights_delay")
     version = train_challenger(project, end_ds)["version"]
@@ -49,7 +52,7 @@ def _train_and_gate(end_ds: str) -> dict:
 
 
 def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airflow_db, dag_jan_root, load_dag):
-    from pipelines.tracking import CHAMPION, client
+    from pipelines.core.tracking import CHAMPION, client
 
     first = _train_and_gate("2013-01-20")  # champion on 2013-01-28
     assert first["promoted"]
@@ -66,23 +69,26 @@ def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airfl
         *[("score_chunk", i, "success") for i in range(4)],  # 923 rows: 300, 300, 300, 23
         ("wait_for_validated", -1, "success"),
     ]
-    folder = dag_jan_root / f"scores/flights_delay/ds={DS}"
-    manifest = json.loads((folder / "_manifest.json").read_text())
+    manifest_path = dag_jan_root / catalog.scores_manifest(MODEL, DS)
+    folder = manifest_path.parent
+    manifest = json.loads(manifest_path.read_text())
     assert manifest["model_version"] == second["version"] and manifest["model_choice"] == "current"
     assert manifest["rows"] == ROWS and manifest["chunks"] == 4
     assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, second["version"])
-    ckpt = json.loads((dag_jan_root / f"checkpoints/flights_delay/ds={DS}/manifest.json").read_text())
+    ckpt = json.loads((dag_jan_root / catalog.scoring_plan(MODEL, DS)).read_text())
     assert ckpt["status"] == "published" and ckpt["plan_id"] == manifest["plan_id"]
 
     # A backfill that asks for the version that was champion on the day replaces the partition.
     conf = {"model_choice": "as_of_partition", "chunk_rows": 500}
     again = dag.test(logical_date=dt.datetime(2013, 1, 28, tzinfo=dt.UTC), run_conf=conf)
     assert str(again.state) == "success"
-    manifest = json.loads((folder / "_manifest.json").read_text())
+    manifest = json.loads(manifest_path.read_text())
     assert manifest["model_version"] == first["version"] and manifest["model_choice"] == "as_of_partition"
     assert manifest["chunks"] == 2
     assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, first["version"])
-    assert sorted(p.name for p in folder.iterdir()) == ["_manifest.json", "part-00000.parquet"]
+    assert sorted(str(p.relative_to(dag_jan_root)) for p in folder.iterdir()) == sorted(
+        [catalog.scores_manifest(MODEL, DS), catalog.scores_file(MODEL, DS)]
+    )
 
 
 def test_no_version_as_of_the_day_fails_the_plan_without_retries(airflow_db, dag_jan_root, load_dag):
@@ -98,14 +104,15 @@ def test_no_version_as_of_the_day_fails_the_plan_without_retries(airflow_db, dag
     with create_session() as session:
         ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id="plan").one()
         assert ti.try_number == 1  # failed for good on the first try: no retries spent
-    assert not (dag_jan_root / "scores/flights_delay/ds=2013-01-10").exists()
+    assert not (dag_jan_root / catalog.scores_file(MODEL, "2013-01-10")).parent.exists()
+    assert not (dag_jan_root / catalog.scoring_plan(MODEL, "2013-01-10")).exists()
 
 
 def test_a_halted_day_is_skipped_not_failed(airflow_db, dag_root, load_dag):
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
-    from pipelines.errors import ContractHalt
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import ContractHalt
+    from pipelines.ingest.validation import validate_partition
+    from pipelines_ops.demo_data import seed_demo
 
     project = load_project("flights_delay")
     seed_demo(project, "2013-02-07", "2013-02-07", inject_faults=True)  # a column is missing: halted

@@ -13,8 +13,9 @@ import sys
 
 import pytest
 
-from pipelines.demo import fault_for
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core import catalog
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines_ops.demo_data import fault_for
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,8 @@ def test_faulty_week_reconciles(data_root):
         if out["rules_halted"]:
             assert proc.returncode == 3 and out["status"] == "halted"
             assert out["validated_rows"] == 0
-            assert not (data_root / f"validated/flights/ds={ds}").exists()
+            assert not (data_root / catalog.validated_dir("flights", ds)).exists()
+            assert (data_root / catalog.validation_report("flights", ds)).is_file()  # the halt is explained
             # halted only because a halt-action rule fired
             assert set(out["rules_halted"]) <= {"quarantine_rate", "row_count", "partition_date_matches"}
         else:

@@ -15,6 +15,8 @@ import json
 
 import pytest
 
+from pipelines.core import catalog
+
 pytestmark = pytest.mark.integration
 
 
@@ -35,12 +37,12 @@ def test_drift_fires_retrain_records_evidence_and_cooldown_holds(airflow_db, dag
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
 
-    from pipelines.config import load_project
-    from pipelines.drift import _last_retraining
-    from pipelines.gate import run_gate
-    from pipelines.storage import get_storage
-    from pipelines.tracking import client
-    from pipelines.training import train_challenger
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import get_storage
+    from pipelines.core.tracking import client
+    from pipelines.monitoring.drift import _last_retraining
+    from pipelines.training.gate import run_gate
+    from pipelines.training.train import train_challenger
 
     project = load_project("flights_delay")
     train_challenger(project, "2013-01-31")
@@ -58,7 +60,7 @@ def test_drift_fires_retrain_records_evidence_and_cooldown_holds(airflow_db, dag
         queued = session.query(AssetDagRunQueue).filter_by(target_dag_id="retrain_flights_delay").count()
     assert extra["model"] == "flights_delay" and extra["ds"] == "2013-07-01" and extra["model_version"] == "1"
     assert "dest" in extra["drifted_features"] and extra["drift_share"] >= 0.1
-    assert extra["report"].endswith("reports/flights_delay/ds=2013-07-01/drift.json")
+    assert extra["report"] == get_storage().uri(catalog.drift_summary("flights_delay", "2013-07-01"))
     assert queued == 1  # Airflow queued the retrain DAG on the drift asset
 
     # The scheduler's step: an asset-triggered run consumes the queued events.
@@ -95,17 +97,17 @@ def test_drift_fires_retrain_records_evidence_and_cooldown_holds(airflow_db, dag
     assert str(c.get_model_version_by_alias("flights_delay", "champion").version) == "2"
     again = drift_dag.test(run_conf={"ds": "2013-07-02"})
     assert task_states(again) == {"check_drift": "success", "emit_drift": "skipped"}
-    summary = get_storage().read_json("reports/flights_delay/ds=2013-07-02/drift.json")
+    summary = get_storage().read_json(catalog.drift_summary("flights_delay", "2013-07-02"))
     assert summary["model_version"] == "2" and summary["signal"] is False, summary["reasons"]
 
     # Had the gate kept the January champion (roll back to it), the next partition still
     # signals against it, and the cooldown is what stops a second trigger.
-    from pipelines.gate import rollback
+    from pipelines.training.gate import rollback
 
     rollback(project, "test: as if the drift-triggered challenger had been rejected")
     third = drift_dag.test(run_conf={"ds": "2013-07-03"})
     assert task_states(third) == {"check_drift": "success", "emit_drift": "skipped"}
-    summary = get_storage().read_json("reports/flights_delay/ds=2013-07-03/drift.json")
+    summary = get_storage().read_json(catalog.drift_summary("flights_delay", "2013-07-03"))
     assert summary["model_version"] == "1" and summary["signal"] is True
     assert summary["policy_fired"] is False and summary["reason"].startswith("cooldown: last"), summary["reason"]
     with create_session() as session:

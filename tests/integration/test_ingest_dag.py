@@ -6,6 +6,8 @@ import datetime as dt
 
 import pytest
 
+from pipelines.core import catalog
+
 pytestmark = pytest.mark.integration
 
 
@@ -24,8 +26,8 @@ def asset_events(uri: str) -> list[dict]:
 
 
 def test_ingest_dag_validates_a_seeded_day(airflow_db, dag_root, load_dag, task_states):
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
+    from pipelines.core.config import load_project
+    from pipelines_ops.demo_data import seed_demo
 
     data_root, project = dag_root, load_project("flights_delay")
     seed_demo(project, "2013-01-01", "2013-01-01", inject_faults=True)  # unknown airports + duplicate keys
@@ -34,23 +36,24 @@ def test_ingest_dag_validates_a_seeded_day(airflow_db, dag_root, load_dag, task_
     assert str(run.state) == "success"
     assert task_states(run) == {"wait_for_landing": "success", "validate_partition": "success"}
 
-    validated = data_root / "validated/flights/ds=2013-01-01/part-00000.parquet"
+    validated = data_root / catalog.validated_file("flights", "2013-01-01")
     assert validated.is_file()
     import pyarrow.parquet as pq
 
-    quarantined = pq.read_metadata(data_root / "quarantine/flights/ds=2013-01-01/rows.parquet").num_rows
+    quarantined = pq.read_metadata(data_root / catalog.quarantine_rows("flights", "2013-01-01")).num_rows
     assert pq.read_metadata(validated).num_rows + quarantined == 844
     assert quarantined == 8
 
     uri = dag.get_task("validate_partition").outlets[0].uri
     [event] = [e for e in asset_events(uri) if e.get("ds") == "2013-01-01"]
     assert event["model"] == "flights_delay" and event["validated_rows"] == 836
-    assert event["report"].endswith("reports/flights/ds=2013-01-01/validation.json")
+    assert event["report"].endswith("/" + catalog.validation_report("flights", "2013-01-01"))
+    assert event["report"].endswith("/reports/datasets/flights/ds=2013-01-01/validation.json")
 
 
 def test_contract_halt_fails_without_retries(airflow_db, dag_root, load_dag, task_states):
-    from pipelines.config import load_project
-    from pipelines.demo import seed_demo
+    from pipelines.core.config import load_project
+    from pipelines_ops.demo_data import seed_demo
 
     data_root, project = dag_root, load_project("flights_delay")
     seed_demo(project, "2013-01-03", "2013-01-03", inject_faults=True)  # a file missing a column
@@ -58,5 +61,5 @@ def test_contract_halt_fails_without_retries(airflow_db, dag_root, load_dag, tas
     run = dag.test(logical_date=dt.datetime(2013, 1, 3, tzinfo=dt.UTC))
     assert str(run.state) == "failed"
     assert task_states(run)["validate_partition"] == "failed"  # not up_for_retry: a halt is final
-    assert not (data_root / "validated/flights/ds=2013-01-03").exists()
-    assert (data_root / "reports/flights/ds=2013-01-03/validation.json").is_file()
+    assert not (data_root / catalog.validated_dir("flights", "2013-01-03")).exists()
+    assert (data_root / catalog.validation_report("flights", "2013-01-03")).is_file()

@@ -1,6 +1,6 @@
 """The prod profile end to end: PostgreSQL, CeleryExecutor with two workers, an MLflow server, S3.
 
-``pipelines.prod_stack`` (what ``make up-prod`` runs) starts fresh PostgreSQL
+``pipelines_ops.prod_stack`` (what ``make up-prod`` runs) starts fresh PostgreSQL
 databases, moto's S3 server, an MLflow tracking server (basic auth,
 PostgreSQL stores, artifacts proxied to S3) and Airflow's api-server,
 scheduler, dag-processor and triggerer plus two named Celery workers, all
@@ -29,11 +29,14 @@ import uuid
 
 import pytest
 
-from pipelines.loopback import status
+from pipelines.core import catalog
+from pipelines_ops import faults
+from pipelines_ops.loopback import status
 
 pytestmark = pytest.mark.integration
 
 MODEL = "flights_delay"
+DATASET = "flights"
 SEEDED = ("2013-01-01", "2013-01-10")
 SCORED = ["2013-01-08", "2013-01-09", "2013-01-10"]
 KILL_DS = "2013-01-09"
@@ -44,17 +47,19 @@ CHUNK_ROWS = 250  # ~950 rows a day: 4 chunks, 4 mapped tasks
 def stack(postgres_and_redis, tmp_path_factory):
     import redis
 
-    from pipelines.prod_stack import Stack
+    from pipelines_ops.prod_stack import Stack
 
     home = tmp_path_factory.mktemp("prod")
     name = f"pipelines_e2e_{uuid.uuid4().hex[:8]}"
     redis.Redis(host="127.0.0.1", port=6379, db=7).flushdb()
     (home / "release").touch()  # fault holds pass straight through until the kill scenario
-    cli = [sys.executable, "-m", "pipelines.prod_stack"]
+    cli = [sys.executable, "-m", "pipelines_ops.prod_stack"]
     up = [*cli, "up", "--home", str(home), "--name", name, "--redis-db", "7", "--fresh"]
-    # A killed worker's task is noticed after 30 s instead of 5 minutes, and
-    # chunk 2 parks (after its write, before its commit) while the release file is gone.
+    # A killed worker's task is noticed after 30 s instead of 5 minutes, and with the ops
+    # tooling's fault hook plugged into the scoring step, chunk 2 parks (after its write,
+    # before its commit) while the release file is gone.
     up += ["--set", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=30"]
+    up += ["--set", f"PIPELINES_STEP_HOOK={faults.HOOK}"]
     up += ["--set", "PIPELINES_FAULT_HOLD=chunk_commit:2", "--set", f"PIPELINES_FAULT_RELEASE={home / 'release'}"]
     try:
         proc = subprocess.run(up, capture_output=True, text=True, timeout=600)  # what `make up-prod` runs
@@ -112,7 +117,7 @@ def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
     stack.airflow("backfill", "create", "--dag-id", ingest, "--from-date", SEEDED[0], "--to-date", SEEDED[1])
     runs = stack.wait_runs(ingest, 10)
     assert sorted(r["state"] for r in runs) == ["success"] * 10
-    report = _s3_json(stack, f"reports/flights/ds={SEEDED[1]}/validation.json")["summary"]
+    report = _s3_json(stack, catalog.validation_report(DATASET, SEEDED[1]))["summary"]
     assert report["status"] == "published" and report["validated_rows"] > 800
 
     retrain = "retrain_flights_delay"
@@ -123,7 +128,7 @@ def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
     for key, value in stack.env().items():
         if key.startswith(("MLFLOW_", "PIPELINES_", "AWS_")):
             monkeypatch.setenv(key, value)
-    from pipelines.tracking import CHAMPION, client
+    from pipelines.core.tracking import CHAMPION, client
 
     champion = client().get_model_version_by_alias(MODEL, CHAMPION)  # from the MLflow server, authenticated
     assert str(champion.version) == "1" and champion.tags["gate_decision"] == "promoted"
@@ -144,16 +149,15 @@ def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
     assert len(chunks) == 4 * len(SCORED) and {ti["state"] for ti in chunks} == {"success"}
     assert {ti["hostname"] for ti in chunks} == {"worker-a", "worker-b"}  # mapped chunks ran on both workers
     for ds in SCORED:
-        manifest = _s3_json(stack, f"scores/{MODEL}/ds={ds}/_manifest.json")
+        manifest = _s3_json(stack, catalog.scores_manifest(MODEL, ds))
         assert manifest["model_version"] == "1" and manifest["chunks"] == 4
-        assert (
-            manifest["rows"] == _s3_json(stack, f"reports/flights/ds={ds}/validation.json")["summary"]["validated_rows"]
-        )
+        report = _s3_json(stack, catalog.validation_report(DATASET, ds))
+        assert manifest["rows"] == report["summary"]["validated_rows"]
 
 
 def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     score = "batch_score_flights_delay"
-    before = _s3_json(stack, f"scores/{MODEL}/ds={KILL_DS}/_manifest.json")
+    before = _s3_json(stack, catalog.scores_manifest(MODEL, KILL_DS))
     release = stack.home / "release"
     release.unlink()  # chunk 2 of KILL_DS now parks after its write, before its commit
     run = stack.api(
@@ -176,9 +180,9 @@ def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     assert "HOLD chunk_commit:2" in log.read_text()
     # The worker, its task supervisors and the task processes (each in its own process group), without warning.
     assert stack.kill(victim, signal.SIGKILL) >= 3
-    plan = _s3_json(stack, f"checkpoints/{MODEL}/ds={KILL_DS}/manifest.json")["plan_id"]
-    folder = f"checkpoints/{MODEL}/ds={KILL_DS}/{plan}"
-    assert _s3_exists(stack, f"{folder}/chunk-00002.arrow") and not _s3_exists(stack, f"{folder}/chunk-00002.json")
+    plan = _s3_json(stack, catalog.scoring_plan(MODEL, KILL_DS))["plan_id"]
+    assert _s3_exists(stack, catalog.chunk_data(MODEL, KILL_DS, plan, 2))
+    assert not _s3_exists(stack, catalog.chunk_marker(MODEL, KILL_DS, plan, 2))
     release.touch()  # the retry must not park
     survivor = {"worker-a": "worker-b", "worker-b": "worker-a"}[victim]
 
@@ -187,7 +191,7 @@ def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     tis = {(ti["task_id"], ti["map_index"]): ti for ti in stack.task_instances(score, run_id)}
     killed = tis[("score_chunk", 2)]
     assert killed["try_number"] >= 2 and killed["hostname"] == survivor  # retried on the other worker
-    after = _s3_json(stack, f"scores/{MODEL}/ds={KILL_DS}/_manifest.json")
+    after = _s3_json(stack, catalog.scores_manifest(MODEL, KILL_DS))
     assert after["plan_id"] != before["plan_id"]  # really a new run
     assert after["output_sha256"] == before["output_sha256"]  # same bytes: nothing lost, nothing twice
     assert after["rows"] == before["rows"] and after["chunks"] == 4

@@ -9,7 +9,8 @@ import shlex
 import subprocess
 import sys
 
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core import catalog
+from pipelines.core.settings import PROJECT_ROOT
 
 README = PROJECT_ROOT / "README.md"
 
@@ -78,7 +79,8 @@ def test_readme_drift_commands_run(seasons_root):
             continue
         if args[0] == "score":
             assert out["model_version"] == "1" and out["planned"] == out["committed"] == out["scored"] == 4
-            assert out["rows"] == 966 and out["output"].endswith("part-00000.parquet")
+            scored = catalog.scores_file(args[args.index("--model") + 1], args[args.index("--ds") + 1])
+            assert out["rows"] == 966 and out["output"].endswith("/" + scored)
             continue
         if "--to" in args:
             assert out["fired"] == [] and len(out["days"]) == 7

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_retrain_dag_promotes_then_rerun_is_a_noop(airflow_db, dag_jan_root, load_dag, task_states):
-    from pipelines.tracking import CHAMPION, client
+    from pipelines.core.tracking import CHAMPION, client
 
     dag = load_dag("retrain.py", "retrain_flights_delay")
     run = dag.test(run_conf={"end_ds": "2013-01-31"})

@@ -10,8 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.errors import ConfigError, ContractHalt, MissingInput
-from pipelines.storage import S3Storage, get_storage
+from pipelines.core import catalog
+from pipelines.core.errors import ConfigError, ContractHalt, MissingInput
+from pipelines.core.storage import S3Storage, get_storage
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +45,7 @@ def s3(s3_root) -> S3Storage:
 
 
 def test_get_storage_picks_s3_for_an_s3_root(s3_root, s3_env):
-    from pipelines.settings import get_settings
+    from pipelines.core.settings import get_settings
 
     settings = get_settings()
     assert settings.is_s3
@@ -82,7 +83,7 @@ def test_read_missing_key_raises_missing_input(s3):
     with pytest.raises(MissingInput, match=r"not found: s3://"):
         s3.read_bytes("landing/flights/ds=2013-01-01/nope.csv")
     with pytest.raises(MissingInput):
-        s3.read_json("reports/flights/ds=2013-01-01/validation.json")
+        s3.read_json("reports/datasets/flights/ds=2013-01-01/validation.json")
     with pytest.raises(MissingInput):
         s3.read_parquet(KEY)
 
@@ -176,8 +177,8 @@ def test_parquet_and_json_round_trip(s3, s3_root, s3_client):
     assert s3.read_parquet(KEY).equals(table)
     raw = pq.read_table(pa.BufferReader(_raw_get(s3_client, s3_root, KEY)))
     assert raw.equals(table)
-    s3.write_json("reports/flights/ds=2013-01-01/validation.json", {"b": 1, "a": [1]})
-    assert s3.read_json("reports/flights/ds=2013-01-01/validation.json") == {"a": [1], "b": 1}
+    s3.write_json("reports/datasets/flights/ds=2013-01-01/validation.json", {"b": 1, "a": [1]})
+    assert s3.read_json("reports/datasets/flights/ds=2013-01-01/validation.json") == {"a": [1], "b": 1}
 
 
 def test_bucket_root_without_prefix(s3_root, s3_client, s3_env):
@@ -198,18 +199,19 @@ def _parquet_rows(client, root: str, key: str) -> int:
 
 
 def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
-    from pipelines.config import load_project
-    from pipelines.contracts import FILE_UNREADABLE, QUARANTINE_RATE
-    from pipelines.demo import seed_demo
-    from pipelines.validation import validate_partition
+    from pipelines.core.config import load_project
+    from pipelines.core.contracts import FILE_UNREADABLE, QUARANTINE_RATE
+    from pipelines.ingest.validation import validate_partition
+    from pipelines_ops.demo_data import seed_demo
 
     project = load_project("flights_delay")
     storage = get_storage()
     assert isinstance(storage, S3Storage)
     bucket, prefix = _bucket_prefix(s3_root)
 
+    dataset = project.dataset.name
     seeded = seed_demo(project, "2013-01-01", "2013-01-03", inject_faults=True)
-    assert seeded["landing"] == f"{s3_root}/landing/flights"
+    assert seeded["landing"] == f"{s3_root}/{catalog.landing_table(dataset)}"
     days = {d["ds"]: d for d in seeded["days"]}
     assert [days[ds]["fault"] for ds in sorted(days)] == [
         "unknown_airports_and_duplicate_keys",
@@ -217,9 +219,8 @@ def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
         "missing_column",
     ]
     # A previous publish of the day that will halt: a halt must remove it.
-    stale = "validated/flights/ds=2013-01-03/part-00000.parquet"
-    storage.write_bytes(stale, b"stale")
-    storage.write_bytes("quarantine/flights/ds=2013-01-03/rows.parquet", b"stale")
+    storage.write_bytes(catalog.validated_file(dataset, "2013-01-03"), b"stale")
+    storage.write_bytes(catalog.quarantine_rows(dataset, "2013-01-03"), b"stale")
 
     summaries = {}
     for ds in ("2013-01-01", "2013-01-02"):
@@ -229,22 +230,21 @@ def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
         assert s["landed_rows"] == s["validated_rows"] + s["quarantined_rows"]
 
         # Read everything back from the server, not from the summary.
-        v_rows = _parquet_rows(s3_client, s3_root, f"validated/flights/ds={ds}/part-00000.parquet")
-        q_table = pq.read_table(
-            pa.BufferReader(_raw_get(s3_client, s3_root, f"quarantine/flights/ds={ds}/rows.parquet"))
-        )
-        report = json.loads(_raw_get(s3_client, s3_root, f"reports/flights/ds={ds}/validation.json"))
+        v_rows = _parquet_rows(s3_client, s3_root, catalog.validated_file(dataset, ds))
+        q_table = pq.read_table(pa.BufferReader(_raw_get(s3_client, s3_root, catalog.quarantine_rows(dataset, ds))))
+        report = json.loads(_raw_get(s3_client, s3_root, catalog.validation_report(dataset, ds)))
         rs = report["summary"]
         assert rs["status"] == "published"
         assert v_rows == rs["validated_rows"] == s["validated_rows"]
         assert q_table.num_rows == rs["quarantined_rows"] == s["quarantined_rows"]
         assert rs["landed_rows"] == v_rows + q_table.num_rows == days[ds]["rows"]
-        assert s["validated"] == f"{s3_root}/validated/flights/ds={ds}/part-00000.parquet"
-        assert s["report"] == f"{s3_root}/reports/flights/ds={ds}/validation.json"
+        assert s["validated"] == f"{s3_root}/{catalog.validated_file(dataset, ds)}"
+        assert s["report"] == f"{s3_root}/{catalog.validation_report(dataset, ds)}"
+        assert s["report"] == f"{s3_root}/reports/datasets/flights/ds={ds}/validation.json"
         # Every quarantined row says why.
         assert all(ids for ids in q_table.column("_rule_ids").to_pylist())
         assert all(reasons for reasons in q_table.column("_reasons").to_pylist())
-        assert storage.exists(f"reports/flights/ds={ds}/validation.html")
+        assert storage.exists(catalog.validation_html(dataset, ds))
 
     day1 = summaries["2013-01-01"]
     assert day1["quarantined_rows"] > 0
@@ -255,14 +255,11 @@ def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
     assert [f["file"] for f in day2["quarantined_files"]] == ["flights_corrections.csv"]
     assert day2["quarantined_files"][0]["rule"] == FILE_UNREADABLE
     assert FILE_UNREADABLE in day2["rules_failed"]
-    landed_bad = _raw_get(s3_client, s3_root, "landing/flights/ds=2013-01-02/flights_corrections.csv")
-    assert storage.list("quarantine/flights/ds=2013-01-02/files") == [
-        "quarantine/flights/ds=2013-01-02/files/flights_corrections.csv"
-    ]
-    assert _raw_get(s3_client, s3_root, "quarantine/flights/ds=2013-01-02/files/flights_corrections.csv") == (
-        landed_bad
-    )
-    files_json = json.loads(_raw_get(s3_client, s3_root, "quarantine/flights/ds=2013-01-02/_files.json"))
+    landed_bad = _raw_get(s3_client, s3_root, catalog.landing_file(dataset, "2013-01-02", "flights_corrections.csv"))
+    kept = catalog.quarantine_file(dataset, "2013-01-02", "flights_corrections.csv")
+    assert storage.list(catalog.quarantine_files_dir(dataset, "2013-01-02")) == [kept]
+    assert _raw_get(s3_client, s3_root, kept) == landed_bad
+    files_json = json.loads(_raw_get(s3_client, s3_root, catalog.quarantine_index(dataset, "2013-01-02")))
     assert [f["file"] for f in files_json] == ["flights_corrections.csv"]
     assert files_json[0]["bytes"] == len(landed_bad)
 
@@ -272,14 +269,15 @@ def test_seed_and_validate_on_s3_reconciles(s3_root, s3_client):
     halt = info.value
     assert halt.ds == "2013-01-03"
     assert QUARANTINE_RATE in halt.rules
-    assert halt.report == f"{s3_root}/reports/flights/ds=2013-01-03/validation.json"
-    report = json.loads(_raw_get(s3_client, s3_root, "reports/flights/ds=2013-01-03/validation.json"))
+    assert halt.report == f"{s3_root}/{catalog.validation_report(dataset, '2013-01-03')}"
+    report = json.loads(_raw_get(s3_client, s3_root, catalog.validation_report(dataset, "2013-01-03")))
     assert report["summary"]["status"] == "halted"
     assert report["summary"]["validated_rows"] == report["summary"]["quarantined_rows"] == 0
     assert report["summary"]["landed_rows"] == days["2013-01-03"]["rows"]
-    for zone in ("validated", "quarantine"):
-        assert storage.list(f"{zone}/flights/ds=2013-01-03") == []
-        assert _raw_keys(s3_client, bucket, f"{prefix}/{zone}/flights/ds=2013-01-03/") == []
+    for folder in (catalog.validated_dir(dataset, "2013-01-03"), catalog.quarantine_dir(dataset, "2013-01-03")):
+        assert storage.list(folder) == []
+        assert _raw_keys(s3_client, bucket, f"{prefix}/{folder}/") == []
+    assert catalog.validated_partitions(storage, dataset) == ["2013-01-01", "2013-01-02"]
 
     # Everything the pipeline wrote stayed inside the root prefix.
     assert all(k.startswith(f"{prefix}/") for k in _raw_keys(s3_client, bucket))
@@ -292,3 +290,35 @@ def test_delete_removes_one_object_only(s3, s3_root, s3_client):
     bucket, prefix = _bucket_prefix(s3_root)
     assert _raw_keys(s3_client, bucket, prefix) == [f"{prefix}/scores/m/ds=2013-01-01/ab.json"]
     s3.delete("scores/m/ds=2013-01-01/a.json")  # already gone: no error
+
+
+def test_key_of_and_local_copy_on_s3(s3, s3_root, tmp_path):
+    """The generic local copy: a streamed download into a temp folder, gone when the block ends."""
+    from pathlib import Path
+
+    s3.write_bytes(KEY, b"hello")
+    assert s3.key_of(s3.uri(KEY)) == KEY
+    assert s3.key_of(f"{s3_root}x/{KEY}") is None
+    with s3.local_copy(KEY) as path:
+        assert Path(path).name == "part-00000.parquet" and Path(path).read_bytes() == b"hello"
+    assert not Path(path).exists()
+    assert s3.read_bytes(KEY) == b"hello"  # the object stays
+    with pytest.raises(MissingInput), s3.local_copy("validated/flights/ds=2013-01-02/part-00000.parquet"):
+        pass
+
+
+def test_landed_files_on_s3_skip_folder_markers_metadata_and_in_flight_output(s3, s3_root, s3_client):
+    ds = "2013-01-01"
+    for name in ("flights_EWR.csv", "sub/x.csv"):
+        s3.write_bytes(catalog.landing_file("flights", ds, name), b"a,b\n")
+    s3.write_bytes(catalog.landing_file("flights", ds, "_SUCCESS"), b"")
+    s3.write_bytes(catalog.landing_file("flights", ds, "_temporary/0/part-0.csv"), b"half")
+    bucket, prefix = _bucket_prefix(s3_root)
+    folder = f"{prefix}/{catalog.landing_dir('flights', ds)}/sub/"  # a console's "folder": no key of ours
+    s3_client.put_object(Bucket=bucket, Key=folder, Body=b"")
+    hidden = f"{prefix}/{catalog.landing_dir('flights', ds)}/.flights_EWR.csv.crc"
+    s3_client.put_object(Bucket=bucket, Key=hidden, Body=b"crc")
+    assert catalog.landed_files(s3, "flights", ds) == [
+        catalog.Landed(catalog.landing_file("flights", ds, "flights_EWR.csv"), "flights_EWR.csv"),
+        catalog.Landed(catalog.landing_file("flights", ds, "sub/x.csv"), "sub/x.csv"),
+    ]

@@ -1,11 +1,12 @@
 """Batch scoring survives being killed: SIGKILL at chosen and random points, SIGTERM, a promotion mid-run.
 
-Each run is a real ``pipelines score`` process. ``PIPELINES_FAULT_HOLD`` parks
-it at a named point (inside a chunk write, between a chunk's write and its
-commit, before the partition's data file or its manifest is published) so the
-test can kill it exactly there; the random trials kill it wherever it is.
-After every interruption a plain rerun must publish the same bytes as an
-uninterrupted run, redoing at most the chunk that was in flight.
+Each run is a real ``pipelines score`` process. With the ops tooling's fault
+hook plugged into the step (``PIPELINES_STEP_HOOK=pipelines_ops.faults:hold``),
+``PIPELINES_FAULT_HOLD`` parks it at a named point (inside a chunk write,
+between a chunk's write and its commit, before the partition's data file or its
+manifest is published) so the test can kill it exactly there; the random trials
+kill it wherever it is. After every interruption a plain rerun must publish the
+same bytes as an uninterrupted run, redoing at most the chunk that was in flight.
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ import time
 
 import pytest
 
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core import catalog
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines_ops import faults
 
 pytestmark = pytest.mark.integration
 
 DS = "2013-01-28"
+MODEL = "flights_delay"
+DATASET = "flights"
 CHUNK_ROWS = 100
 ROWS = 923  # validated rows of 2013-01-28
 CHUNKS = 10
@@ -35,13 +40,13 @@ CHUNKS = 10
 @pytest.fixture(scope="module")
 def scored_root(january, tmp_path_factory):
     """January validated (with reports) and a champion, once per module."""
-    from pipelines.config import load_project
-    from pipelines.gate import run_gate
-    from pipelines.training import train_challenger
+    from pipelines.core.config import load_project
+    from pipelines.training.gate import run_gate
+    from pipelines.training.train import train_challenger
 
     root = tmp_path_factory.mktemp("scoring") / "data"
-    for zone in ("validated", "reports"):
-        shutil.copytree(january / zone, root / zone)
+    for table in (catalog.validated_table(DATASET), catalog.validation_reports(DATASET)):
+        shutil.copytree(january / table, root / table)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIPELINES_DATA_ROOT", str(root))
         mp.setenv("PIPELINES_CODE_VERSION", "test")
@@ -80,18 +85,20 @@ class Target:
         return sorted(o["Key"][drop:] for page in pages for o in page.get("Contents", []))
 
     def checkpoint(self) -> dict:
-        """The run manifest, with ``committed``: the indices whose commit marker exists."""
-        folder = f"checkpoints/flights_delay/ds={DS}"
-        raw = self.read(f"{folder}/manifest.json")
+        """The scoring plan, with ``committed``: the indices whose commit marker exists."""
+        raw = self.read(catalog.scoring_plan(MODEL, DS))
         if raw is None:  # killed while re-planning, between clearing and writing it
             return {"status": "none", "committed": []}
         ckpt = json.loads(raw)
-        markers = [k for k in self.keys(f"{folder}/{ckpt['plan_id']}") if k.endswith(".json")]
-        ckpt["committed"] = sorted(int(k.rsplit("chunk-", 1)[1].split(".")[0]) for k in markers)
+        keys = self.keys(catalog.plan_dir(MODEL, DS, ckpt["plan_id"]))
+        markers = {catalog.chunk_marker(MODEL, DS, ckpt["plan_id"], c["index"]): c["index"] for c in ckpt["chunks"]}
+        found = [k for k in keys if k.endswith(".json")]
+        assert set(found) <= set(markers), f"commit markers outside the plan: {sorted(set(found) - set(markers))}"
+        ckpt["committed"] = sorted(markers[k] for k in found)
         return ckpt
 
     def manifest(self) -> dict:
-        return json.loads(self.read(f"scores/flights_delay/ds={DS}/_manifest.json"))
+        return json.loads(self.read(catalog.scores_manifest(MODEL, DS)))
 
     def local_file(self, key: str):
         """A local path holding the object (the file itself on local disk)."""
@@ -106,8 +113,10 @@ class Target:
         """What DuckDB reads from the published partition: rows, distinct row ids, a version, versions."""
         import duckdb
 
-        part = self.local_file(f"scores/flights_delay/ds={DS}/part-00000.parquet")
-        glob = os.path.join(part.rsplit(f"/ds={DS}/", 1)[0], "*/*.parquet")  # the Hive layout, as a BI tool reads it
+        key = catalog.scores_file(MODEL, DS)
+        part = self.local_file(key)
+        # Every partition of the table, the Hive layout, as a BI tool reads it.
+        glob = part[: -len(key)] + catalog.parquet_glob(catalog.scores_table(MODEL))
         return duckdb.execute(
             "select count(*), count(distinct row_id), any_value(model_version), count(distinct model_version) "
             "from read_parquet(?, hive_partitioning = true) where ds = ?",
@@ -124,12 +133,15 @@ def env(request, scored_root, monkeypatch, tmp_path) -> Target:
         monkeypatch.setenv("PIPELINES_DATA_ROOT", str(scored_root))
         return Target("local", str(scored_root))
     root = request.getfixturevalue("s3_root")  # sets PIPELINES_DATA_ROOT and the AWS_* variables
-    from pipelines.storage import get_storage
+    from pipelines.core.storage import get_storage
 
     storage = get_storage()
-    for zone in ("validated", "reports"):
-        for path in (scored_root / zone / "flights" / f"ds={DS}").iterdir():
-            storage.upload(f"{zone}/flights/ds={DS}/{path.name}", str(path))
+    for key in (
+        catalog.validated_file(DATASET, DS),
+        catalog.validation_report(DATASET, DS),
+        catalog.validation_html(DATASET, DS),
+    ):
+        storage.upload(key, str(scored_root / key))
     return Target("s3", root, request.getfixturevalue("s3_client"), tmp_path)
 
 
@@ -137,7 +149,9 @@ def _start(target, tmp_path, *extra: str, hold: str | None = None) -> tuple[subp
     env = dict(os.environ)  # the target's PIPELINES_DATA_ROOT, MLflow store and AWS_* settings
     release = str(tmp_path / f"release-{time.monotonic_ns()}")
     if hold:
-        env.update({"PIPELINES_FAULT_HOLD": hold, "PIPELINES_FAULT_RELEASE": release})
+        env.update(
+            {"PIPELINES_STEP_HOOK": faults.HOOK, "PIPELINES_FAULT_HOLD": hold, "PIPELINES_FAULT_RELEASE": release}
+        )
     err = open(tmp_path / f"stderr-{time.monotonic_ns()}.log", "w+")
     cmd = [sys.executable, "-m", "pipelines", "score", "--model", "flights_delay", "--ds", DS]
     cmd += ["--chunk-rows", str(CHUNK_ROWS), "--json", *extra]
@@ -168,14 +182,14 @@ def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
     first = _score(env, tmp_path)
     assert first["planned"] == CHUNKS and first["scored"] == CHUNKS and first["skipped"] == 0
     assert first["rows"] == first["input"]["rows"] == ROWS and first["model_version"] == "1"
-    assert first["output"].endswith(f"scores/flights_delay/ds={DS}/part-00000.parquet")
+    assert first["output"].endswith("/" + catalog.scores_file(MODEL, DS))
     assert env.published() == (ROWS, ROWS, "1", 1)
     manifest = env.manifest()
     assert manifest["output_sha256"] == first["output_sha256"] and manifest["mlflow_run_id"]
 
     import pyarrow.parquet as pq
 
-    part = env.local_file(f"scores/flights_delay/ds={DS}/part-00000.parquet")
+    part = env.local_file(catalog.scores_file(MODEL, DS))
     meta = pq.read_metadata(part)
     assert meta.num_row_groups == CHUNKS  # one row group per chunk
     names = pq.read_schema(part).names
@@ -251,9 +265,9 @@ def test_sigterm_stops_at_a_chunk_boundary_and_resumes(env, tmp_path):
 
 @pytest.mark.parametrize("env", ["local"], indirect=True)  # the registry is the same either way
 def test_promotion_mid_run_does_not_mix_versions(env, tmp_path):
-    from pipelines.config import load_project
-    from pipelines.tracking import CHAMPION, client
-    from pipelines.training import train_challenger
+    from pipelines.core.config import load_project
+    from pipelines.core.tracking import CHAMPION, client
+    from pipelines.training.train import train_challenger
 
     newer = train_challenger(load_project("flights_delay"), "2013-01-31", force=True)["version"]
     c = client()
@@ -275,8 +289,8 @@ def test_promotion_mid_run_does_not_mix_versions(env, tmp_path):
 def test_a_revalidated_partition_is_never_resumed_or_mixed(env, tmp_path):
     """Same key, same row count, new content: the old plan is superseded, not resumed."""
 
-    from pipelines.config import load_project
-    from pipelines.errors import PlanConflict
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import PlanConflict
     from pipelines.scoring import plan_run, publish, score_chunks
 
     project = load_project("flights_delay")
@@ -298,7 +312,7 @@ def _revalidated(target, tmp_path):
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    path = os.path.join(target.root, f"validated/flights/ds={DS}/part-00000.parquet")
+    path = os.path.join(target.root, catalog.validated_file(DATASET, DS))
     backup = tmp_path / "validated.parquet"
     shutil.copy(path, backup)
     try:
@@ -313,7 +327,7 @@ def _revalidated(target, tmp_path):
 
 def _chunk_worker(indices: list[int], plan_id: str) -> subprocess.Popen:
     code = (
-        "import sys; from pipelines.config import load_project; from pipelines.scoring import score_chunks; "
+        "import sys; from pipelines.core.config import load_project; from pipelines.scoring import score_chunks; "
         f"print(score_chunks(load_project('flights_delay'), '{DS}', '{plan_id}', {indices!r}))"
     )
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -322,7 +336,7 @@ def _chunk_worker(indices: list[int], plan_id: str) -> subprocess.Popen:
 @pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_chunks_scored_by_concurrent_processes_publish_the_same_partition(env, tmp_path):
     """Two workers commit disjoint chunks of one plan at once (as mapped tasks do): no lost commit."""
-    from pipelines.config import load_project
+    from pipelines.core.config import load_project
     from pipelines.scoring import plan_run, publish
 
     reference = _score(env, tmp_path)
@@ -340,15 +354,15 @@ def test_chunks_scored_by_concurrent_processes_publish_the_same_partition(env, t
 
 @pytest.mark.parametrize("env", ["local"], indirect=True)
 def test_a_corrupted_chunk_is_uncommitted_and_rescored(env, tmp_path):
-    from pipelines.config import load_project
-    from pipelines.errors import MissingInput
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import MissingInput
     from pipelines.scoring import plan_run, publish, score_chunks
 
     reference = _score(env, tmp_path)
     project = load_project("flights_delay")
     plan = plan_run(project, DS, chunk_rows=CHUNK_ROWS, restart=True)
     score_chunks(project, DS, plan["plan_id"])
-    chunk = os.path.join(env.root, f"checkpoints/flights_delay/ds={DS}/{plan['plan_id']}/chunk-00003.arrow")
+    chunk = os.path.join(env.root, catalog.chunk_data(MODEL, DS, plan["plan_id"], 3))
     with open(chunk, "r+b") as fh:  # bit rot on the checkpoint store
         fh.seek(100)
         fh.write(b"\x00\xff")
@@ -380,10 +394,15 @@ def test_lineage_gives_the_whole_chain_and_notices_a_revalidation(env, tmp_path)
     assert t["window"] == "2013-01-01..2013-01-24" and t["holdout_window"] == "2013-01-25..2013-01-31"
     assert t["data_fingerprint"] == published["training_fingerprint"] and t["train_rows"] > 0
     assert g["decision"] == "promoted" and g["decision_uri"].startswith(f"runs:/{v['mlflow_run_id']}/gate/")
-    assert i["validated"].endswith(f"validated/flights/ds={DS}/part-00000.parquet") and i["rows"] == ROWS
+    assert i["validated"].endswith("/" + catalog.validated_file(DATASET, DS)) and i["rows"] == ROWS
     assert i["validation_status"] == "published" and i["contract_version"] == t["contract_version"]
+    # Every link is the catalog's key of its artifact.
+    assert r["scores"]["uri"].endswith("/" + catalog.scores_file(MODEL, DS))
+    assert r["scores"]["manifest"].endswith("/" + catalog.scores_manifest(MODEL, DS))
+    assert i["validation_report"].endswith("/" + catalog.validation_report(DATASET, DS))
+    assert t["training_set"].endswith("/" + catalog.training_dir(MODEL, "2013-01-31"))
 
-    from pipelines.config import load_project
+    from pipelines.core.config import load_project
     from pipelines.lineage import lineage
 
     with _revalidated(env, tmp_path):

@@ -14,19 +14,21 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipelines.config import DriftConfig, load_project
-from pipelines.drift import run_drift
-from pipelines.gate import run_gate
-from pipelines.partitions import date_range
-from pipelines.storage import get_storage
-from pipelines.training import train_challenger
+from pipelines.core import catalog
+from pipelines.core.config import DriftConfig, load_project
+from pipelines.core.partitions import date_range
+from pipelines.core.storage import get_storage
+from pipelines.monitoring.drift import run_drift
+from pipelines.training.gate import run_gate
+from pipelines.training.train import train_challenger
 
 
 @pytest.fixture(scope="module")
 def monitored(seasons, tmp_path_factory):
     """Winter and summer partitions, and a champion trained through 2013-01-31 (one per module)."""
     root = tmp_path_factory.mktemp("monitored") / "data"
-    shutil.copytree(seasons / "validated", root / "validated")
+    table = catalog.validated_table("flights")
+    shutil.copytree(seasons / table, root / table)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PIPELINES_DATA_ROOT", str(root))
         mp.setenv("PIPELINES_CODE_VERSION", "test")
@@ -83,11 +85,12 @@ def test_summer_fires_once_per_cooldown_with_drifted_features_named(env, capsys)
     assert "dest" in first["drifted_features"] and first["drift_share"] >= 0.1
     assert first["performance"]["metrics"]["log_loss"]["decayed"] is True  # the summer's delays
     assert first["performance"]["metrics"]["positive_share"]["value"] > 0.4
-    assert first["report"].endswith("reports/flights_delay/ds=2013-07-01/drift.json")
     storage = get_storage()
-    assert storage.exists("reports/flights_delay/ds=2013-07-01/drift.html")
-    assert storage.exists("reports/flights_delay/ds=2013-07-01/drift_scores.html")
-    history = storage.read_json("reports/flights_delay/ds=2013-06-30/drift.json")
+    assert first["report"] == storage.uri(catalog.drift_summary("flights_delay", "2013-07-01"))
+    assert first["report"].endswith("/reports/models/flights_delay/ds=2013-07-01/drift.json")
+    assert storage.exists(catalog.drift_html("flights_delay", "2013-07-01", "features"))
+    assert storage.exists(catalog.drift_html("flights_delay", "2013-07-01", "scores"))
+    history = storage.read_json(catalog.drift_summary("flights_delay", "2013-06-30"))
     assert history["policy_fired"] is None and history["signal"] is True
 
     project = load_project("flights_delay")
@@ -97,7 +100,7 @@ def test_summer_fires_once_per_cooldown_with_drifted_features_named(env, capsys)
     assert all(r["reason"].startswith("cooldown: last firing on 2013-07-01") for r in later)
 
     # Live metrics land on the champion's run, one step per partition day.
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     run_id = first["run_id"]
     steps = {m.step for m in client().get_metric_history(run_id, "live_log_loss")}
@@ -108,7 +111,7 @@ def _shifted(storage, source: str, target: str, minutes: int) -> None:
     """Copy a validated winter partition to ``target`` with every departure ``minutes`` later."""
     import pyarrow as pa
 
-    frame = storage.read_parquet(f"validated/flights/ds={source}/part-00000.parquet").to_pandas()
+    frame = catalog.read_validated(storage, "flights", source)
     day = dt.date.fromisoformat(target)
     frame["year"], frame["month"], frame["day"] = day.year, day.month, day.day
 
@@ -120,7 +123,7 @@ def _shifted(storage, source: str, target: str, minutes: int) -> None:
         frame[col] = later(frame[col]).astype(frame[col].dtype)
     frame["hour"] = (frame["sched_dep_time"] // 100).astype(frame["hour"].dtype)
     table = pa.Table.from_pandas(frame, preserve_index=False)
-    storage.write_parquet(f"validated/flights/ds={target}/part-00000.parquet", table)
+    storage.write_parquet(catalog.validated_file("flights", target), table)
 
 
 def test_injected_shift_fires_and_names_the_shifted_features(env):

@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.config import load_project
-from pipelines.errors import GateRejected
-from pipelines.gate import ChampionChanged, _move_aliases, rollback, run_gate, slice_criterion
-from pipelines.metrics import METRICS
-from pipelines.settings import PROJECT_ROOT
-from pipelines.tracking import CHAMPION, PREVIOUS, client
-from pipelines.training import train_challenger
+from pipelines.core.config import load_project
+from pipelines.core.errors import GateRejected
+from pipelines.core.metrics import METRICS
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines.core.tracking import CHAMPION, PREVIOUS, client
+from pipelines.training.gate import ChampionChanged, _move_aliases, rollback, run_gate, slice_criterion
+from pipelines.training.train import train_challenger
 
 
 @pytest.fixture
@@ -155,7 +155,7 @@ def test_slice_regression_blocks_promotion():
     challenger[lga] = rng.normal(0, 1, lga.sum())  # ...except LGA, where it is noise
     metric = METRICS["roc_auc"]
     overall = metric.gain(metric.fn(y, challenger), metric.fn(y, champion))
-    from pipelines.config import SlicesConfig
+    from pipelines.core.config import SlicesConfig
 
     crit = slice_criterion(rows, "origin", y, challenger, champion, metric, SlicesConfig(min_size=200, tolerance=0.02))
     assert overall > 0 and not crit["passed"]

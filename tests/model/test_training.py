@@ -11,9 +11,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipelines.config import load_project
-from pipelines.errors import MissingInput
-from pipelines.training import build_training_set, train_challenger, window
+from pipelines.core import catalog
+from pipelines.core.config import load_project
+from pipelines.core.errors import MissingInput
+from pipelines.training.dataset import build_training_set, window
+from pipelines.training.train import train_challenger
 
 
 def test_window_keeps_the_holdout_last():
@@ -32,6 +34,12 @@ def test_training_set_is_deterministic_and_holdout_disjoint(jan_root):
     train, hold = a["frames"]["train"], a["frames"]["holdout"]
     assert set(train["ds"]).isdisjoint(hold["ds"])
     assert a["train_rows"] + a["holdout_rows"] == 27004
+    # The training set's record sits beside its two files and says what they hold.
+    from pipelines.core.storage import get_storage
+
+    record = get_storage().read_json(catalog.training_set_record("flights_delay", "2013-01-31"))
+    assert record == {k: v for k, v in a.items() if k != "frames"}
+    assert set(record["files"]) == {catalog.TRAIN_FILE, catalog.HOLDOUT_FILE}
 
 
 def test_fingerprint_is_what_dvc_computes(jan_root, tmp_path):
@@ -40,9 +48,11 @@ def test_fingerprint_is_what_dvc_computes(jan_root, tmp_path):
     ts = build_training_set(project, "2013-01-31")
     repo = tmp_path / "repo"
     repo.mkdir()
-    shutil.copytree(
-        jan_root / "training/flights_delay/ds=2013-01-31", repo / "set", ignore=shutil.ignore_patterns("_manifest.json")
+    folder = jan_root / catalog.training_dir("flights_delay", "2013-01-31")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [catalog.TRAINING_SET_FILE, catalog.TRAIN_FILE, catalog.HOLDOUT_FILE]
     )
+    shutil.copytree(folder, repo / "set", ignore=shutil.ignore_patterns(catalog.TRAINING_SET_FILE))
     dvc = str(Path(sys.executable).with_name("dvc"))  # the locked env's dvc, PATH or not
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([dvc, "init", "-q"], cwd=repo, check=True)
@@ -61,7 +71,7 @@ def test_no_data_is_a_named_error(jan_root):
 def test_train_logs_and_registers_a_version(jan_root, caplog):
     import mlflow
 
-    from pipelines.tracking import client
+    from pipelines.core.tracking import client
 
     with caplog.at_level("INFO", logger="pipelines"):
         r = train_challenger(load_project("flights_delay"), "2013-01-31")
@@ -81,19 +91,23 @@ def test_train_logs_and_registers_a_version(jan_root, caplog):
         assert name in run.data.metrics
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
     assert contexts == {"training", "evaluation"}
-    assert {a.path for a in c.list_artifacts(r["run_id"], "reference")} == {
-        "reference/profile.json",
-        "reference/drift_reference.parquet",
-        "reference/holdout_scores.parquet",
-    }
+    assert (
+        {a.path for a in c.list_artifacts(r["run_id"], catalog.REFERENCE_DIR)}
+        == {
+            "reference/profile.json",
+            "reference/drift_reference.parquet",
+            "reference/holdout_scores.parquet",
+        }
+        == {catalog.REFERENCE_PROFILE, catalog.DRIFT_REFERENCE, catalog.HOLDOUT_SCORES_REFERENCE}
+    )
     profile = json.loads(
-        open(mlflow.artifacts.download_artifacts(run_id=r["run_id"], artifact_path="reference/profile.json")).read()
+        open(mlflow.artifacts.download_artifacts(run_id=r["run_id"], artifact_path=catalog.REFERENCE_PROFILE)).read()
     )
     assert set(profile["categorical"]) == {"carrier", "origin", "dest"}
 
     # The logged model carries its preprocessing: raw validated rows in, probabilities out.
     model = mlflow.pyfunc.load_model(r["model_uri"])
-    rows = pd.read_parquet(jan_root / "validated/flights/ds=2013-01-28/part-00000.parquet")
+    rows = pd.read_parquet(jan_root / catalog.validated_file("flights", "2013-01-28"))
     proba = model.predict(rows)
     assert proba.shape == (len(rows), 2) and ((proba >= 0) & (proba <= 1)).all()
     # The progress callback was for the fit only: the logged model does not carry it.
@@ -139,7 +153,7 @@ def test_rerun_reuses_the_version_unless_forced(jan_root):
 def test_a_different_model_config_is_never_reused(jan_root, tmp_path, monkeypatch):
     import yaml
 
-    from pipelines.settings import PROJECT_ROOT
+    from pipelines.core.settings import PROJECT_ROOT
 
     first = train_challenger(load_project("flights_delay"), "2013-01-31")
     d = tmp_path / "configs"

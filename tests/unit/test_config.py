@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.config import list_projects, load_project
-from pipelines.errors import ConfigError
-from pipelines.settings import PROJECT_ROOT, get_settings
+from pipelines.core.config import list_projects, load_project
+from pipelines.core.errors import ConfigError
+from pipelines.core.settings import PROJECT_ROOT, get_settings
 
 CONFIGS = PROJECT_ROOT / "configs"
 

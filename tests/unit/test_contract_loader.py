@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipelines.contracts import compute_masks, load_contract
-from pipelines.errors import ConfigError
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core.contracts import load_contract
+from pipelines.core.errors import ConfigError
+from pipelines.core.settings import PROJECT_ROOT
+from pipelines.ingest.rules import compute_masks
 
 SOURCE = PROJECT_ROOT / "data_contracts" / "flights.odcs.yaml"
 

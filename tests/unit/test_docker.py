@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core.settings import PROJECT_ROOT
 
 DOCKER = PROJECT_ROOT / "docker"
 BIN = Path(sys.executable).parent
@@ -131,7 +131,7 @@ def test_the_airflow_services_share_one_configuration_with_a_scalable_worker(com
 
 
 def test_compose_and_make_up_prod_configure_airflow_alike(compose, tmp_path):
-    from pipelines.prod_stack import Stack
+    from pipelines_ops.prod_stack import Stack
 
     stack = Stack(home=tmp_path, ports={"api": 1, "mlflow": 2, "s3": 3})
     ours = {k for k in stack.env() if k.startswith("AIRFLOW__")}

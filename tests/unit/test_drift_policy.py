@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.config import DriftConfig, load_project
-from pipelines.drift import decide, monitored_columns, performance, signal
-from pipelines.errors import ConfigError
-from pipelines.features import feature_spec
+from pipelines.core.config import DriftConfig, load_project
+from pipelines.core.errors import ConfigError
+from pipelines.core.features import feature_spec
+from pipelines.monitoring.drift import decide, monitored_columns, performance, signal
 
 
 def _project(**drift):

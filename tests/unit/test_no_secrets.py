@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from pipelines.settings import PROJECT_ROOT
+from pipelines.core.settings import PROJECT_ROOT
 
 TOKEN_FORMATS = {
     "AWS access key id": re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),

@@ -7,12 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.errors import InvalidPartitionKey
-from pipelines.partitions import (
+from pipelines.core.errors import InvalidPartitionKey
+from pipelines.core.partitions import (
     date_range,
     ds_str,
     parse_ds,
-    partition_dir,
     partitions_from_events,
     resolve_partition,
 )
@@ -21,7 +20,7 @@ from pipelines.partitions import (
 @pytest.mark.parametrize("good", ["2013-01-01", "2013-12-31", "2024-02-29"])
 def test_valid_keys(good):
     assert ds_str(good) == good
-    assert partition_dir(good) == f"ds={good}"
+    assert parse_ds(good).isoformat() == good
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipelines.errors import InvalidPartitionKey
-from pipelines.retrain import training_request
+from pipelines.core.errors import InvalidPartitionKey
+from pipelines.training.steps import training_request
 
 UTC = dt.UTC
 

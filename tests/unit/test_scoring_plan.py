@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.errors import ConfigError
-from pipelines.scoring import plan_chunks
+from pipelines.core.errors import ConfigError
+from pipelines.scoring.plan import plan_chunks
 
 
 @pytest.mark.parametrize(("rows", "chunk"), [(0, 10), (1, 10), (10, 10), (11, 10), (923, 100), (1_000_000, 99_999)])
@@ -28,12 +28,12 @@ def test_chunks_read_back_the_partition_in_order_across_row_groups(tmp_path, chu
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipelines.scoring import _Input
+    from pipelines.scoring.chunks import ChunkReader
 
     table = pa.table({"k": list(range(30)), "s": [f"r{i}" for i in range(30)]})
     path = tmp_path / "part.parquet"
     pq.write_table(table, path, row_group_size=7)  # groups of 7, 7, 7, 7, 2
-    source = _Input(str(path))
+    source = ChunkReader(str(path))
     assert source.num_rows == 30
     parts = [source.read(c["start"], c["rows"]) for c in plan_chunks(30, chunk)]
     assert all(p.num_rows == c["rows"] for p, c in zip(parts, plan_chunks(30, chunk), strict=True))
@@ -42,17 +42,19 @@ def test_chunks_read_back_the_partition_in_order_across_row_groups(tmp_path, chu
 
 
 def test_a_partition_is_ready_to_score_only_with_its_published_report(tmp_path):
-    from pipelines.config import load_project
+    from pipelines.core import catalog
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import LocalStorage
     from pipelines.scoring import validated_ready
-    from pipelines.storage import LocalStorage
 
     project, storage, ds = load_project("flights_delay"), LocalStorage(tmp_path), "2013-01-05"
-    report = f"reports/flights/ds={ds}/validation.json"
+    report = catalog.validation_report(project.dataset.name, ds)
+    validated = catalog.validated_file(project.dataset.name, ds)
     assert validated_ready(project, ds, storage) == "waiting"
-    storage.write_bytes(f"validated/flights/ds={ds}/part-00000.parquet", b"PAR1")
+    storage.write_bytes(validated, b"PAR1")
     assert validated_ready(project, ds, storage) == "waiting"  # validation writes the report after the file
     storage.write_json(report, {"summary": {"status": "published", "contract_version": "1.0.0"}})
     assert validated_ready(project, ds, storage) == "ready"
     storage.write_json(report, {"summary": {"status": "halted"}})
-    storage.delete(f"validated/flights/ds={ds}/part-00000.parquet")
+    storage.delete(validated)
     assert validated_ready(project, ds, storage) == "halted"

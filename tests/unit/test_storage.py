@@ -1,4 +1,4 @@
-"""LocalStorage and key validation (no server needed)."""
+"""LocalStorage and key validation (no server needed); which key holds what is tested in test_catalog.py."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.errors import ConfigError, InvalidPartitionKey, MissingInput
-from pipelines.storage import LocalStorage, S3Storage, check_key, get_storage, partition_key
+from pipelines.core.errors import ConfigError, MissingInput
+from pipelines.core.storage import LocalStorage, S3Storage, check_key, get_storage
 
 KEY = "validated/flights/ds=2013-01-01/part-00000.parquet"
 
@@ -42,7 +42,7 @@ def local(tmp_path) -> LocalStorage:
         "a",
         "landing/flights/ds=2013-01-01/flights_JFK.csv",
         "quarantine/flights/ds=2013-01-01/_files.json",
-        "reports/flights/ds=2013-01-01/validation.html",
+        "reports/datasets/flights/ds=2013-01-01/validation.html",
         "scores/m-1/v2.0/x_y=z",
     ],
 )
@@ -86,71 +86,6 @@ def test_check_key_rejects_unsafe_keys(key):
 def test_check_key_rejects_non_strings(key):
     with pytest.raises(ConfigError):
         check_key(key)
-
-
-def test_partition_key_builds_hive_paths():
-    assert partition_key("validated", "flights", "2013-01-01") == "validated/flights/ds=2013-01-01"
-    assert partition_key("quarantine", "flights", "2013-01-02", "files", "x.csv") == (
-        "quarantine/flights/ds=2013-01-02/files/x.csv"
-    )
-    assert partition_key("reports", "flights", dt.date(2013, 12, 31), "validation.json") == (
-        "reports/flights/ds=2013-12-31/validation.json"
-    )
-
-
-@pytest.mark.parametrize("zone", ["", "landingx", "Landing", "../landing", "landing/..", "tmp", "validated/x"])
-def test_partition_key_rejects_unknown_zones(zone):
-    with pytest.raises(ConfigError, match="zone"):
-        partition_key(zone, "flights", "2013-01-01")
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "",
-        "Flights",
-        "1flights",
-        "_flights",
-        "flights-x",
-        "../flights",
-        "a/b",
-        "a b",
-        "x" * 64,
-        "flights\n",
-    ],
-)
-def test_partition_key_rejects_bad_names(name):
-    with pytest.raises(ConfigError, match="name"):
-        partition_key("landing", name, "2013-01-01")
-
-
-@pytest.mark.parametrize(
-    "ds",
-    [
-        "2013-1-1",
-        "2013-01-1",
-        "2013-02-30",
-        "2013-13-01",
-        "20130101",
-        "2013/01/01",
-        "../2013-01-01",
-        "2013-01-01/../../etc",
-        "2013-01-01/",
-        " 2013-01-01",
-        "2013-01-01T00:00:00",
-        "",
-        "ds=2013-01-01",
-    ],
-)
-def test_partition_key_rejects_non_date_partition_keys(ds):
-    with pytest.raises(InvalidPartitionKey):
-        partition_key("landing", "flights", ds)
-
-
-@pytest.mark.parametrize("part", ["..", "../x", "/abs", "a//b", "a b", ".x"])
-def test_partition_key_rejects_unsafe_trailing_parts(part):
-    with pytest.raises(ConfigError):
-        partition_key("landing", "flights", "2013-01-01", part)
 
 
 # --- LocalStorage ---------------------------------------------------------------------------------------------------
@@ -294,7 +229,7 @@ def test_read_missing_key_raises_missing_input(local):
     with pytest.raises(MissingInput, match=r"not found: file://"):
         local.read_bytes("landing/flights/ds=2013-01-01/nope.csv")
     with pytest.raises(MissingInput):
-        local.read_json("reports/flights/ds=2013-01-01/validation.json")
+        local.read_json("reports/datasets/flights/ds=2013-01-01/validation.json")
     with pytest.raises(MissingInput):
         local.read_parquet(KEY)
     assert MissingInput.exit_code == 5
@@ -338,11 +273,11 @@ def test_parquet_round_trip(local):
 
 
 def test_json_and_text_helpers(local):
-    key = "reports/flights/ds=2013-01-01/validation.json"
+    key = "reports/datasets/flights/ds=2013-01-01/validation.json"
     local.write_json(key, {"b": 1, "a": [1, 2], "when": dt.date(2013, 1, 1)})
     assert local.read_json(key) == {"a": [1, 2], "b": 1, "when": "2013-01-01"}
-    local.write_text("reports/flights/ds=2013-01-01/validation.html", "<p>ü</p>")
-    assert local.read_bytes("reports/flights/ds=2013-01-01/validation.html") == "<p>ü</p>".encode()
+    local.write_text("reports/datasets/flights/ds=2013-01-01/validation.html", "<p>ü</p>")
+    assert local.read_bytes("reports/datasets/flights/ds=2013-01-01/validation.html") == "<p>ü</p>".encode()
 
 
 def test_uri_is_a_readable_file_uri(local):
@@ -389,7 +324,7 @@ def test_s3_storage_keys_are_validated_before_any_request():
 
 
 def test_symlink_out_of_the_root_is_refused(tmp_path):
-    from pipelines.storage import LocalStorage
+    from pipelines.core.storage import LocalStorage
 
     secret = tmp_path / "secret.txt"
     secret.write_text("aws_secret_access_key=...")
@@ -411,3 +346,53 @@ def test_delete_removes_one_object_only_and_a_missing_one_is_fine(local):
 def test_delete_rejects_unsafe_keys(local):
     with pytest.raises(ConfigError):
         local.delete("../outside")
+
+
+def test_key_of_is_the_inverse_of_uri(local, tmp_path):
+    assert local.key_of(local.uri(KEY)) == KEY
+    assert local.key_of(local.uri("a")) == "a"
+    assert local.key_of(f"file://{tmp_path / 'elsewhere' / 'x'}") is None
+    assert local.key_of(f"file://{local.root}") is None  # the root itself is no key
+    assert local.key_of(f"file://{local.root}x/y") is None  # a sibling folder sharing the root's name as prefix
+    s3 = S3Storage("s3://bucket/prefix")
+    assert s3.key_of(s3.uri(KEY)) == KEY
+    assert s3.key_of("s3://bucket/prefixx/a") is None
+    assert s3.key_of("s3://other/prefix/a") is None
+
+
+def test_local_copy_of_local_storage_is_the_file_itself(local):
+    local.write_bytes(KEY, b"hello")
+    with local.local_copy(KEY) as path:
+        assert path == str(local.local_path(KEY))
+        assert Path(path).read_bytes() == b"hello"
+    assert local.exists(KEY)  # nothing was moved or deleted
+    with pytest.raises(MissingInput), local.local_copy("validated/flights/ds=2013-01-02/part-00000.parquet"):
+        pass
+    with pytest.raises(ConfigError), local.local_copy("../escape"):
+        pass
+
+
+def test_the_generic_local_copy_is_a_temporary_download(local, tmp_path):
+    """What S3 gets: a streamed download into a temp folder, removed when the block ends."""
+    from pipelines.core.storage import Storage
+
+    local.write_bytes(KEY, b"hello")
+    with Storage.local_copy(local, KEY) as path:
+        assert Path(path).name == "part-00000.parquet"
+        assert Path(path).read_bytes() == b"hello"
+        assert not Path(path).is_relative_to(local.root)
+    assert not Path(path).exists()
+    assert local.read_bytes(KEY) == b"hello"
+
+
+def test_sha256_file_streams_a_local_file(tmp_path):
+    import hashlib
+
+    from pipelines.core.storage import sha256_file
+
+    path = tmp_path / "big.bin"
+    data = os.urandom((1 << 20) * 2 + 17)  # more than one read block
+    path.write_bytes(data)
+    assert sha256_file(path) == sha256_file(str(path)) == hashlib.sha256(data).hexdigest()
+    (tmp_path / "empty").write_bytes(b"")
+    assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipelines.settings import get_settings
-from pipelines.tracking import run_link
+from pipelines.core.settings import get_settings
+from pipelines.core.tracking import run_link
 
 
 def test_a_tracking_server_gets_a_ui_link(monkeypatch):
