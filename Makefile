@@ -53,12 +53,12 @@ test-fast: setup ## Unit and contract tests only
 	$(BIN)/python -m pytest tests/unit tests/contracts
 
 lint: setup ## Ruff (with Airflow's AIR rules on dags/)
-	$(BIN)/ruff check pipelines dags tests
-	$(BIN)/ruff format --check pipelines dags tests
+	$(BIN)/ruff check pipelines pipelines_ops dags tests
+	$(BIN)/ruff format --check pipelines pipelines_ops dags tests
 
 format: setup ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix pipelines dags tests
-	$(BIN)/ruff format pipelines dags tests
+	$(BIN)/ruff check --fix pipelines pipelines_ops dags tests
+	$(BIN)/ruff format pipelines pipelines_ops dags tests
 
 bench: setup ## Benchmarks, ours against the peers, side by side (validation, drift, scoring)
 	$(BIN)/python tests/bench/bench_validate.py

@@ -74,7 +74,7 @@ def window_features(project: Any, spec: Any, storage: Any, ds: str) -> Any:
 
     from pipelines.core import catalog
     from pipelines.core.features import make_features
-    from pipelines.monitoring.drift import window_days
+    from pipelines.monitoring.measure import window_days
 
     have = set(catalog.validated_partitions(storage, project.dataset.name))
     days = [d for d in window_days(project, ds) if d in have]
@@ -141,14 +141,14 @@ def main() -> int:
         from pipelines.core.config import load_project
         from pipelines.core.features import feature_spec
         from pipelines.core.storage import get_storage
-        from pipelines.monitoring.drift import _Champion, measure, monitored_columns
+        from pipelines.monitoring.measure import Champion, measure, monitored_columns
 
         project = load_project(MODEL)
         spec = feature_spec(project)
         storage = get_storage()
         columns = monitored_columns(project, spec)
         t0 = time.perf_counter()
-        champ = _Champion(project)
+        champ = Champion(project)
         measure(project, "2013-07-03", champ, storage, spec)  # warm-up: imports, model load
         warm = time.perf_counter() - t0
         ours, evidently_only, peer, fired = [], [], [], []

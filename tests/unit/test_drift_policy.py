@@ -8,7 +8,8 @@ import pytest
 from pipelines.core.config import DriftConfig, load_project
 from pipelines.core.errors import ConfigError
 from pipelines.core.features import feature_spec
-from pipelines.monitoring.drift import decide, monitored_columns, performance, signal
+from pipelines.monitoring.measure import monitored_columns, performance
+from pipelines.monitoring.policy import decide, signal
 
 
 def _project(**drift):
