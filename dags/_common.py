@@ -35,7 +35,7 @@ def default_args(project: ProjectConfig, retries: int) -> dict[str, Any]:
 
 
 def storage_uri(key: str) -> str:
-    """URI of a storage folder the catalog names, computed from settings only (no I/O, no client)."""
+    """URI of a storage folder the catalog names, from settings only (no network, no S3 client)."""
     from pipelines.core.storage import get_storage
 
     return get_storage().uri(key)

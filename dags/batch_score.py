@@ -153,12 +153,12 @@ def build_batch_score_dag(project):
             """Score and commit one chunk of the plan (a committed chunk is not redone)."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.core.errors import PlanConflict
+            from pipelines.core.errors import ConfigError, PlanConflict
             from pipelines.scoring import score_chunks
 
             try:
                 return score_chunks(project, partition, plan_id, [index])
-            except PlanConflict as exc:
+            except (PlanConflict, ConfigError) as exc:  # a retry cannot fix a superseded plan or a bad setting
                 raise AirflowFailException(str(exc)) from None
 
         @task(task_id="publish", outlets=[scores])
@@ -166,13 +166,13 @@ def build_batch_score_dag(project):
             """Publish the partition atomically and announce it."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.core.errors import PlanConflict
+            from pipelines.core.errors import ConfigError, PlanConflict
             from pipelines.scoring import publish as publish_partition
-            from pipelines.scoring.publish import announcement
+            from pipelines.scoring.publication import announcement
 
             try:
                 manifest = publish_partition(project, chunks[0]["partition"], chunks[0]["plan_id"])
-            except PlanConflict as exc:
+            except (PlanConflict, ConfigError) as exc:
                 raise AirflowFailException(str(exc)) from None
             summary = announcement(manifest)
             context["outlet_events"][scores].extra = summary

@@ -265,12 +265,27 @@ def lineage_cmd(
     emit(r, as_json, "\n".join(summary_lines(r)))
 
 
+@app.command("migrate-layout")
+def migrate_layout_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the moves, change nothing."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Move a data root written before the storage catalog to its layout (run once, scheduler stopped)."""
+    from pipelines.core.migrate import migrate_layout
+
+    r = migrate_layout(dry_run=dry_run)
+    verb = "would move" if dry_run else "moved"
+    emit(r, as_json, f"{r['root']}: {verb} {len(r['moved'])} artifact(s), kept {len(r['kept'])} already in place")
+
+
 def _load_plugins() -> None:
     """Add the commands other installed packages contribute (entry-point group ``pipelines.commands``).
 
     Each entry point names a callable that receives the Typer app and adds its
     commands: the ops tooling contributes ``seed-demo`` this way, so the
-    library never imports it.
+    library never imports it. A plugin that this install left out is skipped
+    quietly; one that fails to load is skipped with a warning, and every step's
+    own command keeps working.
     """
     global _plugins_loaded
     if _plugins_loaded:
@@ -279,24 +294,29 @@ def _load_plugins() -> None:
 
     for ep in entry_points(group="pipelines.commands"):
         try:
-            register = ep.load()
+            ep.load()(app)
         except ModuleNotFoundError as exc:
-            # The distribution declares the ops tooling, but this install left it
-            # out (the production image ships the library only): no such command.
-            if exc.name != ep.module.split(".")[0]:
-                raise
-            continue
-        register(app)
+            if exc.name == ep.module.split(".")[0]:
+                continue  # declared by the distribution, left out of this install (the production image)
+            _plugin_failed(ep, exc)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not take the steps' own commands down
+            _plugin_failed(ep, exc)
     _plugins_loaded = True
 
 
 _plugins_loaded = False
 
 
+def _plugin_failed(ep: Any, exc: Exception) -> None:
+    logging.getLogger(__name__).warning(
+        "command plugin %s (%s) could not be loaded and is skipped: %s: %s", ep.name, ep.value, type(exc).__name__, exc
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps expected failures to their exit codes."""
-    _load_plugins()
     try:
+        _load_plugins()
         app(args=argv, standalone_mode=False)
     except PipelinesError as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import MissingInput
+from pipelines.core.errors import InvalidPartitionKey, MissingInput
 from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
@@ -48,22 +48,31 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
 
     report_at = catalog.validation_report(project.dataset.name, ds)
     report = storage.read_json(report_at)["summary"] if storage.exists(report_at) else {}
-    training = {}
-    here = storage.key_of(rt.get("training_set_uri", "")) is not None  # trained on this storage root
-    record = catalog.training_set_record(project.name, rt["end_ds"]) if here and rt.get("end_ds") else None
-    if record and storage.exists(record):
-        training = storage.read_json(record)
-
-    problems = _cross_check(storage, m, mv)
+    training = _training_record(storage, project, rt)
+    problems = _cross_check(storage, m, mv, training)
     return _chain(project, ds, storage.uri(public), m, mv, run, champion, report, training, problems)
 
 
-def _cross_check(storage: Storage, m: dict[str, Any], mv: Any) -> list[str]:
-    """What breaks the chain: the manifest disagrees with the version, or the scored input changed or went."""
+def _training_record(storage: Storage, project: ProjectConfig, run_tags: dict[str, str]) -> dict[str, Any]:
+    """The record of the training set a version's run names, when it was trained on this storage root."""
+    if storage.key_of(run_tags.get("training_set_uri", "")) is None or not run_tags.get("end_ds"):
+        return {}
+    try:
+        record = catalog.training_set_record(project.name, run_tags["end_ds"])
+    except InvalidPartitionKey:
+        return {}  # a tag no pipelines run writes: reported by the cross-check as a missing record
+    return storage.read_json(record) if storage.exists(record) else {}
+
+
+def _cross_check(storage: Storage, m: dict[str, Any], mv: Any, training: dict[str, Any]) -> list[str]:
+    """What breaks the chain: the manifest disagrees with the version, its training set was replaced since,
+    or the scored input changed or went."""
     from pipelines.core.storage import sha256_file
 
     vt = mv.tags or {}
     problems = []
+    if training and training.get("fingerprint") != vt.get("data_fingerprint"):
+        problems.append("the training set on storage is not the one the version was trained on (retrained since)")
     if m["mlflow_run_id"] != mv.run_id:
         problems.append(f"manifest run {m['mlflow_run_id']} is not version {mv.version}'s run {mv.run_id}")
     if m.get("training_fingerprint") != vt.get("data_fingerprint"):

@@ -773,15 +773,15 @@ def print_summary(project, args: argparse.Namespace, env: dict[str, str], story:
 def check_with_duckdb(project, story: Story, problems: list[str]) -> None:
     """Count the published rows as a BI tool would (DuckDB over the Hive-partitioned Parquet), locally."""
     from pipelines.core import catalog
-    from pipelines.core.storage import get_storage
+    from pipelines.core.storage import LocalStorage, get_storage
 
     storage = get_storage()
     print(f"Reports:    {storage.uri(catalog.validation_reports(project.dataset.name))} (validation, per day)")
-    if storage.root.startswith("s3://"):
+    if not isinstance(storage, LocalStorage):
         return
     import duckdb
 
-    glob = f"{storage.root}/{catalog.parquet_glob(catalog.validated_table(project.dataset.name))}"
+    glob = storage.local_pattern(catalog.parquet_glob(catalog.validated_table(project.dataset.name)))
     query = "select ds, count(*) as rows from read_parquet(?, hive_partitioning = true) group by ds order by ds"
     rows = duckdb.execute(query, [glob]).fetchall()
     print(f"DuckDB:     {query.replace('?', repr(glob))}")
@@ -791,7 +791,7 @@ def check_with_duckdb(project, story: Story, problems: list[str]) -> None:
         problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {validated}")
     if not story.scored:
         return
-    glob = f"{storage.root}/{catalog.parquet_glob(catalog.scores_table(project.name))}"
+    glob = storage.local_pattern(catalog.parquet_glob(catalog.scores_table(project.name)))
     query = (
         "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
         "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"

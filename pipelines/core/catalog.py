@@ -3,7 +3,10 @@
 A step never writes a path: it asks the catalog for the key of an artifact
 (``validated_file("flights", "2013-01-01")``) and hands it to the storage
 adapter. Names and partition keys are validated here, so no key can carry a
-separator, ``..`` or a scheme out of the storage root.
+separator, ``..`` or a scheme out of the storage root. As in a Kedro data
+catalog, it also lists a zone's partitions and reads the one input every
+stage shares (:func:`read_validated`), and it knows where an earlier version
+kept what has moved since (:func:`legacy_moves`).
 
 Two owners, two namespaces:
 
@@ -38,7 +41,8 @@ if TYPE_CHECKING:
 #: The storage zones, one top-level folder each.
 ZONES = ("landing", "validated", "quarantine", "reports", "training", "checkpoints", "scores")
 
-_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+#: A dataset or model name: a lower-case identifier, so it is safe in every key and DAG id.
+NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _PLAN_RE = re.compile(r"[0-9a-f]{16}")
 _PARTITION = "ds="
 
@@ -61,8 +65,10 @@ SCORES_MANIFEST_FILE = "_manifest.json"
 # Artifacts logged with each model version in MLflow (paths inside its run).
 MODEL_ARTIFACT = "model"
 REFERENCE_DIR = "reference"
-DRIFT_REFERENCE = f"{REFERENCE_DIR}/drift_reference.parquet"
-HOLDOUT_SCORES_REFERENCE = f"{REFERENCE_DIR}/holdout_scores.parquet"
+DRIFT_REFERENCE_FILE = "drift_reference.parquet"
+HOLDOUT_SCORES_FILE = "holdout_scores.parquet"
+DRIFT_REFERENCE = f"{REFERENCE_DIR}/{DRIFT_REFERENCE_FILE}"
+HOLDOUT_SCORES_REFERENCE = f"{REFERENCE_DIR}/{HOLDOUT_SCORES_FILE}"
 REFERENCE_PROFILE = f"{REFERENCE_DIR}/profile.json"
 TRAINING_SET_RECORD = "training_set.json"
 GATE_DECISION = "gate/decision.json"
@@ -77,15 +83,21 @@ def _file_name(value: str) -> str:
 
 
 def _name(value: str) -> str:
-    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ConfigError(f"invalid dataset or model name {value!r}")
     return value
 
 
-def _key(zone: str, name: str, ds: str | None = None, *parts: str, namespace: str | None = None) -> str:
-    head = [zone, namespace] if namespace else [zone]
-    folder = [*head, _name(name)] + ([f"{_PARTITION}{ds_str(ds)}"] if ds is not None else [])
-    return check_key("/".join([*folder, *parts]))
+def _table(zone: str, name: str, namespace: str | None = None) -> str:
+    """``<zone>[/<namespace>]/<name>``: the folder of one dataset's or model's artifacts in a zone."""
+    if zone not in ZONES:
+        raise ConfigError(f"unknown storage zone {zone!r}")
+    return check_key("/".join([zone, *([namespace] if namespace else []), _name(name)]))
+
+
+def _key(zone: str, name: str, ds: str, *parts: str, namespace: str | None = None) -> str:
+    """A partition's folder, or a file in it: the partition key is always validated as a date."""
+    return check_key("/".join([_table(zone, name, namespace), f"{_PARTITION}{ds_str(ds)}", *parts]))
 
 
 # ---- dataset-owned
@@ -93,7 +105,7 @@ def _key(zone: str, name: str, ds: str | None = None, *parts: str, namespace: st
 
 def landing_table(dataset: str) -> str:
     """``landing/<dataset>``: every delivery of a dataset, one folder per partition."""
-    return _key("landing", dataset)
+    return _table("landing", dataset)
 
 
 def landing_dir(dataset: str, ds: str) -> str:
@@ -132,7 +144,7 @@ def landed_files(storage: Storage, dataset: str, ds: str) -> list[Landed]:
 
 def validated_table(dataset: str) -> str:
     """``validated/<dataset>``: the dataset's validated table (Hive-partitioned by ``ds``)."""
-    return _key("validated", dataset)
+    return _table("validated", dataset)
 
 
 def validated_dir(dataset: str, ds: str) -> str:
@@ -169,7 +181,7 @@ def quarantine_index(dataset: str, ds: str) -> str:
 
 def validation_reports(dataset: str) -> str:
     """``reports/datasets/<dataset>``: the dataset's validation reports, one folder per partition."""
-    return _key("reports", dataset, namespace="datasets")
+    return _table("reports", dataset, namespace="datasets")
 
 
 def validation_report(dataset: str, ds: str) -> str:
@@ -203,7 +215,7 @@ def training_set_record(model: str, end_ds: str) -> str:
 
 def drift_reports(model: str) -> str:
     """``reports/models/<model>``: the model's drift checks (the drift asset points here)."""
-    return _key("reports", model, namespace="models")
+    return _table("reports", model, namespace="models")
 
 
 def drift_summary(model: str, ds: str) -> str:
@@ -272,7 +284,7 @@ def plan_ids(storage: Storage, model: str, ds: str) -> list[str]:
 
 def scores_table(model: str) -> str:
     """``scores/<model>``: the published scores, Hive-partitioned by ``ds`` (BI tools read this)."""
-    return _key("scores", model)
+    return _table("scores", model)
 
 
 def scores_file(model: str, ds: str) -> str:
@@ -327,6 +339,39 @@ def read_validated(storage: Storage, dataset: str, ds: str) -> pd.DataFrame:
     if not storage.exists(key):
         raise NoValidatedPartition(dataset, ds_str(ds))
     return storage.read_parquet(key).to_pandas()
+
+
+# ---- the layout before the catalog
+
+
+def legacy_moves(storage: Storage) -> list[tuple[str, str]]:
+    """``(old key, new key)`` of every artifact an earlier version left at a key that has moved since.
+
+    Before the catalog, validation and drift reports shared ``reports/<name>/``
+    (a dataset and a model of one name collided), the training set's record
+    was ``_manifest.json`` and the scoring plan ``manifest.json``. Old keys are
+    four segments deep (``<zone>/<name>/ds=D/<file>``); the new ones under
+    ``reports/`` are five, so the two never mix. Foreign names are ignored.
+    """
+    report_namespace = {VALIDATION_REPORT_FILE: "datasets", VALIDATION_HTML_FILE: "datasets"}
+    report_namespace |= dict.fromkeys((DRIFT_SUMMARY_FILE, *DRIFT_HTML_FILES.values()), "models")
+    renamed = {("training", "_manifest.json"): TRAINING_SET_FILE, ("checkpoints", "manifest.json"): SCORING_PLAN_FILE}
+    moves = []
+    for zone in ("reports", "training", "checkpoints"):
+        for key in storage.list(zone):
+            parts = key.split("/")
+            if len(parts) != 4 or not parts[2].startswith(_PARTITION):
+                continue
+            _, name, folder, file = parts
+            try:
+                ds = parse_ds(folder[len(_PARTITION) :]).isoformat()
+                if zone == "reports" and file in report_namespace:
+                    moves.append((key, _key(zone, name, ds, file, namespace=report_namespace[file])))
+                elif (zone, file) in renamed:
+                    moves.append((key, _key(zone, name, ds, renamed[zone, file])))
+            except (ConfigError, InvalidPartitionKey):
+                continue
+    return moves
 
 
 # ---- the table of artifacts

@@ -10,18 +10,17 @@ with one line naming the file, the key and the problem.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from pipelines.core.catalog import NAME_RE
 from pipelines.core.errors import ConfigError
 from pipelines.core.settings import Settings, get_settings
 
 Identifier = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
-_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 
 
 def _valid_cron(value: str) -> str:
@@ -194,7 +193,7 @@ class DecayLimit(_Strict):
 
 
 class DriftConfig(_Strict):
-    """Drift and performance monitoring, and when it asks for a retraining (``pipelines/drift.py``).
+    """Drift and performance monitoring, and when it asks for a retraining (``pipelines/monitoring/``).
 
     Each check pools the ``window_days`` validated partitions ending at the
     checked day (a week evens out weekday schedules and one day's weather). It
@@ -228,7 +227,7 @@ class DriftConfig(_Strict):
 
 
 class ScoringConfig(_Strict):
-    """Batch scoring (``pipelines/scoring.py``)."""
+    """Batch scoring (``pipelines/scoring/``)."""
 
     chunk_rows: int = Field(
         100_000, ge=100, le=5_000_000, description="rows per checkpointed chunk (and per output row group)"
@@ -310,7 +309,7 @@ def list_projects(settings: Settings | None = None) -> list[str]:
     settings = settings or get_settings()
     if not settings.config_dir.is_dir():
         return []
-    return sorted(p.stem for p in settings.config_dir.glob("*.yaml") if _NAME_RE.fullmatch(p.stem))
+    return sorted(p.stem for p in settings.config_dir.glob("*.yaml") if NAME_RE.fullmatch(p.stem))
 
 
 def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
@@ -324,7 +323,7 @@ def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
         ConfigError: unknown project, unreadable YAML or invalid content.
     """
     settings = settings or get_settings()
-    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(f"invalid model name {name!r}: expected lowercase letters, digits and _")
     path = settings.config_dir / f"{name}.yaml"
     if not path.is_file():

@@ -74,11 +74,11 @@ DERIVED: dict[str, Derived] = {
 }
 
 
-#: Raw column names that are calendar positions (left out of drift monitoring by default).
 #: Columns the drift reference adds beside the features (names no feature can take: not identifiers).
 PREDICTION_COLUMN = "__prediction__"
 TARGET_COLUMN = "__target__"
 
+#: Raw column names that are calendar positions (left out of drift monitoring by default).
 CALENDAR_COLUMNS = frozenset({"year", "quarter", "month", "week", "day", "day_of_week", "day_of_year", "date", "ds"})
 
 

@@ -30,9 +30,23 @@ def _load(spec: str) -> Callable[[str], None]:
     if not sep or not module or not name:
         raise ConfigError(f"{ENV}={spec!r}: expected module:function")
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"{ENV}={spec!r}: {exc}") from None
+        hook = getattr(importlib.import_module(module), name)
+    except Exception as exc:  # noqa: BLE001 - whatever the import raises, the setting is what is wrong
+        raise ConfigError(f"{ENV}={spec!r}: {type(exc).__name__}: {exc}") from None
+    if not callable(hook):
+        raise ConfigError(f"{ENV}={spec!r}: not a function")
+    return hook
+
+
+def check() -> None:
+    """Load the configured hook now, so a bad setting fails a step before its work, not in the middle of it.
+
+    Raises:
+        ConfigError: the setting names no importable function.
+    """
+    spec = os.environ.get(ENV)
+    if spec:
+        _load(spec)
 
 
 def point(name: str) -> None:

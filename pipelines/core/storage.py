@@ -185,6 +185,10 @@ class LocalStorage(Storage):
         """The file behind a key (local storage only)."""
         return self._path(key)
 
+    def local_pattern(self, pattern: str) -> str:
+        """A glob over keys (say the catalog's ``parquet_glob``) as a path pattern, for readers such as DuckDB."""
+        return str(Path(self.root, *PurePosixPath(pattern).parts))
+
     @contextlib.contextmanager
     def local_copy(self, key: str) -> Iterator[str]:
         """The file itself: no copy (readers memory-map it)."""

@@ -338,11 +338,7 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
                 cols[col.name] = series.reset_index(drop=True)
                 type_fail[col.name].append(fails)
             else:
-                dtype = "float64" if col.logical_type in ("integer", "number") else object
-                if col.logical_type in ("timestamp", "date"):
-                    cols[col.name] = pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
-                else:
-                    cols[col.name] = pd.Series(np.full(n, np.nan) if dtype == "float64" else [None] * n, dtype=dtype)
+                cols[col.name] = _null_series(n, col.logical_type)
                 type_fail[col.name].append(np.zeros(n, dtype=bool))
         frames.append(pd.DataFrame(cols))
         raw_tables.append(pf.table)

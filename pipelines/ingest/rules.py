@@ -151,7 +151,7 @@ def run_expectations(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[s
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = ctx.data_sources.add_pandas(name="landed")
     asset = source.add_dataframe_asset(name=contract.name)
-    batch_def = asset.add_batch_definition_whole_dataframe(name=f"{contract.name} {ds}")
+    batch_def = asset.add_batch_definition_whole_dataframe(name=f"ds={ds}")  # not a storage key: a GX batch
     suite = ctx.suites.add(gx.ExpectationSuite(name=f"{contract.id}@{contract.version}"))
     for exp in build_expectations(contract, ds):
         suite.add_expectation(exp)

@@ -19,7 +19,7 @@
    one plan without racing. A rerun skips committed chunks and redoes at most
    the one in flight; SIGTERM stops at the next chunk boundary (exit 6);
    SIGKILL at any instant leaves the last committed state.
-4. **Publish** (:mod:`~pipelines.scoring.publish`). The committed chunks are
+4. **Publish** (:mod:`~pipelines.scoring.publication`). The committed chunks are
    streamed into one Parquet file that replaces the partition's file in one
    atomic step, then ``_manifest.json`` beside it describes it.
 
@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.scoring.chunks import score_chunks
 from pipelines.scoring.plan import plan_run, validated_ready
-from pipelines.scoring.publish import publish
+from pipelines.scoring.publication import publish
 
 if TYPE_CHECKING:
     from pipelines.core.config import ProjectConfig

@@ -221,6 +221,7 @@ def score_chunks(
     from pipelines.core.contracts import contract_for
     from pipelines.core.storage import get_storage
 
+    hooks.check()
     ds = ds_str(ds)
     storage = storage or get_storage()
     plan = current_plan(project, ds, plan_id, storage)

@@ -86,7 +86,7 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
     """Build, write and fingerprint the training and holdout sets for a window.
 
     Days without a validated partition (halted, not landed) are skipped and
-    listed in the manifest.
+    listed in the training set's record.
 
     Raises:
         MissingInput: the train part or the holdout part of the window has no data.
@@ -117,7 +117,7 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
     fingerprint = dvc_dir_md5(payloads)
     for name, data in payloads.items():
         storage.write_bytes(catalog.training_file(project.name, end_ds, name), data)
-    manifest = {
+    record = {
         "model": project.name,
         "dataset": project.dataset.name,
         "end_ds": end_ds,
@@ -134,20 +134,20 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
         "contract_version": contract.version,
         "uri": storage.uri(catalog.training_dir(project.name, end_ds)),
     }
-    storage.write_json(catalog.training_set_record(project.name, end_ds), manifest)
+    storage.write_json(catalog.training_set_record(project.name, end_ds), record)
     log.info(
         "%s training set for window ending %s: %d train rows (%s..%s), %d holdout rows (%s..%s), %d day(s) missing, "
         "fingerprint %s",
         project.name,
         end_ds,
-        manifest["train_rows"],
-        *manifest["train_days"],
-        manifest["holdout_rows"],
-        *manifest["holdout_days"],
+        record["train_rows"],
+        *record["train_days"],
+        record["holdout_rows"],
+        *record["holdout_days"],
         len(missing),
         fingerprint,
     )
-    return {**manifest, "frames": parts}
+    return {**record, "frames": parts}
 
 
 def labelled(frame: pd.DataFrame, project: ProjectConfig) -> tuple[pd.DataFrame, pd.Series]:

@@ -310,16 +310,16 @@ def _log_references(mlflow: Any, project: ProjectConfig, spec: Any, fitted: Fitt
     reference = drift_reference(project, spec, fitted.train_x, fitted.train_y)
     holdout = pd.DataFrame({PREDICTION_COLUMN: fitted.scores, TARGET_COLUMN: fitted.hold_y.to_numpy(dtype="float64")})
     with tempfile.TemporaryDirectory() as tmp:
-        for artifact, frame in ((catalog.DRIFT_REFERENCE, reference), (catalog.HOLDOUT_SCORES_REFERENCE, holdout)):
-            folder, _, name = artifact.rpartition("/")
+        for name, frame in ((catalog.DRIFT_REFERENCE_FILE, reference), (catalog.HOLDOUT_SCORES_FILE, holdout)):
             path = os.path.join(tmp, name)
             frame.to_parquet(path, index=False)
-            mlflow.log_artifact(path, artifact_path=folder)
+            mlflow.log_artifact(path, artifact_path=catalog.REFERENCE_DIR)
 
 
 def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) -> dict[str, Any] | None:
     """A registered version trained on the same data, code and model config, if any (newest first)."""
     from pipelines.core.tracking import client
+    from pipelines.core.tracking import window as tracking_window
 
     if code == "unknown" or code.endswith("-dirty"):
         return None  # cannot prove the code is the same
@@ -334,8 +334,8 @@ def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) ->
             metrics = {
                 k.removeprefix("holdout_"): round(v, 6) for k, v in run.data.metrics.items() if k.startswith("holdout_")
             }
-            window = run.data.tags.get("training_window", "..").split("..")
-            hold = run.data.tags.get("holdout_window", "..").split("..")
+            window = list(tracking_window(run.data.tags, "training_window") or ("", ""))
+            hold = list(tracking_window(run.data.tags, "holdout_window") or ("", ""))
             return {
                 "model": model,
                 "version": str(mv.version),

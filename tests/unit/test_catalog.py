@@ -431,3 +431,12 @@ def test_a_file_inside_a_partition_needs_a_safe_file_name(name):
     for key_of in (catalog.landing_file, catalog.quarantine_file):
         with pytest.raises(ConfigError):
             key_of("flights", "2013-01-01", name)
+
+
+@pytest.mark.parametrize(
+    "key_of",
+    [catalog.landing_dir, catalog.validated_file, catalog.scores_file, catalog.scoring_plan, catalog.drift_summary],
+)
+def test_a_partition_key_is_required_where_a_key_names_a_partition(key_of):
+    with pytest.raises(InvalidPartitionKey):
+        key_of("flights", None)

@@ -45,12 +45,31 @@ def test_the_configured_hook_is_called_with_each_point(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "spec", ["pipelines_ops.faults", ":hold", "pipelines_ops.faults:", "no_such_module_xyz:hold", "pipelines_ops:nope"]
+    "spec",
+    [
+        "pipelines_ops.faults",
+        ":hold",
+        "pipelines_ops.faults:",
+        "no_such_module_xyz:hold",
+        "pipelines_ops:nope",
+        "os:sep",  # not a function
+        "this_is:not a module",
+    ],
 )
-def test_a_bad_hook_is_a_config_error(monkeypatch, spec):
+def test_a_bad_hook_is_a_config_error_before_any_point(monkeypatch, spec):
     monkeypatch.setenv(hooks.ENV, spec)
     with pytest.raises(ConfigError, match=hooks.ENV):
+        hooks.check()  # what a step calls before its work
+    with pytest.raises(ConfigError, match=hooks.ENV):
         hooks.point("publish_data")
+
+
+def test_a_hook_module_that_fails_to_import_is_a_config_error(monkeypatch, tmp_path):
+    (tmp_path / "broken_hook_mod.py").write_text("raise RuntimeError('boom at import')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv(hooks.ENV, "broken_hook_mod:hold")
+    with pytest.raises(ConfigError, match="boom at import"):
+        hooks.check()
 
 
 def test_the_fault_hook_is_what_the_kill_tests_plug_in():

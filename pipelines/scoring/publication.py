@@ -16,7 +16,7 @@ import tempfile
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog, hooks
-from pipelines.core.errors import MissingInput
+from pipelines.core.errors import MissingInput, PlanConflict
 from pipelines.core.partitions import ds_str
 from pipelines.scoring.chunks import read_chunk
 from pipelines.scoring.plan import committed_chunks, current_plan
@@ -57,7 +57,7 @@ def _assemble(project: ProjectConfig, ds: str, plan: dict, committed: dict, stor
 
 
 def scores_manifest(project: ProjectConfig, ds: str, plan: dict, committed: dict, published: dict) -> dict[str, Any]:
-    """What a published partition holds and where it came from (pure)."""
+    """What a published partition holds and where it came from (stamped with the publication time)."""
     pin = plan["model"]
     return {
         "model": project.name,
@@ -98,18 +98,23 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
     """
     from pipelines.core.storage import get_storage, sha256_file
 
+    hooks.check()
     ds = ds_str(ds)
     storage = storage or get_storage()
     plan = current_plan(project, ds, plan_id, storage)
     manifest_key = catalog.scores_manifest(project.name, ds)
-    if plan.get("status") == "published":
+    if plan.get("status") == "published":  # this plan's chunks are gone: only its manifest can answer
         try:
             existing = storage.read_json(manifest_key) if storage.exists(manifest_key) else None
-        except ValueError:  # a damaged manifest: publish again
+        except ValueError:
             existing = None
-        if isinstance(existing, dict) and existing.get("plan_id") == plan_id:
-            storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
-            return existing
+        if not isinstance(existing, dict) or existing.get("plan_id") != plan_id:
+            raise PlanConflict(
+                f"{project.name} ds={ds}: plan {plan_id} is published but its manifest is missing or damaged; "
+                "score the partition again from the plan step (--restart)"
+            )
+        storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
+        return existing
     committed = committed_chunks(project, ds, plan, storage)
     missing = [c["index"] for c in plan["chunks"] if str(c["index"]) not in committed]
     if missing:

@@ -1,0 +1,43 @@
+"""Moving a data root written before the catalog to the catalog's layout: ``pipelines migrate-layout``.
+
+Run it once, with the scheduler and workers stopped, before the new version
+runs against an existing data root: readers only look at the new keys, so an
+unmoved validation report would keep its day from being scored, an unmoved
+drift report would be missing from the policy's history and cooldown, and an
+unmoved scoring checkpoint would not be resumed.
+
+Each artifact is copied to its new key (an atomic write) and only then
+deleted from its old one, so an interruption loses nothing; run it again to
+finish. An artifact whose new key already exists (written by the new
+version) is left where it was and reported, never overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pipelines.core import catalog
+
+if TYPE_CHECKING:
+    from pipelines.core.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def migrate_layout(storage: Storage | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+    """Move every artifact at a pre-catalog key to its catalog key; returns what moved and what was kept."""
+    from pipelines.core.storage import get_storage
+
+    storage = storage or get_storage()
+    moved, kept = [], []
+    for old, new in catalog.legacy_moves(storage):
+        if storage.exists(new):
+            kept.append({"from": old, "to": new, "why": "the new key already exists; the old one is left as it is"})
+            continue
+        if not dry_run:
+            storage.write_bytes(new, storage.read_bytes(old))
+            storage.delete(old)
+        moved.append({"from": old, "to": new})
+        log.info("%s %s -> %s", "would move" if dry_run else "moved", old, new)
+    return {"root": storage.root, "dry_run": dry_run, "moved": moved, "kept": kept}
