@@ -50,19 +50,12 @@ if TYPE_CHECKING:
 __all__ = ["plan_run", "publish", "score_chunks", "score_partition", "validated_ready"]
 
 
-def score_partition(
-    project: ProjectConfig,
-    ds: str,
-    *,
-    chunk_rows: int | None = None,
-    model_choice: str | None = None,
-    storage: Storage | None = None,
-    restart: bool = False,
-) -> dict[str, Any]:
+def score_partition(project: ProjectConfig, ds: str, *, storage: Storage | None = None, **plan: Any) -> dict[str, Any]:
     """Plan (or resume), score every chunk and publish one partition: what ``pipelines score`` runs.
 
-    Returns the public manifest plus ``planned``, ``committed``, ``skipped``
-    and ``scored`` chunk counts for this invocation.
+    ``plan`` takes :func:`plan_run`'s options (``chunk_rows``, ``model_choice``,
+    ``restart``). Returns the public manifest plus ``planned``, ``committed``,
+    ``skipped`` and ``scored`` chunk counts for this invocation.
 
     Raises:
         MissingInput: no validated partition, or no model to score with.
@@ -72,16 +65,16 @@ def score_partition(
 
     storage = storage or get_storage()
     t0 = time.monotonic()
-    plan = plan_run(project, ds, chunk_rows=chunk_rows, model_choice=model_choice, storage=storage, restart=restart)
-    done = score_chunks(project, ds, plan["plan_id"], storage=storage)
-    manifest = publish(project, ds, plan["plan_id"], storage)
-    planned = len(plan["chunks"])
+    planned_run = plan_run(project, ds, storage=storage, **plan)
+    done = score_chunks(project, ds, planned_run["plan_id"], storage=storage)
+    manifest = publish(project, ds, planned_run["plan_id"], storage)
+    planned = len(planned_run["chunks"])
     return {
         **manifest,
         "planned": planned,
         "committed": planned,
         "skipped": done["skipped"],
         "scored": done["scored"],
-        "resumed": plan["resumed"],
+        "resumed": planned_run["resumed"],
         "seconds": round(time.monotonic() - t0, 3),
     }
