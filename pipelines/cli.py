@@ -275,7 +275,8 @@ def migrate_layout_cmd(
 
     r = migrate_layout(dry_run=dry_run)
     verb = "would move" if dry_run else "moved"
-    emit(r, as_json, f"{r['root']}: {verb} {len(r['moved'])} artifact(s), kept {len(r['kept'])} already in place")
+    kept = "".join(f"\n  kept {k['from']}: {k['why']}" for k in r["kept"])
+    emit(r, as_json, f"{r['root']}: {verb} {len(r['moved'])} artifact(s), kept {len(r['kept'])}{kept}")
 
 
 def _load_plugins() -> None:
@@ -309,7 +310,12 @@ _plugins_loaded = False
 
 def _plugin_failed(ep: Any, exc: Exception) -> None:
     logging.getLogger(__name__).warning(
-        "command plugin %s (%s) could not be loaded and is skipped: %s: %s", ep.name, ep.value, type(exc).__name__, exc
+        "command plugin %s (%s) could not be loaded and is skipped: %s: %s",
+        ep.name,
+        ep.value,
+        type(exc).__name__,
+        exc,
+        exc_info=exc,
     )
 
 

@@ -10,8 +10,9 @@ It answers, from what storage and MLflow hold:
 - which validated partition was scored and its validation report.
 
 It then cross-checks the chain: the manifest's run id is the version's, the
-fingerprint is the version's, and the validated partition is still the one
-that was scored (same SHA-256). A partition re-validated since then shows
+fingerprint is the version's, the training set on storage is still the one
+the version was trained on (when it was trained on this storage root), and
+the validated partition is still the one that was scored (same SHA-256). A partition re-validated since then shows
 ``consistent: false`` with the reason: rescore it.
 """
 
@@ -50,28 +51,41 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     report = storage.read_json(report_at)["summary"] if storage.exists(report_at) else {}
     training = _training_record(storage, project, rt)
     problems = _cross_check(storage, m, mv, training)
-    return _chain(project, ds, storage.uri(public), m, mv, run, champion, report, training, problems)
+    if report:  # where the report is now (a report moved by migrate-layout still names its old key)
+        report = {
+            **report,
+            "report": storage.uri(report_at),
+            "report_html": storage.uri(catalog.validation_html(project.dataset.name, ds)),
+        }
+    return _chain(project, ds, storage.uri(public), m, mv, run, champion, report, training or {}, problems)
 
 
-def _training_record(storage: Storage, project: ProjectConfig, run_tags: dict[str, str]) -> dict[str, Any]:
-    """The record of the training set a version's run names, when it was trained on this storage root."""
-    if storage.key_of(run_tags.get("training_set_uri", "")) is None or not run_tags.get("end_ds"):
+def _training_record(storage: Storage, project: ProjectConfig, run_tags: dict[str, str]) -> dict[str, Any] | None:
+    """The record of the training set a version's run names.
+
+    ``{}`` when the version was trained on another storage root (nothing here
+    to check), ``None`` when it was trained on this one but its record cannot
+    be found (a malformed ``end_ds`` tag, or the record is gone).
+    """
+    if storage.key_of(run_tags.get("training_set_uri", "")) is None:
         return {}
     try:
-        record = catalog.training_set_record(project.name, run_tags["end_ds"])
+        record = catalog.training_set_record(project.name, run_tags.get("end_ds") or "")
     except InvalidPartitionKey:
-        return {}  # a tag no pipelines run writes: reported by the cross-check as a missing record
-    return storage.read_json(record) if storage.exists(record) else {}
+        return None
+    return storage.read_json(record) if storage.exists(record) else None
 
 
-def _cross_check(storage: Storage, m: dict[str, Any], mv: Any, training: dict[str, Any]) -> list[str]:
+def _cross_check(storage: Storage, m: dict[str, Any], mv: Any, training: dict[str, Any] | None) -> list[str]:
     """What breaks the chain: the manifest disagrees with the version, its training set was replaced since,
     or the scored input changed or went."""
     from pipelines.core.storage import sha256_file
 
     vt = mv.tags or {}
     problems = []
-    if training and training.get("fingerprint") != vt.get("data_fingerprint"):
+    if training is None:
+        problems.append("the version's training set has no record on this storage root (run tags or storage changed)")
+    elif training and training.get("fingerprint") != vt.get("data_fingerprint"):
         problems.append("the training set on storage is not the one the version was trained on (retrained since)")
     if m["mlflow_run_id"] != mv.run_id:
         problems.append(f"manifest run {m['mlflow_run_id']} is not version {mv.version}'s run {mv.run_id}")

@@ -13,7 +13,7 @@ is unexpected, keeps its traceback and exits 1.
 | 4 | promotion gate rejected the challenger |
 | 5 | required input missing (nothing landed, partition or model absent) |
 | 6 | interrupted (SIGTERM, e.g. a spot notice): the checkpoint is consistent, a rerun resumes |
-| 7 | conflict: another run re-planned the scoring partition (or its input changed); rerun from the plan |
+| 7 | conflict: another run re-planned the scoring partition, its input changed, or a published plan lost its manifest; rerun from the plan |
 """
 
 from __future__ import annotations
@@ -94,6 +94,7 @@ class Interrupted(PipelinesError):
 
 
 class PlanConflict(PipelinesError):
-    """A scoring plan is no longer current: another run re-planned the partition, or its input changed."""
+    """A scoring plan cannot go on: another run re-planned the partition, its input changed, or it was
+    published and its manifest is missing or damaged. Score the partition again from the plan step."""
 
     exit_code = 7

@@ -31,7 +31,8 @@ def _load(spec: str) -> Callable[[str], None]:
         raise ConfigError(f"{ENV}={spec!r}: expected module:function")
     try:
         hook = getattr(importlib.import_module(module), name)
-    except Exception as exc:  # noqa: BLE001 - whatever the import raises, the setting is what is wrong
+    except (ImportError, AttributeError, SyntaxError, ValueError, TypeError, RuntimeError) as exc:
+        # A module that cannot be found or raises while loading: the setting is what is wrong.
         raise ConfigError(f"{ENV}={spec!r}: {type(exc).__name__}: {exc}") from None
     if not callable(hook):
         raise ConfigError(f"{ENV}={spec!r}: not a function")

@@ -8,8 +8,9 @@ unmoved scoring checkpoint would not be resumed.
 
 Each artifact is copied to its new key (an atomic write) and only then
 deleted from its old one, so an interruption loses nothing; run it again to
-finish. An artifact whose new key already exists (written by the new
-version) is left where it was and reported, never overwritten.
+finish (a copy already made is recognised by its bytes). An artifact whose
+new key holds something else (written by the new version) is left where it
+was and reported, never overwritten; so is one rewritten during the move.
 """
 
 from __future__ import annotations
@@ -32,12 +33,21 @@ def migrate_layout(storage: Storage | None = None, *, dry_run: bool = False) -> 
     storage = storage or get_storage()
     moved, kept = [], []
     for old, new in catalog.legacy_moves(storage):
+        data = storage.read_bytes(old)
         if storage.exists(new):
-            kept.append({"from": old, "to": new, "why": "the new key already exists; the old one is left as it is"})
-            continue
+            if storage.read_bytes(new) != data:
+                kept.append({"from": old, "to": new, "why": "the new key holds something else; both are left"})
+                continue
+            # A move interrupted after its copy: finish it.
+        elif not dry_run:
+            storage.write_bytes(new, data)
         if not dry_run:
-            storage.write_bytes(new, storage.read_bytes(old))
+            if storage.read_bytes(old) != data:  # rewritten meanwhile: the scheduler was not stopped
+                kept.append({"from": old, "to": new, "why": "changed while moving; stop the scheduler and run again"})
+                continue
             storage.delete(old)
         moved.append({"from": old, "to": new})
         log.info("%s %s -> %s", "would move" if dry_run else "moved", old, new)
+    for k in kept:
+        log.warning("kept %s: %s", k["from"], k["why"])
     return {"root": storage.root, "dry_run": dry_run, "moved": moved, "kept": kept}

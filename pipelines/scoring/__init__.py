@@ -61,8 +61,10 @@ def score_partition(project: ProjectConfig, ds: str, *, storage: Storage | None 
         MissingInput: no validated partition, or no model to score with.
         Interrupted: SIGTERM arrived; the checkpoint is consistent, rerun to resume.
     """
+    from pipelines.core import hooks
     from pipelines.core.storage import get_storage
 
+    hooks.check()  # a bad hook setting fails before the plan is touched
     storage = storage or get_storage()
     t0 = time.monotonic()
     planned_run = plan_run(project, ds, storage=storage, **plan)

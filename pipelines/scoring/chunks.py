@@ -217,6 +217,7 @@ def score_chunks(
     Raises:
         PlanConflict: the plan was superseded, or its input changed since.
         Interrupted: SIGTERM arrived; every chunk scored so far is committed.
+        ConfigError: an unknown chunk, or an invalid step hook setting.
     """
     from pipelines.core.contracts import contract_for
     from pipelines.core.storage import get_storage

@@ -93,8 +93,10 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
     Idempotent: publishing a plan that is already published returns its manifest.
 
     Raises:
-        PlanConflict: the plan was superseded (checked before each write).
+        PlanConflict: the plan was superseded (checked before each write), or it is
+            published and its manifest is missing or damaged (score again from the plan).
         MissingInput: a chunk is not committed, or fails its checksum (it is then uncommitted).
+        ConfigError: the step hook setting is invalid.
     """
     from pipelines.core.storage import get_storage, sha256_file
 

@@ -47,5 +47,8 @@ def test_a_training_record_is_read_only_for_this_root_and_a_sane_tag(tmp_path):
     here = storage.uri(catalog.training_dir(project.name, DS))
     assert _training_record(storage, project, {"training_set_uri": here, "end_ds": DS}) == {"fingerprint": "fp-2"}
     assert _training_record(storage, project, {"training_set_uri": "s3://elsewhere/x", "end_ds": DS}) == {}
-    assert _training_record(storage, project, {"training_set_uri": here, "end_ds": "../../etc"}) == {}
-    assert _training_record(storage, project, {"training_set_uri": here}) == {}
+    assert _training_record(storage, project, {"training_set_uri": here, "end_ds": "../../etc"}) is None
+    assert _training_record(storage, project, {"training_set_uri": here}) is None
+    assert _training_record(storage, project, {"training_set_uri": here, "end_ds": "2013-07-04"}) is None  # gone
+    manifest, mv = scored(storage)
+    assert any("no record" in p for p in _cross_check(storage, manifest, mv, None))

@@ -76,3 +76,12 @@ def test_the_cli_command_migrates_the_configured_root(old_root, monkeypatch, cap
     assert main(["migrate-layout"]) == 0
     assert f"moved {len(OLD_TO_NEW)} artifact(s)" in capsys.readouterr().out
     assert old_root.exists(catalog.scoring_plan("flights_delay", DS))
+
+
+def test_a_move_interrupted_after_its_copy_is_finished_by_the_next_run(old_root):
+    old = f"reports/flights_delay/ds={DS}/drift_scores.html"
+    new = OLD_TO_NEW[old]
+    old_root.write_bytes(new, old_root.read_bytes(old))  # the copy was made, the delete was not
+    result = migrate_layout(old_root)
+    assert {"from": old, "to": new} in result["moved"] and result["kept"] == []
+    assert not old_root.exists(old)
