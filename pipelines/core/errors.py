@@ -13,7 +13,7 @@ is unexpected, keeps its traceback and exits 1.
 | 4 | promotion gate rejected the challenger |
 | 5 | required input missing (nothing landed, partition or model absent) |
 | 6 | interrupted (SIGTERM, e.g. a spot notice): the checkpoint is consistent, a rerun resumes |
-| 7 | conflict: another run re-planned the scoring partition, its input changed, or a published plan lost its manifest; rerun from the plan |
+| 7 | conflict: the scoring plan was re-planned, its input changed, or its manifest was lost; rerun from the plan |
 """
 
 from __future__ import annotations

@@ -33,21 +33,26 @@ def migrate_layout(storage: Storage | None = None, *, dry_run: bool = False) -> 
     storage = storage or get_storage()
     moved, kept = [], []
     for old, new in catalog.legacy_moves(storage):
-        data = storage.read_bytes(old)
-        if storage.exists(new):
-            if storage.read_bytes(new) != data:
-                kept.append({"from": old, "to": new, "why": "the new key holds something else; both are left"})
-                continue
-            # A move interrupted after its copy: finish it.
-        elif not dry_run:
-            storage.write_bytes(new, data)
-        if not dry_run:
-            if storage.read_bytes(old) != data:  # rewritten meanwhile: the scheduler was not stopped
-                kept.append({"from": old, "to": new, "why": "changed while moving; stop the scheduler and run again"})
-                continue
-            storage.delete(old)
+        copied = storage.exists(new)
+        if copied and storage.read_bytes(new) != storage.read_bytes(old):
+            kept.append({"from": old, "to": new, "why": "the new key holds something else; both are left"})
+            continue
+        if not dry_run and not _move(storage, old, new, copied=copied):
+            kept.append({"from": old, "to": new, "why": "changed while moving; stop the scheduler and run again"})
+            continue
         moved.append({"from": old, "to": new})
         log.info("%s %s -> %s", "would move" if dry_run else "moved", old, new)
     for k in kept:
         log.warning("kept %s: %s", k["from"], k["why"])
     return {"root": storage.root, "dry_run": dry_run, "moved": moved, "kept": kept}
+
+
+def _move(storage: Storage, old: str, new: str, *, copied: bool) -> bool:
+    """Copy (unless an interrupted move already did), then delete; ``False`` when ``old`` was rewritten meanwhile."""
+    data = storage.read_bytes(old)
+    if not copied:
+        storage.write_bytes(new, data)
+    if storage.read_bytes(old) != data:  # the scheduler was not stopped
+        return False
+    storage.delete(old)
+    return True
