@@ -6,19 +6,28 @@ under the root and are validated, so nothing can escape it. Every write is
 atomic: a temp file renamed into place locally, one PUT per object on S3 (an
 S3 object is never visible half-written). Which key holds what is the
 catalog's business (:mod:`pipelines.core.catalog`), not the adapter's.
+
+Locally, a key must also *resolve* under the root: a symlink anywhere on its
+path (a ``ds=`` folder, an intermediate folder, the file itself) that leads
+out of the root is refused with :class:`ConfigError`, while symlinks that stay
+inside the root work, listing included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
+import stat
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +54,25 @@ def check_key(key: str) -> str:
     return key
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a listing knows of one object: enough to bind a delivery to its ready marker.
+
+    Attributes:
+        key: the storage key, as :meth:`Storage.list` returns it.
+        size: bytes.
+        modified: last-modified time, seconds since the epoch (local: ``st_mtime_ns / 1e9``;
+            S3: ``LastModified`` in whole seconds, the precision of HEAD's ``Last-Modified``
+            header, so that :meth:`Storage.info` and :meth:`Storage.list_info` agree).
+        etag: the S3 ETag without its quotes (an MD5 only for single-part uploads); ``None`` locally.
+    """
+
+    key: str
+    size: int
+    modified: float
+    etag: str | None = None
+
+
 class Storage(ABC):
     """Byte and table access under one root."""
 
@@ -65,6 +93,14 @@ class Storage(ABC):
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys under a prefix folder, recursively, sorted."""
+
+    @abstractmethod
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
+        """:class:`ObjectInfo` of the keys :meth:`list` returns, in the same (key) order."""
+
+    @abstractmethod
+    def info(self, key: str) -> ObjectInfo:
+        """One object's :class:`ObjectInfo`; :class:`MissingInput` when absent."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -133,26 +169,51 @@ class Storage(ABC):
 
 
 class LocalStorage(Storage):
-    """Storage in a local folder; writes are temp file + fsync + rename."""
+    """Storage in a local folder; writes are temp file + fsync + rename.
+
+    Every key is resolved (symlinks followed) before use and refused with
+    :class:`ConfigError` when it lands outside the (resolved) root, whichever
+    path component is the symlink. Symlinks inside the root keep working:
+    listing follows symlinked folders that stay inside (each folder at most
+    once along a path, so a cycle cannot hang it) and refuses ones that leave.
+    """
 
     def __init__(self, root: str | Path):
-        self.root = str(Path(root).resolve())
+        self.root = str(Path(root).resolve())  # resolved: the reference every key is checked against
+
+    def _join(self, key: str) -> Path:
+        """The path a key names, unresolved (no filesystem access)."""
+        return Path(self.root, *PurePosixPath(check_key(key)).parts)
+
+    def _inside(self, real: str) -> bool:
+        return os.path.commonpath([self.root, real]) == self.root
+
+    def _resolve_inside(self, path: str | Path) -> str:
+        """``path`` resolved; :class:`ConfigError` when that is outside the root."""
+        real = os.path.realpath(path)
+        if not self._inside(real):
+            raise ConfigError(
+                f"refusing file://{path}: it resolves outside the storage root {self.root} "
+                f"(to {real}, through a symlink)"
+            )
+        return real
 
     def _path(self, key: str) -> Path:
-        path = Path(self.root, *PurePosixPath(check_key(key)).parts)
+        """The path behind a key, checked to resolve inside the root (every key-to-path mapping goes here)."""
+        path = self._join(key)
+        self._resolve_inside(path)
         return path
 
     def uri(self, key: str) -> str:
-        # Keys are validated to safe characters, so no percent-encoding is
-        # needed and the URI stays readable (``ds=`` rather than ``ds%3D``).
-        return f"file://{self._path(key)}"
+        # A name, not an access: not resolved, so a refused key can still be named in errors.
+        # Keys are validated to safe characters, so no percent-encoding is needed and the URI
+        # stays readable (``ds=`` rather than ``ds%3D``).
+        return f"file://{self._join(key)}"
 
     def read_bytes(self, key: str) -> bytes:
+        # _path refuses a symlink out of the root, so a file from outside (say
+        # ~/.aws/credentials) is never pulled into quarantine/ where readers can see it.
         path = self._path(key)
-        # A symlink in landing/ must not pull files from outside the root
-        # (say ~/.aws/credentials) into quarantine/ where readers can see them.
-        if path.is_symlink() and not path.resolve().is_relative_to(Path(self.root).resolve()):
-            raise ConfigError(f"refusing to read {self.uri(key)}: a symlink out of the storage root")
         try:
             return path.read_bytes()
         except FileNotFoundError:
@@ -210,18 +271,64 @@ class LocalStorage(Storage):
 
         return self._replace(key, lambda tmp: shutil.copyfile(path, tmp))
 
-    def list(self, prefix: str) -> list[str]:
+    def _scan(self, prefix: str) -> list[tuple[str, str]]:
+        """``(key, path)`` of every file under a prefix folder, sorted by key.
+
+        Follows symlinked folders that resolve inside the root, each real folder
+        at most once along one path (a cycle is cut where it closes); a symlink
+        (folder or file) that resolves outside the root raises :class:`ConfigError`.
+        In-flight temp files (``.<name>.<hex>.tmp``) and dangling symlinks are no objects.
+        """
         base = self._path(prefix)
         if not base.is_dir():
             return []
-        keys = []
-        for dirpath, _dirs, files in os.walk(base):
-            for name in files:
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue  # an in-flight atomic write, not an object
-                rel = Path(dirpath, name).relative_to(self.root)
-                keys.append(rel.as_posix())
-        return sorted(keys)
+        found = []
+        stack = [(str(base), (os.path.realpath(base),))]  # (folder, real paths of it and its ancestors)
+        while stack:
+            folder, chain = stack.pop()
+            try:
+                with os.scandir(folder) as it:
+                    entries = list(it)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed while we walked
+            for entry in entries:
+                real = os.path.join(chain[-1], entry.name)
+                if entry.is_symlink():
+                    real = self._resolve_inside(entry.path)
+                try:
+                    is_dir = entry.is_dir()
+                except OSError as exc:
+                    if exc.errno != errno.ELOOP:
+                        raise
+                    continue  # a symlink loop: neither a file nor a folder
+                if is_dir:
+                    if real not in chain:
+                        stack.append((entry.path, (*chain, real)))
+                elif entry.is_file() and not (entry.name.startswith(".") and entry.name.endswith(".tmp")):
+                    found.append((Path(entry.path).relative_to(self.root).as_posix(), entry.path))
+        return sorted(found)
+
+    def list(self, prefix: str) -> list[str]:
+        return [key for key, _path in self._scan(prefix)]
+
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
+        out = []
+        for key, path in self._scan(prefix):
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue  # deleted since the scan
+            out.append(ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9))
+        return out
+
+    def info(self, key: str) -> ObjectInfo:
+        try:
+            st = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError):
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):  # a folder is no object either
+            raise MissingInput(f"not found: {self.uri(key)}")
+        return ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -236,22 +343,42 @@ class LocalStorage(Storage):
         self._path(key).unlink(missing_ok=True)
 
     def delete_prefix(self, prefix: str) -> int:
-        # Walk the real files, not validated keys: a foreign name (a space,
-        # .DS_Store) or a temp file left by a killed writer must go too.
+        """Delete everything under a prefix folder and the emptied folders; returns the entries removed.
+
+        Walks the real files, not validated keys: a foreign name (a space,
+        .DS_Store) or a temp file left by a killed writer must go too. Symlinks
+        are never followed: a symlink (to a file or a folder, wherever it
+        points) is unlinked itself, so nothing outside the prefix's own folders
+        is touched, let alone outside the root. A prefix that is itself a
+        symlinked folder (inside the root) is unlinked the same way.
+        """
         base = self._path(prefix)
+        if base.is_symlink():
+            if not base.is_dir():
+                return 0  # an object (or a dangling link), not a folder
+            base.unlink()
+            return 1
+        if not base.is_dir():
+            return 0
         count = 0
-        if base.is_dir():
-            for dirpath, _dirs, files in os.walk(base):
-                for name in files:
-                    Path(dirpath, name).unlink(missing_ok=True)
+        # fwalk works on folder descriptors opened without following symlinks: a folder
+        # swapped for a symlink while we walk is not entered.
+        for _folder, dirs, files, dir_fd in os.fwalk(base, topdown=False, follow_symlinks=False):
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=dir_fd)
                     count += 1
-        # Remove now-empty folders bottom-up so a replaced partition leaves no husk.
-        if base.is_dir():
-            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
+            for name in dirs:
                 try:
-                    os.rmdir(dirpath)
+                    if stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                        os.unlink(name, dir_fd=dir_fd)
+                        count += 1
+                    else:
+                        os.rmdir(name, dir_fd=dir_fd)  # emptied bottom-up: no husk is left
                 except OSError:
-                    pass
+                    pass  # not empty (written meanwhile) or already gone
+        with contextlib.suppress(OSError):
+            os.rmdir(base)
         return count
 
 
@@ -328,15 +455,37 @@ class S3Storage(Storage):
         self.client.upload_file(path, self.bucket, self._key(key))
         return self.uri(key)
 
-    def _list_raw(self, prefix: str) -> list[str]:
+    def _list_objects(self, prefix: str) -> list[dict[str, Any]]:
+        """The ``Contents`` entries of every ListObjectsV2 page under a prefix folder, sorted by key."""
         full = self._key(prefix).rstrip("/") + "/"
-        keys = []
+        objects: list[dict[str, Any]] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys.extend(obj["Key"] for obj in page.get("Contents", []))
-        return sorted(keys)
+            objects.extend(page.get("Contents", []))
+        return sorted(objects, key=lambda obj: obj["Key"])
+
+    def _list_raw(self, prefix: str) -> list[str]:
+        return [obj["Key"] for obj in self._list_objects(prefix)]
 
     def list(self, prefix: str) -> list[str]:
         return [self._rel(k) for k in self._list_raw(prefix)]
+
+    def list_info(self, prefix: str) -> list[ObjectInfo]:
+        # A listing page already carries size, time and ETag: no HEAD per object.
+        return [
+            _s3_info(self._rel(obj["Key"]), obj["Size"], obj["LastModified"], obj.get("ETag"))
+            for obj in self._list_objects(prefix)
+        ]
+
+    def info(self, key: str) -> ObjectInfo:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                raise MissingInput(f"not found: {self.uri(key)}") from None
+            raise
+        return _s3_info(key, head["ContentLength"], head["LastModified"], head.get("ETag"))
 
     def exists(self, key: str) -> bool:
         from botocore.exceptions import ClientError
@@ -374,6 +523,18 @@ class S3Storage(Storage):
                     f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
                 )
         return len(keys)
+
+
+def _s3_info(key: str, size: Any, last_modified: Any, etag: str | None) -> ObjectInfo:
+    """An :class:`ObjectInfo` from S3's fields (``LastModified`` is a tz-aware datetime in boto3).
+
+    The time is floored to whole seconds: HEAD's ``Last-Modified`` header has no more, while some
+    servers (MinIO) list milliseconds. Unfloored, a file listed at ``t.3`` would look newer than a
+    marker written at ``t.8`` whose HEAD says ``t.0``; floored, :meth:`~Storage.info` and
+    :meth:`~Storage.list_info` always agree.
+    """
+    modified = float(math.floor(last_modified.timestamp()))
+    return ObjectInfo(key, int(size), modified, etag.strip('"') if etag else None)
 
 
 def sha256_file(path: str | Path) -> str:

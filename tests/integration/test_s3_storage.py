@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +13,7 @@ import pytest
 
 from pipelines.core import catalog
 from pipelines.core.errors import ConfigError, ContractHalt, MissingInput
-from pipelines.core.storage import S3Storage, get_storage
+from pipelines.core.storage import ObjectInfo, S3Storage, get_storage
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +156,7 @@ def test_list_and_delete_prefix_paginate_past_1000_objects(s3, s3_root, s3_clien
     assert first_page["IsTruncated"], "the server must page, or this test exercises nothing"
 
     assert s3.list(part) == keys
+    assert [info.key for info in s3.list_info(part)] == keys
     assert s3.delete_prefix(part) == 1050
     assert s3.list(part) == []
     assert s3.list("landing") == ["landing/flights/ds=2013-01-02/keep.csv"]
@@ -322,3 +324,60 @@ def test_landed_files_on_s3_skip_folder_markers_metadata_and_in_flight_output(s3
         catalog.Landed(catalog.landing_file("flights", ds, "flights_EWR.csv"), "flights_EWR.csv"),
         catalog.Landed(catalog.landing_file("flights", ds, "sub/x.csv"), "sub/x.csv"),
     ]
+
+
+def _count_calls(storage: S3Storage, operation: str) -> list[str]:
+    """Record each ``operation`` request the storage's client makes (the list grows as they happen)."""
+    calls: list[str] = []
+    storage.client.meta.events.register(f"before-call.s3.{operation}", lambda **kw: calls.append(operation))
+    return calls
+
+
+def test_list_info_and_info_on_s3(s3, s3_root, s3_client):
+    objects = {
+        "landing/flights/ds=2013-01-01/z.csv": b"zz",
+        "landing/flights/ds=2013-01-01/_SUCCESS": b"",
+        "landing/flights/ds=2013-01-01/a.csv": b"a" * 1000,
+        "landing/flights/ds=2013-01-01/sub/b.csv": b"bbb",
+    }
+    for key, data in objects.items():
+        s3.write_bytes(key, data)
+    bucket, prefix = _bucket_prefix(s3_root)
+    s3_client.put_object(Bucket=bucket, Key="landing/flights/ds=2013-01-01/foreign.csv", Body=b"no")  # not ours
+    heads, lists = _count_calls(s3, "HeadObject"), _count_calls(s3, "ListObjectsV2")
+
+    infos = s3.list_info("landing/flights")
+    assert (heads, lists) == ([], ["ListObjectsV2"]), "list_info must read the listing, not HEAD each object"
+    assert [i.key for i in infos] == sorted(objects) == s3.list("landing/flights")
+    now = time.time()
+    for info in infos:
+        data = objects[info.key]
+        assert info.size == len(data)
+        assert info.etag == hashlib.md5(data).hexdigest()  # a single PUT: the ETag is the MD5, quotes stripped
+        assert abs(info.modified - now) < 60
+        assert info.modified == int(info.modified)  # whole seconds, as HEAD reports them
+        raw = s3_client.head_object(Bucket=bucket, Key=f"{prefix}/{info.key}")
+        assert info.etag == raw["ETag"].strip('"') and info.size == raw["ContentLength"]
+        assert s3.info(info.key) == info  # HEAD and the listing agree
+    assert len(heads) == len(objects)
+
+    with pytest.raises(MissingInput, match=r"not found: s3://"):
+        s3.info("landing/flights/ds=2013-01-01/nope.csv")
+    with pytest.raises(MissingInput):
+        s3.info("landing/flights/ds=2013-01-01")  # a "folder" is not an object
+    with pytest.raises(ConfigError):
+        s3.info("../escape")
+    assert s3.list_info("scores") == []
+
+
+def test_info_changes_when_an_object_is_rewritten_on_s3(s3):
+    key = "landing/flights/ds=2013-01-01/_SUCCESS"
+    s3.write_bytes(key, b"first")
+    first = s3.info(key)
+    s3.write_bytes(key, b"second, longer")
+    second = s3.info(key)
+    assert second.etag != first.etag
+    assert second.size == len(b"second, longer")
+    assert second.modified >= first.modified
+    assert s3.list_info("landing") == [second]
+    assert isinstance(second, ObjectInfo)

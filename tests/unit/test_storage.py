@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.core.errors import ConfigError, MissingInput
-from pipelines.core.storage import LocalStorage, S3Storage, check_key, get_storage
+from pipelines.core.storage import LocalStorage, ObjectInfo, S3Storage, check_key, get_storage
 
 KEY = "validated/flights/ds=2013-01-01/part-00000.parquet"
 
@@ -323,18 +323,6 @@ def test_s3_storage_keys_are_validated_before_any_request():
             storage.write_bytes(key, b"x")
 
 
-def test_symlink_out_of_the_root_is_refused(tmp_path):
-    from pipelines.core.storage import LocalStorage
-
-    secret = tmp_path / "secret.txt"
-    secret.write_text("aws_secret_access_key=...")
-    root = tmp_path / "root"
-    (root / "landing").mkdir(parents=True)
-    (root / "landing" / "x.csv").symlink_to(secret)
-    with pytest.raises(ConfigError, match="symlink out of the storage root"):
-        LocalStorage(root).read_bytes("landing/x.csv")
-
-
 def test_delete_removes_one_object_only_and_a_missing_one_is_fine(local):
     local.write_bytes("scores/m/ds=2013-01-01/a.json", b"1")
     local.write_bytes("scores/m/ds=2013-01-01/ab.json", b"2")
@@ -396,3 +384,295 @@ def test_sha256_file_streams_a_local_file(tmp_path):
     assert sha256_file(path) == sha256_file(str(path)) == hashlib.sha256(data).hexdigest()
     (tmp_path / "empty").write_bytes(b"")
     assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
+
+
+# --- symlinks: a key must resolve inside the root, whichever component is the link ---------------------------------
+
+OUTSIDE = "resolves outside the storage root"
+
+
+@pytest.fixture
+def outside(tmp_path) -> Path:
+    """A folder next to the root holding a secret the storage must never read, list, write or delete."""
+    folder = tmp_path / "outside"
+    (folder / "b").mkdir(parents=True)
+    (folder / "b" / "c").write_bytes(b"aws_secret_access_key=...")
+    (folder / "flights_JFK.csv").write_bytes(b"secret,rows\n")
+    return folder
+
+
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:
+    """Every path opened through ``open``/``io.open`` (``Path.read_bytes``, ``shutil.copyfile``), resolved."""
+    import builtins
+    import io
+
+    seen: list[str] = []
+    real_open = io.open
+
+    def spy(file, *args, **kwargs):
+        if isinstance(file, str | bytes | os.PathLike):
+            seen.append(os.path.realpath(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    monkeypatch.setattr(io, "open", spy)
+    return seen
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under a folder with its size and mtime, from stat alone (no open: the spy stays clean)."""
+    return {
+        p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_partition_folder_symlinked_out_of_the_root_is_neither_listed_nor_read(local, outside, opened):
+    # The incident: landing/flights/ds=... was a symlink to a folder elsewhere; its files were
+    # listed, read and copied to quarantine/.
+    part = Path(local.root, "landing/flights/ds=2013-01-01")
+    part.parent.mkdir(parents=True)
+    part.symlink_to(outside, target_is_directory=True)
+    local.write_bytes("landing/flights/ds=2013-01-02/ok.csv", b"a\n")
+    key = "landing/flights/ds=2013-01-01/flights_JFK.csv"
+    before = _snapshot(outside)
+
+    for prefix in ("landing", "landing/flights", "landing/flights/ds=2013-01-01"):
+        with pytest.raises(ConfigError, match=OUTSIDE):
+            local.list(prefix)
+        with pytest.raises(ConfigError, match=OUTSIDE):
+            local.list_info(prefix)
+    with pytest.raises(ConfigError, match=f"file://{part}.*{OUTSIDE}"):
+        local.list("landing/flights")
+    with pytest.raises(ConfigError, match=f"refusing {local.uri(key)}: it {OUTSIDE}"):
+        local.read_bytes(key)
+    for op in (local.info, local.size, local.exists, local.local_path, local.read_parquet):
+        with pytest.raises(ConfigError, match=OUTSIDE):
+            op(key)
+    with pytest.raises(ConfigError, match=OUTSIDE):
+        local.download(key, str(Path(local.root).parent / "copy"))
+    with pytest.raises(ConfigError, match=OUTSIDE), local.local_copy(key):
+        pass
+
+    assert not [p for p in opened if Path(p).is_relative_to(outside)], "a file outside the root was opened"
+    assert not (Path(local.root).parent / "copy").exists()
+    assert _snapshot(outside) == before
+    assert local.list("landing/flights/ds=2013-01-02") == ["landing/flights/ds=2013-01-02/ok.csv"]
+
+
+def test_a_file_symlinked_out_of_the_root_is_refused(local, outside, opened):
+    key = "landing/flights/ds=2013-01-01/x.csv"
+    local.write_bytes("landing/flights/ds=2013-01-01/ok.csv", b"a\n")
+    Path(local.root, key).symlink_to(outside / "b" / "c")
+    with pytest.raises(ConfigError, match=f"refusing {local.uri(key)}: it {OUTSIDE}"):
+        local.read_bytes(key)
+    for op in (local.info, local.exists, local.size, local.delete):
+        with pytest.raises(ConfigError, match=OUTSIDE):
+            op(key)
+    for op in (local.list, local.list_info):
+        with pytest.raises(ConfigError, match=f"file://{Path(local.root, key)}.*{OUTSIDE}"):
+            op("landing/flights")
+    with pytest.raises(ConfigError, match=OUTSIDE):
+        local.write_bytes(key, b"overwrite")
+    assert not [p for p in opened if Path(p).is_relative_to(outside)]
+    assert (outside / "b" / "c").read_bytes() == b"aws_secret_access_key=..."
+    assert Path(local.root, key).is_symlink()  # refused, not silently replaced either
+
+
+def test_an_intermediate_folder_symlinked_out_of_the_root_is_refused_for_every_operation(local, outside, opened):
+    # root/a -> outside, so the key a/b/c names outside/b/c although no segment of it is "..".
+    Path(local.root, "a").symlink_to(outside, target_is_directory=True)
+    before = _snapshot(outside)
+    key = "a/b/c"
+    src = Path(local.root).parent / "upload.bin"
+    src.write_bytes(b"new")
+    operations = {
+        "read_bytes": lambda: local.read_bytes(key),
+        "write_bytes": lambda: local.write_bytes(key, b"overwritten"),
+        "write_new": lambda: local.write_bytes("a/b/new.json", b"{}"),
+        "upload": lambda: local.upload(key, str(src)),
+        "exists": lambda: local.exists(key),
+        "size": lambda: local.size(key),
+        "info": lambda: local.info(key),
+        "list": lambda: local.list("a/b"),
+        "list_top": lambda: local.list("a"),
+        "list_info": lambda: local.list_info("a/b"),
+        "delete": lambda: local.delete(key),
+        "delete_prefix": lambda: local.delete_prefix("a/b"),
+        "delete_prefix_top": lambda: local.delete_prefix("a"),
+    }
+    for name, op in operations.items():
+        with pytest.raises(ConfigError, match=OUTSIDE):
+            op()
+            pytest.fail(f"{name} did not refuse")
+    with pytest.raises(ConfigError, match=f"refusing {local.uri(key)}: it {OUTSIDE}"):
+        local.read_bytes(key)
+
+    assert not [p for p in opened if Path(p).is_relative_to(outside)], "a file outside the root was opened"
+    assert _snapshot(outside) == before, "a file outside the root was written or deleted"
+    assert (outside / "b" / "c").read_bytes() == b"aws_secret_access_key=..."
+
+
+def test_delete_prefix_unlinks_symlinks_and_never_deletes_through_them(local, outside):
+    local.write_bytes("archive/ds=1/kept.csv", b"kept")
+    part = "validated/flights/ds=2013-01-01"
+    local.write_bytes(f"{part}/a.parquet", b"x")
+    folder = Path(local.root, part)
+    (folder / "out_dir").symlink_to(outside, target_is_directory=True)  # a link out: unlinked, never followed
+    (folder / "out_file").symlink_to(outside / "b" / "c")
+    (folder / "in_dir").symlink_to(Path(local.root, "archive/ds=1"), target_is_directory=True)
+    before = _snapshot(outside)
+
+    assert local.delete_prefix(part) == 4  # one file and three links
+    assert not folder.exists()
+    assert _snapshot(outside) == before
+    assert local.read_bytes("archive/ds=1/kept.csv") == b"kept"
+
+    # A prefix that is itself a symlinked folder inside the root: the link goes, its target stays.
+    linked = Path(local.root, "validated/flights/ds=2013-01-02")
+    linked.symlink_to(Path(local.root, "archive/ds=1"), target_is_directory=True)
+    assert local.list("validated/flights/ds=2013-01-02") == ["validated/flights/ds=2013-01-02/kept.csv"]
+    assert local.delete_prefix("validated/flights/ds=2013-01-02") == 1
+    assert not linked.exists() and not linked.is_symlink()
+    assert local.list("archive") == ["archive/ds=1/kept.csv"]
+    assert local.delete_prefix("archive/ds=1/kept.csv") == 0  # an object is not a folder
+
+
+def test_symlinks_that_stay_inside_the_root_are_followed(local):
+    local.write_bytes("archive/2013-01-01/a.csv", b"a")
+    local.write_bytes("archive/2013-01-01/sub/b.csv", b"b")
+    local.write_bytes("archive/extra/c.csv", b"c")
+    local.write_bytes("landing/flights/ds=2013-01-02/own.csv", b"own")
+    flights = Path(local.root, "landing/flights")
+    (flights / "ds=2013-01-01").symlink_to("../../archive/2013-01-01", target_is_directory=True)  # relative link
+    (flights / "ds=2013-01-02" / "more").symlink_to(Path(local.root, "archive/extra"), target_is_directory=True)
+    (flights / "ds=2013-01-02" / "alias.csv").symlink_to(Path(local.root, "archive/extra/c.csv"))
+
+    expected = [
+        "landing/flights/ds=2013-01-01/a.csv",
+        "landing/flights/ds=2013-01-01/sub/b.csv",
+        "landing/flights/ds=2013-01-02/alias.csv",
+        "landing/flights/ds=2013-01-02/more/c.csv",
+        "landing/flights/ds=2013-01-02/own.csv",
+    ]
+    assert local.list("landing/flights") == expected
+    assert local.list("landing/flights/ds=2013-01-01") == expected[:2]
+    assert [i.key for i in local.list_info("landing/flights")] == expected
+    assert [local.read_bytes(k) for k in expected] == [b"a", b"b", b"c", b"c", b"own"]
+    assert local.exists("landing/flights/ds=2013-01-02/more/c.csv")
+    local.write_bytes("landing/flights/ds=2013-01-01/new.csv", b"n")  # through the link, into archive/
+    assert local.read_bytes("archive/2013-01-01/new.csv") == b"n"
+
+
+@pytest.mark.timeout(30)
+def test_a_symlink_cycle_inside_the_root_does_not_hang_the_listing(local):
+    local.write_bytes("a/x.txt", b"x")
+    local.write_bytes("a/b/y.txt", b"y")
+    local.write_bytes("p/q.txt", b"q")
+    a = Path(local.root, "a")
+    (a / "self").symlink_to(".", target_is_directory=True)
+    (a / "b" / "up").symlink_to("..", target_is_directory=True)
+    (a / "b" / "to_p").symlink_to(Path(local.root, "p"), target_is_directory=True)
+    Path(local.root, "p", "to_a").symlink_to(a, target_is_directory=True)  # a -> b -> p -> a
+    (a / "loop1").symlink_to(a / "loop2")  # a symlink loop: not a file, not a folder
+    (a / "loop2").symlink_to(a / "loop1")
+
+    assert local.list("a") == ["a/b/to_p/q.txt", "a/b/y.txt", "a/x.txt"]
+    assert local.list("a/b") == [
+        "a/b/to_p/q.txt",
+        "a/b/to_p/to_a/x.txt",
+        "a/b/up/x.txt",
+        "a/b/y.txt",
+    ]
+    assert [i.key for i in local.list_info("a")] == local.list("a")
+    assert local.delete_prefix("a") == 7  # three files, four links; p/ and its file stay
+    assert local.list("p") == ["p/q.txt"]
+
+
+# --- object metadata -----------------------------------------------------------------------------------------------
+
+
+def test_list_info_matches_os_stat_in_key_order(local):
+    keys = {
+        "landing/flights/ds=2013-01-01/z.csv": b"zz",
+        "landing/flights/ds=2013-01-01/_SUCCESS": b"",
+        "landing/flights/ds=2013-01-01/a.csv": b"a" * 1000,
+        "landing/flights/ds=2013-01-01/sub/b.csv": b"bbb",
+    }
+    base_ns = 1_700_000_000_123_456_789
+    for i, (key, data) in enumerate(keys.items()):
+        local.write_bytes(key, data)
+        os.utime(Path(local.root, key), ns=(base_ns + i * 1_000_000_007, base_ns + i * 1_000_000_007))
+    Path(local.root, "landing/flights/ds=2013-01-01/.a.csv.0123abcd.tmp").write_bytes(b"half")
+
+    infos = local.list_info("landing/flights")
+    assert [i.key for i in infos] == sorted(keys) == local.list("landing/flights")
+    for info in infos:
+        st = os.stat(Path(local.root, info.key))
+        assert info == ObjectInfo(info.key, st.st_size, st.st_mtime_ns / 1e9, None)
+        assert info.size == len(keys[info.key])
+        assert info == local.info(info.key)
+    assert local.list_info("scores") == []
+    assert local.list_info("landing/flights/ds=2013-01-01/a.csv") == []  # an object is not a folder
+
+
+def test_info_of_a_missing_key_or_a_folder_raises_missing_input(local):
+    local.write_bytes(KEY, b"x")
+    with pytest.raises(MissingInput, match=r"not found: file://"):
+        local.info("validated/flights/ds=2013-01-02/part-00000.parquet")
+    with pytest.raises(MissingInput):
+        local.info("validated/flights/ds=2013-01-01")
+    with pytest.raises(MissingInput):
+        local.info(f"{KEY}/below-a-file")
+    with pytest.raises(ConfigError):
+        local.info("../escape")
+
+
+def test_modified_increases_when_a_file_is_rewritten(local):
+    path = Path(local.root, KEY)
+    local.write_bytes(KEY, b"first")
+    hour_ago = int((dt.datetime.now(dt.UTC).timestamp() - 3600) * 1e9)
+    os.utime(path, ns=(hour_ago, hour_ago))
+    first = local.info(KEY)
+    assert first.modified == hour_ago / 1e9
+
+    local.write_bytes(KEY, b"second, longer")  # a new file renamed into place: a fresh mtime
+    second = local.info(KEY)
+    assert second.modified > first.modified
+    assert second.size == len(b"second, longer")
+    assert local.list_info("validated") == [second]
+
+    later = hour_ago + 7_200_000_000_001
+    os.utime(path, ns=(later, later))
+    assert local.info(KEY).modified == later / 1e9 > second.modified
+
+
+def test_s3_info_and_list_info_agree_on_whole_seconds(monkeypatch):
+    """HEAD's Last-Modified has whole seconds, a MinIO listing has milliseconds: both are floored."""
+    from botocore.stub import Stubber
+
+    for var in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    storage = S3Storage("s3://bucket/root", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    listed = dt.datetime(2013, 1, 1, 5, 15, 30, 700_000, tzinfo=dt.UTC)
+    headed = listed.replace(microsecond=0)
+    with Stubber(storage.client) as stub:
+        stub.add_response(
+            "list_objects_v2",
+            {"Contents": [{"Key": f"root/{KEY}", "Size": 5, "LastModified": listed, "ETag": '"abc-2"'}]},
+            {"Bucket": "bucket", "Prefix": "root/validated/"},
+        )
+        stub.add_response(
+            "head_object",
+            {"ContentLength": 5, "LastModified": headed, "ETag": '"abc-2"'},
+            {"Bucket": "bucket", "Key": f"root/{KEY}"},
+        )
+        listed_info = storage.list_info("validated")
+        head_info = storage.info(KEY)
+        stub.assert_no_pending_responses()
+    assert listed_info == [ObjectInfo(KEY, 5, headed.timestamp(), "abc-2")]
+    assert head_info == listed_info[0]
