@@ -3,20 +3,40 @@
 Only cheap work happens at import: reading the small model-project YAML files
 and the environment profile. Nothing here touches the network, the metadata
 database or MLflow; heavy imports live inside task bodies.
+
+A bad model config breaks only its own project's DAGs. ``projects()`` returns
+the projects whose config loads and logs a warning naming each config file
+that does not, so every DAG file builds the good projects' DAGs and leaves the
+bad ones out (Airflow then marks a bad project's earlier DAGs stale). The UI
+names the bad files through ``project_configs.py``: that DAG file raises one
+import error listing each of them with its problem, and defines nothing while
+every config loads. A bad environment profile still fails every DAG file: it
+is no project's, and nothing can be built without it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any
 
 from pipelines.core import catalog
-from pipelines.core.config import ProjectConfig, list_projects, load_project
+from pipelines.core.config import ProjectConfig, load_projects
+
+log = logging.getLogger(__name__)
 
 
 def projects() -> list[ProjectConfig]:
-    """Every model project in the config folder (a bad one raises: an import error in the UI names it)."""
-    return [load_project(name) for name in list_projects()]
+    """The model projects whose config loads; a bad config is logged and left out (see the module doc)."""
+    scan = load_projects()
+    for problem in scan.problems:
+        log.warning("model config skipped, its DAGs are not built (see project_configs.py): %s", problem)
+    return scan.projects
+
+
+def config_problems() -> list[str]:
+    """One line per config file of the config folder that does not load, naming the file and the problem."""
+    return load_projects().problems
 
 
 def as_datetime(day: dt.date | None) -> dt.datetime | None:

@@ -4,12 +4,16 @@ A project is configuration, not code: the dataset and its contract, features,
 target and task type, model family, training window, gate, drift policy and
 scoring options. DAGs are generated for every project found. The YAML is
 validated by the pydantic models below when a step runs; an invalid file fails
-with one line naming the file, the key and the problem.
+with one line naming the file, the key and the problem (or, for a file that is
+not UTF-8, not YAML, empty or not a mapping, that problem and where).
+``load_projects`` loads them all and reports the bad ones instead of raising,
+so one bad file never hides the other projects (the DAG files rely on it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -304,12 +308,73 @@ def format_validation_error(path: Path | str, exc: ValidationError) -> str:
     return f"{path}: " + "; ".join(parts)
 
 
-def list_projects(settings: Settings | None = None) -> list[str]:
-    """Names of all model projects in the config folder (sorted)."""
-    settings = settings or get_settings()
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, but a scalar it cannot build (``2013-02-30``, ``!!int x``) is a marked YAML error."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:  # PyYAML lets the date or number constructor's ValueError out, unmarked
+            problem = f"cannot read {node.value!r}: {exc}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
+    """One line: what PyYAML objects to, and where (1-based line and column)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        context = f"{exc.context}: " if exc.context else ""
+        return f"{context}{exc.problem} (line {mark.line + 1}, column {mark.column + 1})"
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - text.rfind("\n", 0, exc.position)
+        return f"{str(exc).splitlines()[0]} (line {line}, column {column})"
+    return str(exc).splitlines()[0]
+
+
+def read_yaml(path: Path) -> Any:
+    """The one YAML document in a file (``None`` when it holds none: empty, or comments only).
+
+    Raises:
+        ConfigError: one line naming the file and the problem: unreadable, not
+            UTF-8 (with the first bad byte's offset), or not valid YAML (with
+            the line and column).
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"{path}: not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); save it as UTF-8"
+        ) from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc, text)}") from None
+
+
+def _yaml_files(settings: Settings) -> list[Path]:
+    """The visible ``*.yaml`` and ``*.yml`` entries of the config folder (profiles live in a subfolder)."""
     if not settings.config_dir.is_dir():
         return []
-    return sorted(p.stem for p in settings.config_dir.glob("*.yaml") if NAME_RE.fullmatch(p.stem))
+    return sorted(
+        p for p in settings.config_dir.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")
+    )
+
+
+def list_projects(settings: Settings | None = None) -> list[str]:
+    """Names of all model projects in the config folder (sorted).
+
+    A project is a ``<name>.yaml`` file whose stem is a valid project name;
+    other YAML files in the folder are not projects, and ``load_projects``
+    reports them. Hidden files (an editor's) are ignored.
+    """
+    settings = settings or get_settings()
+    return sorted(p.stem for p in _yaml_files(settings) if p.suffix == ".yaml" and NAME_RE.fullmatch(p.stem))
 
 
 def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
@@ -320,21 +385,22 @@ def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
         settings: environment settings (default: from the environment).
 
     Raises:
-        ConfigError: unknown project, unreadable YAML or invalid content.
+        ConfigError: unknown project, unreadable file (not UTF-8, not valid
+            YAML, empty, not a mapping) or invalid content; one line naming the
+            file and the problem.
     """
     settings = settings or get_settings()
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         raise ConfigError(f"invalid model name {name!r}: expected lowercase letters, digits and _")
     path = settings.config_dir / f"{name}.yaml"
-    if not path.is_file():
+    if not path.exists():
         known = ", ".join(list_projects(settings)) or "none"
         raise ConfigError(f"{path}: no such model project (known: {known})")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: empty: expected a mapping of project settings")
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: <root>: expected a mapping")
+        raise ConfigError(f"{path}: <root>: expected a mapping, got {type(raw).__name__} {_short(raw)}")
     try:
         project = ProjectConfig.model_validate(raw)
     except ValidationError as exc:
@@ -342,3 +408,41 @@ def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
     if project.name != name:
         raise ConfigError(f"{path}: name: must equal the file name {name!r} (got {project.name!r})")
     return project.model_copy(update={"source": path})
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class ProjectScan:
+    """Every model project whose config loads, and a one-line problem for each config file that does not."""
+
+    projects: list[ProjectConfig]
+    problems: list[str]
+
+
+def load_projects(settings: Settings | None = None) -> ProjectScan:
+    """Load every YAML file of the config folder; a bad one never stops the others.
+
+    The problems name the file: a ``ConfigError`` of ``load_project``, a
+    ``*.yml`` file (not read: projects are ``*.yaml``) or a file whose name is
+    not a valid project name (it would never be read).
+    """
+    settings = settings or get_settings()
+    projects, problems = [], []
+    for path in _yaml_files(settings):
+        if path.suffix != ".yaml":
+            problems.append(f"{path}: not read: a model config is named <project>.yaml")
+        elif not NAME_RE.fullmatch(path.stem):
+            problems.append(
+                f"{path}: not read: {path.stem!r} is not a project name "
+                "(lowercase letters, digits and _, a letter first, at most 63 characters)"
+            )
+        else:
+            try:
+                projects.append(load_project(path.stem, settings))
+            except ConfigError as exc:
+                problems.append(str(exc))
+    return ProjectScan(projects, problems)

@@ -23,7 +23,6 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from pipelines.core.errors import ConfigError
@@ -101,10 +100,9 @@ def load_profile(name: str, config_dir: Path) -> Profile:
     path = config_dir / "profiles" / f"{name}.yaml"
     if not path.is_file():
         raise ConfigError(f"{path}: profile {name!r} not found")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    from pipelines.core.config import read_yaml
+
+    raw = read_yaml(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: <root>: expected a mapping")
     try:

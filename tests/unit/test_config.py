@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.core.config import list_projects, load_project
+from pipelines.core.config import list_projects, load_project, load_projects
 from pipelines.core.errors import ConfigError
 from pipelines.core.settings import PROJECT_ROOT, get_settings
 
@@ -78,10 +78,91 @@ def test_name_must_match_file(config_dir):
         load_project("other_model")
 
 
-def test_not_yaml(config_dir):
-    (config_dir / "broken.yaml").write_text("name: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        load_project("broken")
+def config_error(config_dir: Path, name: str, content: bytes) -> str:
+    """The ConfigError message of loading ``content`` as project ``name``: one line, naming the file first."""
+    path = config_dir / f"{name}.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as exc:
+        load_project(name)
+    msg = str(exc.value)
+    assert msg.startswith(f"{path}: ") and "\n" not in msg, msg
+    return msg
+
+
+def test_not_utf8_names_the_byte_and_its_offset(config_dir):
+    good = (CONFIGS / "flights_delay.yaml").read_bytes()
+    content = b"# flights_delay\n# Caf\xe9 au lait\n" + good  # a latin-1 comment
+    msg = config_error(config_dir, "flights_delay", content)
+    assert "not UTF-8: byte 0xe9 at offset 21 (line 2)" in msg
+    assert content[21:22] == b"\xe9"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"name: [unclosed\n", "expected ',' or ']', but got '<stream end>' (line 2, column 1)"),
+        (b"name: a\n---\nname: b\n", "but found another document (line 2, column 1)"),
+        (b"name: a\n  b: c\n", "mapping values are not allowed here (line 2, column 4)"),
+        (
+            b"name: a\nowner: b\x07\n",
+            "unacceptable character #x0007: special characters are not allowed (line 2, column 9)",
+        ),
+        (b"ingest:\n  start_date: 2013-02-30\n", "'2013-02-30': day is out of range for month (line 2, column 15)"),
+    ],
+    ids=["unclosed", "two-documents", "bad-indent", "control-character", "impossible-date"],
+)
+def test_not_yaml_names_the_problem_and_where(config_dir, content, problem):
+    msg = config_error(config_dir, "broken", content)
+    assert "not valid YAML" in msg and problem in msg
+
+
+@pytest.mark.parametrize("content", [b"", b"\n  \n", b"# only a comment\n", b"---\n"])
+def test_empty_file(config_dir, content):
+    msg = config_error(config_dir, "empty", content)
+    assert msg.endswith(": empty: expected a mapping of project settings")
+
+
+@pytest.mark.parametrize(
+    ("content", "got"),
+    [(b"- name: a\n- name: b\n", "got list [{'name': 'a'}"), (b"just words\n", "got str 'just words'")],
+)
+def test_document_that_is_not_a_mapping(config_dir, content, got):
+    msg = config_error(config_dir, "listed", content)
+    assert "<root>: expected a mapping" in msg and got in msg
+
+
+def test_unreadable_entry(config_dir):
+    (config_dir / "folder.yaml").mkdir()
+    with pytest.raises(ConfigError, match=r"folder\.yaml: cannot read: Is a directory"):
+        load_project("folder")
+
+
+def test_list_and_load_projects_skip_and_report_files_that_are_no_project(config_dir):
+    shutil.copy(config_dir / "flights_delay.yaml", config_dir / "Flights-Delay.yaml")
+    shutil.copy(config_dir / "flights_delay.yaml", config_dir / "other.yml")
+    (config_dir / ".flights_delay.yaml").write_bytes(b"\xff editor swap")  # hidden: ignored
+    (config_dir / "notes.txt").write_text("not a config")
+    assert list_projects() == ["flights_delay"]
+    scan = load_projects()
+    assert [p.name for p in scan.projects] == ["flights_delay"]
+    assert scan.problems == [
+        f"{config_dir / 'Flights-Delay.yaml'}: not read: 'Flights-Delay' is not a project name "
+        "(lowercase letters, digits and _, a letter first, at most 63 characters)",
+        f"{config_dir / 'other.yml'}: not read: a model config is named <project>.yaml",
+    ]
+
+
+def test_load_projects_reports_every_bad_config_and_keeps_the_good_ones(config_dir):
+    write(config_dir, "unknown_key", lambda r: r.update(name="unknown_key", surprise=1))
+    (config_dir / "latin1.yaml").write_bytes(b"# caf\xe9\n")
+    (config_dir / "empty.yaml").write_bytes(b"")
+    scan = load_projects()
+    assert [p.name for p in scan.projects] == ["flights_delay"]
+    assert scan.problems == [
+        f"{config_dir / 'empty.yaml'}: empty: expected a mapping of project settings",
+        f"{config_dir / 'latin1.yaml'}: not UTF-8: byte 0xe9 at offset 5 (line 1); save it as UTF-8",
+        f"{config_dir / 'unknown_key.yaml'}: surprise: unknown key",
+    ]
 
 
 @pytest.mark.parametrize("name", ["../flights_delay", "Flights", "nope"])

@@ -1,0 +1,26 @@
+"""The model configs that fail to load, as one Airflow import error; this file defines no DAG.
+
+Every DAG file builds its DAGs only for the projects whose ``configs/*.yaml``
+loads (``_common.projects()``), so a bad config cannot take the other
+projects' DAGs down with it: its own project just has no DAGs. Airflow records
+import errors per DAG file, so this file is where a bad config shows in the
+UI: while any config file fails to load it raises one ``ConfigError`` listing
+every such file with its one-line problem (unknown key, bad value, not UTF-8,
+not valid YAML, empty, a file name that is no project name, ...). When every
+config loads it defines nothing and raises nothing, and its import error goes
+away at the next parse.
+"""
+
+from __future__ import annotations
+
+from _common import config_problems
+
+from pipelines.core.errors import ConfigError
+
+_problems = config_problems()
+if _problems:
+    raise ConfigError(
+        f"{len(_problems)} model config file(s) failed to load; their projects have no DAGs "
+        "(ingest_, drift_, retrain_, batch_score_<project>), the other projects' DAGs are unaffected:\n"
+        + "\n".join(f"- {problem}" for problem in _problems)
+    )
