@@ -132,9 +132,16 @@ def landed_files(storage: Storage, dataset: str, ds: str) -> list[Landed]:
     output by Hadoop/Hive convention (``_SUCCESS``, ``_temporary/``,
     ``.crc``), and an S3 "folder" marker is not a file: all are skipped.
     """
+    return landed_among(dataset, ds, storage.list(landing_dir(dataset, ds)))
+
+
+def landed_among(dataset: str, ds: str, keys: list[str]) -> list[Landed]:
+    """The data files among keys listed under a delivery's folder (see :func:`landed_files`)."""
     folder = landing_dir(dataset, ds)
     out = []
-    for key in storage.list(folder):
+    for key in sorted(keys):
+        if not key.startswith(folder + "/"):
+            continue
         name = key[len(folder) + 1 :]
         if not name or key.endswith("/") or any(seg.startswith((".", "_")) for seg in name.split("/")):
             continue

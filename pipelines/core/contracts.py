@@ -23,8 +23,19 @@ Supported quality entries (property level unless noted):
 
 Parse-stage rules, applied while reading files: ``type_mismatch`` (a value
 that cannot be read as its column's type), ``missing_column`` (a file lacks a
-contract column) and ``malformed_row``, plus the table rules
+contract column) and ``malformed_row`` (a CSV record that does not split into
+the header's columns, or whose values span several lines), plus the delivery
+rules ``empty_file`` (a data file with no records), ``delivery_incomplete``
+(an expected source is missing or short, see ``expectedSources``),
 ``quarantine_rate`` and ``unsafe_file_name``.
+
+Every severity/action combination either works end to end or is refused here,
+when the contract loads (:data:`ALLOWED_ACTIONS`): a row that cannot be read
+(type mismatch, malformed) or a required value that is missing cannot be
+published, so those rules may quarantine or halt but not warn; a rule about the
+whole delivery (row count, empty file, incomplete delivery) has no rows to
+quarantine, so it halts or warns. Rule arguments are typed (numbers for
+ranges and row counts, values of the column's type for allowed sets).
 """
 
 from __future__ import annotations
@@ -44,6 +55,28 @@ MALFORMED_ROW = "malformed_row"
 UNSAFE_FILE_NAME = "unsafe_file_name"
 QUARANTINE_RATE = "quarantine_rate"
 FILE_UNREADABLE = "file_unreadable"
+EMPTY_FILE = "empty_file"
+DELIVERY_INCOMPLETE = "delivery_incomplete"
+RESERVED_RULE_IDS = frozenset(
+    {TYPE_MISMATCH, MISSING_COLUMN, MALFORMED_ROW, UNSAFE_FILE_NAME, QUARANTINE_RATE, FILE_UNREADABLE, EMPTY_FILE}
+    | {DELIVERY_INCOMPLETE}
+)
+
+#: Rule kinds that judge the whole delivery: they have no rows to quarantine.
+DELIVERY_KINDS = ("row_count", QUARANTINE_RATE, MALFORMED_ROW, UNSAFE_FILE_NAME, EMPTY_FILE, DELIVERY_INCOMPLETE)
+
+#: The actions each kind of rule can carry out end to end (others are refused when the contract loads).
+ALLOWED_ACTIONS: dict[str, tuple[str, ...]] = {
+    # A value that cannot be read as its type would be published as null: never silently.
+    TYPE_MISMATCH: ("quarantine", "halt"),
+    # A record that does not split into columns has no values to publish.
+    MALFORMED_ROW: ("quarantine", "halt"),
+    # The generated not-null rule of a required column: the column is non-nullable in validated/.
+    "required": ("quarantine", "halt"),
+    "row_count": ("halt", "warn"),
+    EMPTY_FILE: ("halt", "warn"),
+    DELIVERY_INCOMPLETE: ("halt", "warn"),
+}
 
 
 @dataclass(frozen=True)
@@ -71,7 +104,28 @@ class Rule:
 
     @property
     def row_level(self) -> bool:
-        return self.kind not in ("row_count", QUARANTINE_RATE, MALFORMED_ROW, UNSAFE_FILE_NAME)
+        return self.kind not in DELIVERY_KINDS
+
+
+@dataclass(frozen=True)
+class ExpectedSources:
+    """What a complete delivery holds: one file (or more) per expected source, each with a minimum share of records.
+
+    ``file`` is a regular expression with a named group ``source``, matched
+    against each landed file's name (``flights_(?P<source>[A-Z]{3})\\.csv``);
+    files it does not match, or of sources not listed, are validated as usual
+    but do not count toward completeness.
+    """
+
+    file: str
+    sources: tuple[str, ...]
+    min_share: float
+
+    def source_of(self, name: str) -> str | None:
+        import re
+
+        m = re.fullmatch(self.file, name)
+        return m.group("source") if m else None
 
 
 @dataclass(frozen=True)
@@ -89,6 +143,9 @@ class Contract:
     type_mismatch_rule: Rule
     missing_column_rule: Rule
     malformed_row_rule: Rule
+    empty_file_rule: Rule
+    incomplete_delivery_rule: Rule
+    expected_sources: ExpectedSources | None = None
 
     @property
     def column_names(self) -> list[str]:
@@ -127,7 +184,16 @@ class Contract:
             action="halt",
             description="a landed file's name is unsafe as a storage key; its rows cannot be accounted for",
         )
-        return (self.type_mismatch_rule, self.missing_column_rule, self.malformed_row_rule, *self.rules, rate, unsafe)
+        return (
+            self.type_mismatch_rule,
+            self.missing_column_rule,
+            self.malformed_row_rule,
+            self.empty_file_rule,
+            *((self.incomplete_delivery_rule,) if self.expected_sources else ()),
+            *self.rules,
+            rate,
+            unsafe,
+        )
 
 
 def _custom_properties(items: list[Any] | None) -> dict[str, Any]:
@@ -138,7 +204,9 @@ def load_contract(path: str | Path) -> Contract:
     """Read an ODCS v3 contract and compile its rules.
 
     Raises:
-        ConfigError: unreadable file, or a rule this compiler does not support
+        ConfigError: unreadable file (missing, not UTF-8, not YAML, not ODCS
+            v3), a rule this compiler does not support, a rule argument of the
+            wrong type, or a severity whose action the rule cannot carry out
             (named with the rule and the problem).
     """
     path = Path(path)
@@ -149,11 +217,11 @@ def load_contract(path: str | Path) -> Contract:
 
     props = _custom_properties(odcs.customProperties)
     actions, action_of = _severity_actions(props, fail)
-    max_rate = _max_quarantine_rate(props, fail)
+    max_rate = _share(props.get("maxQuarantineRate", 0.05), "customProperties.maxQuarantineRate", fail)
     table = odcs.schema_[0]
     columns, rules = _columns(table, props, action_of, fail)
-    names = {c.name for c in columns}
-    rules += [_table_rule(q, names, action_of, fail) for q in table.quality or []]
+    by_name = {c.name: c for c in columns}
+    rules += [_table_rule(q, by_name, action_of, fail) for q in table.quality or []]
     _check_rule_ids(rules, fail)
     return Contract(
         id=odcs.id or table.name or path.stem,
@@ -164,21 +232,26 @@ def load_contract(path: str | Path) -> Contract:
         max_quarantine_rate=max_rate,
         severity_actions=dict(actions),
         source=str(path),
+        expected_sources=_expected_sources(props.get("expectedSources"), fail),
         **_parse_stage_rules(props, action_of),
     )
 
 
 def _read_odcs(path: Path) -> Any:
     """The ODCS document, with the header this compiler needs (v3, a version, one schema object)."""
-    import yaml
     from open_data_contract_standard.model import OpenDataContractStandard
     from pydantic import ValidationError
 
+    from pipelines.core.config import read_yaml
+
     if not path.is_file():
         raise ConfigError(f"{path}: data contract not found")
+    data = read_yaml(path)  # named errors for bytes that are not UTF-8 and for invalid YAML
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a valid ODCS v3 contract: expected a mapping, got {type(data).__name__}")
     try:
-        odcs = OpenDataContractStandard.from_file(str(path))
-    except (yaml.YAMLError, ValidationError, TypeError) as exc:
+        odcs = OpenDataContractStandard(**data)
+    except (ValidationError, TypeError) as exc:
         raise ConfigError(f"{path}: not a valid ODCS v3 contract: {str(exc).splitlines()[0]}") from None
     if not odcs.apiVersion or not odcs.apiVersion.startswith("v3"):
         raise ConfigError(f"{path}: apiVersion: expected v3.x (got {odcs.apiVersion!r})")
@@ -190,29 +263,53 @@ def _read_odcs(path: Path) -> Any:
 
 
 def _severity_actions(props: dict[str, Any], fail: Any) -> tuple[dict[str, str], Any]:
-    """The contract's ``severityActions``, and ``action_of(severity, where) -> (severity, action)`` under them."""
-    actions = props.get("severityActions") or {"critical": "halt", "error": "quarantine", "warning": "warn"}
-    if not isinstance(actions, dict) or any(a not in ACTIONS for a in actions.values()):
-        raise fail(f"customProperties.severityActions: actions must be one of {ACTIONS}")
+    """The contract's ``severityActions``, and ``action_of(severity, where, kind) -> (severity, action)`` under them.
 
-    def action_of(severity: str | None, where: str) -> tuple[str, str]:
+    ``kind`` (a key of :data:`ALLOWED_ACTIONS`) refuses an action the rule cannot carry out.
+    """
+    actions = props.get("severityActions") or {"critical": "halt", "error": "quarantine", "warning": "warn"}
+    if (
+        not isinstance(actions, dict)
+        or not all(isinstance(k, str) for k in actions)
+        or any(a not in ACTIONS for a in actions.values())
+    ):
+        raise fail(f"customProperties.severityActions: a map of severity names to one of {ACTIONS}")
+
+    def action_of(severity: Any, where: str, kind: str | None = None) -> tuple[str, str]:
         if not severity:
             raise fail(f"{where}: severity is required")
-        if severity not in actions:
+        if not isinstance(severity, str) or severity not in actions:
             raise fail(f"{where}: severity {severity!r} has no action (known: {sorted(actions)})")
-        return severity, actions[severity]
+        action = actions[severity]
+        allowed = ALLOWED_ACTIONS.get(kind or "", ACTIONS)
+        if action not in allowed:
+            raise fail(
+                f"{where}: severity {severity!r} maps to {action!r}, which this rule cannot do "
+                f"(allowed: {', '.join(allowed)})"
+            )
+        return severity, action
 
     return actions, action_of
 
 
-def _max_quarantine_rate(props: dict[str, Any], fail: Any) -> float:
-    try:
-        max_rate = float(props.get("maxQuarantineRate", 0.05))
-    except (TypeError, ValueError):
-        raise fail("customProperties.maxQuarantineRate: expected a number") from None
-    if not 0 <= max_rate <= 1:
-        raise fail("customProperties.maxQuarantineRate: expected a share between 0 and 1")
-    return max_rate
+def _number(value: Any, where: str, fail: Any, *, integer: bool = False) -> float | int | None:
+    """A typed numeric rule argument (``None`` stays ``None``); strings and booleans are refused."""
+    import math
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise fail(f"{where}: expected a number, got {value!r}")
+    if integer and value != int(value):
+        raise fail(f"{where}: expected a whole number, got {value!r}")
+    return int(value) if integer else value
+
+
+def _share(value: Any, where: str, fail: Any) -> float:
+    share = _number(value, where, fail)
+    if share is None or not 0 <= share <= 1:
+        raise fail(f"{where}: expected a share between 0 and 1, got {value!r}")
+    return float(share)
 
 
 def _columns(table: Any, props: dict[str, Any], action_of: Any, fail: Any) -> tuple[list[Column], list[Rule]]:
@@ -226,18 +323,21 @@ def _columns(table: Any, props: dict[str, Any], action_of: Any, fail: Any) -> tu
         ltype = (prop.logicalType or "").lower()
         if ltype not in LOGICAL_TYPES:
             raise fail(f"{prop.name}.logicalType: {prop.logicalType!r} not one of {LOGICAL_TYPES}")
-        columns.append(Column(prop.name, ltype, bool(prop.required), bool(prop.primaryKey), prop.description or ""))
+        col = Column(prop.name, ltype, bool(prop.required), bool(prop.primaryKey), prop.description or "")
+        columns.append(col)
         if prop.required:
-            sev, act = action_of(req_sev, "customProperties.requiredSeverity")
+            sev, act = action_of(req_sev, "customProperties.requiredSeverity", "required")
             rules.append(
                 Rule(
                     f"{prop.name}_required", "not_null", sev, act, (prop.name,), description=f"{prop.name} is required"
                 )
             )
         for q in prop.quality or []:
-            rules.append(_property_rule(q, prop.name, ltype, action_of, fail))
+            rules.append(_property_rule(q, col, action_of, fail))
     if len({c.name for c in columns}) != len(columns):
         raise fail("schema.properties: duplicated column names")
+    if not columns:
+        raise fail("schema.properties: a contract needs at least one column")
     return columns, rules
 
 
@@ -246,35 +346,63 @@ def _check_rule_ids(rules: list[Rule], fail: Any) -> None:
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
         raise fail(f"quality: duplicated rule ids {dupes}")
-    reserved = {TYPE_MISMATCH, MISSING_COLUMN, MALFORMED_ROW, UNSAFE_FILE_NAME, QUARANTINE_RATE, FILE_UNREADABLE} & set(
-        ids
-    )
+    reserved = RESERVED_RULE_IDS & set(ids)
     if reserved:
         raise fail(f"quality: rule ids {sorted(reserved)} are reserved")
 
 
 def _parse_stage_rules(props: dict[str, Any], action_of: Any) -> dict[str, Rule]:
-    """The rules that act while files are read, each with the severity the contract gives it."""
+    """The rules that act while files are read or judge the delivery, each with the severity the contract gives it."""
     specs = (
-        (
-            "type_mismatch_rule",
-            TYPE_MISMATCH,
-            "typeMismatchSeverity",
-            "a value cannot be read as its column's contract type",
-        ),
-        ("missing_column_rule", MISSING_COLUMN, "missingColumnSeverity", "the delivered file lacks a contract column"),
+        ("type_mismatch_rule", TYPE_MISMATCH, "typeMismatchSeverity", "error", "a value cannot be read as its type"),
+        ("missing_column_rule", MISSING_COLUMN, "missingColumnSeverity", "error", "a file lacks a contract column"),
         (
             "malformed_row_rule",
             MALFORMED_ROW,
             "malformedRowSeverity",
-            "a CSV row does not split into the header's columns",
+            "error",
+            "a CSV record does not split into the header's columns, or its values span several lines",
+        ),
+        ("empty_file_rule", EMPTY_FILE, "emptyFileSeverity", "critical", "a delivered data file holds no records"),
+        (
+            "incomplete_delivery_rule",
+            DELIVERY_INCOMPLETE,
+            "incompleteDeliverySeverity",
+            "critical",
+            "an expected source is missing from the delivery or holds less than its minimum share of records",
         ),
     )
     out = {}
-    for field_name, rule_id, key, description in specs:
-        sev, act = action_of(props.get(key, "error"), f"customProperties.{key}")
+    for field_name, rule_id, key, default, description in specs:
+        sev, act = action_of(props.get(key, default), f"customProperties.{key}", rule_id)
         out[field_name] = Rule(rule_id, rule_id, sev, act, description=description)
     return out
+
+
+def _expected_sources(spec: Any, fail: Any) -> ExpectedSources | None:
+    """``customProperties.expectedSources``: ``{file: <regex with (?P<source>...)>, sources: [...], minShare: 0.1}``."""
+    import re
+
+    if spec is None:
+        return None
+    where = "customProperties.expectedSources"
+    if not isinstance(spec, dict) or set(spec) - {"file", "sources", "minShare"}:
+        raise fail(f"{where}: expected a mapping with file, sources and minShare")
+    pattern, sources = spec.get("file"), spec.get("sources")
+    if not isinstance(pattern, str):
+        raise fail(f"{where}.file: a regular expression with a named group 'source'")
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise fail(f"{where}.file: bad pattern: {exc}") from None
+    if "source" not in compiled.groupindex:
+        raise fail(f"{where}.file: the pattern needs a named group (?P<source>...)")
+    if not isinstance(sources, list) or not sources or not all(isinstance(x, str) and x for x in sources):
+        raise fail(f"{where}.sources: a non-empty list of source names")
+    if len(set(sources)) != len(sources):
+        raise fail(f"{where}.sources: listed twice")
+    share = _share(spec.get("minShare", 0.0), f"{where}.minShare", fail)
+    return ExpectedSources(pattern, tuple(sources), share)
 
 
 def _rule_id(q: Any, fail: Any, where: str) -> str:
@@ -283,54 +411,91 @@ def _rule_id(q: Any, fail: Any, where: str) -> str:
     return q.id
 
 
-def _property_rule(q: Any, column: str, ltype: str, action_of: Any, fail: Any) -> Rule:
+def _typed_values(values: Any, col: Column, where: str, fail: Any) -> list[Any]:
+    """Allowed values of an ``in_set`` rule, each of the column's type (an integer column's ``"1"`` is refused)."""
+    if not isinstance(values, list) or not values:
+        raise fail(f"{where}: validValues must be a non-empty list")
+    out = []
+    for v in values:
+        if col.logical_type in ("integer", "number"):
+            out.append(_number(v, where + ".validValues", fail, integer=col.logical_type == "integer"))
+        elif col.logical_type == "boolean":
+            if not isinstance(v, bool):
+                raise fail(f"{where}.validValues: expected true or false, got {v!r}")
+            out.append(v)
+        elif col.logical_type == "string":
+            if not isinstance(v, str):
+                raise fail(f"{where}.validValues: expected strings, got {v!r} (quote it in the YAML)")
+            out.append(v)
+        else:
+            raise fail(f"{where}: validValues is not supported on a {col.logical_type} column")
+    return out
+
+
+def _property_rule(q: Any, col: Column, action_of: Any, fail: Any) -> Rule:
+    column, ltype = col.name, col.logical_type
     rid = _rule_id(q, fail, f"{column}.quality")
-    sev, act = action_of(q.severity, f"{column}.quality.{rid}")
+    where = f"{column}.quality.{rid}"
+    sev, act = action_of(q.severity, where)
     metric = q.metric or q.rule
     args = q.arguments or {}
+    if not isinstance(args, dict):
+        raise fail(f"{where}: arguments must be a mapping")
     if q.mustBe not in (None, 0):
-        raise fail(f"{column}.quality.{rid}: only mustBe: 0 is supported for row rules")
+        raise fail(f"{where}: only mustBe: 0 is supported for row rules")
     if metric == "nullValues":
         return Rule(rid, "not_null", sev, act, (column,), description=q.description or "")
     if metric != "invalidValues":
-        raise fail(f"{column}.quality.{rid}: unsupported metric {metric!r}")
+        raise fail(f"{where}: unsupported metric {metric!r}")
     if "validValues" in args:
-        values = list(args["validValues"])
-        if not values:
-            raise fail(f"{column}.quality.{rid}: validValues is empty")
+        values = _typed_values(args["validValues"], col, where, fail)
         return Rule(rid, "in_set", sev, act, (column,), {"values": values}, q.description or "")
     if "pattern" in args:
         import re
 
+        if not isinstance(args["pattern"], str):
+            raise fail(f"{where}: pattern must be a string")
         try:
             re.compile(args["pattern"])
         except re.error as exc:
-            raise fail(f"{column}.quality.{rid}: bad pattern: {exc}") from None
+            raise fail(f"{where}: bad pattern: {exc}") from None
         return Rule(rid, "pattern", sev, act, (column,), {"pattern": args["pattern"]}, q.description or "")
     if "minimum" in args or "maximum" in args:
         if ltype not in ("integer", "number"):
-            raise fail(f"{column}.quality.{rid}: a range needs a numeric column")
-        lo, hi = args.get("minimum"), args.get("maximum")
+            raise fail(f"{where}: a range needs a numeric column")
+        lo = _number(args.get("minimum"), f"{where}.minimum", fail)
+        hi = _number(args.get("maximum"), f"{where}.maximum", fail)
+        if lo is None and hi is None:
+            raise fail(f"{where}: a range needs a minimum or a maximum")
         if lo is not None and hi is not None and lo > hi:
-            raise fail(f"{column}.quality.{rid}: minimum is above maximum")
+            raise fail(f"{where}: minimum is above maximum")
         return Rule(rid, "range", sev, act, (column,), {"min": lo, "max": hi}, q.description or "")
-    raise fail(f"{column}.quality.{rid}: invalidValues needs validValues, pattern or minimum/maximum")
+    raise fail(f"{where}: invalidValues needs validValues, pattern or minimum/maximum")
 
 
-def _table_rule(q: Any, names: set[str], action_of: Any, fail: Any) -> Rule:
+def _table_rule(q: Any, columns: dict[str, Column], action_of: Any, fail: Any) -> Rule:
     rid = _rule_id(q, fail, "schema.quality")
     where = f"schema.quality.{rid}"
-    sev, act = action_of(q.severity, where)
-    args = q.arguments or {}
     metric = q.metric or q.rule
+    sev, act = action_of(q.severity, where, "row_count" if metric == "rowCount" else None)
+    args = q.arguments or {}
+    if not isinstance(args, dict):
+        raise fail(f"{where}: arguments must be a mapping")
     if metric == "rowCount":
-        lo, hi = q.mustBeBetween or [q.mustBeGreaterOrEqualTo, q.mustBeLessOrEqualTo]
+        bounds = q.mustBeBetween or [q.mustBeGreaterOrEqualTo, q.mustBeLessOrEqualTo]
+        if len(bounds) != 2:
+            raise fail(f"{where}: mustBeBetween takes [minimum, maximum]")
+        lo, hi = (_number(b, f"{where}.bounds", fail, integer=True) for b in bounds)
         if lo is None and hi is None:
             raise fail(f"{where}: rowCount needs mustBeBetween or bounds")
+        if lo is not None and hi is not None and lo > hi:
+            raise fail(f"{where}: minimum is above maximum")
         return Rule(rid, "row_count", sev, act, (), {"min": lo, "max": hi}, q.description or "")
     if metric == "duplicateValues":
-        cols = list(args.get("properties") or [])
-        unknown = [c for c in cols if c not in names]
+        cols = args.get("properties") or []
+        if not isinstance(cols, list) or not all(isinstance(c, str) for c in cols):
+            raise fail(f"{where}: arguments.properties must be a list of column names")
+        unknown = [c for c in cols if c not in columns]
         if not cols or unknown:
             raise fail(f"{where}: arguments.properties must list contract columns (unknown: {unknown})")
         if q.mustBe not in (None, 0):
@@ -338,8 +503,10 @@ def _table_rule(q: Any, names: set[str], action_of: Any, fail: Any) -> Rule:
         return Rule(rid, "unique", sev, act, tuple(cols), description=q.description or "")
     if q.type == "custom" and q.engine == "pipelines" and q.implementation == "partitionDateMatches":
         parts = {k: args.get(k) for k in ("year", "month", "day")}
-        if any(v not in names for v in parts.values()):
+        if any(not isinstance(v, str) or v not in columns for v in parts.values()):
             raise fail(f"{where}: arguments must name the year, month and day columns")
+        if any(columns[v].logical_type != "integer" for v in parts.values()):
+            raise fail(f"{where}: the year, month and day columns must be integer columns")
         return Rule(rid, "partition_date", sev, act, tuple(parts.values()), parts, q.description or "")
     raise fail(f"{where}: unsupported rule (metric {metric!r}, type {q.type!r})")
 

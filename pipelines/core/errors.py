@@ -74,6 +74,11 @@ class NothingLanded(MissingInput):
     """No file has landed for the partition, or its delivery is not complete yet."""
 
 
+class DeliveryChanged(NothingLanded):
+    """The delivery changed while it was validated (a file added, removed or rewritten): nothing was
+    written; validate again once upstream has finished (its ready marker is newer than every file)."""
+
+
 class NoValidatedPartition(MissingInput):
     """A step needs a validated partition that does not exist (never validated, or halted)."""
 

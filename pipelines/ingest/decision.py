@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipelines.core.contracts import MALFORMED_ROW, QUARANTINE_RATE, UNSAFE_FILE_NAME, Contract, Rule
+from pipelines.core.contracts import (
+    DELIVERY_INCOMPLETE,
+    EMPTY_FILE,
+    MALFORMED_ROW,
+    QUARANTINE_RATE,
+    UNSAFE_FILE_NAME,
+    Contract,
+    Rule,
+)
 from pipelines.ingest.rules import describe_failure
 
 if TYPE_CHECKING:
@@ -20,21 +28,45 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Tally:
-    """What a delivery held, counted as read (independently of the rules)."""
+    """What a delivery held, counted as read (independently of the rules).
+
+    Two units: *rows* are what the parser produced (plus unsplittable
+    records); *records* are counted on the files' bytes, independently of the
+    parser (CSV lines, Parquet footers). Every record ends as a validated
+    row, inside a quarantined row or malformed record, or lost.
+    """
 
     #: Rows parsed into the typed frame.
     rows: int
-    #: CSV rows that did not split into the header's columns (kept as raw text).
+    #: CSV records that did not split into the header's columns (kept as raw text).
     malformed: int = 0
     #: Unreadable files whose name is unsafe as a storage key (they cannot be copied to quarantine).
     unsafe_files: int = 0
     #: Bytes of the readable files, and of the unreadable ones.
     good_bytes: int = 0
     bad_bytes: int = 0
+    #: Physical records of every file whose records can be counted (None: the same as ``landed_rows``).
+    records: int | None = None
+    #: Lines the unsplittable records hold.
+    malformed_records: int | None = None
+    #: Records not read as rows: in unreadable files, or swallowed by the parser.
+    lost_records: int = 0
+    #: Data files with no records (0 bytes, or a header only).
+    empty_files: tuple[str, ...] = ()
+    #: Records read as rows per expected source (when the contract lists them).
+    source_records: dict[str, int] = field(default_factory=dict)
 
     @property
     def landed_rows(self) -> int:
         return self.rows + self.malformed
+
+    @property
+    def landed_records(self) -> int:
+        return self.landed_rows if self.records is None else self.records
+
+    @property
+    def malformed_lines(self) -> int:
+        return self.malformed if self.malformed_records is None else self.malformed_records
 
 
 @dataclass
@@ -48,28 +80,47 @@ class Decision:
     warned: list[str]
     #: True for each parsed row that goes to quarantine.
     quarantine_mask: np.ndarray
-    #: Quarantined rows: the mask's plus malformed rows when their rule quarantines.
+    #: Quarantined rows: the mask's plus unsplittable records when their rule quarantines.
     quarantined_rows: int
     quarantined_malformed: int
     rate: float
     disagreements: list[str] = field(default_factory=list)
+    #: Records the quarantined rows hold (a row whose values span lines holds several).
+    quarantined_records: int = 0
 
     @property
     def rule_counts(self) -> dict[str, int | None]:
         return {r["id"]: r["rows"] for r in self.rules if r["failed"]}
 
 
-def _count(rule: Rule, masks: dict[str, np.ndarray], tally: Tally) -> tuple[int | None, bool]:
-    """How many rows break ``rule`` (``None`` for a table rule) and whether it failed."""
+def short_sources(contract: Contract, tally: Tally) -> dict[str, float]:
+    """Each expected source's share of the landed records, for those below the contract's minimum (or absent)."""
+    spec = contract.expected_sources
+    if spec is None:
+        return {}
+    total = tally.landed_records
+    shares = {s: (tally.source_records.get(s, 0) / total if total else 0.0) for s in spec.sources}
+    return {s: round(v, 6) for s, v in shares.items() if tally.source_records.get(s, 0) == 0 or v < spec.min_share}
+
+
+def _count(rule: Rule, masks: dict[str, np.ndarray], tally: Tally, contract: Contract) -> tuple[int | None, bool]:
+    """How many rows break ``rule`` (files or sources for delivery rules, None for row_count), and whether it failed."""
     if rule.id == MALFORMED_ROW:
-        return tally.malformed, tally.malformed > 0
+        count = tally.malformed + (int(masks[MALFORMED_ROW].sum()) if MALFORMED_ROW in masks else 0)
+        return count, count > 0
     if rule.id == UNSAFE_FILE_NAME:
         return tally.unsafe_files, tally.unsafe_files > 0
+    if rule.id == EMPTY_FILE:
+        return len(tally.empty_files), bool(tally.empty_files)
+    if rule.id == DELIVERY_INCOMPLETE:
+        short = short_sources(contract, tally)
+        return len(short), bool(short)
     if rule.row_level:
         count = int(masks[rule.id].sum())
         return count, count > 0
-    lo, hi = rule.params["min"], rule.params["max"]  # row_count, over every landed row
-    return None, (lo is not None and tally.landed_rows < lo) or (hi is not None and tally.landed_rows > hi)
+    lo, hi = rule.params["min"], rule.params["max"]  # row_count, over every landed record
+    n = tally.landed_records
+    return None, (lo is not None and n < lo) or (hi is not None and n > hi)
 
 
 def gx_agrees(gx: dict[str, Any], count: int) -> bool:
@@ -95,14 +146,22 @@ def _outcome(rule: Rule, failed: bool, count: int | None, gx: dict[str, Any] | N
     }
 
 
-def decide(contract: Contract, masks: dict[str, np.ndarray], gx: dict[str, dict[str, Any]], tally: Tally) -> Decision:
+def decide(
+    contract: Contract,
+    masks: dict[str, np.ndarray],
+    gx: dict[str, dict[str, Any]],
+    tally: Tally,
+    row_records: np.ndarray | None = None,
+) -> Decision:
     """Decide a partition from its rule masks, GX's counts and its tally (pure).
 
     Args:
         contract: the compiled contract.
-        masks: ``{rule_id: bool array}`` over the parsed rows, for every row-level rule.
+        masks: ``{rule_id: bool array}`` over the parsed rows, for every row-level rule
+            (and ``malformed_row`` for parsed rows whose values span lines).
         gx: GX's per-rule results (``success``, ``unexpected_count``, ``parts``, ``max_part``, ``observed_value``).
         tally: what the delivery held.
+        row_records: records each parsed row holds (default: one each).
     """
     import numpy as np
 
@@ -111,20 +170,28 @@ def decide(contract: Contract, masks: dict[str, np.ndarray], gx: dict[str, dict[
     for rule in contract.all_rules:
         if rule.id == QUARANTINE_RATE:
             continue
-        count, failed = _count(rule, masks, tally)
+        count, failed = _count(rule, masks, tally, contract)
         g = gx.get(rule.id)
         if g is not None and rule.row_level and not gx_agrees(g, count):
             disagreements.append(rule.id)
         if failed:
             by_action[rule.action].append(rule.id)
-        outcomes.append(_outcome(rule, failed, count, g))
+        outcome = _outcome(rule, failed, count, g)
+        if rule.id == DELIVERY_INCOMPLETE:
+            outcome["observed_value"] = {"short_sources": short_sources(contract, tally)}
+        elif rule.id == EMPTY_FILE:
+            outcome["observed_value"] = {"files": list(tally.empty_files)}
+        outcomes.append(outcome)
     q_mask = np.zeros(tally.rows, dtype=bool)
     for rid in by_action["quarantine"]:
         if rid in masks:
             q_mask |= masks[rid]
-    q_malformed = tally.malformed if MALFORMED_ROW in by_action["quarantine"] else 0
+    quarantines_malformed = MALFORMED_ROW in by_action["quarantine"]
+    q_malformed = tally.malformed if quarantines_malformed else 0
     q_rows = int(q_mask.sum()) + q_malformed
-    rate_outcome, rate = _rate_outcome(contract, q_rows, tally)
+    weights = np.ones(tally.rows, dtype=np.int64) if row_records is None else row_records
+    q_records = int(weights[q_mask].sum()) + (tally.malformed_lines if quarantines_malformed else 0)
+    rate_outcome, rate = _rate_outcome(contract, q_rows, q_records, tally)
     if rate_outcome["failed"]:
         by_action["halt"].append(QUARANTINE_RATE)
     outcomes.append(rate_outcome)
@@ -139,20 +206,25 @@ def decide(contract: Contract, masks: dict[str, np.ndarray], gx: dict[str, dict[
         quarantined_malformed=q_malformed,
         rate=rate,
         disagreements=disagreements,
+        quarantined_records=q_records,
     )
 
 
-def _rate_outcome(contract: Contract, q_rows: int, tally: Tally) -> tuple[dict[str, Any], float]:
-    """The quarantine rate rule: the larger of the quarantined share of rows and the unreadable share of bytes.
+def _rate_outcome(contract: Contract, q_rows: int, q_records: int, tally: Tally) -> tuple[dict[str, Any], float]:
+    """The quarantine rate rule: the larger of the share of records not published and the unreadable share of bytes.
 
-    An unreadable file's rows cannot be counted: its share of the landed bytes
-    stands in for them, so losing a whole airport's file halts the day while a
-    small corrupt side file does not.
+    Records not published are those the quarantined rows hold plus the lost
+    ones (in unreadable files, or swallowed by the parser), over every counted
+    record. A file whose records cannot be counted (a Parquet file without a
+    readable footer) is weighed by its share of the landed bytes instead, so
+    losing a whole airport's file halts the day while a small corrupt side file
+    does not.
     """
-    row_rate = q_rows / tally.landed_rows if tally.landed_rows else 0.0
+    total = tally.landed_records
+    record_rate = (q_records + tally.lost_records) / total if total else 0.0
     total_bytes = tally.good_bytes + tally.bad_bytes
     byte_rate = tally.bad_bytes / total_bytes if tally.bad_bytes else 0.0
-    rate = max(row_rate, byte_rate)
+    rate = max(record_rate, byte_rate)
     rule = contract.rule(QUARANTINE_RATE)
     outcome = {
         "id": QUARANTINE_RATE,
@@ -162,7 +234,11 @@ def _rate_outcome(contract: Contract, q_rows: int, tally: Tally) -> tuple[dict[s
         "action": "halt",
         "failed": rate > contract.max_quarantine_rate,
         "rows": q_rows,
-        "observed_value": {"rows": round(row_rate, 6), "unreadable_bytes": round(byte_rate, 6)},
+        "observed_value": {
+            "rows": round(record_rate, 6),
+            "lost_records": tally.lost_records,
+            "unreadable_bytes": round(byte_rate, 6),
+        },
         "gx_success": None,
         "gx_unexpected_count": None,
         "description": rule.description,

@@ -4,8 +4,19 @@ Files are read with pyarrow. CSV columns are read as strings first, so a
 quarantined row keeps its original text; each column is then cast to its
 contract type (fast path: one Arrow cast) and, only if that fails, coerced
 value by value so that just the bad values are flagged. A file that cannot be
-parsed at all (not UTF-8, malformed, truncated Parquet, empty) is reported as
-a bad file, never raised.
+parsed at all (not UTF-8, malformed, truncated Parquet) is reported as a bad
+file, never raised.
+
+**Records are counted independently of the parser**, so the parser cannot
+lose input unseen: a CSV file's records are its non-empty lines after the
+header (counted on the bytes), a Parquet file's are the row count in its
+footer. Every record then ends as a parsed row, part of a malformed record,
+or *lost* (``ParsedFile.lost``), and lost records count against the
+quarantine rate. A parsed CSV row whose values span several lines (an
+unbalanced quote swallows the lines after it into one value) is flagged as
+malformed and counts as every line it holds, so one stray quote can no longer
+hide a file's rows. A file with no records (0 bytes, or a header only) is
+*empty*, which the ``empty_file`` rule judges.
 """
 
 from __future__ import annotations
@@ -47,10 +58,33 @@ class ParsedFile:
     #: (line number when known, original text); quarantined as ``malformed_row``.
     malformed: list[tuple[int | None, str]] = field(default_factory=list)
     size: int = 0
+    #: Physical records in the file, counted on its bytes (CSV lines, Parquet footer).
+    records: int = 0
+    #: Per parsed row, the records (lines) it holds: 1, or more for a row whose values span lines.
+    row_records: np.ndarray | None = None
+    #: The bytes as read, kept only when the file goes to quarantine whole (lost or no records).
+    data: bytes | None = field(default=None, repr=False)
 
     @property
     def num_rows(self) -> int:
         return self.table.num_rows
+
+    @property
+    def malformed_records(self) -> int:
+        return sum(text_records(text) for _, text in self.malformed)
+
+    @property
+    def row_records_total(self) -> int:
+        return self.num_rows if self.row_records is None else int(self.row_records.sum())
+
+    @property
+    def lost(self) -> int:
+        """Records neither parsed into a row nor kept as a malformed record (never negative)."""
+        return max(0, self.records - self.row_records_total - self.malformed_records)
+
+    @property
+    def empty(self) -> bool:
+        return self.records == 0 and self.num_rows == 0 and not self.malformed
 
 
 @dataclass
@@ -64,6 +98,22 @@ class BadFile:
     #: False when the name is unsafe to reuse as a storage key: the file is
     #: recorded but stays only in landing/ (which is never modified).
     copyable: bool = True
+    #: Records the file holds when they can be counted without parsing it
+    #: (CSV lines, a readable Parquet footer), else None; all of them are lost.
+    records: int | None = None
+    #: The bytes as read, kept so the quarantine copy is the file that was judged.
+    data: bytes | None = field(default=None, repr=False)
+
+
+def text_records(text: str | bytes) -> int:
+    """Records in a piece of delivered text: its non-empty lines (at least one)."""
+    return max(1, sum(1 for line in text.splitlines() if line))
+
+
+def count_csv_records(data: bytes) -> int:
+    """Physical records of a CSV file: non-empty lines after the header (``\\n``, ``\\r\\n`` or ``\\r``)."""
+    lines = data.splitlines()
+    return sum(1 for line in lines[1:] if line)
 
 
 def _printable(text: str, limit: int = 200) -> str:
@@ -83,26 +133,24 @@ def _gunzip(data: bytes) -> bytes:
     return out
 
 
-def _csv_read(data: bytes, name: str) -> tuple[pa.Table, list[tuple[int | None, str]]]:
+def _csv_header(data: bytes) -> list[str]:
     import csv
 
+    header_line = data.splitlines()[0].decode("utf-8-sig") if data else ""
+    names = next(csv.reader([header_line]), [])
+    if not names or len(set(names)) != len(names) or not all(names):
+        raise ValueError("empty or duplicated column names in header")
+    return names
+
+
+def _csv_read(data: bytes) -> tuple[pa.Table, list[tuple[int | None, str]]]:
+    """Parse decompressed, UTF-8 CSV bytes with at least one record: every column as strings."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    if name.endswith(".gz"):
-        data = _gunzip(data)
-    if not data.strip():
-        raise ValueError("empty file")
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 (invalid byte at offset {exc.start})") from None
     # Every column is read as a string (the header names them), so a
     # quarantined row keeps its original text and nothing is type-guessed.
-    header_line = data.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8-sig")
-    names = next(csv.reader([header_line]))
-    if len(set(names)) != len(names) or not all(names):
-        raise ValueError("empty or duplicated column names in header")
+    names = _csv_header(data)
     malformed: list[tuple[int | None, str]] = []
 
     def on_invalid_row(row) -> str:
@@ -129,6 +177,94 @@ def _csv_read(data: bytes, name: str) -> tuple[pa.Table, list[tuple[int | None, 
     return table, malformed
 
 
+def row_spans(table: pa.Table) -> np.ndarray | None:
+    """Records each parsed CSV row holds: 1, or the non-empty lines of a row whose values contain line breaks.
+
+    None when no value holds a line break (the common case, checked in Arrow
+    without touching Python objects). Counting the text's non-empty lines
+    never counts more lines than the row took in the file.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    broken = None
+    for col in table.columns:
+        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+            continue
+        hit = pc.or_(pc.match_substring(col, "\n"), pc.match_substring(col, "\r"))
+        broken = hit if broken is None else pc.or_(broken, hit)
+    if broken is None:
+        return None
+    rows = np.flatnonzero(broken.to_numpy(zero_copy_only=False) == True)  # noqa: E712 (nulls are False)
+    if not len(rows):
+        return None
+    spans = np.ones(table.num_rows, dtype=np.int64)
+    sub = table.take(pa.array(rows, pa.int64())).to_pylist()
+    for i, values in zip(rows, sub, strict=True):
+        # A value with a line break was quoted across at least two non-empty lines.
+        spans[i] = max(2, text_records(",".join("" if v is None else str(v) for v in values.values())))
+    return spans
+
+
+def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
+    """A landed CSV (or .csv.gz): counted on its bytes, then parsed."""
+    import csv
+    import zlib
+
+    import pyarrow as pa
+
+    try:
+        raw = _gunzip(data) if name.lower().endswith(".gz") else data
+    except (ValueError, OSError, EOFError, zlib.error) as exc:
+        return BadFile(key, name, f"unreadable: {_printable(str(exc) or type(exc).__name__)}", len(data), data=data)
+    records = count_csv_records(raw)
+    if records == 0:
+        names = _header_or_none(raw)
+        return ParsedFile(key, name, pa.table({n: pa.array([], pa.string()) for n in names}), size=len(data))
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        reason = f"unreadable: not UTF-8 (invalid byte at offset {exc.start})"
+        return BadFile(key, name, reason, len(data), records=records, data=data)
+    try:
+        table, malformed = _csv_read(raw)
+    except (pa.ArrowException, ValueError, csv.Error) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return BadFile(key, name, f"unreadable: {_printable(text)}", len(data), records=records, data=data)
+    return ParsedFile(
+        key, name, table, malformed=malformed, size=len(data), records=records, row_records=row_spans(table)
+    )
+
+
+def _header_or_none(raw: bytes) -> list[str]:
+    try:
+        return _csv_header(raw)
+    except (ValueError, UnicodeDecodeError):
+        return []
+
+
+def _read_parquet_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
+    """A landed Parquet file: its footer's row count, then its rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if not data:
+        return ParsedFile(key, name, pa.table({}), size=0)
+    records = None
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(data))
+        records = pf.metadata.num_rows
+        table = pf.read()
+    except (pa.ArrowException, ValueError, OSError, EOFError) as exc:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return BadFile(key, name, f"unreadable: {_printable(text)}", len(data), records=records, data=data)
+    if len(set(table.column_names)) != len(table.column_names):
+        reason = "unreadable: duplicated column names"
+        return BadFile(key, name, reason, len(data), records=records, data=data)
+    return ParsedFile(key, name, table, size=len(data), records=records)
+
+
 def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) -> ParsedFile | BadFile:
     """Read one landed file; a parse failure becomes a :class:`BadFile`.
 
@@ -136,14 +272,8 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) 
         storage: where the file is.
         key: its storage key.
         contract: the contract (for the expected columns).
-        name: how reports name it (default: the key's last segment).
+        name: how reports name it.
     """
-    import csv
-    import zlib
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from pipelines.core.storage import check_key
 
     try:
@@ -157,30 +287,23 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) 
     except ConfigError as exc:  # e.g. a symlink out of the root
         return BadFile(key, name, _printable(str(exc)), -1, copyable=False)
     lower = name.lower()
-    malformed: list[tuple[int | None, str]] = []
-    try:
-        if lower.endswith((".csv", ".csv.gz")):
-            table, malformed = _csv_read(data, lower)
-        elif lower.endswith(".parquet"):
-            if not data:
-                raise ValueError("empty file")
-            table = pq.read_table(pa.BufferReader(data))
-        else:
-            return BadFile(key, name, f"unsupported file type (expected one of {SUPPORTED_SUFFIXES})", len(data))
-    except (pa.ArrowException, ValueError, OSError, EOFError, csv.Error, zlib.error) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return BadFile(key, name, f"unreadable: {_printable(text)}", len(data))
-    names = table.column_names
-    expected = contract.column_names
-    return ParsedFile(
-        key=key,
-        name=name,
-        table=table,
-        missing_columns=[c for c in expected if c not in names],
-        extra_columns=[c for c in names if c not in expected],
-        malformed=malformed,
-        size=len(data),
-    )
+    if lower.endswith((".csv", ".csv.gz")):
+        item = _read_csv_file(key, name, data)
+    elif lower.endswith(".parquet"):
+        item = _read_parquet_file(key, name, data)
+    else:
+        reason = f"unsupported file type (expected one of {SUPPORTED_SUFFIXES})"
+        return BadFile(key, name, reason, len(data), data=data)
+    if isinstance(item, BadFile):
+        return item
+    if item.empty or item.lost:
+        item.data = data
+    if item.empty:
+        return item
+    names = item.table.column_names
+    item.missing_columns = [c for c in contract.column_names if c not in names]
+    item.extra_columns = [c for c in names if c not in contract.column_names]
+    return item
 
 
 #: Integers beyond this lose precision in float64: flagged, not rounded.
@@ -311,6 +434,10 @@ class Parsed:
     missing_cols_by_file: dict[str, list[str]]
     malformed: list[tuple[str, int | None, str]]
     extra_cols_by_file: dict[str, list[str]]
+    #: Per parsed row, the records it holds (1, or the lines of a row whose values span lines).
+    row_records: np.ndarray
+    #: Parsed rows whose values span several lines: malformed records, never published.
+    multiline_mask: np.ndarray
 
 
 def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
@@ -325,9 +452,11 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
     missing_by_file: dict[str, list[str]] = {}
     extra_by_file: dict[str, list[str]] = {}
     malformed: list[tuple[str, int | None, str]] = []
+    spans: list[np.ndarray] = []
     offset = 0
     for pf in parsed:
         malformed.extend((pf.name, line, text) for line, text in pf.malformed)
+        spans.append(np.ones(pf.num_rows, dtype=np.int64) if pf.row_records is None else pf.row_records)
         if pf.extra_columns:
             extra_by_file[pf.name] = pf.extra_columns
         n = pf.num_rows
@@ -357,6 +486,8 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
     def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
+    row_records = cat(spans, np.int64)
+
     return Parsed(
         frame=frame,
         raw_tables=raw_tables,
@@ -368,4 +499,6 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
         missing_cols_by_file=missing_by_file,
         malformed=malformed,
         extra_cols_by_file=extra_by_file,
+        row_records=row_records,
+        multiline_mask=row_records > 1,
     )

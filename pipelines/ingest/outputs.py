@@ -42,7 +42,12 @@ def row_reasons(
                 ids[p].append(MISSING_COLUMN)
                 cols = comb.missing_cols_by_file.get(comb.source_file[q_idx[p]], [])
                 reasons[p].append(f"file lacks column(s) {', '.join(cols)}")
-        elif rid in masks:  # row rules; malformed rows carry their own reason
+        elif rid == MALFORMED_ROW and rid in masks:  # parsed rows whose values span lines
+            for p in hits(masks[rid]):
+                ids[p].append(rid)
+                span = int(comb.row_records[q_idx[p]])
+                reasons[p].append(f"its values span {span} lines (an unbalanced quote?)")
+        elif rid in masks:  # row rules; unsplittable records carry their own reason
             why = describe_failure(contract.rule(rid))
             for p in hits(masks[rid]):
                 ids[p].append(rid)
@@ -50,32 +55,74 @@ def row_reasons(
     return ids, reasons
 
 
+#: Columns the quarantine table adds to the delivered ones.
+QUARANTINE_COLUMNS = ("_source_file", "_source_row", "_records", "_rule_ids", "_reasons", "_raw_line")
+
+
+def _text_value(v: Any) -> str:
+    """One delivered value as text: bytes decoded (or base64 when not UTF-8), nested values as JSON."""
+    import base64
+    import json
+
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bytes):
+        try:
+            return v.decode("utf-8")
+        except UnicodeDecodeError:
+            return "base64:" + base64.b64encode(v).decode("ascii")
+    return json.dumps(v, default=str, ensure_ascii=False)
+
+
+def as_text(col: Any) -> Any:
+    """A delivered column as strings, whatever its Arrow type (lists, structs, maps, binary included)."""
+    import pyarrow as pa
+
+    if pa.types.is_string(col.type):
+        return col
+    flat = not (pa.types.is_nested(col.type) or pa.types.is_binary(col.type) or pa.types.is_large_binary(col.type))
+    if flat:
+        try:
+            return col.cast(pa.string())
+        except (pa.ArrowException, TypeError, ValueError):
+            pass
+    return pa.array([None if v is None else _text_value(v) for v in col.to_pylist()], pa.string())
+
+
+def _delivered_names(comb: Parsed) -> dict[str, str]:
+    """Every delivered column, in first-seen order, mapped to its quarantine column name.
+
+    A delivered column named like one the quarantine adds keeps its values
+    under ``<name>__delivered``.
+    """
+    out: dict[str, str] = {}
+    for tbl in comb.raw_tables:
+        for c in tbl.column_names:
+            if c not in out:
+                target = c
+                while target in QUARANTINE_COLUMNS or target in out.values():
+                    target += "__delivered"
+                out[c] = target
+    return out
+
+
 def _raw_rows(comb: Parsed, rows: np.ndarray) -> Any:
     """The quarantined rows with every delivered column as its original text."""
     import numpy as np
     import pyarrow as pa
 
+    names = _delivered_names(comb)
+    targets = list(names.values())
     pieces = []
-    all_cols: list[str] = []
-    for tbl in comb.raw_tables:
-        for c in tbl.column_names:
-            if c not in all_cols:
-                all_cols.append(c)
     for tbl, off in zip(comb.raw_tables, comb.offsets, strict=True):
         local = rows[(rows >= off) & (rows < off + tbl.num_rows)] - off
         if len(local) == 0:
             continue
         sub = tbl.take(pa.array(local.astype(np.int64)))
-        arrays = []
-        for c in all_cols:
-            if c in sub.column_names:
-                col = sub.column(c)
-                arrays.append(col if pa.types.is_string(col.type) else col.cast(pa.string()))
-            else:
-                arrays.append(pa.nulls(len(local), pa.string()))
-        pieces.append(pa.table(arrays, names=all_cols))
+        arrays = [as_text(sub.column(c)) if c in sub.column_names else pa.nulls(len(local), pa.string()) for c in names]
+        pieces.append(pa.table(arrays, names=targets))
     if not pieces:
-        return pa.table({c: pa.array([], pa.string()) for c in all_cols})
+        return pa.table({c: pa.array([], pa.string()) for c in targets})
     return pa.concat_tables(pieces)
 
 
@@ -101,20 +148,24 @@ def typed_table(contract: Contract, frame: pd.DataFrame) -> Any:
 def quarantine_table(
     comb: Parsed, q_idx: Any, ids: list[list[str]], reasons: list[list[str]], *, include_malformed: bool
 ) -> Any:
-    """Quarantined rows: every delivered column as text, plus where they came from and why."""
+    """Quarantined rows: every delivered column as text, plus where they came from, how many records, and why."""
     import pyarrow as pa
+
+    from pipelines.ingest.landing import text_records
 
     raw = _raw_rows(comb, q_idx)
     raw = raw.append_column("_source_file", pa.array(comb.source_file[q_idx].tolist(), pa.string()))
     raw = raw.append_column("_source_row", pa.array(comb.source_row[q_idx], pa.int64()))
+    raw = raw.append_column("_records", pa.array(comb.row_records[q_idx], pa.int64()))
     raw = raw.append_column("_rule_ids", pa.array(ids, pa.list_(pa.string())))
     raw = raw.append_column("_reasons", pa.array(reasons, pa.list_(pa.string())))
     raw = raw.append_column("_raw_line", pa.nulls(raw.num_rows, pa.string()))
     if include_malformed and comb.malformed:
         m = len(comb.malformed)
-        extra = {c: pa.nulls(m, pa.string()) for c in raw.column_names if not c.startswith("_")}
+        extra = {c: pa.nulls(m, pa.string()) for c in raw.column_names if c not in QUARANTINE_COLUMNS}
         extra["_source_file"] = pa.array([f for f, _, _ in comb.malformed], pa.string())
         extra["_source_row"] = pa.array([line for _, line, _ in comb.malformed], pa.int64())
+        extra["_records"] = pa.array([text_records(t) for _, _, t in comb.malformed], pa.int64())
         extra["_rule_ids"] = pa.array([[MALFORMED_ROW]] * m, pa.list_(pa.string()))
         extra["_reasons"] = pa.array([["row does not split into the header's columns"]] * m, pa.list_(pa.string()))
         extra["_raw_line"] = pa.array([t for _, _, t in comb.malformed], pa.string())

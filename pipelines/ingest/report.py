@@ -5,13 +5,14 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from pipelines.core.contracts import FILE_UNREADABLE, UNSAFE_FILE_NAME
+from pipelines.core.contracts import EMPTY_FILE, UNSAFE_FILE_NAME
 
 if TYPE_CHECKING:
     from pipelines.core.config import ProjectConfig
     from pipelines.core.contracts import Contract
-    from pipelines.ingest.decision import Decision, Tally
-    from pipelines.ingest.landing import BadFile, Parsed, ParsedFile
+    from pipelines.ingest.decision import Decision
+    from pipelines.ingest.landing import ParsedFile
+    from pipelines.ingest.validation import Reading
 
 
 def build_summary(
@@ -19,18 +20,18 @@ def build_summary(
     contract: Contract,
     ds: str,
     landed_files: int,
-    bad: list[BadFile],
-    batch: Parsed,
-    tally: Tally,
+    reading: Reading,
     decision: Decision,
 ) -> dict[str, Any]:
     """The partition's summary (pure): counts, rules failed by action, and the files quarantined whole.
 
-    When published, ``landed_rows == validated_rows + quarantined_rows``.
+    When published, ``landed_rows == validated_rows + quarantined_rows`` and
+    ``landed_records == validated_rows + quarantined_records + lost_records``.
     """
-    published = decision.status == "published"
+    tally, published = reading.tally, decision.status == "published"
     rule_counts = decision.rule_counts
-    readable_bad = any(b.copyable for b in bad)
+    kept = [{k: v for k, v in f.items() if not k.startswith("_")} for f in reading.kept_files]
+    whole_file_rules = sorted({f["rule"] for f in kept} - set(rule_counts) - {UNSAFE_FILE_NAME, EMPTY_FILE})
     return {
         "ds": ds,
         "dataset": project.dataset.name,
@@ -40,24 +41,20 @@ def build_summary(
         "status": decision.status,
         "landed_files": landed_files,
         "landed_rows": tally.landed_rows,
+        "landed_records": tally.landed_records,
         "validated_rows": tally.rows - int(decision.quarantine_mask.sum()) if published else 0,
         "quarantined_rows": decision.quarantined_rows if published else 0,
+        "quarantined_records": decision.quarantined_records if published else 0,
+        "lost_records": tally.lost_records,
         "quarantine_rate": round(decision.rate, 6),
-        "quarantined_files": [
-            {
-                "file": b.name,
-                "rule": FILE_UNREADABLE if b.copyable else UNSAFE_FILE_NAME,
-                "reason": b.reason,
-                "bytes": b.size,
-            }
-            for b in bad
-        ],
-        "rules_failed": sorted(rule_counts) + ([FILE_UNREADABLE] if readable_bad else []),
+        "quarantined_files": kept,
+        "empty_files": list(tally.empty_files),
+        "rules_failed": sorted(rule_counts) + whole_file_rules,
         "rules_halted": decision.halted,
         "rules_quarantined": decision.quarantined,
         "rules_warned": decision.warned,
         "rule_counts": rule_counts,
-        "extra_columns": batch.extra_cols_by_file,
+        "extra_columns": reading.batch.extra_cols_by_file,
         "gx_mask_disagreements": decision.disagreements,
     }
 
@@ -73,7 +70,9 @@ def report_document(
             {
                 "file": p.name,
                 "bytes": p.size,
+                "records": p.records,
                 "rows": p.num_rows + len(p.malformed),
+                "lost_records": p.lost,
                 "missing_columns": p.missing_columns,
                 "extra_columns": p.extra_columns,
             }
@@ -116,8 +115,11 @@ def render_html(summary: dict[str, Any], rules: list[dict[str, Any]]) -> str:
             "contract_version",
             "landed_files",
             "landed_rows",
+            "landed_records",
             "validated_rows",
             "quarantined_rows",
+            "quarantined_records",
+            "lost_records",
             "quarantine_rate",
             "rules_halted",
             "rules_warned",
@@ -130,7 +132,7 @@ td,th{{border:1px solid #d0d7de;padding:4px 8px;text-align:left;font-size:14px}}
 <body><h1>{e(summary["dataset"])} ds={e(summary["ds"])}:
 <span style="color:{colour}">{e(summary["status"].upper())}</span></h1>
 <table>{facts}</table>
-<h2>Unreadable files (quarantined whole)</h2><ul>{files}</ul>
+<h2>Files quarantined whole</h2><ul>{files}</ul>
 <h2>Rules</h2>
 <table><tr><th>rule</th><th>kind</th><th>columns</th><th>severity &rarr; action</th><th>result</th>
 <th>rows</th><th>GX unexpected</th><th>observed</th><th>description</th></tr>

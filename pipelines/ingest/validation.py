@@ -1,15 +1,26 @@
 """The validation step: landed partition -> validated/ + quarantine/ + report.
 
-``validate_partition`` reads everything landed for a partition, coerces it to
-the contract's types, runs the contract's Great Expectations suite (the
-record), computes row masks (the decision), and then either
+``validate_partition`` reads everything landed for a partition, counts its
+records on the bytes, coerces it to the contract's types, runs the contract's
+Great Expectations suite (the record), computes row masks (the decision),
+builds every output in memory and only then writes, after checking that the
+delivery is still the one it read. It either
 
 - **publishes**: validated rows as typed Parquet, quarantined rows with their
   original values, rule ids and reasons, unreadable files as files, and the
-  report; ``landed_rows == validated_rows + quarantined_rows``; or
+  report; ``landed_rows == validated_rows + quarantined_rows`` and
+  ``landed_records == validated_rows + quarantined_records + lost_records``; or
 - **halts**: a halt rule fired (or the quarantine rate was exceeded); the
   report says why, nothing is left in ``validated/`` or ``quarantine/`` for
   the partition, and :class:`~pipelines.core.errors.ContractHalt` is raised.
+
+**A delivery is bound to its ready marker**: the marker is looked up first and
+the files listed after it; a file modified after the marker means upstream is
+still (re)writing the delivery, so the step waits
+(:class:`~pipelines.core.errors.NothingLanded`) instead of validating a mix
+of two deliveries under an old marker. If the files or the marker change
+while the step runs, it writes nothing and raises
+:class:`~pipelines.core.errors.DeliveryChanged`.
 
 Re-running replaces the partition's outputs (their keys are the catalog's:
 :mod:`pipelines.core.catalog`). The step reads (:mod:`~pipelines.ingest.landing`),
@@ -22,15 +33,17 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.contracts import MISSING_COLUMN, TYPE_MISMATCH, Contract, contract_for
-from pipelines.core.errors import ContractHalt, NothingLanded
+from pipelines.core.contracts import MALFORMED_ROW, MISSING_COLUMN, TYPE_MISMATCH, Contract, contract_for
+from pipelines.core.errors import ContractHalt, DeliveryChanged, MissingInput, NothingLanded
 from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
     import numpy as np
+    import pyarrow as pa
 
     from pipelines.core.config import ProjectConfig
     from pipelines.core.storage import Storage
@@ -40,24 +53,79 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def delivery(project: ProjectConfig, ds: str, storage: Storage) -> list[catalog.Landed]:
-    """The complete delivery of a partition: its data files, once the ready marker is there.
+@dataclass(frozen=True)
+class Delivery:
+    """A partition's delivery as listed once its ready marker was seen."""
+
+    files: list[catalog.Landed]
+    #: Every data file's (key, size, modified) and the marker's, to see a delivery change under the step.
+    fingerprint: tuple[Any, ...]
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
+    """The complete delivery of a partition: its ready marker first, then its data files, none newer than the marker.
 
     Raises:
-        NothingLanded: no data file landed, or the ready marker (when the
-            dataset has one) is missing: a half-delivered day is never validated.
+        NothingLanded: no data file landed, the ready marker (when the dataset
+            has one) is missing, or a file was written after the marker (a
+            redelivery in progress): a half-delivered day is never validated.
     """
     dataset = project.dataset.name
-    landed = catalog.landed_files(storage, dataset, ds)
     folder = storage.uri(catalog.landing_dir(dataset, ds))
+    marker = project.ingest.ready_marker
+    marker_info = None
+    if marker:
+        try:
+            marker_info = storage.info(catalog.landing_file(dataset, ds, marker))
+        except MissingInput:
+            so_far = len(catalog.landed_files(storage, dataset, ds))
+            if not so_far:
+                raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {folder})") from None
+            raise NothingLanded(
+                f"{dataset} ds={ds}: delivery not complete, no {marker} marker in {folder} ({so_far} file(s) so far)"
+            ) from None
+    infos = {i.key: i for i in storage.list_info(catalog.landing_dir(dataset, ds))}
+    landed = catalog.landed_among(dataset, ds, list(infos))
     if not landed:
         raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {folder})")
-    marker = project.ingest.ready_marker
-    if marker and not storage.exists(catalog.landing_file(dataset, ds, marker)):
-        raise NothingLanded(
-            f"{dataset} ds={ds}: delivery not complete, no {marker} marker in {folder} ({len(landed)} file(s) so far)"
+    if marker_info is not None:
+        newer = [f.name for f in landed if infos[f.key].modified > marker_info.modified]
+        if newer:
+            raise NothingLanded(
+                f"{dataset} ds={ds}: {len(newer)} file(s) written after the {marker} marker ({', '.join(newer[:3])}): "
+                "a redelivery is in progress; waiting for upstream to write the marker again"
+            )
+    stamp = [(f.key, infos[f.key].size, infos[f.key].modified, infos[f.key].etag) for f in landed]
+    if marker_info is not None:
+        stamp.append((marker_info.key, marker_info.size, marker_info.modified, marker_info.etag))
+    return Delivery(landed, tuple(stamp), {f.key: infos[f.key].size for f in landed})
+
+
+def _unchanged(project: ProjectConfig, ds: str, storage: Storage, first: Delivery) -> None:
+    """Raise :class:`DeliveryChanged` unless the delivery is still the one the decision is about."""
+    try:
+        again = delivery(project, ds, storage)
+    except NothingLanded as exc:
+        raise DeliveryChanged(
+            f"{project.dataset.name} ds={ds} changed while it was validated ({exc}); nothing written"
+        ) from None
+    if again.fingerprint != first.fingerprint:
+        raise DeliveryChanged(
+            f"{project.dataset.name} ds={ds}: the delivery changed while it was validated; nothing written, run again"
         )
-    return landed
+
+
+@dataclass
+class Reading:
+    """Everything read from a delivery, before any rule is applied."""
+
+    parsed: list[ParsedFile]
+    bad: list[BadFile]
+    batch: Parsed
+    tally: Tally
+    #: Files kept whole in quarantine/files: unreadable ones, and readable ones with lost or no records.
+    kept_files: list[dict[str, Any]]
 
 
 def validate_partition(
@@ -73,18 +141,20 @@ def validate_partition(
 
     Returns:
         The summary (also saved in the report): ``ds``, ``status``,
-        ``landed_rows``, ``validated_rows``, ``quarantined_rows``,
+        ``landed_rows``, ``landed_records``, ``validated_rows``,
+        ``quarantined_rows``, ``quarantined_records``, ``lost_records``,
         ``quarantined_files``, ``rules_failed``, ``rules_warned``,
         ``rule_counts``, ``report`` and more.
 
     Raises:
         NothingLanded: no file landed for the partition, or the delivery is
-            not complete (its ready marker is missing).
+            not complete (its ready marker is missing or older than a file).
+        DeliveryChanged: the delivery changed while it was read; nothing written.
         ContractHalt: a halt rule fired; the report is written, nothing published.
     """
     from pipelines.core.storage import get_storage
     from pipelines.ingest.decision import decide
-    from pipelines.ingest.report import build_summary, report_document
+    from pipelines.ingest.report import build_summary, render_html, report_document
     from pipelines.ingest.rules import run_expectations
 
     t0 = time.monotonic()
@@ -97,29 +167,38 @@ def validate_partition(
         "validating %s ds=%s: %d landed file(s), contract %s v%s",
         dataset,
         ds,
-        len(landed),
+        len(landed.files),
         contract.id,
         contract.version,
     )
-    parsed, bad, batch, tally = _read(storage, landed, contract)
-    masks = _masks(contract, batch, ds)
-    gx = run_expectations(contract, batch.frame, ds)
-    decision = decide(contract, masks, gx["by_rule"], tally)
+    reading = _read(storage, landed, contract)
+    masks = _masks(contract, reading.batch, ds)
+    gx = run_expectations(contract, reading.batch.frame, ds)
+    decision = decide(contract, masks, gx["by_rule"], reading.tally, reading.batch.row_records)
     for r in decision.rules:
         if r["id"] in decision.disagreements:
             log.warning("rule %s: GX counted %s unexpected, masks %s", r["id"], r["gx_unexpected_count"], r["rows"])
-    summary = build_summary(project, contract, ds, len(landed), bad, batch, tally, decision)
+    summary = build_summary(project, contract, ds, len(landed.files), reading, decision)
     summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
     summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
-    if decision.status == "halted":
-        # Nothing of this partition may stay visible downstream.
+    tables = None
+    if decision.status == "published":
+        tables = _outputs(contract, reading, masks, decision)
+        summary["validated"] = storage.uri(catalog.validated_file(dataset, ds))
+        summary["quarantine"] = storage.uri(catalog.quarantine_rows(dataset, ds))
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    document = report_document(summary, decision, reading.parsed, gx["raw"])
+    page = render_html(document["summary"], decision.rules)
+    # Everything is decided and built: write only if the delivery is still the one read.
+    _unchanged(project, ds, storage, landed)
+    if tables is None:  # halted: nothing of this partition may stay visible downstream
         storage.delete_prefix(catalog.validated_dir(dataset, ds))
         storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
     else:
-        summary.update(_publish(storage, contract, dataset, ds, batch, bad, masks, tally, decision, summary))
-    summary["seconds"] = round(time.monotonic() - t0, 3)
-    _write_report(storage, dataset, ds, report_document(summary, decision, parsed, gx["raw"]), decision)
-    _log_outcome(summary, len(bad))
+        _publish(storage, dataset, ds, tables, reading.kept_files, summary)
+    storage.write_json(catalog.validation_report(dataset, ds), document)
+    storage.write_text(catalog.validation_html(dataset, ds), page)
+    _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":
         raise ContractHalt(
             f"{dataset} ds={ds} halted by {', '.join(decision.halted)}: nothing published; see {summary['report']}",
@@ -131,30 +210,96 @@ def validate_partition(
     return summary
 
 
-def _read(
-    storage: Storage, landed: list[catalog.Landed], contract: Contract
-) -> tuple[list[ParsedFile], list[BadFile], Parsed, Tally]:
+def _read(storage: Storage, landed: Delivery, contract: Contract) -> Reading:
     """Parse every delivered file, coerce and stack the readable ones, and count what was read."""
-    from pipelines.ingest.decision import Tally
     from pipelines.ingest.landing import BadFile, combine, read_landed_file
 
     parsed, bad = [], []
-    for f in landed:
+    for f in landed.files:
         item = read_landed_file(storage, f.key, contract, name=f.name)
+        if item.size >= 0 and item.size != landed.sizes.get(f.key, item.size):
+            raise DeliveryChanged(f"{f.name} changed size while it was read; nothing written, run again")
         (bad if isinstance(item, BadFile) else parsed).append(item)
     for b in bad:
         log.warning("file %s quarantined: %s", b.name, b.reason)
+    for p in parsed:
+        if p.lost:
+            log.warning("file %s: %d of %d record(s) could not be read as rows", p.name, p.lost, p.records)
+        if p.empty:
+            log.warning("file %s holds no records", p.name)
     batch = combine(parsed, contract)
     for name, cols in batch.extra_cols_by_file.items():
         log.warning("file %s has column(s) the contract does not know, dropped: %s", name, ", ".join(cols))
-    tally = Tally(
+    return Reading(parsed, bad, batch, _tally(parsed, bad, batch, contract), _kept_files(parsed, bad))
+
+
+def _tally(parsed: list[ParsedFile], bad: list[BadFile], batch: Parsed, contract: Contract) -> Tally:
+    from pipelines.ingest.decision import Tally
+
+    sources: dict[str, int] = {}
+    spec = contract.expected_sources
+    for p in parsed:
+        source = spec.source_of(p.name) if spec else None
+        if source is not None:
+            single = p.num_rows if p.row_records is None else int((p.row_records == 1).sum())
+            sources[source] = sources.get(source, 0) + single
+    return Tally(
         rows=len(batch.frame),
         malformed=len(batch.malformed),
         unsafe_files=sum(1 for b in bad if not b.copyable),
         good_bytes=sum(p.size for p in parsed),
         bad_bytes=sum(b.size for b in bad if b.size > 0),
+        records=sum(p.records for p in parsed) + sum(b.records or 0 for b in bad),
+        malformed_records=sum(p.malformed_records for p in parsed),
+        lost_records=sum(p.lost for p in parsed) + sum(b.records or 0 for b in bad),
+        empty_files=tuple(p.name for p in parsed if p.empty),
+        source_records=sources,
     )
-    return parsed, bad, batch, tally
+
+
+def _kept_files(parsed: list[ParsedFile], bad: list[BadFile]) -> list[dict[str, Any]]:
+    """Files quarantined whole, with the rule and reason, their bytes and (when countable) records."""
+    from pipelines.core.contracts import EMPTY_FILE, FILE_UNREADABLE, UNSAFE_FILE_NAME
+
+    kept = [
+        {
+            "file": b.name,
+            "rule": FILE_UNREADABLE if b.copyable else UNSAFE_FILE_NAME,
+            "reason": b.reason,
+            "bytes": b.size,
+            "records": b.records,
+            "lost_records": b.records,
+            "_data": b.data if b.copyable else None,
+        }
+        for b in bad
+    ]
+    for p in parsed:
+        if p.lost:
+            reason = f"{p.lost} of {p.records} record(s) could not be read as rows"
+            kept.append(
+                {
+                    "file": p.name,
+                    "rule": FILE_UNREADABLE,
+                    "reason": reason,
+                    "bytes": p.size,
+                    "records": p.records,
+                    "lost_records": p.lost,
+                    "_data": p.data,
+                }
+            )
+        elif p.empty:
+            kept.append(
+                {
+                    "file": p.name,
+                    "rule": EMPTY_FILE,
+                    "reason": "no records (empty, or a header only)",
+                    "bytes": p.size,
+                    "records": 0,
+                    "lost_records": 0,
+                    "_data": p.data,
+                }
+            )
+    return kept
 
 
 def _masks(contract: Contract, batch: Parsed, ds: str) -> dict[str, np.ndarray]:
@@ -168,56 +313,50 @@ def _masks(contract: Contract, batch: Parsed, ds: str) -> dict[str, np.ndarray]:
     for fails in batch.type_fail_cols.values():
         masks[TYPE_MISMATCH] |= fails
     masks[MISSING_COLUMN] = batch.missing_mask
+    masks[MALFORMED_ROW] = batch.multiline_mask
     return masks
 
 
-def _publish(
-    storage: Storage,
-    contract: Contract,
-    dataset: str,
-    ds: str,
-    batch: Parsed,
-    bad: list[BadFile],
-    masks: dict[str, np.ndarray],
-    tally: Tally,
-    decision: Decision,
-    summary: dict[str, Any],
-) -> dict[str, str]:
-    """Write the quarantine, then the validated rows; returns their URIs.
+@dataclass
+class Tables:
+    validated: pa.Table
+    quarantine: pa.Table
 
-    Every output is built before the first write: a failure here must not
-    leave a new quarantine beside an old validated file.
-    """
+
+def _outputs(contract: Contract, reading: Reading, masks: dict[str, np.ndarray], decision: Decision) -> Tables:
+    """The validated and quarantine tables, checked to account for every row and record before anything is written."""
     import numpy as np
 
     from pipelines.ingest.outputs import quarantine_table, row_reasons, typed_table
 
+    batch, tally = reading.batch, reading.tally
     q_mask = decision.quarantine_mask
     q_idx = np.flatnonzero(q_mask)
     ids, reasons = row_reasons(contract, batch, masks, decision.quarantined, q_idx)
     q_table = quarantine_table(batch, q_idx, ids, reasons, include_malformed=bool(decision.quarantined_malformed))
     v_table = typed_table(contract, batch.frame[~q_mask])
-    q_rows = decision.quarantined_rows
-    if q_table.num_rows != q_rows or v_table.num_rows + q_rows != tally.landed_rows:  # every row accounted for
-        raise RuntimeError(f"row accounting broken: {v_table.num_rows} + {q_table.num_rows} != {tally.landed_rows}")
+    q_rows, v_rows = decision.quarantined_rows, v_table.num_rows
+    q_records = int(np.asarray(q_table.column("_records")).sum()) if q_table.num_rows else 0
+    if q_table.num_rows != q_rows or v_rows + q_rows != tally.landed_rows:  # every row accounted for
+        raise RuntimeError(f"row accounting broken: {v_rows} + {q_table.num_rows} != {tally.landed_rows}")
+    if v_rows + q_records + tally.lost_records != tally.landed_records:  # every record accounted for
+        raise RuntimeError(
+            f"record accounting broken: {v_rows} + {q_records} + {tally.lost_records} lost != {tally.landed_records}"
+        )
+    return Tables(v_table, q_table)
+
+
+def _publish(
+    storage: Storage, dataset: str, ds: str, tables: Tables, kept: list[dict[str, Any]], summary: dict[str, Any]
+) -> None:
+    """Write the quarantine (rows, whole files, index), then the validated rows: every output was built before."""
     storage.delete_prefix(catalog.quarantine_files_dir(dataset, ds))
-    storage.write_parquet(catalog.quarantine_rows(dataset, ds), q_table)
-    for b in bad:
-        if b.copyable:
-            storage.write_bytes(catalog.quarantine_file(dataset, ds, b.name), storage.read_bytes(b.key))
+    storage.write_parquet(catalog.quarantine_rows(dataset, ds), tables.quarantine)
+    for k in kept:
+        if k["_data"] is not None:
+            storage.write_bytes(catalog.quarantine_file(dataset, ds, k["file"]), k["_data"])
     storage.write_json(catalog.quarantine_index(dataset, ds), summary["quarantined_files"])
-    storage.write_parquet(catalog.validated_file(dataset, ds), v_table, row_group_size=256_000)
-    return {
-        "validated": storage.uri(catalog.validated_file(dataset, ds)),
-        "quarantine": storage.uri(catalog.quarantine_rows(dataset, ds)),
-    }
-
-
-def _write_report(storage: Storage, dataset: str, ds: str, document: dict[str, Any], decision: Decision) -> None:
-    from pipelines.ingest.report import render_html
-
-    storage.write_json(catalog.validation_report(dataset, ds), document)
-    storage.write_text(catalog.validation_html(dataset, ds), render_html(document["summary"], decision.rules))
+    storage.write_parquet(catalog.validated_file(dataset, ds), tables.validated, row_group_size=256_000)
 
 
 def _log_outcome(summary: dict[str, Any], files_quarantined: int) -> None:

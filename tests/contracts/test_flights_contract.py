@@ -162,7 +162,6 @@ def test_unreadable_file_is_quarantined_as_a_file(storage, project):
 @pytest.mark.parametrize(
     ("name", "payload", "reason"),
     [
-        ("flights_empty.csv", b"", "empty"),
         ("flights_latin1.csv", "year,month,dest\n2013,1,Montr\u00e9al\n".encode("latin-1"), "UTF-8"),
         ("flights_cut.parquet", None, "unreadable"),
         ("flights_notes.txt", b"hello", "unsupported"),
@@ -250,7 +249,7 @@ def test_too_few_rows_halts(storage, project):
     land_frames(storage, {"EWR": frames["EWR"].head(40)})
     with pytest.raises(ContractHalt) as exc:
         validate_partition(project, DS)
-    assert exc.value.rules == ["row_count"]
+    assert exc.value.rules == ["delivery_incomplete", "row_count"]  # JFK and LGA are missing too
 
 
 def test_rows_of_another_day_halt(storage, project):
@@ -301,6 +300,7 @@ def test_file_with_an_unsafe_name_halts_the_day(storage, project, data_root):
     land_frames(storage, frames)
     odd = data_root / catalog.landing_dir(DATASET, DS) / "flights JFK late.csv"  # no valid key names it
     odd.write_bytes(csv(frames["JFK"].head(3)))
+    storage.write_bytes(catalog.landing_file(DATASET, DS, "_SUCCESS"), b"")  # upstream's marker, written last
     with pytest.raises(ContractHalt) as exc:
         validate_partition(project, DS)
     assert exc.value.rules == ["unsafe_file_name"]  # its rows cannot be accounted for
@@ -366,8 +366,10 @@ def test_losing_a_whole_file_halts_by_its_byte_share(storage, project):
     land(storage, files)
     with pytest.raises(ContractHalt) as exc:
         validate_partition(project, DS)
-    assert exc.value.rules == ["quarantine_rate"]
+    # JFK's records were counted on the bytes but none was read: the airport is short and its records lost.
+    assert exc.value.rules == ["delivery_incomplete", "quarantine_rate"]
     assert exc.value.summary["quarantine_rate"] > 0.2
+    assert exc.value.summary["lost_records"] == len(frames["JFK"])
 
 
 def test_values_that_are_not_what_they_claim(storage, project):

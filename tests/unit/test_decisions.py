@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 
 from pipelines.core.contracts import (
+    DELIVERY_INCOMPLETE,
+    EMPTY_FILE,
     MALFORMED_ROW,
     MISSING_COLUMN,
     QUARANTINE_RATE,
@@ -46,6 +48,8 @@ def contract(max_rate: float = 0.05) -> Contract:
         type_mismatch_rule=Rule(TYPE_MISMATCH, TYPE_MISMATCH, "error", "quarantine"),
         missing_column_rule=Rule(MISSING_COLUMN, MISSING_COLUMN, "error", "quarantine"),
         malformed_row_rule=Rule(MALFORMED_ROW, MALFORMED_ROW, "error", "quarantine"),
+        empty_file_rule=Rule(EMPTY_FILE, EMPTY_FILE, "critical", "halt"),
+        incomplete_delivery_rule=Rule(DELIVERY_INCOMPLETE, DELIVERY_INCOMPLETE, "critical", "halt"),
     )
 
 
