@@ -18,7 +18,7 @@ DEMO_START ?= 2013-01-01
 DEMO_END ?= 2013-01-31
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system test test-fast lint format bench demo lock clean down up-prod down-prod
+.PHONY: help setup system test test-fast test-property-long lint format bench demo lock clean down up-prod down-prod
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test: setup system ## Run the whole test suite (what CI runs)
 
 test-fast: setup ## Unit and contract tests only
 	$(BIN)/python -m pytest tests/unit tests/contracts
+
+test-property-long: setup ## Property-based ingest tests with the long Hypothesis profile (thousands of generated deliveries)
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/property -q
 
 lint: setup ## Ruff (with Airflow's AIR rules on dags/)
 	$(BIN)/ruff check pipelines pipelines_ops dags tests

@@ -55,7 +55,7 @@ def landing_ready(model: str, ds: str) -> bool:
     except NothingLanded as waiting:
         log.info("%s; waiting", waiting)
         return False
-    log.info("%s ds=%s: %d landed file(s); ready", project.dataset.name, ds, len(landed))
+    log.info("%s ds=%s: %d landed file(s); ready", project.dataset.name, ds, len(landed.files))
     return True
 
 

@@ -365,3 +365,16 @@ def test_a_row_count_rule_that_would_quarantine_is_refused(tmp_path):
     path.write_text(text)
     with pytest.raises(ConfigError, match="row_count: severity 'error' maps to 'quarantine'"):
         load_contract(path)
+
+
+def test_the_sensor_waits_for_a_marker_newer_than_every_file(storage, project, data_root):
+    from pipelines.ingest.steps import landing_ready
+
+    land(storage, day_files(), complete=False)
+    assert not landing_ready(project.name, DS)
+    storage.write_bytes(catalog.landing_file(DATASET, DS, "_SUCCESS"), b"")
+    assert landing_ready(project.name, DS)
+    late = data_root / catalog.landing_file(DATASET, DS, "flights_EWR.csv")
+    marker = data_root / catalog.landing_file(DATASET, DS, "_SUCCESS")
+    os.utime(late, ns=(marker.stat().st_mtime_ns + 1_000_000,) * 2)
+    assert not landing_ready(project.name, DS)
