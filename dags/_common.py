@@ -34,6 +34,19 @@ def projects() -> list[ProjectConfig]:
     return scan.projects
 
 
+def build_each(prefix: str, build: Any, namespace: dict[str, Any]) -> None:
+    """Build ``<prefix>_<project>`` for every project into a DAG file's globals; one that fails is logged and skipped.
+
+    Config validation catches what it can; a project whose DAG still fails to
+    build (a value Airflow refuses) must not take the other projects' DAGs down.
+    """
+    for project in projects():
+        try:
+            namespace[f"{prefix}_{project.name}"] = build(project)
+        except Exception:
+            log.exception("%s_%s not built from %s; the other projects' DAGs are", prefix, project.name, project.source)
+
+
 def config_problems() -> list[str]:
     """One line per config file of the config folder that does not load, naming the file and the problem."""
     return load_projects().problems

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from _common import (
     as_datetime,
+    build_each,
     default_args,
     partition_from_context,
-    projects,
     reschedule_sensor,
     scores_asset,
 )
@@ -183,5 +183,4 @@ def build_batch_score_dag(project):
     return dag
 
 
-for _project in projects():
-    globals()[f"batch_score_{_project.name}"] = build_batch_score_dag(_project)
+build_each("batch_score", build_batch_score_dag, globals())

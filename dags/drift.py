@@ -5,7 +5,7 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-from _common import as_datetime, default_args, drift_asset, projects, validated_asset
+from _common import as_datetime, build_each, default_args, drift_asset, validated_asset
 from airflow.sdk import DAG, Param, task
 
 from pipelines.core import catalog
@@ -112,5 +112,4 @@ def build_drift_dag(project):
     return dag
 
 
-for _project in projects():
-    globals()[f"drift_{_project.name}"] = build_drift_dag(_project)
+build_each("drift", build_drift_dag, globals())

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from _common import (
     as_datetime,
+    build_each,
     default_args,
     partition_from_context,
-    projects,
     reschedule_sensor,
     validated_asset,
 )
@@ -118,5 +118,4 @@ def build_ingest_dag(project):
     return dag
 
 
-for _project in projects():
-    globals()[f"ingest_{_project.name}"] = build_ingest_dag(_project)
+build_each("ingest", build_ingest_dag, globals())

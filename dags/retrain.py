@@ -5,7 +5,7 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-from _common import as_datetime, champion_asset, default_args, drift_asset, projects
+from _common import as_datetime, build_each, champion_asset, default_args, drift_asset
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from pipelines.core import catalog
@@ -117,5 +117,4 @@ def build_retrain_dag(project):
     return dag
 
 
-for _project in projects():
-    globals()[f"retrain_{_project.name}"] = build_retrain_dag(_project)
+build_each("retrain", build_retrain_dag, globals())

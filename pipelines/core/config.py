@@ -65,9 +65,9 @@ class IngestConfig(_Strict):
     start_date: dt.date
     end_date: dt.date | None = None
     catchup: bool = False
-    sensor_poke_seconds: int = Field(300, ge=5)
-    sensor_timeout_minutes: int = Field(360, ge=1)
-    retries: int = Field(2, ge=2, description="policy: every task retries at least twice")
+    sensor_poke_seconds: int = Field(300, ge=5, le=86_400)
+    sensor_timeout_minutes: int = Field(360, ge=1, le=44_640, description="at most a month")
+    retries: int = Field(2, ge=2, le=20, description="policy: every task retries at least twice")
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:
@@ -82,7 +82,7 @@ class RetrainConfig(_Strict):
     schedule: CronExpression = "@monthly"
     start_date: dt.date = dt.date(2013, 1, 1)
     end_date: dt.date | None = None
-    retries: int = Field(2, ge=2)
+    retries: int = Field(2, ge=2, le=20)
 
 
 class TargetConfig(_Strict):
@@ -173,8 +173,8 @@ class GateConfig(_Strict):
 class TrainingConfig(_Strict):
     """Training window: the last holdout_days of it are never trained on."""
 
-    window_days: int = Field(60, gt=1)
-    holdout_days: int = Field(7, gt=0)
+    window_days: int = Field(60, gt=1, le=3660)
+    holdout_days: int = Field(7, gt=0, le=366)
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> TrainingConfig:
@@ -223,7 +223,9 @@ class DriftConfig(_Strict):
     drift_share: float = Field(0.5, gt=0, le=1, description="share of drifted monitored features that signals")
     performance_decay: dict[str, DecayLimit] = Field(default_factory=dict)
     consecutive: int = Field(2, ge=1, le=30, description="partitions in a row that must signal (hysteresis)")
-    cooldown_days: int = Field(14, ge=0, description="partition days after a retraining or firing with no firing")
+    cooldown_days: int = Field(
+        14, ge=0, le=3660, description="partition days after a retraining or firing with no firing"
+    )
     min_rows: int = Field(200, ge=1, description="a window with fewer rows never signals")
     reference_sample_rows: int = Field(
         20_000, ge=1000, le=1_000_000, description="rows of the training set kept as Evidently's reference"
@@ -243,10 +245,12 @@ class ScoringConfig(_Strict):
     start_date: dt.date | None = Field(None, description="first partition scored on schedule (default: ingest's)")
     end_date: dt.date | None = Field(None, description="last partition scored on schedule (default: ingest's)")
     catchup: bool = False
-    sensor_poke_seconds: int = Field(300, ge=5, description="how often to look for the validated partition")
-    sensor_timeout_minutes: int = Field(360, ge=1, description="then the run is skipped: nothing to score")
+    sensor_poke_seconds: int = Field(300, ge=5, le=86_400, description="how often to look for the validated partition")
+    sensor_timeout_minutes: int = Field(
+        360, ge=1, le=44_640, description="then the run is skipped: nothing to score (at most a month)"
+    )
     parallel_chunks: int = Field(8, ge=1, le=256, description="mapped chunk tasks running at once per DAG run")
-    retries: int = Field(2, ge=2, description="policy: every task retries at least twice")
+    retries: int = Field(2, ge=2, le=20, description="policy: every task retries at least twice")
 
 
 class ProjectConfig(_Strict):
@@ -255,7 +259,9 @@ class ProjectConfig(_Strict):
     name: Identifier
     description: str = ""
     owner: str = "data-platform"
-    tags: list[str] = Field(default_factory=list)
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, description="Airflow DAG tags (at most 100 characters each)"
+    )
     dataset: DatasetConfig
     ingest: IngestConfig
     target: TargetConfig
@@ -445,4 +451,6 @@ def load_projects(settings: Settings | None = None) -> ProjectScan:
                 projects.append(load_project(path.stem, settings))
             except ConfigError as exc:
                 problems.append(str(exc))
+            except RecursionError:  # YAML nested thousands deep
+                problems.append(f"{path}: not read: nested too deeply")
     return ProjectScan(projects, problems)

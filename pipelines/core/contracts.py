@@ -182,7 +182,10 @@ class Contract:
             kind=UNSAFE_FILE_NAME,
             severity="critical",
             action="halt",
-            description="a landed file's name is unsafe as a storage key; its rows cannot be accounted for",
+            description=(
+                "a landed file cannot be read or copied (a name unsafe as a storage key, no permission): "
+                "its rows cannot be accounted for"
+            ),
         )
         return (
             self.type_mismatch_rule,
@@ -298,8 +301,12 @@ def _number(value: Any, where: str, fail: Any, *, integer: bool = False) -> floa
 
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise fail(f"{where}: expected a number, got {value!r}")
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    except OverflowError:  # an integer beyond what a float holds
+        finite = False
+    if not finite:
+        raise fail(f"{where}: expected a finite number, got {str(value)[:40]!r}")
     if integer and value != int(value):
         raise fail(f"{where}: expected a whole number, got {value!r}")
     return int(value) if integer else value
@@ -455,6 +462,8 @@ def _property_rule(q: Any, col: Column, action_of: Any, fail: Any) -> Rule:
 
         if not isinstance(args["pattern"], str):
             raise fail(f"{where}: pattern must be a string")
+        if ltype != "string":
+            raise fail(f"{where}: a pattern needs a string column ({column} is {ltype})")
         try:
             re.compile(args["pattern"])
         except re.error as exc:

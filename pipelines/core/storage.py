@@ -61,7 +61,7 @@ class ObjectInfo:
     Attributes:
         key: the storage key, as :meth:`Storage.list` returns it.
         size: bytes.
-        modified: last-modified time, seconds since the epoch (local: ``st_mtime_ns / 1e9``;
+        modified: last-modified time, seconds since the epoch (local: the later of mtime and ctime;
             S3: ``LastModified`` in whole seconds, the precision of HEAD's ``Last-Modified``
             header, so that :meth:`Storage.info` and :meth:`Storage.list_info` agree).
         etag: the S3 ETag without its quotes (an MD5 only for single-part uploads); ``None`` locally.
@@ -318,7 +318,7 @@ class LocalStorage(Storage):
                 st = os.stat(path)
             except FileNotFoundError:
                 continue  # deleted since the scan
-            out.append(ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9))
+            out.append(ObjectInfo(key, st.st_size, _changed(st)))
         return out
 
     def info(self, key: str) -> ObjectInfo:
@@ -328,7 +328,7 @@ class LocalStorage(Storage):
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):  # a folder is no object either
             raise MissingInput(f"not found: {self.uri(key)}")
-        return ObjectInfo(key, st.st_size, st.st_mtime_ns / 1e9)
+        return ObjectInfo(key, st.st_size, _changed(st))
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -535,6 +535,16 @@ def _s3_info(key: str, size: Any, last_modified: Any, etag: str | None) -> Objec
     """
     modified = float(math.floor(last_modified.timestamp()))
     return ObjectInfo(key, int(size), modified, etag.strip('"') if etag else None)
+
+
+def _changed(st: os.stat_result) -> float:
+    """When a local file last changed: the later of its content (mtime) and its inode (ctime).
+
+    ``cp -p`` or ``rsync -a`` carry an old mtime into a new copy, but the copy's
+    ctime is when it landed (``utime`` cannot set it back), so a redelivery
+    copied with preserved times still reads as newer than an older ready marker.
+    """
+    return max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
 
 
 def sha256_file(path: str | Path) -> str:

@@ -105,9 +105,17 @@ class BadFile:
     data: bytes | None = field(default=None, repr=False)
 
 
+#: Line breaks as the CSV reader and :func:`count_csv_records` see them (not ``str.splitlines``'s
+#: form feeds, ``\\x85`` or ``\\u2028``, which are ordinary characters in a CSV value).
+LINE_BREAK = r"\r\n|\r|\n"
+
+
 def text_records(text: str | bytes) -> int:
     """Records in a piece of delivered text: its non-empty lines (at least one)."""
-    return max(1, sum(1 for line in text.splitlines() if line))
+    import re
+
+    pattern = LINE_BREAK.encode() if isinstance(text, bytes) else LINE_BREAK
+    return max(1, sum(1 for line in re.split(pattern, text) if line))
 
 
 def count_csv_records(data: bytes) -> int:
@@ -131,16 +139,42 @@ def _printable(text: str, limit: int = 200) -> str:
     return "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in text)[:limit]
 
 
+class GzipError(ValueError):
+    """A gzip file that cannot be read to its end; ``partial`` holds what inflated before the fault."""
+
+    def __init__(self, message: str, partial: bytes):
+        super().__init__(message)
+        self.partial = partial
+
+
 def _gunzip(data: bytes) -> bytes:
+    """Every member of a gzip file (``cat a.gz b.gz`` is one valid file), capped in size.
+
+    Raises:
+        GzipError: cut short, corrupt, bytes after the last member that are
+            not gzip, or more than :data:`MAX_DECOMPRESSED_BYTES` inflated.
+    """
     import zlib
 
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    out = inflater.decompress(data, MAX_DECOMPRESSED_BYTES)
-    if inflater.unconsumed_tail:
-        raise ValueError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES >> 30} GiB")
-    if not inflater.eof:
-        raise ValueError("gzip stream cut short")
-    return out
+    out: list[bytes] = []
+    size, rest = 0, data
+    while True:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            chunk = inflater.decompress(rest, MAX_DECOMPRESSED_BYTES - size)
+        except zlib.error as exc:
+            raise GzipError(f"corrupt gzip data: {exc}", b"".join(out)) from None
+        out.append(chunk)
+        size += len(chunk)
+        if inflater.unconsumed_tail:
+            raise GzipError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES >> 30} GiB", b"".join(out))
+        if not inflater.eof:
+            raise GzipError("gzip stream cut short", b"".join(out))
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(out)
+        if not rest.startswith(b"\x1f\x8b"):
+            raise GzipError(f"{len(rest)} byte(s) after the last gzip member are not gzip", b"".join(out))
 
 
 def _csv_header(data: bytes) -> list[str]:
@@ -221,7 +255,6 @@ def row_spans(table: pa.Table) -> np.ndarray | None:
 def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
     """A landed CSV (or .csv.gz): counted on its bytes, then parsed."""
     import csv
-    import zlib
 
     import pyarrow as pa
 
@@ -229,8 +262,10 @@ def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
         return ParsedFile(key, name, pa.table({}), size=0)
     try:
         raw = _gunzip(data) if name.lower().endswith(".gz") else data
-    except (ValueError, OSError, EOFError, zlib.error) as exc:
-        return BadFile(key, name, f"unreadable: {_printable(str(exc) or type(exc).__name__)}", len(data), data=data)
+    except GzipError as exc:
+        # What inflated before the fault is counted (a lower bound): those records are lost.
+        partial = count_csv_records(exc.partial)
+        return BadFile(key, name, f"unreadable: {_printable(str(exc))}", len(data), records=partial, data=data)
     records = count_csv_records(raw)
     if records == 0:
         names = _header_or_none(raw)
@@ -299,6 +334,8 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) 
         data = storage.read_bytes(key)
     except ConfigError as exc:  # e.g. a symlink out of the root
         return BadFile(key, name, _printable(str(exc)), -1, copyable=False)
+    except OSError as exc:  # no permission, an I/O error: its records cannot be accounted for
+        return BadFile(key, name, f"cannot read: {_printable(exc.strerror or str(exc))}", -1, copyable=False)
     lower = name.lower()
     if lower.endswith((".csv", ".csv.gz")):
         item = _read_csv_file(key, name, data)
@@ -309,6 +346,13 @@ def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) 
         return BadFile(key, name, reason, len(data), data=data)
     if isinstance(item, BadFile):
         return item
+    accounted = item.row_records_total + item.malformed_records
+    if accounted > item.records:
+        # The reader found more than the bytes (or a Parquet footer) said: count what was read, never less.
+        log.warning(
+            "%s: %d record(s) read, %d counted on the file; counting %d", name, accounted, item.records, accounted
+        )
+        item.records = accounted
     if item.empty or item.lost:
         item.data = data
     if item.empty:

@@ -61,6 +61,8 @@ class Delivery:
     #: Every data file's (key, size, modified) and the marker's, to see a delivery change under the step.
     fingerprint: tuple[Any, ...]
     sizes: dict[str, int] = field(default_factory=dict)
+    #: Files in the folder that are not data by convention (``_``/``.`` names, in-flight output), named in the report.
+    ignored: list[str] = field(default_factory=list)
 
 
 def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
@@ -86,6 +88,8 @@ def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
                 f"{dataset} ds={ds}: delivery not complete, no {marker} marker in {folder} ({so_far} file(s) so far)"
             ) from None
     infos = {i.key: i for i in storage.list_info(catalog.landing_dir(dataset, ds))}
+    if marker_info is not None:
+        infos.pop(marker_info.key, None)  # the marker is never data, whatever its name
     landed = catalog.landed_among(dataset, ds, list(infos))
     if not landed:
         raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {folder})")
@@ -99,7 +103,10 @@ def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
     stamp = [(f.key, infos[f.key].size, infos[f.key].modified, infos[f.key].etag) for f in landed]
     if marker_info is not None:
         stamp.append((marker_info.key, marker_info.size, marker_info.modified, marker_info.etag))
-    return Delivery(landed, tuple(stamp), {f.key: infos[f.key].size for f in landed})
+    data = {f.key for f in landed}
+    prefix = catalog.landing_dir(dataset, ds) + "/"
+    ignored = [k.removeprefix(prefix) for k in infos if k not in data]
+    return Delivery(landed, tuple(stamp), {f.key: infos[f.key].size for f in landed}, ignored)
 
 
 def _unchanged(project: ProjectConfig, ds: str, storage: Storage, first: Delivery) -> None:
@@ -179,6 +186,7 @@ def validate_partition(
         if r["id"] in decision.disagreements:
             log.warning("rule %s: GX counted %s unexpected, masks %s", r["id"], r["gx_unexpected_count"], r["rows"])
     summary = build_summary(project, contract, ds, len(landed.files), reading, decision)
+    summary["ignored_files"] = landed.ignored
     summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
     summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
     tables = None
@@ -191,13 +199,7 @@ def validate_partition(
     page = render_html(document["summary"], decision.rules)
     # Everything is decided and built: write only if the delivery is still the one read.
     _unchanged(project, ds, storage, landed)
-    if tables is None:  # halted: nothing of this partition may stay visible downstream
-        storage.delete_prefix(catalog.validated_dir(dataset, ds))
-        storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
-    else:
-        _publish(storage, dataset, ds, tables, reading.kept_files, summary)
-    storage.write_json(catalog.validation_report(dataset, ds), document)
-    storage.write_text(catalog.validation_html(dataset, ds), page)
+    _write(storage, dataset, ds, tables, reading.kept_files, summary, document, page)
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":
         raise ContractHalt(
@@ -216,7 +218,12 @@ def _read(storage: Storage, landed: Delivery, contract: Contract) -> Reading:
 
     parsed, bad = [], []
     for f in landed.files:
-        item = read_landed_file(storage, f.key, contract, name=f.name)
+        try:
+            item = read_landed_file(storage, f.key, contract, name=f.name)
+        except MissingInput:
+            raise DeliveryChanged(
+                f"{f.name} was removed while the delivery was read; nothing written, run again"
+            ) from None
         if item.size >= 0 and item.size != landed.sizes.get(f.key, item.size):
             raise DeliveryChanged(f"{f.name} changed size while it was read; nothing written, run again")
         (bad if isinstance(item, BadFile) else parsed).append(item)
@@ -346,11 +353,33 @@ def _outputs(contract: Contract, reading: Reading, masks: dict[str, np.ndarray],
     return Tables(v_table, q_table)
 
 
+def _write(
+    storage: Storage,
+    dataset: str,
+    ds: str,
+    tables: Tables | None,
+    kept: list[dict[str, Any]],
+    summary: dict[str, Any],
+    document: dict[str, Any],
+    page: str,
+) -> None:
+    """Replace the partition's outputs with those built (``tables`` None: halted), then write the report."""
+    for key in (catalog.validation_report(dataset, ds), catalog.validation_html(dataset, ds)):
+        storage.exists(key)  # a report folder that resolves out of the root fails here, before any write
+    # The old partition goes first, so a failure part-way never leaves this
+    # delivery's quarantine beside an earlier delivery's validated rows.
+    storage.delete_prefix(catalog.validated_dir(dataset, ds))
+    storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
+    if tables is not None:
+        _publish(storage, dataset, ds, tables, kept, summary)
+    storage.write_json(catalog.validation_report(dataset, ds), document)
+    storage.write_text(catalog.validation_html(dataset, ds), page)
+
+
 def _publish(
     storage: Storage, dataset: str, ds: str, tables: Tables, kept: list[dict[str, Any]], summary: dict[str, Any]
 ) -> None:
     """Write the quarantine (rows, whole files, index), then the validated rows: every output was built before."""
-    storage.delete_prefix(catalog.quarantine_files_dir(dataset, ds))
     storage.write_parquet(catalog.quarantine_rows(dataset, ds), tables.quarantine)
     for k in kept:
         if k["_data"] is not None:

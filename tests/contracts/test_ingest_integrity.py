@@ -280,7 +280,7 @@ def test_range_bounds_given_as_strings_are_refused_when_the_contract_loads(tmp_p
     )
     path = tmp_path / "strings.odcs.yaml"
     path.write_text(text)
-    with pytest.raises(ConfigError, match=r"month_range\.minimum: expected a number, got '1'"):
+    with pytest.raises(ConfigError, match=r"month_range\.minimum: expected a finite number, got '1'"):
         load_contract(path)
 
 
@@ -378,3 +378,171 @@ def test_the_sensor_waits_for_a_marker_newer_than_every_file(storage, project, d
     marker = data_root / catalog.landing_file(DATASET, DS, "_SUCCESS")
     os.utime(late, ns=(marker.stat().st_mtime_ns + 1_000_000,) * 2)
     assert not landing_ready(project.name, DS)
+
+
+# ---- found by review: more ways to hide or over-count records
+
+
+def test_every_member_of_a_multi_member_gzip_is_read(storage, project):
+    import gzip
+
+    files = day_files()
+    lines = files["flights_EWR.csv"].split(b"\n")
+    half = len(lines) // 2
+    files["flights_EWR.csv.gz"] = gzip.compress(b"\n".join(lines[:half]) + b"\n") + gzip.compress(
+        b"\n".join(lines[half:])
+    )
+    del files["flights_EWR.csv"]
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert s["landed_records"] == 832 and s["validated_rows"] == 832
+    # Bytes after the last member that are not gzip make the file unreadable, never silently ignored.
+    files["flights_EWR.csv.gz"] += b"trailing junk"
+    land(storage, files)
+    with pytest.raises(ContractHalt) as exc:
+        validate_partition(project, DS)
+    assert "not gzip" in exc.value.summary["quarantined_files"][0]["reason"]
+
+
+def test_a_truncated_gzip_side_file_counts_what_inflated_as_lost(storage, project):
+    import gzip
+
+    frames = day_frames()
+    side = csv(frames["EWR"].head(130).assign(flight=range(9000, 9130)))
+    files = {**day_files(), "corrections.csv.gz": gzip.compress(side)[:-20]}
+    land(storage, files)
+    with pytest.raises(ContractHalt) as exc:  # 130 of 962 records cannot be read: far above 5 %
+        validate_partition(project, DS)
+    assert exc.value.summary["lost_records"] >= 100
+
+
+@pytest.mark.parametrize("odd", [b"\x0c", "\u2028".encode(), b"\x1c", "\x85".encode()])
+def test_characters_python_calls_line_breaks_are_not_csv_line_breaks(storage, project, odd):
+    files = day_files()
+    lines = files["flights_EWR.csv"].split(b"\n")
+    lines[5] += b",extra" + odd + b"field"  # one field too many: a malformed record of one line
+    files["flights_EWR.csv"] = b"\n".join(lines)
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert s["landed_records"] == 832 and s["quarantined_records"] == 1
+    assert_records_reconciled(storage, s)
+
+
+def test_a_redelivery_copied_with_its_old_times_is_still_newer_than_the_marker(storage, project, data_root):
+    import shutil
+
+    land(storage, day_files())
+    validate_partition(project, DS)
+    staged = data_root.parent / "staged_EWR.csv"
+    staged.write_bytes(csv(day_frames()["EWR"].head(200)))
+    old = 1_000_000_000_000_000_000
+    os.utime(staged, ns=(old, old))  # exported long before the marker
+    shutil.copy2(staged, data_root / catalog.landing_file(DATASET, DS, "flights_EWR.csv"))  # cp -p
+    with pytest.raises(NothingLanded, match="written after the _SUCCESS marker"):
+        validate_partition(project, DS)
+
+
+def test_a_ready_marker_named_like_data_is_not_data(storage, project):
+    marked = project.model_copy(update={"ingest": project.ingest.model_copy(update={"ready_marker": "READY.csv"})})
+    storage.delete_prefix(catalog.landing_dir(DATASET, DS))
+    for name, data in day_files().items():
+        storage.write_bytes(catalog.landing_file(DATASET, DS, name), data)
+    storage.write_bytes(catalog.landing_file(DATASET, DS, "READY.csv"), b"")
+    s = validate_partition(marked, DS)
+    assert s["landed_files"] == 3 and s["empty_files"] == [] and s["status"] == "published"
+
+
+def test_a_file_removed_while_the_delivery_is_read_writes_nothing(storage, project, monkeypatch):
+    land(storage, day_files())
+    import pipelines.ingest.landing as landing
+
+    real = landing.read_landed_file
+
+    def upstream_removes(storage_, key, contract, name):
+        if name == "flights_JFK.csv":
+            storage_.delete(key)
+        return real(storage_, key, contract, name)
+
+    monkeypatch.setattr(landing, "read_landed_file", upstream_removes)
+    with pytest.raises(DeliveryChanged, match="removed"):
+        validate_partition(project, DS)
+    assert not storage.list(catalog.validated_dir(DATASET, DS))
+
+
+def test_an_output_folder_out_of_the_root_is_refused_before_any_write(storage, project, data_root, tmp_path):
+    land(storage, day_files())
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    link = data_root / catalog.validated_dir(DATASET, DS)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match="outside the storage root"):
+        validate_partition(project, DS)
+    assert not (data_root / catalog.quarantine_dir(DATASET, DS)).exists()
+    assert list(outside.iterdir()) == []
+
+
+def test_a_republish_never_leaves_new_quarantine_beside_old_validated_rows(storage, project, monkeypatch):
+    land(storage, day_files())
+    validate_partition(project, DS)
+    frames = day_frames()
+    frames["EWR"].loc[frames["EWR"].index[:5], "dest"] = "XXX"
+    land(storage, {f"flights_{o}.csv": csv(f) for o, f in frames.items()})
+    real = storage.write_parquet
+
+    def disk_full_on_validated(key, table, **kwargs):
+        if key == catalog.validated_file(DATASET, DS):
+            raise OSError(28, "No space left on device")
+        return real(key, table, **kwargs)
+
+    monkeypatch.setattr(storage, "write_parquet", disk_full_on_validated)
+    with pytest.raises(OSError):
+        validate_partition(project, DS, storage=storage)
+    assert not storage.exists(catalog.validated_file(DATASET, DS))  # no mix of the two deliveries
+
+
+def test_a_parquet_footer_that_undercounts_its_rows_never_breaks_the_accounting(storage, project):
+    import struct
+
+    table = pq.read_table(io.BytesIO(_parquet(day_frames()["EWR"])))
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    data, n = buf.getvalue(), table.num_rows
+
+    def zigzag(v: int) -> bytes:
+        v, out = (v << 1) ^ (v >> 63), b""
+        while True:
+            b, v = v & 0x7F, v >> 7
+            if not v:
+                return out + bytes([b])
+            out += bytes([b | 0x80])
+
+    mlen = struct.unpack("<I", data[-8:-4])[0]
+    meta = data[-8 - mlen : -8]
+    old, new = b"\x16" + zigzag(n), b"\x16" + zigzag(n - 50)
+    assert len(old) == len(new) and old in meta
+    lying = data[: -8 - mlen] + meta.replace(old, new, 1) + data[-8:]
+    assert pq.ParquetFile(pa.BufferReader(lying)).metadata.num_rows == n - 50
+    files = {**day_files(), "flights_EWR.parquet": lying}
+    del files["flights_EWR.csv"]
+    land(storage, files)
+    s = validate_partition(project, DS)
+    assert s["landed_records"] == 832  # what was read, never less
+    assert_records_reconciled(storage, s)
+
+
+def test_contract_rules_that_could_never_work_are_refused_on_load(tmp_path):
+    text = CONTRACT.read_text()
+    cases = {
+        "pattern on an integer": text.replace(
+            "{id: flight_positive, metric: invalidValues, arguments: {minimum: 1}",
+            '{id: flight_positive, metric: invalidValues, arguments: {pattern: "^[0-9]+$"}',
+        ),
+        "a bound beyond a float": text.replace("mustBeBetween: [100, 2000]", f"mustBeBetween: [100, {10**400}]"),
+    }
+    for case, variant in cases.items():
+        assert variant != text, case
+        path = tmp_path / "variant.odcs.yaml"
+        path.write_text(variant)
+        with pytest.raises(ConfigError, match=r"pattern needs a string column|expected a finite number"):
+            load_contract(path)

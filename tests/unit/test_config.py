@@ -198,3 +198,23 @@ def test_prod_profile_and_unknown_profile(monkeypatch):
     monkeypatch.setenv("PIPELINES_PROFILE", "staging")
     with pytest.raises(ConfigError, match="profile 'staging' not found"):
         get_settings()
+
+
+def test_values_airflow_would_refuse_are_config_problems_not_dag_import_errors(config_dir):
+    """A tag Airflow refuses, a sensor timeout beyond a timedelta, YAML nested thousands deep: this file's problem."""
+    write(config_dir, "long_tag", lambda r: r.update(name="long_tag", tags=["x" * 101]))
+    write(
+        config_dir,
+        "huge_timeout",
+        lambda r: (r.update(name="huge_timeout"), r["ingest"].update(sensor_timeout_minutes=10**12)),
+    )
+    (config_dir / "deep.yaml").write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
+    scan = load_projects()
+    assert [p.name for p in scan.projects] == ["flights_delay"]
+    by_file = {problem.split(":", 1)[0]: problem for problem in scan.problems}
+    assert "tags" in by_file[str(config_dir / "long_tag.yaml")]
+    assert "sensor_timeout_minutes" in by_file[str(config_dir / "huge_timeout.yaml")]
+    assert (
+        "nested too deeply" in by_file[str(config_dir / "deep.yaml")]
+        or "not valid YAML" in by_file[str(config_dir / "deep.yaml")]
+    )
