@@ -71,6 +71,8 @@ class ObjectInfo:
     size: int
     modified: float
     etag: str | None = None
+    #: ``modified`` in whole nanoseconds, exact (a float of seconds cannot tell 1 ns apart): compare these.
+    modified_ns: int = 0
 
 
 class Storage(ABC):
@@ -318,7 +320,7 @@ class LocalStorage(Storage):
                 st = os.stat(path)
             except FileNotFoundError:
                 continue  # deleted since the scan
-            out.append(ObjectInfo(key, st.st_size, _changed(st)))
+            out.append(_local_info(key, st))
         return out
 
     def info(self, key: str) -> ObjectInfo:
@@ -328,7 +330,7 @@ class LocalStorage(Storage):
             st = None
         if st is None or not stat.S_ISREG(st.st_mode):  # a folder is no object either
             raise MissingInput(f"not found: {self.uri(key)}")
-        return ObjectInfo(key, st.st_size, _changed(st))
+        return _local_info(key, st)
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
@@ -533,18 +535,19 @@ def _s3_info(key: str, size: Any, last_modified: Any, etag: str | None) -> Objec
     marker written at ``t.8`` whose HEAD says ``t.0``; floored, :meth:`~Storage.info` and
     :meth:`~Storage.list_info` always agree.
     """
-    modified = float(math.floor(last_modified.timestamp()))
-    return ObjectInfo(key, int(size), modified, etag.strip('"') if etag else None)
+    seconds = math.floor(last_modified.timestamp())
+    return ObjectInfo(key, int(size), float(seconds), etag.strip('"') if etag else None, seconds * 1_000_000_000)
 
 
-def _changed(st: os.stat_result) -> float:
-    """When a local file last changed: the later of its content (mtime) and its inode (ctime).
+def _local_info(key: str, st: os.stat_result) -> ObjectInfo:
+    """A local file's :class:`ObjectInfo`; its time is the later of its content's (mtime) and its inode's (ctime).
 
     ``cp -p`` or ``rsync -a`` carry an old mtime into a new copy, but the copy's
     ctime is when it landed (``utime`` cannot set it back), so a redelivery
     copied with preserved times still reads as newer than an older ready marker.
     """
-    return max(st.st_mtime_ns, st.st_ctime_ns) / 1e9
+    ns = max(st.st_mtime_ns, st.st_ctime_ns)
+    return ObjectInfo(key, st.st_size, ns / 1e9, None, ns)
 
 
 def sha256_file(path: str | Path) -> str:

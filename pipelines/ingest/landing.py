@@ -62,6 +62,8 @@ class ParsedFile:
     records: int = 0
     #: Per parsed row, the records (lines) it holds: 1, or more for a row whose values span lines.
     row_records: np.ndarray | None = None
+    #: Per parsed row, whether a value holds a line break (None: none does): a malformed record.
+    broken: np.ndarray | None = None
     #: The bytes as read, kept only when the file goes to quarantine whole (lost or no records).
     data: bytes | None = field(default=None, repr=False)
 
@@ -222,12 +224,15 @@ def _csv_read(data: bytes) -> tuple[pa.Table, list[tuple[int | None, str]]]:
     return table, malformed
 
 
-def row_spans(table: pa.Table) -> np.ndarray | None:
-    """Records each parsed CSV row holds: 1, or the non-empty lines of a row whose values contain line breaks.
+def row_spans(table: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Which parsed CSV rows hold a line break in a value, and the records each row holds.
 
-    None when no value holds a line break (the common case, checked in Arrow
-    without touching Python objects). Counting the text's non-empty lines
-    never counts more lines than the row took in the file.
+    Returns ``(None, None)`` when no value holds a line break (the common
+    case, checked in Arrow without touching Python objects). Otherwise a mask
+    of those rows (malformed: a stray quote swallowed the lines after it) and
+    per row the non-empty lines of its text, which never counts more lines
+    than the row took in the file (a line it took but holds no value of is
+    then counted as lost, never hidden).
     """
     import numpy as np
     import pyarrow as pa
@@ -237,19 +242,19 @@ def row_spans(table: pa.Table) -> np.ndarray | None:
     for col in table.columns:
         if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
             continue
-        hit = pc.or_(pc.match_substring(col, "\n"), pc.match_substring(col, "\r"))
+        hit = pc.fill_null(pc.or_(pc.match_substring(col, "\n"), pc.match_substring(col, "\r")), False)
         broken = hit if broken is None else pc.or_(broken, hit)
     if broken is None:
-        return None
-    rows = np.flatnonzero(broken.to_numpy(zero_copy_only=False) == True)  # noqa: E712 (nulls are False)
+        return None, None
+    mask = np.asarray(broken.to_numpy(zero_copy_only=False), dtype=bool)
+    rows = np.flatnonzero(mask)
     if not len(rows):
-        return None
+        return None, None
     spans = np.ones(table.num_rows, dtype=np.int64)
     sub = table.take(pa.array(rows, pa.int64())).to_pylist()
     for i, values in zip(rows, sub, strict=True):
-        # A value with a line break was quoted across at least two non-empty lines.
-        spans[i] = max(2, text_records(",".join("" if v is None else str(v) for v in values.values())))
-    return spans
+        spans[i] = text_records(",".join("" if v is None else str(v) for v in values.values()))
+    return mask, spans
 
 
 def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
@@ -280,8 +285,9 @@ def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
     except (pa.ArrowException, ValueError, csv.Error) as exc:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return BadFile(key, name, f"unreadable: {_printable(text)}", len(data), records=records, data=data)
+    broken, spans = row_spans(table)
     return ParsedFile(
-        key, name, table, malformed=malformed, size=len(data), records=records, row_records=row_spans(table)
+        key, name, table, malformed=malformed, size=len(data), records=records, row_records=spans, broken=broken
     )
 
 
@@ -432,7 +438,8 @@ def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndar
         if logical_type == "integer":
             finite = np.isfinite(values)
             bad |= finite & (values != np.floor(np.where(finite, values, 0)))
-            bad |= finite & (np.abs(np.where(finite, values, 0)) > MAX_SAFE_INTEGER)
+            # 2**53 + 1 reads as 2**53: from 2**53 on, a float no longer tells which integer was delivered.
+            bad |= finite & (np.abs(np.where(finite, values, 0)) >= MAX_SAFE_INTEGER)
         if bad.any():
             fails = fails | bad
             series = series.mask(bad)
@@ -452,7 +459,7 @@ def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndar
             return series, no_fail
         except pa.ArrowInvalid:
             raw = as_str.to_pandas()
-            series = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+            series = _parse_timestamps(raw)
             return series, (raw.notna() & series.isna()).to_numpy()
     if logical_type == "boolean":
         raw = arr.cast(pa.string()).to_pandas().str.lower()
@@ -460,6 +467,22 @@ def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndar
         series = raw.map(mapping)
         return series.astype(object), (raw.notna() & series.isna()).to_numpy()
     raise ConfigError(f"unsupported logical type {logical_type!r}")
+
+
+def _parse_timestamps(raw: pd.Series) -> pd.Series:
+    """ISO 8601 text to UTC: values with an offset by their offset, values without one as UTC.
+
+    Parsed in two groups: pandas reads a naive value that follows one with an
+    offset as if it carried that offset.
+    """
+    import pandas as pd
+
+    with_offset = raw.str.contains(r"(?:Z|[+-]\d\d(?::?\d\d)?)$", regex=True, na=False)
+    out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
+    for part in (with_offset, ~with_offset & raw.notna()):
+        if part.any():
+            out[part] = pd.to_datetime(raw[part], errors="coerce", utc=True, format="ISO8601")
+    return out
 
 
 def output_schema(contract: Contract) -> pa.Schema:
@@ -510,10 +533,12 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
     extra_by_file: dict[str, list[str]] = {}
     malformed: list[tuple[str, int | None, str]] = []
     spans: list[np.ndarray] = []
+    broken: list[np.ndarray] = []
     offset = 0
     for pf in parsed:
         malformed.extend((pf.name, line, text) for line, text in pf.malformed)
         spans.append(np.ones(pf.num_rows, dtype=np.int64) if pf.row_records is None else pf.row_records)
+        broken.append(np.zeros(pf.num_rows, dtype=bool) if pf.broken is None else pf.broken)
         if pf.extra_columns:
             extra_by_file[pf.name] = pf.extra_columns
         n = pf.num_rows
@@ -538,7 +563,7 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
     if frames:
         frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     else:
-        frame = pd.DataFrame({c: pd.Series([], dtype="float64") for c in contract.column_names})
+        frame = pd.DataFrame({c.name: _null_series(0, c.logical_type) for c in contract.columns})
 
     def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
@@ -557,5 +582,5 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
         malformed=malformed,
         extra_cols_by_file=extra_by_file,
         row_records=row_records,
-        multiline_mask=row_records > 1,
+        multiline_mask=cat(broken, bool),
     )

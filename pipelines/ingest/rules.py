@@ -50,6 +50,8 @@ def build_expectations(contract: Contract, ds: str) -> list[Any]:
             out.append(gxe.ExpectColumnValuesToBeInSet(column=col, value_set=rule.params["values"], meta=meta))
         elif rule.kind == "pattern":
             out.append(gxe.ExpectColumnValuesToMatchRegex(column=col, regex=rule.params["pattern"], meta=meta))
+        elif rule.kind == "unique" and len(rule.columns) == 1:  # the compound expectation needs two or more
+            out.append(gxe.ExpectColumnValuesToBeUnique(column=col, meta=meta))
         elif rule.kind == "unique":
             out.append(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(rule.columns), meta=meta))
         elif rule.kind == "row_count":

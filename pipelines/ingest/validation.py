@@ -94,15 +94,15 @@ def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
     if not landed:
         raise NothingLanded(f"nothing landed for {dataset} ds={ds} (looked in {folder})")
     if marker_info is not None:
-        newer = [f.name for f in landed if infos[f.key].modified > marker_info.modified]
+        newer = [f.name for f in landed if infos[f.key].modified_ns > marker_info.modified_ns]
         if newer:
             raise NothingLanded(
                 f"{dataset} ds={ds}: {len(newer)} file(s) written after the {marker} marker ({', '.join(newer[:3])}): "
                 "a redelivery is in progress; waiting for upstream to write the marker again"
             )
-    stamp = [(f.key, infos[f.key].size, infos[f.key].modified, infos[f.key].etag) for f in landed]
+    stamp = [(f.key, infos[f.key].size, infos[f.key].modified_ns, infos[f.key].etag) for f in landed]
     if marker_info is not None:
-        stamp.append((marker_info.key, marker_info.size, marker_info.modified, marker_info.etag))
+        stamp.append((marker_info.key, marker_info.size, marker_info.modified_ns, marker_info.etag))
     data = {f.key for f in landed}
     prefix = catalog.landing_dir(dataset, ds) + "/"
     ignored = [k.removeprefix(prefix) for k in infos if k not in data]
@@ -248,7 +248,7 @@ def _tally(parsed: list[ParsedFile], bad: list[BadFile], batch: Parsed, contract
     for p in parsed:
         source = spec.source_of(p.name) if spec else None
         if source is not None:
-            single = p.num_rows if p.row_records is None else int((p.row_records == 1).sum())
+            single = p.num_rows if p.broken is None else int((~p.broken).sum())
             sources[source] = sources.get(source, 0) + single
     return Tally(
         rows=len(batch.frame),

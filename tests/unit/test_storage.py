@@ -611,7 +611,8 @@ def test_list_info_matches_os_stat_in_key_order(local):
     assert [i.key for i in infos] == sorted(keys) == local.list("landing/flights")
     for info in infos:
         st = os.stat(Path(local.root, info.key))
-        assert info == ObjectInfo(info.key, st.st_size, max(st.st_mtime_ns, st.st_ctime_ns) / 1e9, None)
+        ns = max(st.st_mtime_ns, st.st_ctime_ns)
+        assert info == ObjectInfo(info.key, st.st_size, ns / 1e9, None, ns)
         assert info.size == len(keys[info.key])
         assert info == local.info(info.key)
     assert local.list_info("scores") == []
@@ -675,5 +676,5 @@ def test_s3_info_and_list_info_agree_on_whole_seconds(monkeypatch):
         listed_info = storage.list_info("validated")
         head_info = storage.info(KEY)
         stub.assert_no_pending_responses()
-    assert listed_info == [ObjectInfo(KEY, 5, headed.timestamp(), "abc-2")]
+    assert listed_info == [ObjectInfo(KEY, 5, headed.timestamp(), "abc-2", int(headed.timestamp()) * 10**9)]
     assert head_info == listed_info[0]
