@@ -246,6 +246,19 @@ class Row:
     flag: bool | None
     flag_text: str
     note: str | None
+    #: How a CSV export spells the timestamp: iso (``T``), space, zulu (``Z`` for UTC), compact (``+0200``), date.
+    ts_style: str = "iso"
+
+    def ts_text(self) -> str:
+        assert self.ts is not None
+        text = self.ts.isoformat(sep=" " if self.ts_style == "space" else "T")
+        if self.ts_style == "zulu" and text.endswith("+00:00"):
+            return text[: -len("+00:00")] + "Z"
+        if self.ts_style == "compact" and self.ts.tzinfo is not None:
+            return text[:-3] + text[-2:]
+        if self.ts_style == "date" and self.ts.tzinfo is None and self.ts.time() == dt.time(0):
+            return self.ts.date().isoformat()
+        return text
 
     def cells(self) -> dict[str, str]:
         """How a CSV export spells each value (None is an empty field)."""
@@ -256,7 +269,7 @@ class Row:
             "day": str(self.date[2]),
             "amount": "" if self.amount is None else repr(self.amount),
             "kind": self.kind or "",
-            "ts": "" if self.ts is None else self.ts.isoformat(),
+            "ts": "" if self.ts is None else self.ts_text(),
             "flag": "" if self.flag is None else self.flag_text,
             "note": self.note or "",
         }
@@ -281,6 +294,15 @@ FLAG_TEXT = {True: ["true", "True", "1", "TRUE"], False: ["false", "False", "0",
 @st.composite
 def rows(draw) -> Row:
     flag = draw(st.sampled_from([True, False, None]))
+    ts = draw(
+        st.one_of(
+            st.none(),
+            st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2090, 1, 1), timezones=st.sampled_from(OFFSETS)),
+        )
+    )
+    ts_style = draw(st.sampled_from(["iso"] * 4 + ["space", "zulu", "compact", "date"]))
+    if ts is not None and ts_style == "date":
+        ts = ts.replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
     return Row(
         # Mostly valid values; now and then one a rule rejects (or an integer a float cannot hold).
         id=draw(st.sampled_from([2**53 + 1, -1])) if sometimes(draw, 25) else draw(st.integers(0, 30)),
@@ -293,15 +315,11 @@ def rows(draw) -> Row:
         kind=draw(st.sampled_from(["d", "A", ""]))
         if sometimes(draw, 20)
         else draw(st.sampled_from(["a", "b", "c", None])),
-        ts=draw(
-            st.one_of(
-                st.none(),
-                st.datetimes(dt.datetime(1990, 1, 1), dt.datetime(2090, 1, 1), timezones=st.sampled_from(OFFSETS)),
-            )
-        ),
+        ts=ts,
         flag=flag,
         flag_text=draw(st.sampled_from(FLAG_TEXT[flag])) if flag is not None else "",
         note=draw(st.one_of(st.none(), st.text(NOTE_CHARS, max_size=8), st.sampled_from(sorted(NULL_TOKENS)))),
+        ts_style=ts_style,
     )
 
 
@@ -521,7 +539,7 @@ def _parquet_column(col: str, data_rows: list[Row], variant: str) -> pa.Array:
         return _ts_array(values) if col == "ts" else pa.array(values, base_types[col])
     if variant == "as_text":  # the same values as strings
         if col == "ts":
-            return pa.array([None if v is None else v.isoformat() for v in values], pa.string())
+            return pa.array([None if r.ts is None else r.ts_text() for r in data_rows], pa.string())
         if col == "amount":
             return pa.array([None if v is None else repr(v) for v in values], pa.string())
         if col == "flag":
