@@ -286,9 +286,32 @@ def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return BadFile(key, name, f"unreadable: {_printable(text)}", len(data), records=records, data=data)
     broken, spans = row_spans(table)
+    broken = _open_quote_at_end(raw, table, malformed, broken)
     return ParsedFile(
         key, name, table, malformed=malformed, size=len(data), records=records, row_records=spans, broken=broken
     )
+
+
+def _open_quote_at_end(
+    raw: bytes, table: pa.Table, malformed: list[tuple[int | None, str]], broken: np.ndarray | None
+) -> np.ndarray | None:
+    """Flag the last parsed row as malformed when the file ends inside an open quote (a transfer cut mid-value).
+
+    The reader closes the quote at the end of the file and keeps the cut
+    value. An odd number of quote characters in the file means a quote was
+    left open; unless the last record was already kept as malformed, the last
+    row is flagged (quarantined, never published). A literal quote inside an
+    unquoted value also makes the count odd: that costs one quarantined row.
+    """
+    import numpy as np
+
+    if raw.count(b'"') % 2 == 0 or table.num_rows == 0:
+        return broken
+    if malformed and raw.rstrip(b"\r\n").endswith(malformed[-1][1].encode("utf-8").rstrip(b"\r\n")):
+        return broken
+    out = np.zeros(table.num_rows, dtype=bool) if broken is None else broken.copy()
+    out[-1] = True
+    return out
 
 
 def _header_or_none(raw: bytes) -> list[str]:
