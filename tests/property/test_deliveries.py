@@ -57,6 +57,7 @@ from hypothesis import strategies as st
 from pipelines.core import catalog
 from pipelines.core.contracts import Contract, load_contract
 from pipelines.core.errors import ContractHalt, DeliveryChanged, MissingInput, NothingLanded
+from pipelines.ingest.landing import NULL_TOKENS as LANDING_NULL_TOKENS
 from pipelines.ingest.validation import validate_partition
 
 DATASET = "flights"  # the flights_delay project's dataset: only the contract argument matters here
@@ -64,7 +65,7 @@ DS = "2024-03-05"
 DAY = (2024, 3, 5)
 MARKER = "_SUCCESS"
 COLUMNS = ("id", "year", "month", "day", "amount", "kind", "ts", "flag", "note")
-NULL_TOKENS = frozenset(["", "NA", "N/A", "NULL", "null", "NaN", "nan", "None"])  # as the landing reader reads them
+NULL_TOKENS = frozenset(LANDING_NULL_TOKENS)  # as the landing reader reads them
 SUMMARY_COUNTS = (
     "status",
     "landed_files",
