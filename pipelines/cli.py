@@ -143,7 +143,10 @@ def train_cmd(
 def gate_cmd(
     model: str = ModelOpt,
     candidate: str = typer.Option(None, help="Version to gate (default: the newest)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Evaluate and record, move no alias."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Evaluate only: record nothing, move no alias."),
+    force: bool = typer.Option(
+        False, "--force", help="Gate a version that was rolled back (or one trained like it) like any other."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Compare a challenger with the champion; promote it only if every criterion passes (exit 4 if not)."""
@@ -152,7 +155,7 @@ def gate_cmd(
     from pipelines.training.gate import run_gate
 
     try:
-        d = run_gate(load_project(model), candidate, dry_run=dry_run)
+        d = run_gate(load_project(model), candidate, dry_run=dry_run, force=force)
     except GateRejected as rejected:
         if as_json and rejected.decision:
             typer.echo(json.dumps(rejected.decision, default=str, sort_keys=True))

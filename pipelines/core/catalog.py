@@ -220,6 +220,20 @@ def training_set_record(model: str, end_ds: str) -> str:
     return _key("training", model, end_ds, TRAINING_SET_FILE)
 
 
+_MD5_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def holdout_snapshot(model: str, md5: str) -> str:
+    """``training/<model>/holdouts/<md5>.parquet``: a holdout as a version was trained with it, named by its MD5.
+
+    Written once and never replaced (same name, same bytes): the gate reads a
+    candidate's holdout here, whatever later trainings wrote to the window's folder.
+    """
+    if not isinstance(md5, str) or not _MD5_RE.fullmatch(md5):
+        raise ConfigError(f"invalid holdout digest {md5!r}")
+    return check_key(f"{_table('training', model)}/holdouts/{md5}.parquet")
+
+
 def drift_reports(model: str) -> str:
     """``reports/models/<model>``: the model's drift checks (the drift asset points here)."""
     return _table("reports", model, namespace="models")
@@ -420,6 +434,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model", training_file("model", "2013-01-01", TRAIN_FILE), "training rows of the window ending at ds"),
     Artifact("model", training_file("model", "2013-01-01", HOLDOUT_FILE), "its holdout (the last holdout_days)"),
     Artifact("model", training_set_record("model", "2013-01-01"), "days, rows, fingerprint, contract version"),
+    Artifact(
+        "model",
+        holdout_snapshot("model", "f" * 32),
+        "each version's holdout as trained with, by MD5 (the gate reads it)",
+    ),
     Artifact("model", drift_summary("model", "2013-01-01"), "drift check: measures, signal, the policy's decision"),
     Artifact("model", drift_html("model", "2013-01-01", "features"), "Evidently's report on the features"),
     Artifact("model", drift_html("model", "2013-01-01", "scores"), "Evidently's report on the score and label"),
@@ -453,6 +472,7 @@ def markdown_table() -> str:
             a.key.replace("/dataset/", "/<dataset>/")
             .replace("/model/", "/<model>/")
             .replace("ds=2013-01-01", "ds=YYYY-MM-DD")
+            .replace("f" * 32, "<md5>")
             .replace("0" * 16, "<plan>")
             .replace("00000.arrow", "<i>.arrow")
             .replace("00000.json", "<i>.json")

@@ -149,6 +149,12 @@ class BootstrapConfig(_Strict):
     confidence: float = Field(0.95, gt=0.5, lt=1)
     tolerance: float = Field(0.0, ge=0, description="lower bound must be above -tolerance")
     seed: int = 20130101
+    unit: Literal["day", "row"] = Field(
+        "day",
+        description="what is resampled: whole partition days (rows of one day share weather and schedules, "
+        "so they are not independent) or single rows",
+    )
+    min_days: int = Field(5, ge=2, le=366, description="fewest holdout days a day-level bootstrap accepts")
 
 
 class SlicesConfig(_Strict):
@@ -157,6 +163,11 @@ class SlicesConfig(_Strict):
     columns: list[str] = Field(default_factory=list)
     min_size: int = Field(200, ge=1)
     tolerance: float = Field(0.02, ge=0, description="largest allowed loss on any slice")
+    unchecked: Literal["reject", "record"] = Field(
+        "reject",
+        description="a slice column with no value the metric could be checked on (all under min_size or "
+        "one class): reject the challenger, or record the column as not checked and go on",
+    )
 
 
 class GateConfig(_Strict):
@@ -168,6 +179,8 @@ class GateConfig(_Strict):
     min_change: dict[str, MinChange] = Field(default_factory=dict)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     slices: SlicesConfig = Field(default_factory=SlicesConfig)
+    min_holdout_rows: int = Field(200, ge=1, description="fewest labelled rows the common holdout may have")
+    min_class_rows: int = Field(20, ge=1, description="classification: fewest rows of each class in the common holdout")
 
 
 class TrainingConfig(_Strict):

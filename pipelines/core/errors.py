@@ -14,6 +14,7 @@ is unexpected, keeps its traceback and exits 1.
 | 5 | required input missing (nothing landed, partition or model absent) |
 | 6 | interrupted (SIGTERM, e.g. a spot notice): the checkpoint is consistent, a rerun resumes |
 | 7 | conflict: the scoring plan was re-planned, its input changed, or its manifest was lost; rerun from the plan |
+| 7 | conflict: another process held a lock for the whole wait (``LockBusy``) or took it over (``LockLost``): rerun |
 """
 
 from __future__ import annotations

@@ -33,19 +33,23 @@ class Pin:
         return asdict(self)
 
 
-def as_of(versions: list[Any], ds: str) -> Any | None:
-    """The version that was champion on ``ds`` (pure): the newest promoted one whose window ended by then.
+def as_of(versions: list[Any], ds: str, entries: list[dict[str, Any]]) -> Any | None:
+    """The version that was champion on ``ds`` (pure): the newest one that held the ``champion`` alias, was
+    not rolled back as bad since, and whose window ended by then.
 
-    A version counts only when the gate promoted it and it was not rolled back
-    as bad since; ties on the window's end go to the higher version number.
+    Which versions were champion comes from the alias history ``entries``
+    (:mod:`pipelines.core.champions`), the record written with each alias
+    move, never from a version's tags; ties on the window's end go to the
+    higher version number.
     """
+    from pipelines.core.champions import ever_champion, rolled_back
     from pipelines.core.tracking import window
 
+    champions = ever_champion(entries) - set(rolled_back(entries))
     eligible = []
     for v in versions:
-        tags = v.tags or {}
-        span = window(tags)
-        if tags.get("gate_decision") == "promoted" and "rolled_back" not in tags and span and span[1] <= ds:
+        span = window(v.tags or {})
+        if str(v.version) in champions and span and span[1] <= ds:
             eligible.append((span[1], int(v.version), v))
     return max(eligible, key=lambda t: (t[0], t[1]))[2] if eligible else None
 
@@ -67,11 +71,13 @@ def pin_model(project: ProjectConfig, ds: str, choice: str) -> Pin:
         if mv is None:
             raise NoChampion(f"{project.name}: no '{CHAMPION}' to score with (promote a version first)")
     else:
-        mv = as_of(c.search_model_versions(f"name='{project.name}'"), ds)
+        from pipelines.core.champions import history
+
+        mv = as_of(c.search_model_versions(f"name='{project.name}'"), ds, history(c, project.name))
         if mv is None:
             raise NoChampion(
-                f"{project.name}: no version was champion on {ds} (none promoted, and not rolled back, "
-                f"with a window ending by then)"
+                f"{project.name}: no version was champion on {ds} (none held the champion alias, and was not "
+                f"rolled back since, with a window ending by then)"
             )
     tags = mv.tags or {}
     return Pin(

@@ -117,6 +117,12 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
     fingerprint = dvc_dir_md5(payloads)
     for name, data in payloads.items():
         storage.write_bytes(catalog.training_file(project.name, end_ds, name), data)
+    # The window's folder holds the latest build for its end date; the gate needs the holdout a
+    # version was trained with, so it also goes to a write-once key named by its content.
+    holdout_md5 = hashlib.md5(payloads[catalog.HOLDOUT_FILE]).hexdigest()  # noqa: S324 - a content name
+    snapshot = catalog.holdout_snapshot(project.name, holdout_md5)
+    if not storage.exists(snapshot):
+        storage.write_bytes(snapshot, payloads[catalog.HOLDOUT_FILE])
     record = {
         "model": project.name,
         "dataset": project.dataset.name,
@@ -130,6 +136,7 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
         "holdout_rows": len(parts["holdout"]),
         "fingerprint": fingerprint,
         "files": {n: hashlib.md5(d).hexdigest() for n, d in payloads.items()},  # noqa: S324
+        "holdout_snapshot": storage.uri(snapshot),
         "contract": contract.id,
         "contract_version": contract.version,
         "uri": storage.uri(catalog.training_dir(project.name, end_ds)),

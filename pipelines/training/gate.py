@@ -1,25 +1,40 @@
 """The promotion gate: a challenger becomes champion only when the evidence says it is better.
 
-Challenger and champion are scored on the same holdout, restricted to days
-neither trained on. Criteria, all of which must pass:
+Challenger and champion are scored on the challenger's own holdout (read
+from its immutable snapshot and checked against the digest recorded at
+training), restricted to days neither trained on. Criteria, all of which must
+pass:
 
+0. ``holdout_size``: at least ``min_holdout_rows`` labelled rows and, for a
+   classifier, ``min_class_rows`` of each class; below that no metric is
+   trusted and the challenger is rejected with that reason;
 1. ``floors``: absolute bounds on configured metrics (the only criteria when
-   there is no champion yet);
+   there is no champion yet, so a first champion needs at least one floor);
 2. ``min_change``: minimum absolute and/or relative improvement per metric;
 3. ``bootstrap``: a seeded paired bootstrap confidence interval of the
-   primary metric's gain; its lower bound must be above ``-tolerance``;
+   primary metric's gain, resampling whole partition days by default (rows
+   of one day share weather and schedules: resampling rows would understate
+   the spread); its lower bound must be above ``-tolerance``;
 4. ``slices``: on each slice column, every value with at least ``min_size``
-   rows may lose at most ``tolerance`` of the primary metric.
+   rows may lose at most ``tolerance`` of the primary metric; values too
+   small (or of one class) are listed as not checked, and a column with no
+   checked value rejects or is recorded as not checked (``slices.unchecked``),
+   never passes silently.
+
+A version rolled back as bad, or one trained on the same data, code and
+config as such a version, is refused (``not_rolled_back``) unless forced.
 
 The decision (each criterion, its numbers, pass or fail) is saved as JSON and
-Markdown on the challenger's MLflow run and summarised in model-version tags.
-On pass the ``champion`` alias moves to the challenger and the former champion
-gets ``previous-champion``; on fail nothing moves and
-:class:`~pipelines.core.errors.GateRejected` (exit 4) names the failed criteria.
-
-Alias moves happen under a per-model lock and only if the champion is still
-the one the gate evaluated against, so two gates racing cannot leave the
-registry inconsistent: the loser fails with a named error and can re-run.
+Markdown on the challenger's MLflow run and summarised in model-version tags;
+a dry run records nothing. On pass, under the model's promotion lock
+(:mod:`pipelines.core.locks`: a file lock on a local data root, a conditional
+object on S3), the champion is re-checked to be the one the gate evaluated
+against, the ``champion`` alias moves (the commit point), the move is
+appended to the alias history (:mod:`pipelines.core.champions`) and only then
+is the version tagged ``promoted``. A gate that loses the race fails with
+:class:`ChampionChanged` and its version is tagged ``superseded``. On fail
+nothing moves and :class:`~pipelines.core.errors.GateRejected` (exit 4) names
+the failed criteria.
 """
 
 from __future__ import annotations
@@ -28,7 +43,6 @@ import contextlib
 import datetime as dt
 import json
 import logging
-import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -50,30 +64,23 @@ class ChampionChanged(PipelinesError):
     exit_code = 4
 
 
+class HoldoutChanged(MissingInput):
+    """The candidate's holdout on storage is not the one it was trained with (or is gone): retrain it."""
+
+
 @contextlib.contextmanager
-def promotion_lock(model: str) -> Iterator[None]:
-    """Serialise alias moves for one model (a file lock beside the local MLflow store).
+def promotion_lock(model: str) -> Iterator[Any]:
+    """Serialise alias moves of one model, on every storage and tracking backend (see :mod:`pipelines.core.locks`).
 
-    With a tracking server the same lock file lives in the profile's data root
-    when it is local; for an S3 data root the re-check of the champion under
-    :func:`_move_aliases` is what keeps the registry consistent.
+    Inside, a champion move whose history entry was lost is recorded first.
     """
-    import fcntl
+    from pipelines.core import champions, locks
+    from pipelines.core.storage import get_storage
+    from pipelines.core.tracking import client
 
-    from pipelines.core.settings import get_settings
-
-    settings = get_settings()
-    if settings.is_s3:
-        yield
-        return
-    path = os.path.join(settings.data_root, "mlflow", f".gate-{model}.lock")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with locks.hold(get_storage(), f"promote-{model}", timeout=120) as lock:
+        champions.reconcile(client(), model)
+        yield lock
 
 
 def _alias_version(c: Any, model: str, alias: str) -> str | None:
@@ -84,85 +91,215 @@ def _alias_version(c: Any, model: str, alias: str) -> str | None:
 
 
 def _holdout(project: ProjectConfig, c: Any, version: str) -> pd.DataFrame:
-    """The challenger's holdout rows (written with its training set)."""
+    """The challenger's own holdout rows, checked against the digest its training recorded.
+
+    Training writes an immutable snapshot of the holdout named by its MD5
+    (:func:`pipelines.core.catalog.holdout_snapshot`) and tags the version
+    ``holdout_md5``; a later training with the same end date cannot touch it.
+    A version from before the snapshots is read from its training folder and
+    checked against the training-set record logged with its run.
+
+    Raises:
+        HoldoutChanged: the snapshot is gone or its bytes are not the recorded ones.
+        MissingInput: the version was not trained by pipelines.
+    """
+    import hashlib
+    import io
+
+    import pyarrow.parquet as pq
+
     from pipelines.core import catalog
     from pipelines.core.storage import get_storage
 
+    storage = get_storage()
     mv = c.get_model_version(project.name, version)
-    end_ds = c.get_run(mv.run_id).data.tags.get("end_ds")
-    if not end_ds:
-        raise MissingInput(f"{project.name} v{version}: its run has no end_ds tag; was it trained by pipelines?")
-    key = catalog.training_file(project.name, end_ds, catalog.HOLDOUT_FILE)
-    return get_storage().read_parquet(key).to_pandas()
+    digest = (mv.tags or {}).get("holdout_md5")
+    if digest:
+        key = catalog.holdout_snapshot(project.name, digest)
+    else:
+        end_ds = c.get_run(mv.run_id).data.tags.get("end_ds")
+        if not end_ds:
+            raise MissingInput(f"{project.name} v{version}: its run has no end_ds tag; was it trained by pipelines?")
+        key = catalog.training_file(project.name, end_ds, catalog.HOLDOUT_FILE)
+        digest = _logged_holdout_md5(mv.run_id)
+    try:
+        data = storage.read_bytes(key)
+    except MissingInput:
+        raise HoldoutChanged(
+            f"{project.name} v{version}: its holdout {storage.uri(key)} is gone; retrain to gate a version"
+        ) from None
+    found = hashlib.md5(data).hexdigest()  # noqa: S324 - the digest DVC and the training record use
+    if found != digest:
+        raise HoldoutChanged(
+            f"{project.name} v{version}: the holdout at {storage.uri(key)} (md5 {found}) is not the one the version "
+            f"was trained with (md5 {digest}); a later training replaced it: retrain to gate a version"
+        )
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def _logged_holdout_md5(run_id: str) -> str | None:
+    """The holdout's MD5 in the training-set record logged with a run (versions from before the snapshots)."""
+    import mlflow
+
+    from pipelines.core import catalog
+
+    try:
+        record = mlflow.artifacts.load_dict(f"runs:/{run_id}/{catalog.TRAINING_SET_RECORD}")
+    except Exception:  # noqa: BLE001 - no record: nothing to check against
+        return None
+    return (record.get("files") or {}).get(catalog.HOLDOUT_FILE)
 
 
 def _bootstrap(
-    metric: Any, y: np.ndarray, a: np.ndarray, b: np.ndarray, samples: int, seed: int, confidence: float
-) -> dict[str, float]:
+    metric: Any,
+    y: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    cfg: Any,
+    days: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Paired bootstrap of the primary metric's gain (challenger over champion, in its better direction).
+
+    ``cfg.unit == "day"`` (the default) respects how the holdout is
+    clustered: rows of one day share weather and schedules, so they are not
+    independent draws. The statistic is the gain on each partition day
+    (what a daily scoring run experiences), averaged over days weighted by
+    rows; whole days are resampled. Days on which the metric is undefined
+    (one class) are left out and counted. Fewer than ``cfg.min_days`` usable
+    days give no interval (``low`` is ``None``: the criterion fails).
+
+    ``cfg.unit == "row"`` resamples rows of the pooled holdout: narrower, and
+    honest only when rows of a day are as unlike as rows of different days.
+    Resamples on which the metric is undefined are skipped; fewer than half
+    defined give no interval.
+    """
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    gains = []
-    for _ in range(samples):
-        idx = rng.integers(0, n, n)
-        ga, gb = metric.fn(y[idx], a[idx]), metric.fn(y[idx], b[idx])
-        if ga == ga and gb == gb:  # skip degenerate resamples (one class)
-            gains.append(metric.gain(ga, gb))
-    g = np.asarray(gains)
-    alpha = (1 - confidence) / 2
-    return {
-        "mean": float(g.mean()),
-        "low": float(np.quantile(g, alpha)),
-        "high": float(np.quantile(g, 1 - alpha)),
-        "samples": len(g),
-    }
+    rng = np.random.default_rng(cfg.seed)
+    out: dict[str, Any] = {"unit": cfg.unit, "samples": cfg.samples}
+    if cfg.unit == "day":
+        labels, codes = np.unique(np.asarray(days), return_inverse=True)
+        gains, weights, skipped = [], [], []
+        for i, day in enumerate(labels):
+            idx = np.flatnonzero(codes == i)
+            ga, gb = metric.fn(y[idx], a[idx]), metric.fn(y[idx], b[idx])
+            if ga == ga and gb == gb:
+                gains.append(metric.gain(ga, gb))
+                weights.append(len(idx))
+            else:
+                skipped.append(str(day))
+        g, w = np.asarray(gains), np.asarray(weights, dtype="float64")
+        out.update(days=len(g), days_undefined=skipped, day_gains=[round(float(x), 6) for x in g])
+        if len(g) < cfg.min_days:
+            return {
+                **out,
+                "mean": None,
+                "low": None,
+                "high": None,
+                "detail": f"{len(g)} holdout day(s) with {metric.name} defined; a day-level bootstrap needs "
+                f"{cfg.min_days} (gate.bootstrap.min_days)",
+            }
+        picks = rng.integers(0, len(g), (cfg.samples, len(g)))
+        boot = (g[picks] * w[picks]).sum(axis=1) / w[picks].sum(axis=1)
+        mean = float((g * w).sum() / w.sum())
+    else:
+        n = len(y)
+        values = []
+        for _ in range(cfg.samples):
+            idx = rng.integers(0, n, n)
+            ga, gb = metric.fn(y[idx], a[idx]), metric.fn(y[idx], b[idx])
+            if ga == ga and gb == gb:
+                values.append(metric.gain(ga, gb))
+        out["valid"] = len(values)
+        if len(values) < cfg.samples / 2:
+            return {
+                **out,
+                "mean": None,
+                "low": None,
+                "high": None,
+                "detail": f"{metric.name} is undefined on {cfg.samples - len(values)} of {cfg.samples} resamples",
+            }
+        boot = np.asarray(values)
+        mean = float(boot.mean())
+    alpha = (1 - cfg.confidence) / 2
+    return {**out, "mean": mean, "low": float(np.quantile(boot, alpha)), "high": float(np.quantile(boot, 1 - alpha))}
 
 
 def slice_criterion(
     rows: pd.DataFrame, col: str, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray, metric: Any, cfg: Any
 ) -> dict[str, Any]:
-    """Per-slice non-regression on one column: no slice of ``min_size`` rows may lose more than ``tolerance``."""
+    """Per-slice non-regression on one column: no slice of ``min_size`` rows may lose more than ``tolerance``.
+
+    Values under ``min_size`` rows, or where the metric is undefined (one
+    class), are listed under ``unchecked``. A column with no checked value is
+    ``not_checked``: it fails when ``cfg.unchecked`` is ``reject`` and is
+    recorded as such (never as a pass on evidence) when it is ``record``.
+    """
     worst = None
-    slices = []
-    for value, idx in rows.groupby(col).indices.items():
+    slices, unchecked = [], []
+    for value, idx in rows.groupby(col, dropna=False).indices.items():
         if len(idx) < cfg.min_size:
+            unchecked.append({"value": str(value), "rows": len(idx), "reason": f"under {cfg.min_size} rows"})
             continue
         a, p = metric.fn(y[idx], challenger[idx]), metric.fn(y[idx], champion[idx])
-        if a != a or p != p:  # undefined on this slice (one class)
+        if a != a or p != p:
+            unchecked.append({"value": str(value), "rows": len(idx), "reason": f"{metric.name} undefined (one class)"})
             continue
         gain = metric.gain(a, p)
         slices.append({"value": str(value), "rows": len(idx), "challenger": a, "champion": p, "gain": gain})
         worst = gain if worst is None else min(worst, gain)
+    not_checked = worst is None
     return {
         "name": f"slices:{col}",
-        "passed": worst is None or worst >= -cfg.tolerance,
+        "passed": (cfg.unchecked == "record") if not_checked else worst >= -cfg.tolerance,
+        "not_checked": not_checked,
         "worst_gain": worst,
         "tolerance": cfg.tolerance,
         "min_size": cfg.min_size,
+        "checked": len(slices),
+        "unchecked_values": len(unchecked),
         "slices": slices,
+        "unchecked": unchecked,
     }
 
 
-def _holdout_scores(model_uri: str, rows: Any, task: str) -> Any:
-    """A registered model's scores on the holdout rows, through its pyfunc flavour.
+def _holdout_scores(model_uri: str, rows: Any, task: str) -> tuple[Any, list[str]]:
+    """A registered model's scores on the holdout rows, and the input columns it needs that the rows lack.
 
-    Only the columns of the model's input signature are passed: each model
-    takes what it was trained on, and the log is spared MLflow's warning
-    about every other validated column.
+    The model is loaded as the scikit-learn pipeline batch scoring serves
+    (its first step selects and types its own columns), so it is judged as it
+    will score: a champion trained on other features is scored on its own,
+    and no pyfunc schema check turns an integer column with a null into a
+    traceback. When the rows lack a column of its signature, nothing is
+    scored and the missing columns are returned.
     """
-    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import get_model_info
 
     from pipelines.core.model import predict_scores
 
-    model = mlflow.pyfunc.load_model(model_uri)
-    schema = model.metadata.get_input_schema()
-    columns = [c for c in schema.input_names() if c in rows.columns] if schema else list(rows.columns)
-    return predict_scores(model, rows[columns], task)
+    signature = get_model_info(model_uri).signature
+    names = signature.inputs.input_names() if signature is not None else list(rows.columns)
+    missing = [c for c in names if c not in rows.columns]
+    if missing:
+        return None, missing
+    model = mlflow.sklearn.load_model(model_uri)
+    return predict_scores(model, rows[names], task), []
 
 
-def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[str, Any]:
+def _inputs_criterion(who: str, version: str, missing: list[str]) -> dict[str, Any]:
+    return {
+        "name": f"{who}_inputs",
+        "passed": False,
+        "missing_columns": missing,
+        "detail": f"{who} v{version} needs columns the holdout lacks ({', '.join(missing)}): the two cannot be "
+        "compared on it (did the contract drop a column?)",
+    }
+
+
+def evaluate_gate(project: ProjectConfig, candidate: str | None = None, *, force: bool = False) -> dict[str, Any]:
     """Score challenger and champion on a common holdout and check every criterion (no registry change)."""
+    from pipelines.core.champions import history
     from pipelines.core.tracking import client
     from pipelines.training.dataset import labelled
 
@@ -178,6 +315,7 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
         "champion": champion,
         "primary_metric": project.metrics.primary,
         "evaluated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "forced": force,
         "criteria": [],
         "notes": [],
     }
@@ -185,6 +323,12 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
         decision.update(passed=False, noop=True, failed=[])
         decision["notes"].append(f"version {candidate} is already the champion: nothing to do")
         return decision
+    refused = _rolled_back_criterion(c, project.name, candidate, history(c, project.name), force)
+    if refused is not None:
+        decision["criteria"].append(refused)
+        if not refused["passed"]:
+            decision.update(passed=False, failed=[refused["name"]])
+            return decision
     holdout = _common_holdout(project, c, candidate, champion, decision["notes"])
     rows, y = labelled(holdout, project)
     decision["holdout_rows"] = len(rows)
@@ -195,13 +339,82 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None) -> dict[
         )
         decision.update(passed=False, failed=["common_holdout"])
         return decision
+    size = _size_criterion(project, y.to_numpy())
+    if not size["passed"]:
+        decision["criteria"].append(size)
+        decision.update(passed=False, failed=[size["name"]])
+        return decision
     task = project.target.task
-    ch_score = _holdout_scores(f"models:/{project.name}/{candidate}", rows, task)
-    cp_score = None if champion is None else _holdout_scores(f"models:/{project.name}/{champion}", rows, task)
+    ch_score, ch_missing = _holdout_scores(f"models:/{project.name}/{candidate}", rows, task)
+    cp_score, cp_missing = (None, [])
+    if champion is not None:
+        cp_score, cp_missing = _holdout_scores(f"models:/{project.name}/{champion}", rows, task)
+    unscorable = [_inputs_criterion("challenger", candidate, ch_missing)] if ch_missing else []
+    unscorable += [_inputs_criterion("champion", str(champion), cp_missing)] if cp_missing else []
+    if unscorable:
+        decision["criteria"] += [size, *unscorable]
+        decision.update(passed=False, failed=[x["name"] for x in unscorable])
+        return decision
     verdict = judge(project, rows, y.to_numpy(), ch_score, cp_score)
     decision["notes"] += verdict.pop("notes")
+    verdict["criteria"] = [*decision["criteria"], size, *verdict["criteria"]]
+    verdict["failed"] = [x["name"] for x in verdict["criteria"] if not x["passed"]]
+    verdict["passed"] = not verdict["failed"]
     decision.update(verdict)
     return decision
+
+
+def _rolled_back_criterion(
+    c: Any, model: str, candidate: str, entries: list[dict[str, Any]], force: bool
+) -> dict[str, Any] | None:
+    """Refuse a version rolled back as bad, or its twin (same data, code and config); ``None`` when neither."""
+    from pipelines.core.champions import rolled_back
+
+    bad = rolled_back(entries)
+    if not bad:
+        return None
+    reason = None
+    if candidate in bad:
+        reason = f"v{candidate} was rolled back: {bad[candidate]}"
+    else:
+        same = ("data_fingerprint", "code_version", "config_hash")
+        mine = c.get_model_version(model, candidate).tags or {}
+        for version, why in sorted(bad.items()):
+            theirs = c.get_model_version(model, version).tags or {}
+            if all(mine.get(k) and mine.get(k) == theirs.get(k) for k in same):
+                reason = f"same training data, code and config as v{version}, which was rolled back: {why}"
+                break
+    if reason is None:
+        return None
+    return {
+        "name": "not_rolled_back",
+        "passed": force,
+        "detail": reason + ("; forced" if force else "; pass --force to gate it anyway"),
+    }
+
+
+def _size_criterion(project: ProjectConfig, y: np.ndarray) -> dict[str, Any]:
+    """Enough labelled rows, and of each class, for any metric on the common holdout to mean something."""
+    import numpy as np
+
+    cfg = project.gate
+    out: dict[str, Any] = {"name": "holdout_size", "rows": len(y), "min_rows": cfg.min_holdout_rows}
+    problems = []
+    if len(y) < cfg.min_holdout_rows:
+        problems.append(f"{len(y)} labelled rows, fewer than {cfg.min_holdout_rows}")
+    if project.target.task == "classification":
+        counts = {str(int(k)): int(v) for k, v in zip(*np.unique(y, return_counts=True), strict=True)}
+        counts = {"0": counts.get("0", 0), "1": counts.get("1", 0)}
+        out.update(class_rows=counts, min_class_rows=cfg.min_class_rows)
+        small = {k: v for k, v in counts.items() if v < cfg.min_class_rows}
+        if small:
+            problems.append(
+                "; ".join(f"class {k} has {v} rows, fewer than {cfg.min_class_rows}" for k, v in small.items())
+            )
+    out["passed"] = not problems
+    if problems:
+        out["detail"] = "; ".join(problems) + ": too small to judge, the champion stays"
+    return out
 
 
 def _common_holdout(project: ProjectConfig, c: Any, candidate: str, champion: str | None, notes: list[str]) -> Any:
@@ -224,11 +437,11 @@ def _common_holdout(project: ProjectConfig, c: Any, candidate: str, champion: st
 def judge(
     project: ProjectConfig, rows: pd.DataFrame, y: np.ndarray, challenger: np.ndarray, champion: np.ndarray | None
 ) -> dict[str, Any]:
-    """Every criterion on the common holdout's labels and both models' scores (pure).
+    """Every metric criterion on the common holdout's labels and both models' scores (pure).
 
-    Without a champion only the floors apply. Returns ``criteria``,
-    ``challenger_metrics`` (and ``champion_metrics``), ``passed``, ``failed``
-    and ``notes``.
+    Without a champion only the floors apply, and there must be one. Returns
+    ``criteria``, ``challenger_metrics`` (and ``champion_metrics``),
+    ``passed``, ``failed`` and ``notes``.
     """
     from pipelines.core.metrics import METRICS, evaluate
 
@@ -244,11 +457,14 @@ def judge(
         out["champion_metrics"] = cp
         criteria += [_min_change(name, change, ch, cp) for name, change in cfg.min_change.items()]
         b = cfg.bootstrap
-        ci = _bootstrap(primary, y, challenger, champion, b.samples, b.seed, b.confidence)
+        days = rows["ds"].to_numpy() if "ds" in rows.columns else None
+        if b.unit == "day" and days is None:
+            raise MissingInput("a day-level bootstrap needs the holdout's ds column")
+        ci = _bootstrap(primary, y, challenger, champion, b, days)
         criteria.append(
             {
                 "name": f"bootstrap:{primary.name}",
-                "passed": ci["low"] > -b.tolerance,
+                "passed": ci["low"] is not None and ci["low"] > -b.tolerance,
                 **ci,
                 "confidence": b.confidence,
                 "tolerance": b.tolerance,
@@ -258,8 +474,22 @@ def judge(
         criteria += [
             slice_criterion(rows, col, y, challenger, champion, primary, cfg.slices) for col in cfg.slices.columns
         ]
+        out["notes"] += [
+            f"slices:{c_['name'].split(':', 1)[1]}: NOT CHECKED (no value with {cfg.slices.min_size} rows and both "
+            f"classes); {'rejected' if not c_['passed'] else 'recorded, not a pass on evidence'}"
+            for c_ in criteria
+            if c_.get("not_checked")
+        ]
     else:
         out["notes"].append("no champion yet: only the floors apply")
+        if not cfg.floors:
+            criteria.append(
+                {
+                    "name": "floors",
+                    "passed": False,
+                    "detail": "no floor configured (gate.floors): a first champion needs an absolute bound",
+                }
+            )
     failed = [c_["name"] for c_ in criteria if not c_["passed"]]
     return {**out, "criteria": criteria, "passed": not failed, "failed": failed}
 
@@ -299,13 +529,19 @@ def _min_change(name: str, change: Any, ch: dict[str, float], cp: dict[str, floa
 
 
 def _numbers(criterion: dict[str, Any]) -> str:
-    """A criterion's figures as compact JSON (the per-slice table is left to the decision file)."""
+    """A criterion's figures as compact JSON (the per-slice tables are left to the decision file)."""
     nums = {
         k: (round(v, 5) if isinstance(v, float) else v)
         for k, v in criterion.items()
-        if k not in ("name", "passed", "slices")
+        if k not in ("name", "passed", "slices", "unchecked")
     }
     return json.dumps(nums)
+
+
+def _verdict(c: dict[str, Any]) -> str:
+    if c.get("not_checked"):
+        return "not checked" if c["passed"] else "**FAIL** (not checked)"
+    return "pass" if c["passed"] else "**FAIL**"
 
 
 def render_markdown(d: dict[str, Any]) -> str:
@@ -320,11 +556,12 @@ def render_markdown(d: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     for c in d.get("criteria", []):
-        lines.append(f"| {c['name']} | {'pass' if c['passed'] else '**FAIL**'} | `{_numbers(c)}` |")
+        lines.append(f"| {c['name']} | {_verdict(c)} | `{_numbers(c)}` |")
     return "\n".join(lines) + "\n"
 
 
 def _record(c: Any, project: ProjectConfig, d: dict[str, Any]) -> None:
+    """The decision on the challenger's run, and its verdict on the version (``passed``, not yet ``promoted``)."""
     import mlflow
 
     from pipelines.core import catalog
@@ -335,7 +572,7 @@ def _record(c: Any, project: ProjectConfig, d: dict[str, Any]) -> None:
         mlflow.log_text(render_markdown(d), catalog.GATE_DECISION_MD)
     d["decision_uri"] = f"runs:/{run_id}/{catalog.GATE_DECISION}"
     tags = {
-        "gate_decision": "promoted" if d["passed"] else "rejected",
+        "gate_decision": "passed" if d["passed"] else "rejected",
         "gate_failed": ",".join(d["failed"]) or "-",
         "gate_champion_at_evaluation": d.get("champion") or "-",
         "gate_at": d["evaluated_at"],
@@ -345,51 +582,69 @@ def _record(c: Any, project: ProjectConfig, d: dict[str, Any]) -> None:
         c.set_model_version_tag(project.name, d["candidate"], k, v)
 
 
-def _move_aliases(c: Any, project: ProjectConfig, new: str, expected: str | None, why: str) -> None:
-    """Point ``champion`` at ``new`` (and ``previous-champion`` at the old one), atomically per model."""
-    with promotion_lock(project.name):
+def _move_aliases(
+    c: Any, project: ProjectConfig, new: str, expected: str | None, why: str, decision_uri: str | None = None
+) -> dict[str, Any]:
+    """Make ``new`` the champion (``previous-champion`` the old one) if the champion is still ``expected``.
+
+    Under the promotion lock: the alias move is the commit point; the history
+    entry and the version's ``promoted`` tags follow it inside the lock.
+
+    Raises:
+        ChampionChanged: the champion is not ``expected`` any more (another promotion or a rollback won).
+    """
+    from pipelines.core import champions
+
+    with promotion_lock(project.name) as lock:
         current = _alias_version(c, project.name, CHAMPION)
         if current != expected:
             raise ChampionChanged(
                 f"{project.name}: champion moved from {expected} to {current} during the gate; re-run the gate"
             )
+        lock.check()
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
         c.set_registered_model_alias(project.name, CHAMPION, new)
-        record = {
-            "champion": new,
-            "previous": current,
-            "why": why,
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
+        entry = champions.append(c, project.name, "promote", new, current, why, decision_uri=decision_uri)
+        c.set_model_version_tag(project.name, new, "gate_decision", "promoted")
         c.set_model_version_tag(project.name, new, "promoted_from", current or "-")
         c.set_model_version_tag(project.name, new, "promotion_reason", why)
-        c.set_registered_model_tag(project.name, "last_alias_change", json.dumps(record, sort_keys=True))
+        c.set_model_version_tag(project.name, new, "promoted_at", entry["at"])
+        return entry
 
 
-def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: bool = False) -> dict[str, Any]:
+def run_gate(
+    project: ProjectConfig, candidate: str | None = None, *, dry_run: bool = False, force: bool = False
+) -> dict[str, Any]:
     """Evaluate, record, and promote when every criterion passes.
+
+    A dry run evaluates only: nothing is recorded in MLflow and no alias moves.
+    ``force`` gates a version that was rolled back (or its twin) like any other.
 
     Raises:
         GateRejected: a criterion failed; the champion is untouched (exit 4).
-        ChampionChanged: another promotion won the race (exit 4).
+        ChampionChanged: another promotion or a rollback won the race (exit 4).
     """
     from pipelines.core.tracking import client
 
-    d = evaluate_gate(project, candidate)
+    d = evaluate_gate(project, candidate, force=force)
+    d["promoted"] = False
+    d["dry_run"] = dry_run
     if d.get("noop"):
-        d["promoted"] = False
         return d
     c = client()
-    _record(c, project, d)
-    d["promoted"] = False
+    if not dry_run:
+        _record(c, project, d)
     if d["passed"] and not dry_run:
         why = f"gate passed: {', '.join(x['name'] for x in d['criteria'])} ({d['decision_uri']})"
-        _move_aliases(c, project, d["candidate"], d["champion"], why)
+        try:
+            _move_aliases(c, project, d["candidate"], d["champion"], why, d["decision_uri"])
+        except ChampionChanged:
+            c.set_model_version_tag(project.name, d["candidate"], "gate_decision", "superseded")
+            raise
         d["promoted"] = True
     for crit in d["criteria"]:  # the task log shows what the decision file holds
-        verdict = "pass" if crit["passed"] else "FAIL"
-        log.info("%s gate v%s: %s %s %s", project.name, d["candidate"], crit["name"], verdict, _numbers(crit))
+        log.info("%s gate v%s: %s %s %s", project.name, d["candidate"], crit["name"], _verdict(crit), _numbers(crit))
     log.info(
         "%s gate v%s vs %s: %s%s; decision %s",
         project.name,
@@ -409,25 +664,27 @@ def run_gate(project: ProjectConfig, candidate: str | None = None, *, dry_run: b
 
 
 def rollback(project: ProjectConfig, reason: str = "manual rollback") -> dict[str, Any]:
-    """Make ``previous-champion`` the champion again; the rolled-back version becomes ``previous-champion``."""
+    """Make ``previous-champion`` the champion again; the rolled-back version becomes ``previous-champion``.
+
+    The rolled-back version is recorded as such in the alias history: the gate
+    refuses it (and its twins) unless forced, training never reuses it, and
+    as-of pinning skips it, until it is made champion again.
+    """
+    from pipelines.core import champions
     from pipelines.core.tracking import client
 
     c = client()
-    with promotion_lock(project.name):
+    with promotion_lock(project.name) as lock:
         current = _alias_version(c, project.name, CHAMPION)
         previous = _alias_version(c, project.name, PREVIOUS)
         if previous is None:
             raise MissingInput(f"{project.name}: no previous-champion to roll back to")
+        lock.check()
         c.set_registered_model_alias(project.name, CHAMPION, previous)
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
+        entry = champions.append(c, project.name, "rollback", previous, current, f"rollback: {reason}")
+        if current is not None:
             c.set_model_version_tag(project.name, current, "rolled_back", reason)
-        record = {
-            "champion": previous,
-            "previous": current,
-            "why": f"rollback: {reason}",
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
-        c.set_registered_model_tag(project.name, "last_alias_change", json.dumps(record, sort_keys=True))
     log.info("%s: rolled back champion %s -> %s (%s)", project.name, current, previous, reason)
-    return record
+    return {k: entry[k] for k in ("champion", "previous", "why", "at")}

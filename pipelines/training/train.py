@@ -45,6 +45,7 @@ VERSION_TAGS = (
     "contract_version",
     "code_version",
     "config_hash",
+    "holdout_md5",
 )
 
 
@@ -206,6 +207,7 @@ def _run_tags(
         "code_version": code_version(),
         "config_hash": config_hash(project),
         "training_set_uri": ts["uri"],
+        "holdout_md5": ts["files"][catalog.HOLDOUT_FILE],
     }
 
 
@@ -317,7 +319,12 @@ def _log_references(mlflow: Any, project: ProjectConfig, spec: Any, fitted: Fitt
 
 
 def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) -> dict[str, Any] | None:
-    """A registered version trained on the same data, code and model config, if any (newest first)."""
+    """A registered version trained on the same data, code and model config, if any (newest first).
+
+    A version rolled back as bad is never reused: training on the same data
+    registers a new version (which the gate then refuses as its twin unless forced).
+    """
+    from pipelines.core.champions import history, rolled_back
     from pipelines.core.tracking import client
     from pipelines.core.tracking import window as tracking_window
 
@@ -328,7 +335,16 @@ def _existing_version(model: str, fingerprint: str, code: str, cfg_hash: str) ->
         versions = c.search_model_versions(f"name='{model}' and tags.data_fingerprint='{fingerprint}'")
     except Exception:  # noqa: BLE001 - no registered model yet
         return None
+    bad = rolled_back(history(c, model)) if versions else {}
     for mv in sorted(versions, key=lambda v: -int(v.version)):
+        if str(mv.version) in bad:
+            log.info(
+                "%s: v%s was trained on the same data but rolled back (%s): not reused",
+                model,
+                mv.version,
+                bad[str(mv.version)],
+            )
+            continue
         if mv.tags.get("code_version") == code and mv.tags.get("config_hash") == cfg_hash:
             run = c.get_run(mv.run_id)
             metrics = {

@@ -62,9 +62,9 @@ def test_first_model_promoted_on_floors_then_weak_one_rejected(jan_root, weak_co
             d = run_gate(project)
     finally:
         mlflow_log.removeHandler(caplog.handler)
-    assert d["promoted"] and [c["name"] for c in d["criteria"]] == ["floor:roc_auc"]
+    assert d["promoted"] and [c["name"] for c in d["criteria"]] == ["holdout_size", "floor:roc_auc"]
     # The task log names each criterion with its figures, then the decision.
-    value = round(d["criteria"][0]["value"], 5)
+    value = round(d["criteria"][1]["value"], 5)
     assert f'floor:roc_auc pass {{"value": {value}, "bound": 0.58, "direction": ">="}}' in caplog.text
     assert "PROMOTED; decision runs:/" in caplog.text
     assert "not defined in the model signature" not in caplog.text  # only the signature's columns are passed

@@ -134,7 +134,14 @@ def holdout(n: int = 4000, seed: int = 1) -> tuple[pd.DataFrame, np.ndarray, np.
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n).astype(float)
     signal = y + rng.normal(0, 1.0, n)
-    rows = pd.DataFrame({"origin": rng.choice(["EWR", "JFK", "LGA"], n), "carrier": rng.choice(["AA", "UA"], n)})
+    days = [f"2013-01-{d:02d}" for d in range(1, 9)]
+    rows = pd.DataFrame(
+        {
+            "ds": np.sort(rng.choice(days, n)),
+            "origin": rng.choice(["EWR", "JFK", "LGA"], n),
+            "carrier": rng.choice(["AA", "UA"], n),
+        }
+    )
     return rows, y, 1 / (1 + np.exp(-signal))
 
 
@@ -190,23 +197,111 @@ def test_a_slice_that_regresses_blocks_a_better_overall_challenger(project):
 
 
 def version(v: int, holdout: str | None, **tags: str) -> SimpleNamespace:
+    # A promoted-looking tag on every version: as-of pinning must not trust it, only the alias history.
     base = {"gate_decision": "promoted"} | ({"holdout_window": holdout} if holdout else {}) | tags
     return SimpleNamespace(version=str(v), tags=base)
 
 
-def test_as_of_takes_the_newest_promoted_version_whose_window_ended_by_the_day():
-    from pipelines.scoring.pin import as_of
+def moved(event: str, champion: str | None, previous: str | None = None) -> dict:
+    return {"event": event, "champion": champion, "previous": previous}
+
+
+def test_as_of_takes_the_newest_champion_whose_window_ended_by_the_day():
+    from pipelines.scoring.pin import as_of as pinned
 
     versions = [
         version(1, "2013-01-25..2013-01-31"),
         version(2, "2013-06-20..2013-06-26"),
-        version(3, "2013-06-20..2013-06-26", gate_decision="rejected"),
+        version(3, "2013-06-20..2013-06-26"),  # tagged promoted (a dry run did that once) but never champion
         version(4, "2013-06-20..2013-06-26", rolled_back="bad scores"),
         version(5, None),
         version(6, "garbage"),
     ]
+    entries = [
+        moved("promote", "1"),
+        moved("promote", "2", "1"),
+        moved("promote", "4", "2"),
+        moved("rollback", "2", "4"),
+        moved("promote", "5", "2"),
+        moved("promote", "6", "5"),
+        moved("rollback", "5", "6"),
+        moved("rollback", "6", "5"),  # rolled forward again: 6 is champion, 5 is the rolled-back one
+    ]
+
+    def as_of(vs, ds, es=entries):
+        return pinned(vs, ds, es)
+
     assert as_of(versions, "2013-01-30") is None
     assert as_of(versions, "2013-01-31").version == "1"
     assert as_of(versions, "2013-06-25").version == "1"
     assert as_of(versions, "2013-07-01").version == "2"
-    assert as_of([*versions, version(7, "2013-06-20..2013-06-26")], "2013-07-01").version == "7"  # ties: the newest
+    seven = version(7, "2013-06-20..2013-06-26")
+    assert as_of([*versions, seven], "2013-07-01").version == "2"  # 7 was never champion
+    assert as_of([*versions, seven], "2013-07-01", [*entries, moved("promote", "7", "6")]).version == "7"  # ties
+    assert as_of(versions, "2013-07-01", []) is None  # no history: nothing was ever champion
+
+
+def test_a_one_class_holdout_is_judged_without_a_crash(project):
+    """Every resample of a one-class holdout has an undefined AUC: the criteria fail, nothing raises."""
+    from pipelines.training.gate import judge
+
+    rows, y, good = holdout()
+    zeros = np.zeros_like(y)
+    verdict = judge(project, rows, zeros, good, noisier(y, good, 0.4))
+    assert not verdict["passed"]
+    assert {"floor:roc_auc", "bootstrap:roc_auc", "slices:origin", "slices:carrier"} <= set(verdict["failed"])
+    boot = next(c for c in verdict["criteria"] if c["name"] == "bootstrap:roc_auc")
+    assert boot["low"] is None and "needs 5" in boot["detail"]
+
+
+def test_slices_too_small_to_check_are_never_a_silent_pass(project):
+    from pipelines.core.config import SlicesConfig
+    from pipelines.core.metrics import METRICS
+    from pipelines.training.gate import slice_criterion
+
+    rows, y, good = holdout(n=600)
+    champion = noisier(y, good, 0.4)
+    metric = METRICS["roc_auc"]
+    strict = slice_criterion(rows, "origin", y, good, champion, metric, SlicesConfig(min_size=1000))
+    assert not strict["passed"] and strict["not_checked"] and strict["checked"] == 0
+    assert {s["value"] for s in strict["unchecked"]} == {"EWR", "JFK", "LGA"}
+    lenient = slice_criterion(
+        rows, "origin", y, good, champion, metric, SlicesConfig(min_size=1000, unchecked="record")
+    )
+    assert lenient["passed"] and lenient["not_checked"]  # recorded as not checked, and shown so
+    checked = slice_criterion(rows, "origin", y, good, champion, metric, SlicesConfig(min_size=100))
+    assert checked["passed"] and not checked["not_checked"] and checked["checked"] == 3
+
+
+def test_a_first_champion_needs_a_floor(project):
+    from pipelines.training.gate import judge
+
+    rows, y, good = holdout()
+    unfloored = project.model_copy(update={"gate": project.gate.model_copy(update={"floors": {}})})
+    verdict = judge(unfloored, rows, y, good, None)
+    assert not verdict["passed"] and verdict["failed"] == ["floors"]
+
+
+def test_the_bootstrap_resamples_days_so_a_gain_that_only_holds_some_days_is_not_significant(project):
+    """Days alike within, unlike between: the challenger wins big on four days and loses on four.
+
+    Resampling rows treats 16,000 rows as independent and calls the pooled gain
+    certain; resampling days sees eight draws that disagree.
+    """
+    from pipelines.core.metrics import METRICS
+    from pipelines.training.gate import _bootstrap
+
+    rows, y, good = holdout(n=16000)
+    champion = noisier(y, good, 0.6)
+    challenger = noisier(y, good, 0.25, seed=4)
+    bad_days = rows["ds"].isin(["2013-01-02", "2013-01-04", "2013-01-06", "2013-01-08"]).to_numpy()
+    challenger[bad_days] = noisier(y, good, 0.9, seed=5)[bad_days]
+    boot = project.gate.bootstrap
+    by_day = _bootstrap(METRICS["roc_auc"], y, challenger, champion, boot, rows["ds"].to_numpy())
+    by_row = _bootstrap(
+        METRICS["roc_auc"], y, challenger, champion, boot.model_copy(update={"unit": "row"}), rows["ds"].to_numpy()
+    )
+    assert by_day["days"] == 8 and len(by_day["day_gains"]) == 8
+    assert by_row["low"] > 0  # rows: "significantly better"
+    assert by_day["low"] < 0 < by_day["high"]  # days: it depends on the day
+    assert by_day["high"] - by_day["low"] > 2 * (by_row["high"] - by_row["low"])

@@ -1,0 +1,97 @@
+"""Named locks on a local root and on an S3 server (moto in server mode): one holder at a time, a dead
+holder's lock is taken over after its lease, and a stale holder learns it lost the lock before writing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from pipelines.core import locks
+from pipelines.core.storage import LocalStorage, get_storage
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage(request, tmp_path):
+    if request.param == "local":
+        return LocalStorage(tmp_path / "data")
+    request.getfixturevalue("s3_root")
+    return get_storage()
+
+
+def test_one_holder_at_a_time_among_many_contenders(storage):
+    inside, most, done = [0], [0], []
+    guard = threading.Lock()
+
+    def work(i: int) -> None:
+        for _ in range(3):
+            with locks.hold(storage, "promote-m", timeout=60) as lock:
+                with guard:
+                    inside[0] += 1
+                    most[0] = max(most[0], inside[0])
+                time.sleep(0.01)
+                lock.check()
+                with guard:
+                    inside[0] -= 1
+            done.append(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 18 and most[0] == 1
+
+
+def test_a_lock_held_for_the_whole_wait_is_busy_exit_7(storage):
+    with locks.hold(storage, "scores-m-2013-01-01"):
+        with pytest.raises(locks.LockBusy) as exc:
+            with locks.hold(storage, "scores-m-2013-01-01", timeout=0.3):
+                pass
+    assert exc.value.exit_code == 7
+    with locks.hold(storage, "scores-m-2013-01-01", timeout=1):  # released: free again
+        pass
+
+
+def test_lock_names_are_validated():
+    from pipelines.core.errors import ConfigError
+
+    for bad in ("", "../x", "A", "x/y", "x" * 300):
+        with pytest.raises(ConfigError):
+            locks.lock_key(bad)
+
+
+def test_an_expired_lease_is_taken_over_and_the_stale_holder_stops(s3_root, s3_client):
+    storage = get_storage()
+    stale = locks._ObjectLock(storage, "promote-m", lease=3)
+    assert stale.try_acquire()
+    with pytest.raises(locks.LockBusy):  # within the lease: nobody else gets it
+        with locks.hold(storage, "promote-m", timeout=0.2, lease=30):
+            pass
+    time.sleep(3.1)  # the holder stalls past its lease
+    with locks.hold(storage, "promote-m", timeout=10, lease=30) as fresh:
+        fresh.check()
+        with pytest.raises(locks.LockLost):
+            stale.check()  # the stalled holder finds out before its next write
+        stale.release()  # and its release does not remove the new holder's lock
+        fresh.check()
+        body = json.loads(s3_client.get_object(Bucket=storage.bucket, Key=fresh.key)["Body"].read())
+        assert body["token"] == fresh.token
+    assert not storage.exists(locks.lock_key("promote-m"))
+
+
+def test_a_holder_renews_its_lease_past_half_time(s3_root):
+    storage = get_storage()
+    with locks.hold(storage, "promote-m", lease=3) as lock:
+        first = lock.etag
+        time.sleep(1.6)
+        lock.check()  # past half the lease: renewed
+        assert lock.etag != first
+        time.sleep(1.6)  # past the first lease, within the renewed one
+        with pytest.raises(locks.LockBusy):  # renewed, so still not expired for a contender
+            with locks.hold(storage, "promote-m", timeout=0.05, lease=30):
+                pass
