@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import InvalidPartitionKey, MissingInput
+from pipelines.core.errors import InvalidPartitionKey, MissingInput, PlanConflict
 from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
@@ -31,15 +31,32 @@ if TYPE_CHECKING:
 
 def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> dict[str, Any]:
     """The full chain behind ``scores/<model>/ds=D`` (raises MissingInput when it is not published)."""
+    from pipelines.core import locks
     from pipelines.core.storage import get_storage
     from pipelines.core.tracking import CHAMPION, alias_version, client
 
     ds = ds_str(ds)
     storage = storage or get_storage()
     public = catalog.scores_manifest(project.name, ds)
-    if not storage.exists(public):
-        raise MissingInput(f"{project.name} ds={ds} is not scored (no {storage.uri(public)})")
-    m = storage.read_json(public)
+    # Inside the partition's lock: the file and its manifest are read as one publication left them.
+    with locks.scores_partition(storage, project.name, ds):
+        if not storage.exists(public):
+            withdrawn = catalog.scores_withdrawal(project.name, ds)
+            if storage.exists(withdrawn):
+                w = _json_object(storage, withdrawn)
+                raise MissingInput(
+                    f"{project.name} ds={ds}: scores withdrawn at {w.get('withdrawn_at')} because {w.get('why')} "
+                    f"(were v{w.get('model_version')}, {w.get('rows')} rows, published {w.get('published_at')}; "
+                    f"validation report {w.get('validation_report')}): score the day again"
+                )
+            raise MissingInput(f"{project.name} ds={ds} is not scored (no {storage.uri(public)})")
+        m = _json_object(storage, public)
+        required = ("model_version", "mlflow_run_id", "input", "output", "output_sha256")
+        if not all(k in m for k in required) or not isinstance(m["input"], dict) or "key" not in m["input"]:
+            raise PlanConflict(
+                f"{project.name} ds={ds}: the scores manifest {storage.uri(public)} is damaged; score the day again"
+            )
+        published = _published_file(storage, project.name, ds)
 
     c = client()
     mv = c.get_model_version(project.name, m["model_version"])
@@ -50,7 +67,7 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     report_at = catalog.validation_report(project.dataset.name, ds)
     report = storage.read_json(report_at)["summary"] if storage.exists(report_at) else {}
     training = _training_record(storage, project, rt)
-    problems = _cross_check(storage, m, mv, training)
+    problems = _file_check(m, published) + _cross_check(storage, m, mv, training)
     if report:  # where the report is now (a report moved by migrate-layout still names its old key)
         report = {
             **report,
@@ -74,6 +91,49 @@ def _training_record(storage: Storage, project: ProjectConfig, run_tags: dict[st
     except InvalidPartitionKey:
         return None
     return storage.read_json(record) if storage.exists(record) else None
+
+
+def _json_object(storage: Storage, key: str) -> dict[str, Any]:
+    """A JSON object we wrote; :class:`PlanConflict` (exit 7) when it is damaged."""
+    try:
+        value = storage.read_json(key)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise PlanConflict(f"{storage.uri(key)} is damaged (not a JSON object); score the day again")
+    return value
+
+
+def _published_file(storage: Storage, model: str, ds: str) -> dict[str, Any] | None:
+    """The published file's SHA-256 and footer identity (``None``: no footer or unreadable), or ``None``."""
+    from pipelines.core.storage import sha256_file
+    from pipelines.scoring.publication import read_footer_identity
+
+    key = catalog.scores_file(model, ds)
+    if not storage.exists(key):
+        return None
+    with storage.local_copy(key) as path:
+        try:
+            footer = read_footer_identity(path)
+        except Exception:  # noqa: BLE001 - not Parquet, or a footer that is not ours: the checksum tells
+            footer = None
+        return {"sha256": sha256_file(path), "footer": footer if isinstance(footer, dict) else None}
+
+
+def _file_check(m: dict[str, Any], published: dict[str, Any] | None) -> list[str]:
+    """Whether the file on storage is the one the manifest describes (checksum, then its own footer)."""
+    if published is None:
+        return [f"the scores file named by the manifest is gone ({m.get('output')})"]
+    problems = []
+    if published["sha256"] != m.get("output_sha256"):
+        problems.append("the scores file is not the one its manifest describes (SHA-256 differs): rescore the day")
+    footer = published["footer"]
+    if footer is not None and (
+        footer.get("model_version") != m.get("model_version")
+        or footer.get("input_sha256") != m.get("input", {}).get("sha256")
+    ):
+        problems.append("the scores file's footer names another version or input than its manifest")
+    return problems
 
 
 def _cross_check(storage: Storage, m: dict[str, Any], mv: Any, training: dict[str, Any] | None) -> list[str]:

@@ -61,6 +61,7 @@ DRIFT_HTML_FILES = {"features": "drift.html", "scores": "drift_scores.html"}
 SCORING_PLAN_FILE = "plan.json"
 SCORES_FILE = "part-00000.parquet"
 SCORES_MANIFEST_FILE = "_manifest.json"
+SCORES_WITHDRAWN_FILE = "_withdrawn.json"
 
 # Artifacts logged with each model version in MLflow (paths inside its run).
 MODEL_ARTIFACT = "model"
@@ -318,6 +319,11 @@ def scores_manifest(model: str, ds: str) -> str:
     return _key("scores", model, ds, SCORES_MANIFEST_FILE)
 
 
+def scores_withdrawal(model: str, ds: str) -> str:
+    """Why a day's scores were withdrawn (its data halted or was re-validated with other content)."""
+    return _key("scores", model, ds, SCORES_WITHDRAWN_FILE)
+
+
 # ---- partitions
 
 
@@ -449,6 +455,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model", chunk_marker("model", "2013-01-01", "0" * 16, 0), "its commit marker: rows, SHA-256, worker"),
     Artifact("model", scores_file("model", "2013-01-01"), "published scores, replaced whole"),
     Artifact("model", scores_manifest("model", "2013-01-01"), "what the file holds and where it came from"),
+    Artifact(
+        "model",
+        scores_withdrawal("model", "2013-01-01"),
+        "scores withdrawn: their data halted or was re-validated with other content",
+    ),
 )
 
 

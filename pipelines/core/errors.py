@@ -14,7 +14,7 @@ is unexpected, keeps its traceback and exits 1.
 | 5 | required input missing (nothing landed, partition or model absent) |
 | 6 | interrupted (SIGTERM, e.g. a spot notice): the checkpoint is consistent, a rerun resumes |
 | 7 | conflict: the scoring plan was re-planned, its input changed, or its manifest was lost; rerun from the plan |
-| 7 | conflict: another process held a lock for the whole wait (``LockBusy``) or took it over (``LockLost``): rerun |
+| 7 | conflict: a lock held for the whole wait, taken over, or an object written meanwhile: rerun |
 """
 
 from __future__ import annotations
@@ -102,5 +102,11 @@ class Interrupted(PipelinesError):
 class PlanConflict(PipelinesError):
     """A scoring plan cannot go on: another run re-planned the partition, its input changed, or it was
     published and its manifest is missing or damaged. Score the partition again from the plan step."""
+
+    exit_code = 7
+
+
+class ConditionFailed(PipelinesError):
+    """A conditional write found the object changed by another writer: nothing was overwritten; rerun."""
 
     exit_code = 7

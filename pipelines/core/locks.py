@@ -11,14 +11,16 @@ server) and whichever machine runs the task:
   (One machine, or a shared filesystem with working POSIX locks.)
 - **S3 root**: the object ``_locks/<name>.lock``, created with a conditional
   PUT (``If-None-Match: *``): of any number of concurrent creators exactly one
-  succeeds. The object records its holder and a lease expiry. A holder that
-  died leaves it until the lease ends; a waiter then deletes it conditionally
-  (``If-Match`` its ETag, so two waiters cannot both remove a fresh lock) and
-  tries again. A holder calls :meth:`Lock.check` before each write that
-  matters: it renews the lease past half-time and raises :class:`LockLost`
-  when another process took the lock over (the holder stalled longer than
-  its lease), so a stale holder stops instead of writing. Leases are minutes
-  long; clocks of workers may disagree by seconds, not minutes.
+  succeeds. The object records its holder and a lease expiry (a minute by
+  default), which a heartbeat thread of the holder renews every third of
+  the lease (a conditional PUT on its own ETag). A holder that died (a spot
+  instance reclaimed) leaves it until the lease ends; a waiter then deletes
+  it conditionally (``If-Match`` its ETag, so two waiters cannot both remove
+  a fresh lock) and tries again. A holder calls :meth:`Lock.check` before
+  each write that matters: it raises :class:`LockLost` when another process
+  took the lock over (the holder stalled longer than its lease), so a stale
+  holder stops instead of writing. Clocks of workers may disagree by
+  seconds, not by a lease.
 
 A process waits for the lock up to ``timeout`` seconds, then fails with
 :class:`LockBusy` (exit 7): the other holder is still at work, rerun later.
@@ -34,6 +36,7 @@ import os
 import random
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -50,7 +53,11 @@ LOCKS_DIR = "_locks"
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.=-]{0,200}")
 #: Default wait for a lock and lease of a held one (seconds).
 DEFAULT_TIMEOUT = 300.0
-DEFAULT_LEASE = 900.0
+DEFAULT_LEASE = 60.0
+#: ``PIPELINES_LOCK_LEASE_SECONDS`` overrides the S3 lease (how long a killed holder blocks others).
+LEASE_ENV = "PIPELINES_LOCK_LEASE_SECONDS"
+#: A heartbeat stops renewing after this long: a holder stuck for good lets its lock lapse.
+MAX_HOLD = 6 * 3600.0
 
 
 class LockBusy(PipelinesError):
@@ -103,6 +110,8 @@ def _local_lock(path: str, name: str, timeout: float) -> Iterator[Lock]:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if delay == 0.01:
+                    log.info("waiting for lock %r (held by another process)", name)
                 if time.monotonic() >= deadline:
                     raise LockBusy(f"lock {name!r} is held by another process (waited {timeout:.0f} s)") from None
                 time.sleep(delay)
@@ -135,6 +144,10 @@ class _ObjectLock(Lock):
         self.token = uuid.uuid4().hex
         self.etag: str | None = None
         self.renewed = 0.0
+        self.lost = False
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
 
     def _body(self) -> bytes:
         now = time.time()
@@ -186,29 +199,71 @@ class _ObjectLock(Lock):
             if _code(exc) not in _PRECONDITION | _CONFLICT | _NOT_FOUND:
                 raise
 
+    def _renew(self) -> None:
+        """Extend the lease (a conditional PUT on our own ETag); marks the lock lost when it is not ours."""
+        from botocore.exceptions import ClientError
+
+        with self._mutex:
+            if self.lost:
+                return
+            try:
+                resp = self.storage.client.put_object(
+                    Bucket=self.storage.bucket, Key=self.key, Body=self._body(), IfMatch=self.etag
+                )
+            except ClientError as exc:
+                if _code(exc) in _PRECONDITION | _NOT_FOUND:
+                    self.lost = True
+                    return
+                raise  # 409 (a conditional write racing ours) and outages: the next beat tries again
+            self.etag, self.renewed = resp["ETag"], time.monotonic()
+
+    def start_heartbeat(self) -> None:
+        """Renew the lease every third of it while held (a killed holder's lock lapses within one lease)."""
+
+        started = time.monotonic()
+
+        def beat() -> None:
+            while not self._stop.wait(self.lease / 3):
+                if time.monotonic() - started > MAX_HOLD:
+                    log.error("lock %r held for over %.0f s: no longer renewed", self.name, MAX_HOLD)
+                    return
+                try:
+                    self._renew()
+                except Exception as exc:  # noqa: BLE001 - a blip: the next beat or check() tries again
+                    log.warning("lock %r: renewing the lease failed: %s", self.name, exc)
+                if self.lost:
+                    return
+
+        self._beat = threading.Thread(target=beat, name=f"lock-{self.name}", daemon=True)
+        self._beat.start()
+
     def check(self) -> None:
         """Still ours? Renews the lease past half-time; :class:`LockLost` when taken over."""
         from botocore.exceptions import ClientError
 
-        c = self.storage.client
+        if time.monotonic() - self.renewed > self.lease / 2:
+            self._renew()
+        if self.lost:
+            raise LockLost(f"lock {self.name!r} was taken over by another process; stopping")
         try:
-            if time.monotonic() - self.renewed > self.lease / 2:
-                resp = c.put_object(Bucket=self.storage.bucket, Key=self.key, Body=self._body(), IfMatch=self.etag)
-                self.etag, self.renewed = resp["ETag"], time.monotonic()
-                return
-            head = c.head_object(Bucket=self.storage.bucket, Key=self.key)
+            head = self.storage.client.head_object(Bucket=self.storage.bucket, Key=self.key)
         except ClientError as exc:
             if _code(exc) in _PRECONDITION | _NOT_FOUND | _CONFLICT:
                 raise LockLost(f"lock {self.name!r} was taken over by another process; stopping") from None
             raise
-        if head["ETag"] != self.etag:
-            raise LockLost(f"lock {self.name!r} was taken over by another process; stopping")
+        with self._mutex:
+            if head["ETag"] != self.etag:
+                raise LockLost(f"lock {self.name!r} was taken over by another process; stopping")
 
     def release(self) -> None:
         from botocore.exceptions import ClientError
 
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=30)
         try:
-            self.storage.client.delete_object(Bucket=self.storage.bucket, Key=self.key, IfMatch=self.etag)
+            with self._mutex:  # never between a renewal's PUT and its new ETag
+                self.storage.client.delete_object(Bucket=self.storage.bucket, Key=self.key, IfMatch=self.etag)
         except ClientError as exc:
             if _code(exc) not in _PRECONDITION | _NOT_FOUND | _CONFLICT:
                 raise
@@ -221,10 +276,13 @@ def _object_lock(storage: Any, name: str, timeout: float, lease: float) -> Itera
     deadline = time.monotonic() + timeout
     delay = 0.05
     while not lock.try_acquire():
+        if delay == 0.05:
+            log.info("waiting for lock %r (held by another process)", name)
         if time.monotonic() >= deadline:
             raise LockBusy(f"lock {name!r} is held by another process (waited {timeout:.0f} s)")
         time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not security
         delay = min(delay * 2, 2.0)
+    lock.start_heartbeat()
     try:
         yield lock
     finally:
@@ -233,7 +291,7 @@ def _object_lock(storage: Any, name: str, timeout: float, lease: float) -> Itera
 
 @contextlib.contextmanager
 def hold(
-    storage: Storage, name: str, *, timeout: float = DEFAULT_TIMEOUT, lease: float = DEFAULT_LEASE
+    storage: Storage, name: str, *, timeout: float = DEFAULT_TIMEOUT, lease: float | None = None
 ) -> Iterator[Lock]:
     """Hold the named lock of this storage root for the ``with`` block.
 
@@ -248,7 +306,21 @@ def hold(
         with _local_lock(str(storage.local_path(key)), name, timeout) as lock:
             yield lock
     elif isinstance(storage, S3Storage):
+        if lease is None:
+            try:
+                lease = float(os.environ.get(LEASE_ENV) or DEFAULT_LEASE)
+            except ValueError:
+                raise ConfigError(f"{LEASE_ENV} must be a number of seconds") from None
+            if not 3 <= lease <= 3600:
+                raise ConfigError(f"{LEASE_ENV} must be between 3 and 3600 seconds")
         with _object_lock(storage, name, timeout, lease) as lock:
             yield lock
     else:  # pragma: no cover - every adapter is one of the two
         raise ConfigError(f"no lock for storage {type(storage).__name__}")
+
+
+def scores_partition(storage: Storage, model: str, ds: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """The lock of one model's scores partition: its plan pointer, publication and withdrawal take it."""
+    from pipelines.core.partitions import ds_str
+
+    return hold(storage, f"scores-{model}-{ds_str(ds)}", timeout=timeout)

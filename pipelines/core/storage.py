@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from pipelines.core.errors import ConfigError, MissingInput
+from pipelines.core.errors import ConditionFailed, ConfigError, MissingInput
 from pipelines.core.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -120,6 +120,24 @@ class Storage(ABC):
     def delete(self, key: str) -> None:
         """Delete one object (nothing happens if it does not exist)."""
 
+    def fence(self, key: str) -> str | None:
+        """The object's current version, for :meth:`replace_if` (``""`` when absent).
+
+        ``None`` locally: a local root is locked with kernel locks, which no other process can take
+        over while the holder lives, so a local write needs no fence.
+        """
+        return None
+
+    def replace_if(self, key: str, fence: str | None, *, path: str | None = None, data: bytes | None = None) -> str:
+        """Replace an object only if it is still at version ``fence`` (see :meth:`fence`).
+
+        Raises:
+            ConditionFailed: another writer replaced (or created, or deleted) the object meanwhile.
+        """
+        if path is not None:
+            return self.upload(key, path)
+        return self.write_bytes(key, data or b"")
+
     # Shared helpers built on the primitives.
     def write_json(self, key: str, obj: Any) -> str:
         data = json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
@@ -133,12 +151,7 @@ class Storage(ABC):
 
     def write_parquet(self, key: str, table: pa.Table, **kwargs: Any) -> str:
         """Write a table as one Parquet object (zstd, statistics on)."""
-        import pyarrow.parquet as pq
-
-        buf = io.BytesIO()
-        kwargs.setdefault("compression", "zstd")
-        pq.write_table(table, buf, **kwargs)
-        return self.write_bytes(key, buf.getvalue())
+        return self.write_bytes(key, parquet_bytes(table, **kwargs))
 
     def read_parquet(self, key: str) -> pa.Table:
         import pyarrow as pa
@@ -457,6 +470,42 @@ class S3Storage(Storage):
         self.client.upload_file(path, self.bucket, self._key(key))
         return self.uri(key)
 
+    def fence(self, key: str) -> str | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self._key(key))["ETag"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return ""
+            raise
+
+    def replace_if(self, key: str, fence: str | None, *, path: str | None = None, data: bytes | None = None) -> str:
+        """A conditional PUT (``If-Match`` the fence, or ``If-None-Match: *`` when it was absent): a writer
+        that lost its lock without knowing it cannot overwrite what the new holder wrote. Objects above
+        5 GiB need a multipart upload, which is not conditional here: they are uploaded plainly."""
+        from botocore.exceptions import ClientError
+
+        if fence is None:
+            return super().replace_if(key, fence, path=path, data=data)
+        size = os.path.getsize(path) if path is not None else len(data or b"")
+        if size > 5 * 1024**3:
+            return self.upload(key, path) if path is not None else self.write_bytes(key, data or b"")
+        condition = {"IfMatch": fence} if fence else {"IfNoneMatch": "*"}
+        try:
+            if path is not None:
+                with open(path, "rb") as fh:
+                    self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=fh, **condition)
+            else:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data or b"", **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                raise ConditionFailed(
+                    f"{self.uri(key)} was written by another process meanwhile; nothing overwritten"
+                ) from None
+            raise
+        return self.uri(key)
+
     def _list_objects(self, prefix: str) -> list[dict[str, Any]]:
         """The ``Contents`` entries of every ListObjectsV2 page under a prefix folder, sorted by key."""
         full = self._key(prefix).rstrip("/") + "/"
@@ -548,6 +597,16 @@ def _local_info(key: str, st: os.stat_result) -> ObjectInfo:
     """
     ns = max(st.st_mtime_ns, st.st_ctime_ns)
     return ObjectInfo(key, st.st_size, ns / 1e9, None, ns)
+
+
+def parquet_bytes(table: pa.Table, **kwargs: Any) -> bytes:
+    """A table as the bytes :meth:`Storage.write_parquet` writes (zstd unless told otherwise)."""
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    kwargs.setdefault("compression", "zstd")
+    pq.write_table(table, buf, **kwargs)
+    return buf.getvalue()
 
 
 def sha256_file(path: str | Path) -> str:

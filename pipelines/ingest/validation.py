@@ -31,8 +31,10 @@ GX suite, :mod:`~pipelines.ingest.decision` for the outcome), then writes
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +42,8 @@ from pipelines.core import catalog
 from pipelines.core.contracts import MALFORMED_ROW, MISSING_COLUMN, TYPE_MISMATCH, Contract, contract_for
 from pipelines.core.errors import ContractHalt, DeliveryChanged, MissingInput, NothingLanded
 from pipelines.core.partitions import ds_str
+from pipelines.core.storage import parquet_bytes
+from pipelines.core.withdrawal import held_for, models_on, withdraw_stale_scores
 
 if TYPE_CHECKING:
     import numpy as np
@@ -189,17 +193,15 @@ def validate_partition(
     summary["ignored_files"] = landed.ignored
     summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
     summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
-    tables = None
-    if decision.status == "published":
-        tables = _outputs(contract, reading, masks, decision)
-        summary["validated"] = storage.uri(catalog.validated_file(dataset, ds))
-        summary["quarantine"] = storage.uri(catalog.quarantine_rows(dataset, ds))
+    tables, validated = _outputs_to_publish(storage, contract, reading, masks, decision, summary)
     summary["seconds"] = round(time.monotonic() - t0, 3)
     document = report_document(summary, decision, reading.parsed, gx["raw"])
-    page = render_html(document["summary"], decision.rules)
-    # Everything is decided and built: write only if the delivery is still the one read.
+    built = Built(tables, validated, reading.kept_files, summary, document, render_html(summary, decision.rules))
+    # Everything is decided and built: write only if the delivery is still the one read (checked again
+    # inside the scores locks, which the write may have to wait for).
     _unchanged(project, ds, storage, landed)
-    _write(storage, dataset, ds, tables, reading.kept_files, summary, document, page)
+    recheck = lambda: _unchanged(project, ds, storage, landed)  # noqa: E731
+    _write(storage, dataset, ds, built, models_on(dataset, project.name), recheck)
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":
         raise ContractHalt(
@@ -210,6 +212,21 @@ def validate_partition(
             summary=summary,
         )
     return summary
+
+
+def _outputs_to_publish(
+    storage: Storage, contract: Contract, reading: Reading, masks: Any, decision: Any, summary: dict[str, Any]
+) -> tuple[Tables | None, bytes | None]:
+    """The tables and validated bytes of a published day (``None`` for a halt); the summary names them."""
+    if decision.status != "published":
+        return None, None
+    dataset, ds = summary["dataset"], summary["ds"]
+    tables = _outputs(contract, reading, masks, decision)
+    validated = parquet_bytes(tables.validated, row_group_size=256_000)
+    summary["validated"] = storage.uri(catalog.validated_file(dataset, ds))
+    summary["validated_sha256"] = hashlib.sha256(validated).hexdigest()  # what scoring checks its input by
+    summary["quarantine"] = storage.uri(catalog.quarantine_rows(dataset, ds))
+    return tables, validated
 
 
 def _read(storage: Storage, landed: Delivery, contract: Contract) -> Reading:
@@ -353,31 +370,56 @@ def _outputs(contract: Contract, reading: Reading, masks: dict[str, np.ndarray],
     return Tables(v_table, q_table)
 
 
+@dataclass
+class Built:
+    """Every output of a validation, built before the first write (``tables`` ``None``: halted)."""
+
+    tables: Tables | None
+    validated: bytes | None
+    kept: list[dict[str, Any]]
+    summary: dict[str, Any]
+    document: dict[str, Any]
+    page: str
+
+
 def _write(
-    storage: Storage,
-    dataset: str,
-    ds: str,
-    tables: Tables | None,
-    kept: list[dict[str, Any]],
-    summary: dict[str, Any],
-    document: dict[str, Any],
-    page: str,
+    storage: Storage, dataset: str, ds: str, built: Built, models: list[str], recheck: Callable[[], None]
 ) -> None:
-    """Replace the partition's outputs with those built (``tables`` None: halted), then write the report."""
+    """Replace the partition's outputs with those built, then write the report.
+
+    Inside the scores lock of every model on the dataset: the delivery is
+    checked to be still the one read (``recheck``), then the day's scores
+    whose input is not the new validated file are withdrawn
+    (:mod:`pipelines.core.withdrawal`), before the old data goes: BI never
+    reads scores of a halted or replaced delivery, and no scoring run
+    publishes on the old data meanwhile.
+    """
     for key in (catalog.validation_report(dataset, ds), catalog.validation_html(dataset, ds)):
         storage.exists(key)  # a report folder that resolves out of the root fails here, before any write
-    # The old partition goes first, so a failure part-way never leaves this
-    # delivery's quarantine beside an earlier delivery's validated rows.
-    storage.delete_prefix(catalog.validated_dir(dataset, ds))
-    storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
-    if tables is not None:
-        _publish(storage, dataset, ds, tables, kept, summary)
-    storage.write_json(catalog.validation_report(dataset, ds), document)
-    storage.write_text(catalog.validation_html(dataset, ds), page)
+    digest = built.summary.get("validated_sha256") if built.tables is not None else None
+    why = "the day halted" if built.tables is None else "the day was re-validated with other content"
+    with held_for(storage, models, ds):
+        recheck()
+        for model in models:
+            withdraw_stale_scores(storage, model, ds, digest, why, built.summary["report"])
+        # The old partition goes first, so a failure part-way never leaves this
+        # delivery's quarantine beside an earlier delivery's validated rows.
+        storage.delete_prefix(catalog.validated_dir(dataset, ds))
+        storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
+        if built.tables is not None and built.validated is not None:
+            _publish(storage, dataset, ds, built.tables, built.kept, built.summary, built.validated)
+        storage.write_json(catalog.validation_report(dataset, ds), built.document)
+        storage.write_text(catalog.validation_html(dataset, ds), built.page)
 
 
 def _publish(
-    storage: Storage, dataset: str, ds: str, tables: Tables, kept: list[dict[str, Any]], summary: dict[str, Any]
+    storage: Storage,
+    dataset: str,
+    ds: str,
+    tables: Tables,
+    kept: list[dict[str, Any]],
+    summary: dict[str, Any],
+    validated: bytes,
 ) -> None:
     """Write the quarantine (rows, whole files, index), then the validated rows: every output was built before."""
     storage.write_parquet(catalog.quarantine_rows(dataset, ds), tables.quarantine)
@@ -385,7 +427,7 @@ def _publish(
         if k["_data"] is not None:
             storage.write_bytes(catalog.quarantine_file(dataset, ds, k["file"]), k["_data"])
     storage.write_json(catalog.quarantine_index(dataset, ds), summary["quarantined_files"])
-    storage.write_parquet(catalog.validated_file(dataset, ds), tables.validated, row_group_size=256_000)
+    storage.write_bytes(catalog.validated_file(dataset, ds), validated)
 
 
 def _log_outcome(summary: dict[str, Any], files_quarantined: int) -> None:

@@ -200,9 +200,13 @@ def _new_plan(
         "chunks": chunks,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    # The new plan replaces the old one in one atomic write (a stale process
-    # checking its plan from now on sees the conflict), then the other plans' chunks go.
-    storage.write_json(catalog.scoring_plan(project.name, ds), plan)
+    # The new plan replaces the old one in one atomic write, inside the partition's lock so that it
+    # never lands between a publisher's check of its plan and its write (a stale process checking
+    # its plan from now on sees the conflict); then the other plans' chunks go.
+    from pipelines.core import locks
+
+    with locks.scores_partition(storage, project.name, ds):
+        storage.write_json(catalog.scoring_plan(project.name, ds), plan)
     for stale in catalog.plan_ids(storage, project.name, ds):
         if stale != plan["plan_id"]:
             storage.delete_prefix(catalog.plan_dir(project.name, ds, stale))

@@ -1,10 +1,20 @@
 """Publishing: the committed chunks become one Parquet file that replaces the partition in one atomic step.
 
-The file is replaced first (a rename locally, a completed multipart upload on
-S3), then ``_manifest.json`` beside it describes it, and the plan is marked
-published. A reader globbing ``scores/<model>/*/*.parquet`` sees the previous
-complete partition or the new one, never a mix, a part or a duplicate. Same
-input and same version give the same bytes.
+The chunks are assembled into one file first (a row group per chunk, the
+provenance of every row in its columns and the run's identity in the file's
+footer). Then, inside the partition's lock (:func:`pipelines.core.locks.scores_partition`,
+which planning and withdrawal take too), the plan is checked to still be the
+partition's current plan and the validated input to still be the one it was
+made over; the file replaces the partition's (a rename locally, one PUT or a
+completed multipart upload on S3), ``_manifest.json`` beside it describes it,
+and the plan is marked published. A stale run (its plan superseded, or its
+input re-validated) therefore never overwrites a newer publish, and file and
+manifest always describe the same plan once the lock is released; a reader of
+the file alone finds the version, run and input checksum in its footer
+(``pipelines.scores`` key-value metadata). A reader globbing
+``scores/<model>/*/*.parquet`` sees the previous complete partition or the
+new one, never a mix, a part or a duplicate. Same input and same version give
+the same bytes.
 """
 
 from __future__ import annotations
@@ -28,12 +38,43 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+#: The footer key of a published file's identity (what scored it, from which input).
+FOOTER_KEY = b"pipelines.scores"
+
+
+def footer_identity(project: ProjectConfig, ds: str, plan: dict) -> dict[str, Any]:
+    """What a published file says about itself: deterministic for one input and version (same bytes)."""
+    pin = plan["model"]
+    return {
+        "model": project.name,
+        "ds": ds,
+        "model_version": pin["version"],
+        "mlflow_run_id": pin["run_id"],
+        "input_sha256": plan["input"]["sha256"],
+        "contract_version": plan.get("contract_version", ""),
+    }
+
+
+def read_footer_identity(path: str) -> dict[str, Any] | None:
+    """The identity a published file carries in its footer (``None`` for a file from before it did)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    meta = pq.read_metadata(path).metadata or {}
+    raw = meta.get(FOOTER_KEY)
+    return json.loads(raw) if raw else None
+
+
 def _assemble(project: ProjectConfig, ds: str, plan: dict, committed: dict, storage: Storage, out_path: str) -> int:
     """Stream the committed chunks, checksums verified, into one Parquet file (a row group per chunk)."""
+    import json
+
     import pyarrow.parquet as pq
 
     from pipelines.core.storage import sha256_file
 
+    identity = json.dumps(footer_identity(project, ds, plan), sort_keys=True).encode()
     rows, writer = 0, None
     try:
         for c in plan["chunks"]:
@@ -46,6 +87,7 @@ def _assemble(project: ProjectConfig, ds: str, plan: dict, committed: dict, stor
                         f"uncommitted: rerun (in Airflow, clear score_chunk) to score it again"
                     )
                 table = read_chunk(chunk_path)
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), FOOTER_KEY: identity})
             if writer is None:
                 writer = pq.ParquetWriter(out_path, table.schema, compression="zstd")
             writer.write_table(table, row_group_size=max(len(table), 1))
@@ -87,34 +129,97 @@ def announcement(manifest: dict[str, Any]) -> dict[str, Any]:
     return {k: manifest[k] for k in keys}
 
 
+def _input_unchanged(project: ProjectConfig, ds: str, plan: dict, storage: Storage) -> None:
+    """The validated partition is still the one the plan was made over (else :class:`PlanConflict`).
+
+    Read inside the partition's lock, which validation holds while it replaces
+    a day: the validation report then names the validated file's SHA-256
+    (``validated_sha256``), so nothing is downloaded. A report from before it
+    did, or one that does not match, is checked against the file itself.
+    """
+    from pipelines.core.storage import sha256_file
+
+    key = plan["input"]["key"]
+    if storage.exists(key):
+        report_key = catalog.validation_report(project.dataset.name, ds)
+        try:
+            summary = storage.read_json(report_key).get("summary", {}) if storage.exists(report_key) else {}
+        except (ValueError, AttributeError):
+            summary = {}
+        if isinstance(summary, dict) and summary.get("validated_sha256") == plan["input"]["sha256"]:
+            return
+        with storage.local_copy(key) as path:
+            if sha256_file(path) == plan["input"]["sha256"]:
+                return
+        what = "was re-validated with other content"
+    else:
+        what = "is gone (halted or re-validated)"
+    raise PlanConflict(
+        f"{project.name} ds={ds}: the validated partition {what} since plan {plan['plan_id']}; "
+        "nothing published: rerun from the plan step"
+    )
+
+
+def _json_bytes(obj: Any) -> bytes:
+    import json
+
+    return json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
+
+
+def _clear_withdrawal(storage: Storage, model: str, ds: str) -> None:
+    """A publication supersedes a withdrawal record of the day (removed before the manifest is written)."""
+    withdrawn = catalog.scores_withdrawal(model, ds)
+    if storage.exists(withdrawn):
+        storage.delete(withdrawn)
+
+
+def _published(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
+    """The manifest of a plan that is already published (this plan's chunks are gone: only it can answer)."""
+    manifest_key = catalog.scores_manifest(project.name, ds)
+    try:
+        existing = storage.read_json(manifest_key) if storage.exists(manifest_key) else None
+    except ValueError:
+        existing = None
+    if not isinstance(existing, dict) or existing.get("plan_id") != plan_id:
+        if storage.exists(catalog.scores_withdrawal(project.name, ds)):
+            raise PlanConflict(
+                f"{project.name} ds={ds}: plan {plan_id}'s scores were withdrawn (the day halted or was "
+                "re-validated with other content); score the partition again from the plan step"
+            )
+        raise PlanConflict(
+            f"{project.name} ds={ds}: plan {plan_id} is published but its manifest is missing or damaged; "
+            "score the partition again from the plan step (--restart)"
+        )
+    return existing
+
+
 def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | None = None) -> dict[str, Any]:
     """Stream the plan's committed chunks into one Parquet file and replace the partition's file atomically.
 
     Idempotent: publishing a plan that is already published returns its manifest.
 
     Raises:
-        PlanConflict: the plan was superseded (checked before each write), or it is
-            published and its manifest is missing or damaged (score again from the plan).
+        PlanConflict: the plan was superseded, its validated input changed or went (checked inside the
+            partition's lock, right before the file is replaced), or it is published and its manifest
+            is missing or damaged (score again from the plan).
         MissingInput: a chunk is not committed, or fails its checksum (it is then uncommitted).
+        LockBusy: another process held the partition's lock for the whole wait (exit 7).
         ConfigError: the step hook setting is invalid.
     """
+    from pipelines.core import locks
     from pipelines.core.storage import get_storage, sha256_file
 
     hooks.check()
     ds = ds_str(ds)
     storage = storage or get_storage()
     plan = current_plan(project, ds, plan_id, storage)
-    manifest_key = catalog.scores_manifest(project.name, ds)
-    if plan.get("status") == "published":  # this plan's chunks are gone: only its manifest can answer
-        try:
-            existing = storage.read_json(manifest_key) if storage.exists(manifest_key) else None
-        except ValueError:
-            existing = None
-        if not isinstance(existing, dict) or existing.get("plan_id") != plan_id:
-            raise PlanConflict(
-                f"{project.name} ds={ds}: plan {plan_id} is published but its manifest is missing or damaged; "
-                "score the partition again from the plan step (--restart)"
-            )
+    if plan.get("status") == "withdrawn":
+        raise PlanConflict(
+            f"{project.name} ds={ds}: plan {plan_id}'s scores were withdrawn (the day halted or was re-validated "
+            "with other content); score the partition again from the plan step"
+        )
+    if plan.get("status") == "published":
+        existing = _published(project, ds, plan_id, storage)
         storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
         return existing
     committed = committed_chunks(project, ds, plan, storage)
@@ -127,17 +232,28 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
         if rows != plan["input"]["rows"]:
             raise MissingInput(f"{project.name} ds={ds}: {rows} scored rows for {plan['input']['rows']} input rows")
         digest = sha256_file(out_path)
-        hooks.point("publish_data")
-        current_plan(project, ds, plan_id, storage)  # not superseded while assembling
-        output = storage.upload(catalog.scores_file(project.name, ds), out_path)
-    manifest = scores_manifest(project, ds, plan, committed, {"rows": rows, "output": output, "sha256": digest})
-    hooks.point("publish_manifest")
-    current_plan(project, ds, plan_id, storage)
-    storage.write_json(manifest_key, manifest)
-    storage.write_json(
-        catalog.scoring_plan(project.name, ds),
-        {**plan, "status": "published", "published_at": manifest["published_at"]},
-    )
+        data_key, manifest_key = catalog.scores_file(project.name, ds), catalog.scores_manifest(project.name, ds)
+        with locks.scores_partition(storage, project.name, ds) as lock:
+            plan = current_plan(project, ds, plan_id, storage)  # not superseded while assembling
+            if plan.get("status") == "published":  # another run of this plan got there first
+                _clear_withdrawal(storage, project.name, ds)
+                return _published(project, ds, plan_id, storage)
+            _input_unchanged(project, ds, plan, storage)
+            # The objects' versions now: each write below is conditional on them (on S3), so a holder
+            # that lost the lock without knowing it (stalled past its lease) cannot overwrite a newer publish.
+            fences = storage.fence(data_key), storage.fence(manifest_key)
+            hooks.point("publish_data")
+            lock.check()
+            output = storage.replace_if(data_key, fences[0], path=out_path)
+            manifest = scores_manifest(project, ds, plan, committed, {"rows": rows, "output": output, "sha256": digest})
+            _clear_withdrawal(storage, project.name, ds)
+            hooks.point("publish_manifest")
+            lock.check()
+            storage.replace_if(manifest_key, fences[1], data=_json_bytes(manifest))
+            storage.write_json(
+                catalog.scoring_plan(project.name, ds),
+                {**plan, "status": "published", "published_at": manifest["published_at"]},
+            )
     storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
     log.info(
         "%s ds=%s: published %d rows scored by v%s (%d chunks) to %s",

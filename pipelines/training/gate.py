@@ -72,14 +72,14 @@ class HoldoutChanged(MissingInput):
 def promotion_lock(model: str) -> Iterator[Any]:
     """Serialise alias moves of one model, on every storage and tracking backend (see :mod:`pipelines.core.locks`).
 
-    Inside, a champion move whose history entry was lost is recorded first.
+    Inside, aliases and history are brought into agreement first (``lock.reconciled`` holds what that did).
     """
     from pipelines.core import champions, locks
     from pipelines.core.storage import get_storage
     from pipelines.core.tracking import client
 
     with locks.hold(get_storage(), f"promote-{model}", timeout=120) as lock:
-        champions.reconcile(client(), model)
+        lock.reconciled = champions.reconcile(client(), model)  # type: ignore[attr-defined]
         yield lock
 
 
@@ -122,6 +122,11 @@ def _holdout(project: ProjectConfig, c: Any, version: str) -> pd.DataFrame:
             raise MissingInput(f"{project.name} v{version}: its run has no end_ds tag; was it trained by pipelines?")
         key = catalog.training_file(project.name, end_ds, catalog.HOLDOUT_FILE)
         digest = _logged_holdout_md5(mv.run_id)
+        if digest is None:
+            raise HoldoutChanged(
+                f"{project.name} v{version}: no holdout digest recorded with the version or its run, so its "
+                "holdout cannot be checked; retrain to gate a version"
+            )
     try:
         data = storage.read_bytes(key)
     except MissingInput:
@@ -307,7 +312,7 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None, *, force
     versions = c.search_model_versions(f"name='{project.name}'")
     if not versions:
         raise MissingInput(f"{project.name}: no registered version to gate; run `pipelines train` first")
-    candidate = str(candidate or max(int(v.version) for v in versions))
+    candidate = _version_number(candidate, versions, project.name)
     champion = _alias_version(c, project.name, CHAMPION)
     decision: dict[str, Any] = {
         "model": project.name,
@@ -364,10 +369,33 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None, *, force
     return decision
 
 
+def _version_number(candidate: str | None, versions: list[Any], model: str) -> str:
+    """The candidate as the registry numbers it (``"01"`` is ``"1"``); the newest without one.
+
+    Raises:
+        ConfigError: not a version number.
+        MissingInput: no such version.
+    """
+    from pipelines.core.errors import ConfigError
+
+    known = {str(v.version) for v in versions}
+    if candidate is None or candidate == "":
+        return str(max(int(v) for v in known))
+    try:
+        number = str(int(str(candidate).strip()))
+    except ValueError:
+        raise ConfigError(f"{model}: candidate {candidate!r} is not a version number") from None
+    if number not in known:
+        raise MissingInput(f"{model}: no version {number} (registered: {', '.join(sorted(known, key=int))})")
+    return number
+
+
 def _rolled_back_criterion(
     c: Any, model: str, candidate: str, entries: list[dict[str, Any]], force: bool
 ) -> dict[str, Any] | None:
     """Refuse a version rolled back as bad, or its twin (same data, code and config); ``None`` when neither."""
+    from mlflow.exceptions import MlflowException
+
     from pipelines.core.champions import rolled_back
 
     bad = rolled_back(entries)
@@ -380,7 +408,12 @@ def _rolled_back_criterion(
         same = ("data_fingerprint", "code_version", "config_hash")
         mine = c.get_model_version(model, candidate).tags or {}
         for version, why in sorted(bad.items()):
-            theirs = c.get_model_version(model, version).tags or {}
+            try:
+                theirs = c.get_model_version(model, version).tags or {}
+            except MlflowException as exc:  # a rolled-back version deleted since: nothing to compare
+                if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                    continue
+                raise
             if all(mine.get(k) and mine.get(k) == theirs.get(k) for k in same):
                 reason = f"same training data, code and config as v{version}, which was rolled back: {why}"
                 break
@@ -514,7 +547,10 @@ def _min_change(name: str, change: Any, ch: dict[str, float], cp: dict[str, floa
     from pipelines.core.metrics import METRICS
 
     gain = METRICS[name].gain(ch[name], cp[name])
-    rel = gain / abs(cp[name]) if cp[name] else float("inf")
+    if cp[name]:
+        rel = gain / abs(cp[name])
+    else:  # a champion at exactly 0: any gain is infinitely relative, in its own direction
+        rel = float("inf") if gain > 0 else (0.0 if gain == 0 else float("-inf"))
     ok = (change.absolute is None or gain >= change.absolute) and (change.relative is None or rel >= change.relative)
     return {
         "name": f"min_change:{name}",
@@ -583,15 +619,25 @@ def _record(c: Any, project: ProjectConfig, d: dict[str, Any]) -> None:
 
 
 def _move_aliases(
-    c: Any, project: ProjectConfig, new: str, expected: str | None, why: str, decision_uri: str | None = None
+    c: Any,
+    project: ProjectConfig,
+    new: str,
+    expected: str | None,
+    why: str,
+    decision_uri: str | None = None,
+    *,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Make ``new`` the champion (``previous-champion`` the old one) if the champion is still ``expected``.
 
-    Under the promotion lock: the alias move is the commit point; the history
-    entry and the version's ``promoted`` tags follow it inside the lock.
+    Under the promotion lock: the champion is re-checked, and so is ``new``
+    against the rollbacks recorded meanwhile (unless ``force``); then the
+    ``champion`` alias moves (the commit point), ``previous-champion``
+    follows, then the history entry and the version's ``promoted`` tags.
 
     Raises:
-        ChampionChanged: the champion is not ``expected`` any more (another promotion or a rollback won).
+        ChampionChanged: the champion is not ``expected`` any more (another promotion or a rollback won),
+            or ``new`` was rolled back while the gate evaluated it.
     """
     from pipelines.core import champions
 
@@ -601,14 +647,17 @@ def _move_aliases(
             raise ChampionChanged(
                 f"{project.name}: champion moved from {expected} to {current} during the gate; re-run the gate"
             )
+        refused = _rolled_back_criterion(c, project.name, new, champions.history(c, project.name), force)
+        if refused is not None and not refused["passed"]:
+            raise ChampionChanged(f"{project.name}: during the gate, {refused['detail']}")
         lock.check()
+        c.set_registered_model_alias(project.name, CHAMPION, new)
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
-        c.set_registered_model_alias(project.name, CHAMPION, new)
         entry = champions.append(c, project.name, "promote", new, current, why, decision_uri=decision_uri)
         c.set_model_version_tag(project.name, new, "gate_decision", "promoted")
         c.set_model_version_tag(project.name, new, "promoted_from", current or "-")
-        c.set_model_version_tag(project.name, new, "promotion_reason", why)
+        c.set_model_version_tag(project.name, new, "promotion_reason", why[:4000])
         c.set_model_version_tag(project.name, new, "promoted_at", entry["at"])
         return entry
 
@@ -630,15 +679,20 @@ def run_gate(
     d = evaluate_gate(project, candidate, force=force)
     d["promoted"] = False
     d["dry_run"] = dry_run
-    if d.get("noop"):
-        return d
     c = client()
+    if d.get("noop"):
+        if not dry_run:  # a retried gate whose promotion lost its record: record it now, and say so
+            with promotion_lock(project.name) as lock:
+                recovered = lock.reconciled
+            if recovered and recovered.get("event") == "recovered" and recovered["champion"] == d["candidate"]:
+                d.update(promoted=bool(recovered.get("gated")), recovered=True)
+        return d
     if not dry_run:
         _record(c, project, d)
     if d["passed"] and not dry_run:
         why = f"gate passed: {', '.join(x['name'] for x in d['criteria'])} ({d['decision_uri']})"
         try:
-            _move_aliases(c, project, d["candidate"], d["champion"], why, d["decision_uri"])
+            _move_aliases(c, project, d["candidate"], d["champion"], why, d["decision_uri"], force=force)
         except ChampionChanged:
             c.set_model_version_tag(project.name, d["candidate"], "gate_decision", "superseded")
             raise
@@ -666,9 +720,14 @@ def run_gate(
 def rollback(project: ProjectConfig, reason: str = "manual rollback") -> dict[str, Any]:
     """Make ``previous-champion`` the champion again; the rolled-back version becomes ``previous-champion``.
 
-    The rolled-back version is recorded as such in the alias history: the gate
-    refuses it (and its twins) unless forced, training never reuses it, and
-    as-of pinning skips it, until it is made champion again.
+    The rollback is recorded in the alias history first (the intent), then
+    the aliases move: an interrupted rollback is completed by the next locked
+    section. The rolled-back version is refused by the gate (with its twins)
+    unless forced, never reused by training and skipped by as-of pinning,
+    until it is made champion again.
+
+    Raises:
+        MissingInput: no ``previous-champion``, or it is the champion itself.
     """
     from pipelines.core import champions
     from pipelines.core.tracking import client
@@ -677,14 +736,14 @@ def rollback(project: ProjectConfig, reason: str = "manual rollback") -> dict[st
     with promotion_lock(project.name) as lock:
         current = _alias_version(c, project.name, CHAMPION)
         previous = _alias_version(c, project.name, PREVIOUS)
-        if previous is None:
-            raise MissingInput(f"{project.name}: no previous-champion to roll back to")
+        if previous is None or previous == current:
+            raise MissingInput(f"{project.name}: no previous-champion to roll back to (champion v{current})")
         lock.check()
+        entry = champions.append(c, project.name, "rollback", previous, current, f"rollback: {reason}")
+        if current is not None:
+            c.set_model_version_tag(project.name, current, "rolled_back", reason[:4000])
         c.set_registered_model_alias(project.name, CHAMPION, previous)
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
-        entry = champions.append(c, project.name, "rollback", previous, current, f"rollback: {reason}")
-        if current is not None:
-            c.set_model_version_tag(project.name, current, "rolled_back", reason)
     log.info("%s: rolled back champion %s -> %s (%s)", project.name, current, previous, reason)
     return {k: entry[k] for k in ("champion", "previous", "why", "at")}

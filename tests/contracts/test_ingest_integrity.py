@@ -488,14 +488,14 @@ def test_a_republish_never_leaves_new_quarantine_beside_old_validated_rows(stora
     frames = day_frames()
     frames["EWR"].loc[frames["EWR"].index[:5], "dest"] = "XXX"
     land(storage, {f"flights_{o}.csv": csv(f) for o, f in frames.items()})
-    real = storage.write_parquet
+    real = storage.write_bytes
 
-    def disk_full_on_validated(key, table, **kwargs):
+    def disk_full_on_validated(key, data):
         if key == catalog.validated_file(DATASET, DS):
             raise OSError(28, "No space left on device")
-        return real(key, table, **kwargs)
+        return real(key, data)
 
-    monkeypatch.setattr(storage, "write_parquet", disk_full_on_validated)
+    monkeypatch.setattr(storage, "write_bytes", disk_full_on_validated)
     with pytest.raises(OSError):
         validate_partition(project, DS, storage=storage)
     assert not storage.exists(catalog.validated_file(DATASET, DS))  # no mix of the two deliveries

@@ -95,3 +95,40 @@ def test_a_holder_renews_its_lease_past_half_time(s3_root):
         with pytest.raises(locks.LockBusy):  # renewed, so still not expired for a contender
             with locks.hold(storage, "promote-m", timeout=0.05, lease=30):
                 pass
+
+
+def test_a_live_holder_keeps_its_lock_past_the_lease_by_heartbeat_and_a_dead_one_loses_it(s3_root):
+    storage = get_storage()
+    with locks.hold(storage, "promote-m", lease=1.5) as lock:
+        time.sleep(2.5)  # no check() at all: the heartbeat renews
+        with pytest.raises(locks.LockBusy):
+            with locks.hold(storage, "promote-m", timeout=0.1, lease=30):
+                pass
+        lock.check()
+    dead = locks._ObjectLock(storage, "promote-m", lease=1.5)
+    assert dead.try_acquire()  # and no heartbeat: its process was killed
+    time.sleep(1.6)
+    with locks.hold(storage, "promote-m", timeout=10, lease=30):
+        pass
+
+
+def test_a_fenced_write_never_overwrites_what_another_writer_wrote_meanwhile(s3_root, tmp_path):
+    from pipelines.core.errors import ConditionFailed
+
+    storage = get_storage()
+    key = "scores/m/ds=2013-01-01/part-00000.parquet"
+    absent = storage.fence(key)
+    assert absent == ""
+    storage.write_bytes(key, b"newer run")  # another writer got there first
+    with pytest.raises(ConditionFailed):
+        storage.replace_if(key, absent, data=b"stale run")
+    seen = storage.fence(key)
+    storage.write_bytes(key, b"newest run")
+    path = tmp_path / "stale"
+    path.write_bytes(b"stale run")
+    with pytest.raises(ConditionFailed):
+        storage.replace_if(key, seen, path=str(path))
+    assert storage.read_bytes(key) == b"newest run"
+    storage.replace_if(key, storage.fence(key), path=str(path))  # nobody in between: written
+    assert storage.read_bytes(key) == b"stale run"
+    assert LocalStorage(tmp_path / "local").fence(key) is None  # a kernel lock is its own fence

@@ -155,6 +155,50 @@ def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
         assert manifest["rows"] == report["summary"]["validated_rows"]
 
 
+def test_racing_promotions_on_the_tracking_server_and_s3_leave_one_champion(stack, monkeypatch):
+    """Gates in several threads move the alias at once, through the MLflow server, locked on the S3 root."""
+    import threading
+
+    from pipelines.core.champions import history
+    from pipelines.core.config import load_project
+    from pipelines.core.tracking import CHAMPION, PREVIOUS, alias_version, client
+    from pipelines.training.gate import ChampionChanged, _move_aliases, rollback
+
+    for key, value in stack.env().items():
+        if key.startswith(("MLFLOW_", "PIPELINES_", "AWS_")):
+            monkeypatch.setenv(key, value)
+    c = client()
+    project = load_project(MODEL)
+    champion = str(alias_version(c, MODEL, CHAMPION).version)
+    before = len(history(c, MODEL))
+    source = c.get_model_version(MODEL, champion)
+    rivals = [str(c.create_model_version(MODEL, source.source, run_id=source.run_id).version) for _ in range(4)]
+    results: dict[str, object] = {}
+
+    def promote(version: str) -> None:
+        try:
+            _move_aliases(client(), project, version, champion, f"race {version}")
+            results[version] = "won"
+        except ChampionChanged as exc:
+            results[version] = exc
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in rivals]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [v for v, r in results.items() if r == "won"]
+    assert len(winners) == 1 and len(results) == len(rivals), results
+    assert str(alias_version(c, MODEL, CHAMPION).version) == winners[0]
+    assert str(alias_version(c, MODEL, PREVIOUS).version) == champion
+    entries = history(c, MODEL)[before:]
+    assert [(e["event"], e["champion"], e["previous"]) for e in entries] == [("promote", winners[0], champion)]
+    assert c.get_model_version(MODEL, winners[0]).tags["gate_decision"] == "promoted"
+    assert not any("gate_decision" in c.get_model_version(MODEL, v).tags for v in rivals if v != winners[0])
+    rollback(project, "test: the race winner was a copy")
+    assert str(alias_version(c, MODEL, CHAMPION).version) == champion
+
+
 def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     score = "batch_score_flights_delay"
     before = _s3_json(stack, catalog.scores_manifest(MODEL, KILL_DS))

@@ -133,6 +133,8 @@ def env(request, scored_root, monkeypatch, tmp_path) -> Target:
         monkeypatch.setenv("PIPELINES_DATA_ROOT", str(scored_root))
         return Target("local", str(scored_root))
     root = request.getfixturevalue("s3_root")  # sets PIPELINES_DATA_ROOT and the AWS_* variables
+    # A run killed inside the partition's lock leaves its lock object until the lease lapses: keep it short.
+    monkeypatch.setenv("PIPELINES_LOCK_LEASE_SECONDS", "5")
     from pipelines.core.storage import get_storage
 
     storage = get_storage()
@@ -437,3 +439,102 @@ def test_the_readme_bi_queries_read_the_scores(env, tmp_path):
     call = re.search(r'`(pd\.read_parquet\("data/scores/flights_delay"[^`]*)`', bi).group(1)
     frame = eval(call.replace('"data/', f'"{env.root}/'), {"pd": pd})  # the README's own line
     assert len(frame) == ROWS and str(frame["ds"].iloc[0]) == DS
+
+
+@pytest.mark.parametrize("point", ["publish_data", "publish_manifest"])
+def test_a_stale_publish_never_overwrites_a_newer_one(env, tmp_path, point):
+    """Run A is held inside its publish; run B re-plans the day (another chunking: other bytes) meanwhile.
+
+    Whatever the order the two finish in, the partition ends as one run's file with that run's manifest
+    and plan: never A's file under B's manifest.
+    """
+    import hashlib
+
+    from pipelines.core.config import load_project
+    from pipelines.lineage import lineage
+
+    a, a_err, release = _start(env, tmp_path, "--restart", hold=point)
+    _wait_hold(a, a_err, point)
+    b_err = open(tmp_path / "b-stderr.log", "w+")
+    cmd = [sys.executable, "-m", "pipelines", "score", "--model", MODEL, "--ds", DS, "--chunk-rows", "200"]
+    b = subprocess.Popen(
+        [*cmd, "--restart", "--json"], stdout=subprocess.PIPE, stderr=b_err, text=True, cwd=PROJECT_ROOT
+    )
+    try:  # B plans, scores and publishes while A is held, unless a lock makes it wait for A
+        deadline = time.monotonic() + 180
+        while b.poll() is None and time.monotonic() < deadline:
+            b_err.seek(0)
+            if "waiting for lock" in b_err.read():
+                break
+            time.sleep(0.1)
+    finally:
+        open(release, "w").close()
+    a.communicate(timeout=300)
+    b.communicate(timeout=300)
+    b_err.seek(0)
+    assert b.returncode == 0, b_err.read()[-2000:]
+    assert a.returncode in (0, 7), a.returncode  # published first, or told its plan was superseded
+    manifest = env.manifest()
+    plan = json.loads(env.read(catalog.scoring_plan(MODEL, DS)))
+    data = env.read(catalog.scores_file(MODEL, DS))
+    assert manifest["plan_id"] == plan["plan_id"] and plan["status"] == "published"
+    assert hashlib.sha256(data).hexdigest() == manifest["output_sha256"]
+    assert manifest["chunk_rows"] == 200  # B re-planned last: its publish is the one that stands
+    assert env.published() == (ROWS, ROWS, "1", 1)
+    assert lineage(load_project(MODEL), DS)["consistent"]
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_path):
+    """Same delivery again: scores stay. New content: withdrawn, then rescored. A halt: withdrawn."""
+    from pipelines.core.config import load_project
+    from pipelines.core.errors import ContractHalt, MissingInput
+    from pipelines.core.storage import get_storage
+    from pipelines.ingest.validation import validate_partition
+    from pipelines.lineage import lineage
+    from pipelines.scoring import score_partition
+    from pipelines_ops.demo_data import seed_demo
+
+    day = "2013-01-29"
+    project, storage = load_project(MODEL), get_storage()
+    scores, manifest_key = catalog.scores_file(MODEL, day), catalog.scores_manifest(MODEL, day)
+    withdrawal = catalog.scores_withdrawal(MODEL, day)
+    backup = {
+        k: storage.read_bytes(k)
+        for k in (catalog.validated_file(DATASET, day), catalog.validation_report(DATASET, day))
+    }
+    try:
+        seed_demo(project, day, day, storage=storage)
+        validate_partition(project, day, storage=storage)
+        first = score_partition(project, day, storage=storage)
+
+        validate_partition(project, day, storage=storage)  # the same delivery again: the same validated bytes
+        assert storage.read_json(manifest_key)["plan_id"] == first["plan_id"] and storage.exists(scores)
+
+        landed = catalog.landing_file(DATASET, day, "flights_EWR.csv")
+        text = storage.read_bytes(landed).decode().rstrip("\n").split("\n")
+        storage.write_bytes(landed, ("\n".join(text[:-1]) + "\n").encode())  # a flight withdrawn upstream
+        storage.write_bytes(catalog.landing_file(DATASET, day, project.ingest.ready_marker), b"")
+        validate_partition(project, day, storage=storage)
+        assert not storage.exists(scores) and not storage.exists(manifest_key)
+        record = storage.read_json(withdrawal)
+        assert "re-validated" in record["why"] and record["plan_id"] == first["plan_id"]
+        with pytest.raises(MissingInput, match="withdrawn"):
+            lineage(project, day)
+
+        again = score_partition(project, day, storage=storage)
+        assert again["rows"] == first["rows"] - 1 and not storage.exists(withdrawal)
+        assert lineage(project, day)["consistent"]
+
+        storage.delete(catalog.landing_file(DATASET, day, "flights_JFK.csv"))  # an incomplete redelivery
+        storage.write_bytes(catalog.landing_file(DATASET, day, project.ingest.ready_marker), b"")
+        with pytest.raises(ContractHalt):
+            validate_partition(project, day, storage=storage)
+        assert not storage.exists(scores) and "halted" in storage.read_json(withdrawal)["why"]
+    finally:
+        for k, v in backup.items():
+            storage.write_bytes(k, v)
+        storage.delete_prefix(catalog.landing_dir(DATASET, day))
+        for k in (scores, manifest_key, withdrawal):
+            if storage.exists(k):
+                storage.delete(k)

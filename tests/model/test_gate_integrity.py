@@ -61,9 +61,10 @@ def test_a_dry_run_records_nothing_and_a_backfill_never_pins_what_only_passed_a_
     v1 = train_challenger(project, "2013-01-31")["version"]
 
     d = run_gate(project, dry_run=True)
-    assert d["passed"] and not d["promoted"] and d["dry_run"]
+    assert d["passed"] and not d["promoted"]
     tags = client().get_model_version(MODEL, v1).tags
     assert not {"gate_decision", "promoted_from", "gate_decision_uri"} & set(tags)  # nothing recorded
+    assert d["dry_run"]
     from pipelines.core.champions import history
 
     assert champion() is None and history(client(), MODEL) == []
