@@ -498,7 +498,6 @@ def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_
     day = "2013-01-29"
     project, storage = load_project(MODEL), get_storage()
     scores, manifest_key = catalog.scores_file(MODEL, day), catalog.scores_manifest(MODEL, day)
-    withdrawal = catalog.scores_withdrawal(MODEL, day)
     backup = {
         k: storage.read_bytes(k)
         for k in (catalog.validated_file(DATASET, day), catalog.validation_report(DATASET, day))
@@ -517,6 +516,7 @@ def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_
         storage.write_bytes(catalog.landing_file(DATASET, day, project.ingest.ready_marker), b"")
         validate_partition(project, day, storage=storage)
         assert not storage.exists(scores) and not storage.exists(manifest_key)
+        withdrawal = catalog.scores_withdrawal(MODEL, day)
         record = storage.read_json(withdrawal)
         assert "re-validated" in record["why"] and record["plan_id"] == first["plan_id"]
         with pytest.raises(MissingInput, match="withdrawn"):
@@ -535,6 +535,6 @@ def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_
         for k, v in backup.items():
             storage.write_bytes(k, v)
         storage.delete_prefix(catalog.landing_dir(DATASET, day))
-        for k in (scores, manifest_key, withdrawal):
+        for k in (scores, manifest_key, f"{catalog.scores_table(MODEL)}/ds={day}/_withdrawn.json"):
             if storage.exists(k):
                 storage.delete(k)
