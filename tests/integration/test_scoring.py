@@ -538,3 +538,59 @@ def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_
         for k in (scores, manifest_key, f"{catalog.scores_table(MODEL)}/ds={day}/_withdrawn.json"):
             if storage.exists(k):
                 storage.delete(k)
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_publish_stalled_between_its_checks_and_its_upload_never_lands_over_a_newer_one(env, tmp_path):
+    """Run A passes every check, then stalls in its upload; run B re-plans, scores and publishes meanwhile.
+
+    A's late upload must never leave A's file under B's manifest: either B waits for A (the partition's
+    lock), or A's write is refused.
+    """
+    import hashlib
+    import threading
+
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import LocalStorage, get_storage
+    from pipelines.scoring import plan_run, publish, score_chunks
+
+    project, storage = load_project(MODEL), get_storage()
+    data_key = catalog.scores_file(MODEL, DS)
+    a = plan_run(project, DS, chunk_rows=CHUNK_ROWS, restart=True)
+    score_chunks(project, DS, a["plan_id"])
+    entered, release = threading.Event(), threading.Event()
+
+    class Stalling(LocalStorage):
+        def upload(self, key: str, path: str) -> str:
+            if key == data_key:
+                entered.set()
+                release.wait(120)
+            return super().upload(key, path)
+
+    outcome: dict[str, object] = {}
+
+    def run(name: str, fn) -> None:
+        try:
+            outcome[name] = fn()
+        except Exception as exc:  # the outcome is what the test looks at
+            outcome[name] = exc
+
+    def newer_run() -> dict:
+        b = plan_run(project, DS, chunk_rows=200, restart=True)
+        score_chunks(project, DS, b["plan_id"])
+        return publish(project, DS, b["plan_id"])
+
+    run_a = threading.Thread(target=run, args=("a", lambda: publish(project, DS, a["plan_id"], Stalling(storage.root))))
+    run_a.start()
+    assert entered.wait(120)
+    run_b = threading.Thread(target=run, args=("b", newer_run))
+    run_b.start()
+    run_b.join(timeout=20)  # B finishes now unless something makes it wait for A
+    release.set()
+    run_a.join(timeout=120)
+    run_b.join(timeout=120)
+    assert isinstance(outcome["b"], dict), outcome["b"]
+    manifest = env.manifest()
+    plan = json.loads(env.read(catalog.scoring_plan(MODEL, DS)))
+    assert manifest["plan_id"] == plan["plan_id"] == outcome["b"]["plan_id"]
+    assert hashlib.sha256(env.read(data_key)).hexdigest() == manifest["output_sha256"]
