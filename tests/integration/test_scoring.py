@@ -594,3 +594,24 @@ def test_a_publish_stalled_between_its_checks_and_its_upload_never_lands_over_a_
     plan = json.loads(env.read(catalog.scoring_plan(MODEL, DS)))
     assert manifest["plan_id"] == plan["plan_id"] == outcome["b"]["plan_id"]
     assert hashlib.sha256(env.read(data_key)).hexdigest() == manifest["output_sha256"]
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_lineage_verifies_the_checksum_of_the_file_it_reports(env, tmp_path):
+    """A scores file replaced behind its manifest's back (another plan's bytes) is reported, not vouched for."""
+    from pipelines.core.config import load_project
+    from pipelines.lineage import lineage
+
+    first = _score(env, tmp_path, "--restart")
+    path = os.path.join(env.root, catalog.scores_file(MODEL, DS))
+    original = open(path, "rb").read()
+    try:
+        _score(env, tmp_path, "--restart", "--chunk-rows", "300")  # the same rows in other row groups
+        other = open(path, "rb").read()
+        assert other != original
+        open(path, "wb").write(original)  # the first run's file under the second run's manifest
+        r = lineage(load_project(MODEL), DS)
+        assert not r["consistent"] and any("SHA-256" in p for p in r["problems"]), r["problems"]
+    finally:
+        _score(env, tmp_path, "--restart")
+    assert lineage(load_project(MODEL), DS)["consistent"] and first["rows"] == ROWS
