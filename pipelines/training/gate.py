@@ -458,6 +458,11 @@ def _common_holdout(project: ProjectConfig, c: Any, candidate: str, champion: st
     if champion is None:
         return holdout
     seen = window(c.get_model_version(project.name, champion).tags, "training_window")
+    if not seen:
+        notes.append(
+            f"champion v{champion} records no training window: no holdout day dropped (it may be scored on days "
+            "it trained on, which can only favour it)"
+        )
     if seen:
         before = holdout["ds"].nunique()
         holdout = holdout[(holdout["ds"] < seen[0]) | (holdout["ds"] > seen[1])]
