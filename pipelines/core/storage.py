@@ -24,6 +24,7 @@ import math
 import os
 import re
 import stat
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ from pipelines.core.settings import Settings, get_settings
 if TYPE_CHECKING:
     import pyarrow as pa
 
+_CLIENT_LOCK = threading.Lock()
 _SEGMENT_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._=-]{0,254}")
 
 
@@ -419,16 +421,20 @@ class S3Storage(Storage):
 
     @property
     def client(self):
+        """One boto3 client per adapter, made from its own session: boto3's default session is not safe to
+        make clients from in several threads at once (a lock's heartbeat, concurrent gates), a client is."""
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            with _CLIENT_LOCK:
+                if self._client is None:
+                    import boto3
+                    from botocore.config import Config
 
-            self._client = boto3.client(
-                "s3",
-                endpoint_url=self._endpoint_url,
-                region_name=self._region,
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-            )
+                    self._client = boto3.session.Session().client(
+                        "s3",
+                        endpoint_url=self._endpoint_url,
+                        region_name=self._region,
+                        config=Config(retries={"max_attempts": 5, "mode": "standard"}),
+                    )
         return self._client
 
     def _key(self, key: str) -> str:
