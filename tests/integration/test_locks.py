@@ -132,3 +132,43 @@ def test_a_fenced_write_never_overwrites_what_another_writer_wrote_meanwhile(s3_
     storage.replace_if(key, storage.fence(key), path=str(path))  # nobody in between: written
     assert storage.read_bytes(key) == b"stale run"
     assert LocalStorage(tmp_path / "local").fence(key) is None  # a kernel lock is its own fence
+
+
+def test_promotions_racing_on_an_s3_root_leave_one_champion(s3_root, tmp_path, monkeypatch):
+    """Three gates check the champion, then move it; the registry answers slowly (0.3 s per lookup), so
+    without a lock that works on S3 every one of them passes the check before any moves the alias."""
+    from pipelines.core.config import load_project
+    from pipelines.core.tracking import CHAMPION, alias_version, client
+    from pipelines.training import gate
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    c = client()
+    c.create_registered_model("flights_delay")
+    for _ in range(3):
+        c.create_model_version("flights_delay", "s3://bucket/model", run_id=None)
+    project = load_project("flights_delay")
+    real = gate._alias_version
+
+    def slow_registry(*args):
+        found = real(*args)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(gate, "_alias_version", slow_registry)
+    results: dict[str, str] = {}
+
+    def promote(version: str) -> None:
+        try:
+            gate._move_aliases(client(), project, version, None, f"race {version}")
+            results[version] = "won"
+        except gate.ChampionChanged:
+            results[version] = "lost"
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in ("1", "2", "3")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [v for v, r in results.items() if r == "won"]
+    assert len(winners) == 1 and len(results) == 3, results
+    assert str(alias_version(c, "flights_delay", CHAMPION).version) == winners[0]
