@@ -19,15 +19,37 @@ Supported quality entries (property level unless noted):
 | schema ``metric: duplicateValues`` + ``arguments.properties`` | ``unique`` | ExpectCompoundColumnsToBeUnique |
 | schema ``metric: rowCount`` + ``mustBeBetween`` | ``row_count`` | ExpectTableRowCountToBeBetween |
 | schema ``type: custom``, ``engine: pipelines``, | ``partition_date`` | ExpectColumnValuesToBeInSet |
-| ``implementation: partitionDateMatches`` | | (one per date part) |
+| ``implementation: partitionDateMatches`` + ``arguments: {year, month, day}`` | | (one per date part) |
+| the same + ``arguments: {column}`` naming a ``date`` column | ``partition_date`` | ExpectColumnValuesToBeBetween |
+| | | (the partition day) |
+| the same + ``arguments: {column, timezone}`` naming a | ``partition_date`` | ExpectColumnValuesToBeBetween |
+| ``timestamp`` column (``timezone`` default ``UTC``) | | (UTC bounds, ``strict_max``) |
+
+``partitionDateMatches`` takes exactly one of two argument forms: three
+integer columns (``{year: year, month: month, day: day}``: each must equal the
+partition day's part), or one column (``{column: flight_date}``). A ``date``
+column's value must be the partition day. A ``timestamp`` column's instant,
+seen in ``timezone`` (an IANA name, default ``UTC``), must fall in
+``[local midnight, next local midnight)`` of the partition day: both ends are
+converted to UTC instants once (so a 23- or 25-hour DST day is exact) and the
+typed column, held in UTC, is compared with them. ``timezone`` is also the
+zone of that column's values delivered **without an offset** (``2013-01-01
+05:17:00``, a Parquet timestamp without a time zone): they are read as local
+times there, for the rule and for the published value; a local time that does
+not exist (the hour skipped in spring) or exists twice (the hour repeated in
+autumn) names no single instant and is a ``type_mismatch``. Values with an
+offset (``2013-01-01T05:17:00-05:00``, ``Z``) keep their instant. Without a
+``timezone`` (every other timestamp column), values without an offset are UTC.
+Both forms ignore nulls (a null is the ``required`` rule's business).
 
 Parse-stage rules, applied while reading files: ``type_mismatch`` (a value
-that cannot be read as its column's type), ``missing_column`` (a file lacks a
-contract column) and ``malformed_row`` (a CSV record that does not split into
-the header's columns, or whose values span several lines), plus the delivery
-rules ``empty_file`` (a data file with no records), ``delivery_incomplete``
-(an expected source is missing or short, see ``expectedSources``),
-``quarantine_rate`` and ``unsafe_file_name``.
+that cannot be read as its column's type, such as a ``date`` with a time of
+day: :func:`pipelines.ingest.landing.coerce_column`), ``missing_column`` (a
+file lacks a contract column) and ``malformed_row`` (a CSV record that does
+not split into the header's columns, or whose values span several lines),
+plus the delivery rules ``empty_file`` (a data file with no records),
+``delivery_incomplete`` (an expected source is missing or short, see
+``expectedSources``), ``quarantine_rate`` and ``unsafe_file_name``.
 
 Every severity/action combination either works end to end or is refused here,
 when the contract loads (:data:`ALLOWED_ACTIONS`): a row that cannot be read
@@ -88,6 +110,9 @@ class Column:
     required: bool = False
     primary_key: bool = False
     description: str = ""
+    #: The IANA time zone a timestamp column's values without an offset are
+    #: read in: a ``partitionDateMatches`` rule's ``timezone`` on the column, else UTC.
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True)
@@ -226,6 +251,7 @@ def load_contract(path: str | Path) -> Contract:
     by_name = {c.name: c for c in columns}
     rules += [_table_rule(q, by_name, action_of, fail) for q in table.quality or []]
     _check_rule_ids(rules, fail)
+    columns = _with_time_zones(columns, rules, fail)
     return Contract(
         id=odcs.id or table.name or path.stem,
         name=table.name or path.stem,
@@ -511,18 +537,101 @@ def _table_rule(q: Any, columns: dict[str, Column], action_of: Any, fail: Any) -
             raise fail(f"{where}: only mustBe: 0 is supported")
         return Rule(rid, "unique", sev, act, tuple(cols), description=q.description or "")
     if q.type == "custom" and q.engine == "pipelines" and q.implementation == "partitionDateMatches":
-        parts = {k: args.get(k) for k in ("year", "month", "day")}
+        columns_named, params = _partition_date_arguments(args, columns, where, fail)
+        return Rule(rid, "partition_date", sev, act, columns_named, params, q.description or "")
+    raise fail(f"{where}: unsupported rule (metric {metric!r}, type {q.type!r})")
+
+
+#: Argument names of the two forms of ``partitionDateMatches``.
+DATE_PARTS = ("year", "month", "day")
+DATE_COLUMN_ARGUMENTS = ("column", "timezone")
+#: Zone names that exist in the time zone database but mean the host's zone, which a contract cannot depend on.
+HOST_ZONES = frozenset({"localtime", "posixrules"})
+
+
+def _partition_date_arguments(
+    args: dict[str, Any], columns: dict[str, Column], where: str, fail: Any
+) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The columns and params of a ``partitionDateMatches`` rule, in exactly one of its two forms.
+
+    ``{year, month, day}`` names three integer columns (params: the three
+    names). ``{column}`` names a ``date`` column, ``{column, timezone}`` a
+    ``timestamp`` column (params: ``column``, ``logical_type`` and, for a
+    timestamp, ``timezone``, default ``UTC``).
+    """
+    unknown = sorted(str(k) for k in args if k not in DATE_PARTS + DATE_COLUMN_ARGUMENTS)
+    if unknown:
+        raise fail(f"{where}: unknown arguments {unknown} (expected column and timezone, or year, month and day)")
+    single = [k for k in DATE_COLUMN_ARGUMENTS if k in args]
+    parted = [k for k in DATE_PARTS if k in args]
+    if single and parted:
+        raise fail(
+            f"{where}: arguments name either one date or timestamp column (column, timezone) or "
+            f"the year, month and day columns, not both (got {', '.join(single + parted)})"
+        )
+    if not single and not parted:
+        raise fail(
+            f"{where}: arguments must name a date or timestamp column (column) or the year, month and day columns"
+        )
+    if parted:
+        parts = {k: args.get(k) for k in DATE_PARTS}
         if any(not isinstance(v, str) or v not in columns for v in parts.values()):
             raise fail(f"{where}: arguments must name the year, month and day columns")
         if any(columns[v].logical_type != "integer" for v in parts.values()):
             raise fail(f"{where}: the year, month and day columns must be integer columns")
-        return Rule(rid, "partition_date", sev, act, tuple(parts.values()), parts, q.description or "")
-    raise fail(f"{where}: unsupported rule (metric {metric!r}, type {q.type!r})")
+        return tuple(parts.values()), parts
+    name = args.get("column")
+    if not isinstance(name, str) or name not in columns:
+        raise fail(f"{where}.column: {name!r} is not a contract column")
+    ltype = columns[name].logical_type
+    if ltype not in ("date", "timestamp"):
+        raise fail(f"{where}.column: {name} has logicalType {ltype}; partitionDateMatches needs a date or timestamp")
+    if ltype == "date":
+        if "timezone" in args:
+            raise fail(f"{where}.timezone: a date has no time zone ({name} is a date column)")
+        return (name,), {"column": name, "logical_type": ltype}
+    zone = args.get("timezone", "UTC")
+    _check_time_zone(zone, f"{where}.timezone", fail)
+    return (name,), {"column": name, "logical_type": ltype, "timezone": zone}
 
 
-def contract_for(project: Any, settings: Any = None) -> Contract:
-    """The compiled contract of a model project."""
+def _check_time_zone(zone: Any, where: str, fail: Any) -> None:
+    """Refuse a time zone that is not an IANA name this machine's time zone database knows."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    example = "an IANA name such as America/New_York or UTC"
+    if not isinstance(zone, str) or not zone or zone in HOST_ZONES:
+        raise fail(f"{where}: expected {example}, got {str(zone)[:40]!r}")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise fail(f"{where}: unknown time zone {zone[:40]!r} (expected {example})") from None
+
+
+def _with_time_zones(columns: list[Column], rules: list[Rule], fail: Any) -> list[Column]:
+    """The columns, a timestamp column with its partition-date rule's time zone (values without an offset are in it)."""
+    import dataclasses
+
+    zones: dict[str, tuple[str, str]] = {}
+    for rule in rules:
+        zone = rule.params.get("timezone") if rule.kind == "partition_date" else None
+        if zone is None:
+            continue
+        name = rule.params["column"]
+        if name in zones and zones[name][1] != zone:
+            first, other = zones[name]
+            raise fail(
+                f"schema.quality.{rule.id}: {name} is read in {other} by rule {first}; "
+                f"one column has one time zone (got {zone})"
+            )
+        zones[name] = (rule.id, zone)
+    return [dataclasses.replace(c, timezone=zones[c.name][1]) if c.name in zones else c for c in columns]
+
+
+def contract_for(source: Any, settings: Any = None) -> Contract:
+    """The compiled contract of a dataset, or of a model project's dataset."""
+    from pipelines.core.config import dataset_of
     from pipelines.core.settings import get_settings
 
     settings = settings or get_settings()
-    return load_contract(settings.contracts_dir / project.dataset.contract)
+    return load_contract(settings.contracts_dir / dataset_of(source).contract)

@@ -405,36 +405,55 @@ def _null_series(n: int, logical_type: str) -> pd.Series:
 
     if logical_type in ("integer", "number"):
         return pd.Series(np.full(n, np.nan), dtype="float64")
-    if logical_type in ("timestamp", "date"):
+    if logical_type == "timestamp":
         return pd.Series(pd.NaT, index=range(n), dtype="datetime64[us, UTC]")
+    if logical_type == "date":
+        return pd.Series(pd.NaT, index=range(n), dtype="datetime64[us]")
     return pd.Series([None] * n, dtype=object)
 
 
-def coerce_column(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndarray]:
+def coerce_column(arr: pa.ChunkedArray, logical_type: str, timezone: str = "UTC") -> tuple[pd.Series, np.ndarray]:
     """Cast a delivered column to its contract type.
 
     Values that are present but cannot be read as the type are nulled in the
     typed column and flagged (the ``type_mismatch`` rule quarantines their
-    rows, which keep their original text). Timestamps without an offset are
-    read as UTC. A column whose delivered type cannot be read at all (a list,
-    a struct, binary that is not UTF-8) flags every present value.
+    rows, which keep their original text). A column whose delivered type
+    cannot be read at all (a list, a struct, binary that is not UTF-8) flags
+    every present value.
+
+    A timestamp with an offset (``2013-01-01T05:17:00-05:00``, ``...Z``, a
+    Parquet timestamp with a time zone) keeps its instant. One without (ISO
+    text such as ``2013-01-01 05:17:00``, a Parquet timestamp without a time
+    zone) is a local time in ``timezone``; a local time that does not exist
+    there or exists twice (the hour a DST change skips or repeats) names no
+    instant and is flagged. A date is an ISO date (``2013-01-01``), a Parquet
+    date, or a timestamp at midnight (``2013-01-01 00:00:00``, a Parquet
+    timestamp at midnight in its own zone); another time of day, or an
+    offset in text, is flagged (it would be lost in the published date).
+
+    Args:
+        arr: the delivered column.
+        logical_type: the contract column's type.
+        timezone: the IANA zone of a timestamp column's values without an
+            offset (the column's :attr:`~pipelines.core.contracts.Column.timezone`).
 
     Returns:
         The typed pandas Series (numbers as float64, integers too so nulls
-        survive; strings as object; timestamps as UTC datetimes) and a boolean
-        mask of values that were present but could not be read as the type.
+        survive; strings as object; timestamps as UTC datetimes, dates as
+        naive midnights, both in microseconds) and a boolean mask of values
+        that were present but could not be read as the type.
     """
     import numpy as np
     import pyarrow as pa
 
     try:
-        return _coerce(arr, logical_type)
+        return _coerce(arr, logical_type, timezone)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, TypeError, ValueError):
         present = arr.is_valid().to_numpy(zero_copy_only=False)
         return _null_series(len(arr), logical_type), np.asarray(present, dtype=bool)
 
 
-def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndarray]:
+def _coerce(arr: pa.ChunkedArray, logical_type: str, timezone: str) -> tuple[pd.Series, np.ndarray]:
     import numpy as np
     import pandas as pd
     import pyarrow as pa
@@ -474,19 +493,10 @@ def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndar
         if not (pa.types.is_string(typ) or pa.types.is_large_string(typ)):
             arr = arr.cast(pa.string())
         return arr.to_pandas().astype(object), no_fail
-    if logical_type in ("timestamp", "date"):
-        if pa.types.is_timestamp(typ):
-            series = arr.to_pandas()
-            series = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
-            return series, no_fail
-        as_str = arr.cast(pa.string()) if not pa.types.is_string(typ) else arr
-        try:
-            series = pc.cast(as_str, pa.timestamp("us", tz="UTC")).to_pandas()
-            return series, no_fail
-        except pa.ArrowInvalid:
-            raw = as_str.to_pandas()
-            series = _parse_timestamps(raw)
-            return series, (raw.notna() & series.isna()).to_numpy()
+    if logical_type == "timestamp":
+        return _coerce_timestamp(arr, timezone)
+    if logical_type == "date":
+        return _coerce_date(arr)
     if logical_type == "boolean":
         raw = arr.cast(pa.string()).to_pandas().str.lower()
         mapping = {"true": True, "false": False, "1": True, "0": False}
@@ -495,20 +505,119 @@ def _coerce(arr: pa.ChunkedArray, logical_type: str) -> tuple[pd.Series, np.ndar
     raise ConfigError(f"unsupported logical type {logical_type!r}")
 
 
-def _parse_timestamps(raw: pd.Series) -> pd.Series:
-    """ISO 8601 text to UTC: values with an offset by their offset, values without one as UTC.
+def _as_text(arr: pa.ChunkedArray) -> pa.ChunkedArray:
+    import pyarrow as pa
+
+    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else arr.cast(pa.string())
+
+
+def _coerce_timestamp(arr: pa.ChunkedArray, timezone: str) -> tuple[pd.Series, np.ndarray]:
+    """A timestamp column as UTC instants (see :func:`coerce_column`); values without an offset are in ``timezone``."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    no_fail = np.zeros(len(arr), dtype=bool)
+    if pa.types.is_timestamp(arr.type):
+        series = arr.to_pandas()
+        if series.dt.tz is not None:
+            return series.dt.tz_convert("UTC").dt.as_unit("us"), no_fail
+        series = _localize(series, timezone)
+        present = np.asarray(arr.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+        return series, present & series.isna().to_numpy()
+    as_str = _as_text(arr)
+    try:  # every value has an offset
+        return pc.cast(as_str, pa.timestamp("us", tz="UTC")).to_pandas(), no_fail
+    except pa.ArrowInvalid:
+        pass
+    try:  # no value has one (raises on a local time a DST change skips or repeats)
+        local = pc.assume_timezone(pc.cast(as_str, pa.timestamp("us")), timezone)
+        return local.cast(pa.timestamp("us", tz="UTC")).to_pandas(), no_fail
+    except pa.ArrowInvalid:
+        pass
+    raw = as_str.to_pandas()
+    series = _parse_timestamps(raw, timezone)
+    return series, (raw.notna() & series.isna()).to_numpy()
+
+
+def _localize(local: pd.Series, timezone: str) -> pd.Series:
+    """Naive local times in ``timezone`` as UTC instants (microseconds); one a DST change skips or repeats is NaT."""
+    from zoneinfo import ZoneInfo
+
+    if timezone == "UTC":
+        return local.dt.tz_localize("UTC").dt.as_unit("us")
+    zone = ZoneInfo(timezone)
+    return local.dt.tz_localize(zone, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC").dt.as_unit("us")
+
+
+#: ISO 8601 text that ends with a time and an offset (``T05:17:00-05:00``, ``05:17Z``); a date alone has none.
+OFFSET_AT_END = r"[T ]\d\d(?::?\d\d){0,2}(?:[.,]\d+)?\s*(?:[Zz]|[+-]\d\d(?::?\d\d)?)$"
+
+
+def _parse_timestamps(raw: pd.Series, timezone: str = "UTC") -> pd.Series:
+    """ISO 8601 text to UTC: values with an offset by their offset, values without one as local times in ``timezone``.
 
     Parsed in two groups: pandas reads a naive value that follows one with an
-    offset as if it carried that offset.
+    offset as if it carried that offset. Text that is no timestamp is NaT.
     """
     import pandas as pd
 
-    with_offset = raw.str.contains(r"(?:Z|[+-]\d\d(?::?\d\d)?)$", regex=True, na=False)
+    with_offset = raw.str.contains(OFFSET_AT_END, regex=True, na=False)
     out = pd.Series(pd.NaT, index=raw.index, dtype="datetime64[ns, UTC]")
-    for part in (with_offset, ~with_offset & raw.notna()):
-        if part.any():
-            out[part] = pd.to_datetime(raw[part], errors="coerce", utc=True, format="ISO8601")
-    return out
+    if with_offset.any():
+        out[with_offset] = pd.to_datetime(raw[with_offset], errors="coerce", utc=True, format="ISO8601")
+    local = ~with_offset & raw.notna()
+    if local.any():
+        # Read as UTC wall times, then placed in the zone: any offset the split missed cannot make mixed types.
+        wall = pd.to_datetime(raw[local], errors="coerce", utc=True, format="ISO8601").dt.tz_localize(None)
+        out[local] = _localize(wall, timezone)
+    return out.dt.as_unit("us")
+
+
+#: A date as text: an ISO calendar date, maybe with a midnight time (``2013-01-01``, ``2013-01-01 00:00:00``).
+ISO_DATE = r"(\d{4}-\d{2}-\d{2})(?:[T ]00:00(?::00(?:\.0+)?)?)?"
+
+
+def _coerce_date(arr: pa.ChunkedArray) -> tuple[pd.Series, np.ndarray]:
+    """A date column as naive midnights in microseconds (see :func:`coerce_column`)."""
+    import datetime as dt
+    import re
+
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    no_fail = np.zeros(len(arr), dtype=bool)
+    typ = arr.type
+    if pa.types.is_date(typ):
+        return arr.cast(pa.date32()).cast(pa.timestamp("us")).to_pandas(), no_fail
+    if pa.types.is_timestamp(typ):
+        wall = arr.to_pandas()
+        if wall.dt.tz is not None:  # the wall time in the value's own zone: a zoned midnight is that zone's date
+            wall = wall.dt.tz_localize(None)
+        day = wall.dt.floor("D")
+        bad = (wall.notna() & (wall != day)).to_numpy()
+        return day.mask(bad).dt.as_unit("us"), bad
+    as_str = _as_text(arr)
+    try:  # every value is an ISO date
+        return pc.cast(as_str, pa.date32()).cast(pa.timestamp("us")).to_pandas(), no_fail
+    except pa.ArrowInvalid:
+        pass
+    pattern = re.compile(ISO_DATE)
+
+    def parse(text: str) -> dt.date | None:
+        m = pattern.fullmatch(text)
+        try:
+            return dt.date.fromisoformat(m.group(1)) if m else None
+        except ValueError:  # 2013-02-30
+            return None
+
+    raw = as_str.to_pandas()
+    present = raw.notna().to_numpy()
+    dates = {text: parse(text) for text in raw[present].unique()}  # a day's delivery holds few distinct dates
+    values = [dates[text] if ok else None for text, ok in zip(raw.tolist(), present, strict=True)]
+    series = pa.array(values, pa.date32()).cast(pa.timestamp("us")).to_pandas()
+    return series, present & series.isna().to_numpy()
 
 
 def output_schema(contract: Contract) -> pa.Schema:
@@ -520,7 +629,7 @@ def output_schema(contract: Contract) -> pa.Schema:
         "number": pa.float64(),
         "string": pa.string(),
         "timestamp": pa.timestamp("us", tz="UTC"),
-        "date": pa.timestamp("us", tz="UTC"),
+        "date": pa.date32(),
         "boolean": pa.bool_(),
     }
     return pa.schema([pa.field(c.name, types[c.logical_type], nullable=not c.required) for c in contract.columns])
@@ -571,7 +680,7 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
         cols = {}
         for col in contract.columns:
             if col.name in pf.table.column_names:
-                series, fails = coerce_column(pf.table.column(col.name), col.logical_type)
+                series, fails = coerce_column(pf.table.column(col.name), col.logical_type, col.timezone)
                 cols[col.name] = series.reset_index(drop=True)
                 type_fail[col.name].append(fails)
             else:

@@ -60,6 +60,13 @@ def build_expectations(contract: Contract, ds: str) -> list[Any]:
                     min_value=rule.params["min"], max_value=rule.params["max"], meta=meta
                 )
             )
+        elif rule.kind == "partition_date" and "column" in rule.params:
+            start, end = partition_bounds(rule, ds)
+            out.append(
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=col, min_value=start, max_value=end, strict_max=True, meta=meta
+                )
+            )
         elif rule.kind == "partition_date":
             for part, value in (("year", day.year), ("month", day.month), ("day", day.day)):
                 out.append(
@@ -70,6 +77,29 @@ def build_expectations(contract: Contract, ds: str) -> list[Any]:
         else:  # pragma: no cover - load_contract rejects unknown kinds
             raise ConfigError(f"rule {rule.id}: no expectation for kind {rule.kind}")
     return out
+
+
+def partition_bounds(rule: Rule, ds: str) -> tuple[dt.datetime, dt.datetime]:
+    """``[start, end)`` of the partition day for a one-column ``partition_date`` rule, as the typed frame holds it.
+
+    A ``date`` column is held as naive midnights: ``[day, day + 1)``. A
+    ``timestamp`` column is held as UTC instants: local midnight of the day
+    and of the next day in the rule's time zone, each converted to UTC (a DST
+    day is 23 or 25 hours long; where clocks skip midnight, the instant of
+    the skipped midnight is that of the day's first local time). The GX
+    expectation and the row mask compare with the same two values.
+    """
+    from zoneinfo import ZoneInfo
+
+    day = dt.date.fromisoformat(ds)
+    start, end = dt.datetime.combine(day, dt.time()), dt.datetime.combine(day + dt.timedelta(days=1), dt.time())
+    if rule.params["logical_type"] == "date":
+        return start, end
+    zone = ZoneInfo(rule.params["timezone"])
+    return (
+        start.replace(tzinfo=zone).astimezone(dt.UTC),
+        end.replace(tzinfo=zone).astimezone(dt.UTC),
+    )
 
 
 def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str, np.ndarray]:
@@ -106,6 +136,10 @@ def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str,
         elif rule.kind == "unique":
             sub = frame[list(rule.columns)]
             mask = (sub.notna().any(axis=1) & sub.duplicated(keep=False)).to_numpy(dtype=bool)
+        elif rule.kind == "partition_date" and "column" in rule.params:
+            start, end = partition_bounds(rule, ds)
+            values = frame[rule.columns[0]]
+            mask = (values.notna() & ~((values >= start) & (values < end))).to_numpy(dtype=bool)
         elif rule.kind == "partition_date":
             mask = np.zeros(len(frame), dtype=bool)
             for part, value in (("year", day.year), ("month", day.month), ("day", day.day)):
@@ -130,6 +164,10 @@ def describe_failure(rule: Rule) -> str:
         return f"{col} does not match {rule.params['pattern']}"
     if rule.kind == "unique":
         return f"duplicated key ({col})"
+    if rule.kind == "partition_date" and rule.params.get("logical_type") == "timestamp":
+        return f"{col} is not on the partition day in {rule.params['timezone']}"
+    if rule.kind == "partition_date" and "column" in rule.params:
+        return f"{col} is not the partition day"
     if rule.kind == "partition_date":
         return "row date differs from the partition key"
     return rule.description or rule.kind
