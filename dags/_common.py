@@ -4,7 +4,8 @@ Only cheap work happens at import: reading the small model-project YAML files
 and the environment profile. Nothing here touches the network, the metadata
 database or MLflow; heavy imports live inside task bodies.
 
-A bad model config breaks only its own project's DAGs. ``projects()`` returns
+A bad dataset config breaks only its ingest DAG and the DAGs of the projects
+that read it; a bad model config breaks only its own project's DAGs. ``projects()`` returns
 the projects whose config loads and logs a warning naming each config file
 that does not, so every DAG file builds the good projects' DAGs and leaves the
 bad ones out (Airflow then marks a bad project's earlier DAGs stale). The UI
@@ -21,7 +22,7 @@ import logging
 from typing import Any
 
 from pipelines.core import catalog
-from pipelines.core.config import ProjectConfig, load_projects
+from pipelines.core.config import DatasetConfig, ProjectConfig, load_datasets, load_projects
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,23 @@ def projects() -> list[ProjectConfig]:
     for problem in scan.problems:
         log.warning("model config skipped, its DAGs are not built (see project_configs.py): %s", problem)
     return scan.projects
+
+
+def datasets() -> list[DatasetConfig]:
+    """The datasets whose config loads; a bad one is logged and left out (its ingest DAG is not built)."""
+    scan = load_datasets()
+    for problem in scan.problems:
+        log.warning("dataset config skipped, its ingest DAG is not built (see project_configs.py): %s", problem)
+    return scan.datasets
+
+
+def build_each_dataset(prefix: str, build: Any, namespace: dict[str, Any]) -> None:
+    """Build ``<prefix>_<dataset>`` for every dataset into a DAG file's globals; a failing one is logged, skipped."""
+    for dataset in datasets():
+        try:
+            namespace[f"{prefix}_{dataset.name}"] = build(dataset)
+        except Exception:
+            log.exception("%s_%s not built from %s; the other DAGs are", prefix, dataset.name, dataset.source)
 
 
 def build_each(prefix: str, build: Any, namespace: dict[str, Any]) -> None:
@@ -48,15 +66,15 @@ def build_each(prefix: str, build: Any, namespace: dict[str, Any]) -> None:
 
 
 def config_problems() -> list[str]:
-    """One line per config file of the config folder that does not load, naming the file and the problem."""
-    return load_projects().problems
+    """One line per dataset or model config file that does not load, naming the file and the problem."""
+    return load_datasets().problems + load_projects().problems
 
 
 def as_datetime(day: dt.date | None) -> dt.datetime | None:
     return None if day is None else dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
-def default_args(project: ProjectConfig, retries: int) -> dict[str, Any]:
+def default_args(project: ProjectConfig | DatasetConfig, retries: int) -> dict[str, Any]:
     """Task defaults: owner, at least two retries with exponential backoff."""
     return {
         "owner": project.owner,
@@ -74,11 +92,13 @@ def storage_uri(key: str) -> str:
     return get_storage().uri(key)
 
 
-def validated_asset(project: ProjectConfig) -> Any:
-    """Event per validated partition of the project's dataset (``extra["ds"]`` names it)."""
+def validated_asset(source: ProjectConfig | DatasetConfig) -> Any:
+    """Event per validated partition of a dataset (``extra["ds"]`` names it); a project follows its dataset's."""
     from airflow.sdk import Asset
 
-    name = project.dataset.name
+    from pipelines.core.config import dataset_of
+
+    name = dataset_of(source).name
     return Asset(name=f"validated_{name}", uri=storage_uri(catalog.validated_table(name)), group="validated")
 
 

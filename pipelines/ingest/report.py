@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.core.contracts import EMPTY_FILE, UNSAFE_FILE_NAME
 
 if TYPE_CHECKING:
-    from pipelines.core.config import ProjectConfig
+    from pipelines.core.config import DatasetConfig
     from pipelines.core.contracts import Contract
     from pipelines.ingest.decision import Decision
     from pipelines.ingest.landing import ParsedFile
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def build_summary(
-    project: ProjectConfig,
+    dataset: DatasetConfig,
     contract: Contract,
     ds: str,
     landed_files: int,
@@ -34,8 +34,7 @@ def build_summary(
     whole_file_rules = sorted({f["rule"] for f in kept} - set(rule_counts) - {UNSAFE_FILE_NAME, EMPTY_FILE})
     return {
         "ds": ds,
-        "dataset": project.dataset.name,
-        "model": project.name,
+        "dataset": dataset.name,
         "contract": contract.id,
         "contract_version": contract.version,
         "status": decision.status,

@@ -14,7 +14,6 @@ class ValidationOutcome:
     """What the ingest DAG's validate task returns, and announces on the dataset's validated asset."""
 
     ds: str
-    model: str
     dataset: str
     status: str
     landed_rows: int
@@ -29,39 +28,38 @@ class ValidationOutcome:
 
     def xcom(self) -> dict[str, Any]:
         """The task's return value (shown in the UI's XCom tab)."""
-        return {k: v for k, v in asdict(self).items() if k not in ("model", "dataset")}
+        return {k: v for k, v in asdict(self).items() if k != "dataset"}
 
     def asset_extra(self) -> dict[str, Any]:
         """The validated asset event's ``extra``: the partition, and where its report is."""
         return {
             "ds": self.ds,
-            "model": self.model,
             "dataset": self.dataset,
             "validated_rows": self.validated_rows,
             "report": self.report,
         }
 
 
-def landing_ready(model: str, ds: str) -> bool:
+def landing_ready(dataset: str, ds: str) -> bool:
     """Whether a partition's delivery is complete: its data files and, when the dataset has one, its ready marker."""
-    from pipelines.core.config import load_project
+    from pipelines.core.config import load_dataset
     from pipelines.core.errors import NothingLanded
     from pipelines.core.storage import get_storage
     from pipelines.ingest.validation import delivery
 
-    project = load_project(model)
+    config = load_dataset(dataset)
     try:
-        landed = delivery(project, ds, get_storage())
+        landed = delivery(config, ds, get_storage())
     except NothingLanded as waiting:
         log.info("%s; waiting", waiting)
         return False
-    log.info("%s ds=%s: %d landed file(s); ready", project.dataset.name, ds, len(landed.files))
+    log.info("%s ds=%s: %d landed file(s); ready", config.name, ds, len(landed.files))
     return True
 
 
-def run_validation(model: str, ds: str) -> ValidationOutcome:
-    """Validate a partition for a model project (see :func:`pipelines.ingest.validation.validate_partition`)."""
-    from pipelines.core.config import load_project
+def run_validation(dataset: str, ds: str) -> ValidationOutcome:
+    """Validate a partition of a dataset (see :func:`pipelines.ingest.validation.validate_partition`)."""
+    from pipelines.core.config import load_dataset
     from pipelines.ingest.validation import validate_partition
 
-    return ValidationOutcome.of(validate_partition(load_project(model), ds))
+    return ValidationOutcome.of(validate_partition(load_dataset(dataset), ds))

@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-    from pipelines.core.config import ProjectConfig
+    from pipelines.core.config import DatasetConfig, ProjectConfig
     from pipelines.core.storage import Storage
     from pipelines.ingest.decision import Decision, Tally
     from pipelines.ingest.landing import BadFile, Parsed, ParsedFile
@@ -69,7 +69,7 @@ class Delivery:
     ignored: list[str] = field(default_factory=list)
 
 
-def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
+def delivery(source: DatasetConfig | ProjectConfig, ds: str, storage: Storage) -> Delivery:
     """The complete delivery of a partition: its ready marker first, then its data files, none newer than the marker.
 
     Raises:
@@ -77,9 +77,12 @@ def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
             has one) is missing, or a file was written after the marker (a
             redelivery in progress): a half-delivered day is never validated.
     """
-    dataset = project.dataset.name
+    from pipelines.core.config import dataset_of
+
+    config = dataset_of(source)
+    dataset = config.name
     folder = storage.uri(catalog.landing_dir(dataset, ds))
-    marker = project.ingest.ready_marker
+    marker = config.ingest.ready_marker
     marker_info = None
     if marker:
         try:
@@ -113,17 +116,16 @@ def delivery(project: ProjectConfig, ds: str, storage: Storage) -> Delivery:
     return Delivery(landed, tuple(stamp), {f.key: infos[f.key].size for f in landed}, ignored)
 
 
-def _unchanged(project: ProjectConfig, ds: str, storage: Storage, first: Delivery) -> None:
+def _unchanged(config: DatasetConfig, ds: str, storage: Storage, first: Delivery) -> None:
     """Raise :class:`DeliveryChanged` unless the delivery is still the one the decision is about."""
     try:
-        again = delivery(project, ds, storage)
+        again = delivery(config, ds, storage)
     except NothingLanded as exc:
-        raise DeliveryChanged(
-            f"{project.dataset.name} ds={ds} changed while it was validated ({exc}); nothing written"
-        ) from None
+        changed = f"{config.name} ds={ds} changed while it was validated ({exc}); nothing written"
+        raise DeliveryChanged(changed) from None
     if again.fingerprint != first.fingerprint:
         raise DeliveryChanged(
-            f"{project.dataset.name} ds={ds}: the delivery changed while it was validated; nothing written, run again"
+            f"{config.name} ds={ds}: the delivery changed while it was validated; nothing written, run again"
         )
 
 
@@ -140,15 +142,19 @@ class Reading:
 
 
 def validate_partition(
-    project: ProjectConfig, ds: str, *, storage: Storage | None = None, contract: Contract | None = None
+    source: DatasetConfig | ProjectConfig,
+    ds: str,
+    *,
+    storage: Storage | None = None,
+    contract: Contract | None = None,
 ) -> dict[str, Any]:
-    """Validate one landed partition against the project's data contract.
+    """Validate one landed partition of a dataset against its data contract, once for every project reading it.
 
     Args:
-        project: the model project (its dataset and contract).
+        source: the dataset (or a model project: its dataset).
         ds: partition key ``YYYY-MM-DD``.
         storage: storage to use (default: the configured root).
-        contract: compiled contract (default: the project's).
+        contract: compiled contract (default: the dataset's).
 
     Returns:
         The summary (also saved in the report): ``ds``, ``status``,
@@ -163,6 +169,7 @@ def validate_partition(
         DeliveryChanged: the delivery changed while it was read; nothing written.
         ContractHalt: a halt rule fired; the report is written, nothing published.
     """
+    from pipelines.core.config import dataset_of
     from pipelines.core.storage import get_storage
     from pipelines.ingest.decision import decide
     from pipelines.ingest.report import build_summary, render_html, report_document
@@ -170,10 +177,11 @@ def validate_partition(
 
     t0 = time.monotonic()
     ds = ds_str(ds)
+    config = dataset_of(source)
     storage = storage or get_storage()
-    contract = contract or contract_for(project)
-    dataset = project.dataset.name
-    landed = delivery(project, ds, storage)
+    contract = contract or contract_for(config)
+    dataset = config.name
+    landed = delivery(config, ds, storage)
     log.info(
         "validating %s ds=%s: %d landed file(s), contract %s v%s",
         dataset,
@@ -189,7 +197,7 @@ def validate_partition(
     for r in decision.rules:
         if r["id"] in decision.disagreements:
             log.warning("rule %s: GX counted %s unexpected, masks %s", r["id"], r["gx_unexpected_count"], r["rows"])
-    summary = build_summary(project, contract, ds, len(landed.files), reading, decision)
+    summary = build_summary(config, contract, ds, len(landed.files), reading, decision)
     summary["ignored_files"] = landed.ignored
     summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
     summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
@@ -199,9 +207,9 @@ def validate_partition(
     built = Built(tables, validated, reading.kept_files, summary, document, render_html(summary, decision.rules))
     # Everything is decided and built: write only if the delivery is still the one read (checked again
     # inside the scores locks, which the write may have to wait for).
-    _unchanged(project, ds, storage, landed)
-    recheck = lambda: _unchanged(project, ds, storage, landed)  # noqa: E731
-    _write(storage, dataset, ds, built, models_on(dataset, project.name), recheck)
+    _unchanged(config, ds, storage, landed)
+    recheck = lambda: _unchanged(config, ds, storage, landed)  # noqa: E731
+    _write(storage, dataset, ds, built, models_on(dataset), recheck)
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":
         raise ContractHalt(

@@ -371,13 +371,13 @@ def test_the_sensor_waits_for_a_marker_newer_than_every_file(storage, project, d
     from pipelines.ingest.steps import landing_ready
 
     land(storage, day_files(), complete=False)
-    assert not landing_ready(project.name, DS)
+    assert not landing_ready(project.dataset.name, DS)
     storage.write_bytes(catalog.landing_file(DATASET, DS, "_SUCCESS"), b"")
-    assert landing_ready(project.name, DS)
+    assert landing_ready(project.dataset.name, DS)
     late = data_root / catalog.landing_file(DATASET, DS, "flights_EWR.csv")
     marker = data_root / catalog.landing_file(DATASET, DS, "_SUCCESS")
     os.utime(late, ns=(marker.stat().st_mtime_ns + 1_000_000,) * 2)
-    assert not landing_ready(project.name, DS)
+    assert not landing_ready(project.dataset.name, DS)
 
 
 # ---- found by review: more ways to hide or over-count records
@@ -443,7 +443,8 @@ def test_a_redelivery_copied_with_its_old_times_is_still_newer_than_the_marker(s
 
 
 def test_a_ready_marker_named_like_data_is_not_data(storage, project):
-    marked = project.model_copy(update={"ingest": project.ingest.model_copy(update={"ready_marker": "READY.csv"})})
+    ingest = project.dataset.ingest.model_copy(update={"ready_marker": "READY.csv"})
+    marked = project.dataset.model_copy(update={"ingest": ingest})
     storage.delete_prefix(catalog.landing_dir(DATASET, DS))
     for name, data in day_files().items():
         storage.write_bytes(catalog.landing_file(DATASET, DS, name), data)

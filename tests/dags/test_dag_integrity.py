@@ -13,15 +13,15 @@ import sys
 import pytest
 
 from pipelines.core import catalog
-from pipelines.core.config import list_projects
+from pipelines.core.config import list_datasets, list_projects, load_project
 from pipelines.core.settings import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 HEAVY = ("great_expectations", "mlflow", "evidently", "xgboost", "sklearn", "pandas", "pyarrow", "boto3", "numpy")
 
+INGEST = {"wait_for_landing": {"validate_partition"}, "validate_partition": set()}
 EXPECTED = {
-    "ingest_{}": {"wait_for_landing": {"validate_partition"}, "validate_partition": set()},
     "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
     "drift_{}": {"check_drift": {"emit_drift"}, "emit_drift": set()},
     "batch_score_{}": {
@@ -44,9 +44,17 @@ def test_no_import_errors(dagbag):
     assert dagbag.import_errors == {}
 
 
-def test_a_dag_per_project_and_template(dagbag):
+def test_a_dag_per_project_and_template_and_one_ingest_dag_per_dataset(dagbag):
     expected = {template.format(p) for p in list_projects() for template in EXPECTED}
-    assert expected <= set(dagbag.dag_ids)
+    ingest = {f"ingest_{d}" for d in list_datasets()}
+    assert expected | ingest == set(dagbag.dag_ids)
+    assert {load_project(p).dataset.name for p in list_projects()} <= set(list_datasets())
+
+
+@pytest.mark.parametrize("dataset", list_datasets())
+def test_ingest_task_graph(dagbag, dataset):
+    dag = dagbag.dags[f"ingest_{dataset}"]
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == INGEST
 
 
 @pytest.mark.parametrize("project", list_projects())
@@ -69,19 +77,23 @@ def test_policy_on_every_dag(dagbag):
 
 
 def test_ingest_emits_validated_asset(dagbag):
-    for project in list_projects():
-        dag = dagbag.dags[f"ingest_{project}"]
+    for dataset in list_datasets():
+        dag = dagbag.dags[f"ingest_{dataset}"]
         outlets = dag.get_task("validate_partition").outlets
-        assert [o.name for o in outlets] == ["validated_flights"]
-        assert outlets[0].uri.endswith("/" + catalog.validated_table("flights"))
+        assert [o.name for o in outlets] == [f"validated_{dataset}"]
+        assert outlets[0].uri.endswith("/" + catalog.validated_table(dataset))
         sensor = dag.get_task("wait_for_landing")
         assert sensor.mode == "reschedule" and sensor.soft_fail and sensor.timeout > 0
 
 
 def test_assets_chain_ingest_to_drift_to_retrain(dagbag):
-    """validated -> drift DAG -> drift asset -> retrain DAG -> champion asset: the same assets at both ends."""
+    """validated -> drift DAG -> drift asset -> retrain DAG -> champion asset: the same assets at both ends.
+
+    Every project follows its dataset's one ingest DAG.
+    """
     for project in list_projects():
-        ingest, drift, retrain = (dagbag.dags[f"{t}_{project}"] for t in ("ingest", "drift", "retrain"))
+        ingest = dagbag.dags[f"ingest_{load_project(project).dataset.name}"]
+        drift, retrain = (dagbag.dags[f"{t}_{project}"] for t in ("drift", "retrain"))
         validated = ingest.get_task("validate_partition").outlets[0]
         assert drift.timetable.asset_condition == validated
         [emitted] = drift.get_task("emit_drift").outlets

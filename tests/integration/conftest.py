@@ -211,7 +211,7 @@ def dag_seasons_root(dag_root, seasons) -> Path:
 
 @pytest.fixture
 def load_dag():
-    """``load_dag("ingest.py", "ingest_flights_delay")``: the DAG object from a fresh import of its file."""
+    """``load_dag("ingest.py", "ingest_flights")``: the DAG object from a fresh import of its file."""
     import importlib.util
 
     from pipelines.core.settings import PROJECT_ROOT

@@ -31,7 +31,7 @@ def test_ingest_dag_validates_a_seeded_day(airflow_db, dag_root, load_dag, task_
 
     data_root, project = dag_root, load_project("flights_delay")
     seed_demo(project, "2013-01-01", "2013-01-01", inject_faults=True)  # unknown airports + duplicate keys
-    dag = load_dag("ingest.py", "ingest_flights_delay")
+    dag = load_dag("ingest.py", "ingest_flights")
     run = dag.test(logical_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC))
     assert str(run.state) == "success"
     assert task_states(run) == {"wait_for_landing": "success", "validate_partition": "success"}
@@ -46,7 +46,7 @@ def test_ingest_dag_validates_a_seeded_day(airflow_db, dag_root, load_dag, task_
 
     uri = dag.get_task("validate_partition").outlets[0].uri
     [event] = [e for e in asset_events(uri) if e.get("ds") == "2013-01-01"]
-    assert event["model"] == "flights_delay" and event["validated_rows"] == 836
+    assert event["dataset"] == "flights" and event["validated_rows"] == 836
     assert event["report"].endswith("/" + catalog.validation_report("flights", "2013-01-01"))
     assert event["report"].endswith("/reports/datasets/flights/ds=2013-01-01/validation.json")
 
@@ -57,7 +57,7 @@ def test_contract_halt_fails_without_retries(airflow_db, dag_root, load_dag, tas
 
     data_root, project = dag_root, load_project("flights_delay")
     seed_demo(project, "2013-01-03", "2013-01-03", inject_faults=True)  # a file missing a column
-    dag = load_dag("ingest.py", "ingest_flights_delay")
+    dag = load_dag("ingest.py", "ingest_flights")
     run = dag.test(logical_date=dt.datetime(2013, 1, 3, tzinfo=dt.UTC))
     assert str(run.state) == "failed"
     assert task_states(run)["validate_partition"] == "failed"  # not up_for_retry: a halt is final

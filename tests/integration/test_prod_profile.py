@@ -112,7 +112,7 @@ def test_authentication_is_on(stack):
 
 def test_ingest_train_and_score_on_two_celery_workers(stack, monkeypatch):
     _seed(stack)
-    ingest = "ingest_flights_delay"
+    ingest = "ingest_flights"
     stack.api(f"/api/v2/dags/{ingest}", "PATCH", {"is_paused": False})
     stack.airflow("backfill", "create", "--dag-id", ingest, "--from-date", SEEDED[0], "--to-date", SEEDED[1])
     runs = stack.wait_runs(ingest, 10)

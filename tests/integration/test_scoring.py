@@ -513,7 +513,7 @@ def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_
         landed = catalog.landing_file(DATASET, day, "flights_EWR.csv")
         text = storage.read_bytes(landed).decode().rstrip("\n").split("\n")
         storage.write_bytes(landed, ("\n".join(text[:-1]) + "\n").encode())  # a flight withdrawn upstream
-        storage.write_bytes(catalog.landing_file(DATASET, day, project.ingest.ready_marker), b"")
+        storage.write_bytes(catalog.landing_file(DATASET, day, project.dataset.ingest.ready_marker), b"")
         validate_partition(project, day, storage=storage)
         assert not storage.exists(scores) and not storage.exists(manifest_key)
         withdrawal = catalog.scores_withdrawal(MODEL, day)
@@ -527,7 +527,7 @@ def test_scores_follow_their_data_when_the_day_is_revalidated_or_halts(env, tmp_
         assert lineage(project, day)["consistent"]
 
         storage.delete(catalog.landing_file(DATASET, day, "flights_JFK.csv"))  # an incomplete redelivery
-        storage.write_bytes(catalog.landing_file(DATASET, day, project.ingest.ready_marker), b"")
+        storage.write_bytes(catalog.landing_file(DATASET, day, project.dataset.ingest.ready_marker), b"")
         with pytest.raises(ContractHalt):
             validate_partition(project, day, storage=storage)
         assert not storage.exists(scores) and "halted" in storage.read_json(withdrawal)["why"]

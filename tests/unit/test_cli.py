@@ -57,6 +57,22 @@ def test_unknown_model_exits_2(data_root, capsys):
     assert "no such model project" in capsys.readouterr().err
 
 
+def test_validate_names_a_dataset_or_a_model_reading_it_never_both(data_root, capsys):
+    assert main(["seed-demo", "--dataset", "flights", "--start", "2013-01-05", "--end", "2013-01-05"]) == 0
+    capsys.readouterr()
+    assert main(["validate", "--dataset", "flights", "--ds", "2013-01-05", "--json"]) == 0
+    by_dataset = json.loads(capsys.readouterr().out)
+    assert main(["validate", "--model", "flights_air_time", "--ds", "2013-01-05", "--json"]) == 0
+    by_model = json.loads(capsys.readouterr().out)
+    assert by_dataset["dataset"] == by_model["dataset"] == "flights" and "model" not in by_dataset
+    assert by_dataset["validated_rows"] == by_model["validated_rows"] > 0
+    for args in ([], ["--dataset", "flights", "--model", "flights_delay"]):
+        assert main(["validate", *args, "--ds", "2013-01-05"]) == 2
+        assert "give --dataset D, or --model M" in capsys.readouterr().err
+    assert main(["validate", "--dataset", "trains", "--ds", "2013-01-05"]) == 2
+    assert "no such dataset (known: flights)" in capsys.readouterr().err
+
+
 def test_seed_outside_2013_is_a_config_error(data_root, capsys):
     assert main(["seed-demo", "--model", "flights_delay", "--start", "2014-01-01", "--end", "2014-01-02"]) == 2
 

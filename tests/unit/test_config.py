@@ -8,11 +8,20 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipelines.core.config import list_projects, load_project, load_projects
+from pipelines.core.config import (
+    list_datasets,
+    list_projects,
+    load_dataset,
+    load_datasets,
+    load_project,
+    load_projects,
+)
 from pipelines.core.errors import ConfigError
 from pipelines.core.settings import PROJECT_ROOT, get_settings
 
 CONFIGS = PROJECT_ROOT / "configs"
+#: The model projects the repo ships (both read the flights dataset).
+SHIPPED = ["flights_air_time", "flights_delay"]
 
 
 @pytest.fixture
@@ -28,6 +37,13 @@ def write(config_dir: Path, name: str, mutate) -> None:
     mutate(raw)
     raw["name"] = raw.get("name", name)
     (config_dir / f"{name}.yaml").write_text(yaml.safe_dump(raw))
+
+
+def write_dataset(config_dir: Path, name: str, mutate) -> None:
+    raw = yaml.safe_load((CONFIGS / "datasets" / "flights.yaml").read_text())
+    mutate(raw)
+    raw["name"] = raw.get("name", name)
+    (config_dir / "datasets" / f"{name}.yaml").write_text(yaml.safe_dump(raw))
 
 
 def test_every_shipped_project_loads():
@@ -58,11 +74,18 @@ def test_error_names_file_key_and_problem(config_dir):
         (lambda r: r["target"].update(task="clustering"), "target.task", "classification"),
         (lambda r: r["target"].pop("positive_threshold"), "target", "positive_threshold"),
         (lambda r: r.update(unknown_section={}), "unknown_section", "unknown key"),
-        (lambda r: r["dataset"].pop("contract"), "dataset.contract", "Field required"),
         (lambda r: r["training"].update(holdout_days=90), "training", "holdout_days must be smaller"),
-        (lambda r: r["ingest"].update(retries=0), "ingest.retries", "greater than or equal to 2"),
         (lambda r: r["features"].update(numeric=["distance", "distance"]), "features", "listed twice"),
-        (lambda r: r["dataset"].update(name="../etc"), "dataset.name", "pattern"),
+        (lambda r: r.update(dataset="../etc"), "dataset", "not a dataset name"),
+        (lambda r: r.update(dataset="trains"), "dataset 'trains' does not load", "no such dataset (known: flights)"),
+        (lambda r: r.pop("dataset"), "dataset", "Field required"),
+        # The shape before datasets were declared once: a clear way forward, not a pile of unknown keys.
+        (
+            lambda r: r.update(dataset={"name": "flights", "contract": "flights.odcs.yaml"}),
+            "dataset",
+            "declared once, in",
+        ),
+        (lambda r: r.update(ingest={"start_date": "2013-01-01"}), "dataset", "declared once, in"),
     ],
 )
 def test_invalid_configs(config_dir, mutate, key, problem):
@@ -70,6 +93,39 @@ def test_invalid_configs(config_dir, mutate, key, problem):
     with pytest.raises(ConfigError) as exc:
         load_project("flights_delay")
     assert key in str(exc.value) and problem in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "problem"),
+    [
+        (lambda r: r.pop("contract"), "contract", "Field required"),
+        (lambda r: r["ingest"].update(retries=0), "ingest.retries", "greater than or equal to 2"),
+        (lambda r: r.update(contract="../x.yaml"), "contract", "pattern"),
+        (lambda r: r["ingest"].update(end_date="2012-01-01"), "ingest", "end_date is before start_date"),
+    ],
+)
+def test_invalid_datasets_name_the_file_and_break_the_projects_reading_them(config_dir, mutate, key, problem):
+    write_dataset(config_dir, "flights", mutate)
+    with pytest.raises(ConfigError) as exc:
+        load_dataset("flights")
+    message = str(exc.value)
+    assert str(config_dir / "datasets" / "flights.yaml") in message and key in message and problem in message
+    assert "\n" not in message
+    scan = load_projects()
+    assert scan.projects == [] and any("dataset 'flights' does not load" in p and problem in p for p in scan.problems)
+
+
+def test_two_projects_share_one_declared_dataset(config_dir):
+    write(config_dir, "second", lambda r: r.update(name="second"))
+    write_dataset(config_dir, "trains", lambda r: r.update(name="trains"))
+    (config_dir / "datasets" / "Bad Name.yaml").write_text("name: x\n")
+    assert list_datasets() == ["flights", "trains"]
+    first, second = load_project("flights_delay"), load_project("second")
+    assert first.dataset == second.dataset and first.dataset.source == config_dir / "datasets" / "flights.yaml"
+    assert first.dataset.ingest.start_date.isoformat() == "2013-01-01"
+    scan = load_datasets()
+    assert [d.name for d in scan.datasets] == ["flights", "trains"]
+    assert len(scan.problems) == 1 and "Bad Name.yaml" in scan.problems[0]
 
 
 def test_name_must_match_file(config_dir):
@@ -142,9 +198,9 @@ def test_list_and_load_projects_skip_and_report_files_that_are_no_project(config
     shutil.copy(config_dir / "flights_delay.yaml", config_dir / "other.yml")
     (config_dir / ".flights_delay.yaml").write_bytes(b"\xff editor swap")  # hidden: ignored
     (config_dir / "notes.txt").write_text("not a config")
-    assert list_projects() == ["flights_delay"]
+    assert list_projects() == SHIPPED
     scan = load_projects()
-    assert [p.name for p in scan.projects] == ["flights_delay"]
+    assert [p.name for p in scan.projects] == SHIPPED
     assert scan.problems == [
         f"{config_dir / 'Flights-Delay.yaml'}: not read: 'Flights-Delay' is not a project name "
         "(lowercase letters, digits and _, a letter first, at most 63 characters)",
@@ -157,7 +213,7 @@ def test_load_projects_reports_every_bad_config_and_keeps_the_good_ones(config_d
     (config_dir / "latin1.yaml").write_bytes(b"# caf\xe9\n")
     (config_dir / "empty.yaml").write_bytes(b"")
     scan = load_projects()
-    assert [p.name for p in scan.projects] == ["flights_delay"]
+    assert [p.name for p in scan.projects] == SHIPPED
     assert scan.problems == [
         f"{config_dir / 'empty.yaml'}: empty: expected a mapping of project settings",
         f"{config_dir / 'latin1.yaml'}: not UTF-8: byte 0xe9 at offset 5 (line 1); save it as UTF-8",
@@ -206,11 +262,11 @@ def test_values_airflow_would_refuse_are_config_problems_not_dag_import_errors(c
     write(
         config_dir,
         "huge_timeout",
-        lambda r: (r.update(name="huge_timeout"), r["ingest"].update(sensor_timeout_minutes=10**12)),
+        lambda r: (r.update(name="huge_timeout"), r["scoring"].update(sensor_timeout_minutes=10**12)),
     )
     (config_dir / "deep.yaml").write_text("a: " + "[" * 20_000 + "]" * 20_000 + "\n")
     scan = load_projects()
-    assert [p.name for p in scan.projects] == ["flights_delay"]
+    assert [p.name for p in scan.projects] == SHIPPED
     by_file = {problem.split(":", 1)[0]: problem for problem in scan.problems}
     assert "tags" in by_file[str(config_dir / "long_tag.yaml")]
     assert "sensor_timeout_minutes" in by_file[str(config_dir / "huge_timeout.yaml")]
