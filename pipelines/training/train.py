@@ -73,8 +73,16 @@ def code_version() -> str:
 
 
 def config_hash(project: ProjectConfig) -> str:
-    """Hash of everything in the config that shapes a trained model (features, target, estimator, window)."""
-    shaping = project.model_dump(include={"dataset", "target", "features", "model", "training", "metrics"}, mode="json")
+    """Hash of everything in the config that shapes a trained model (features, target, estimator, window).
+
+    Of the dataset, what identifies its rows (name, contract, landing format): its ingest schedule or
+    description shape no model. An empty ``features.expressions`` is left out, so configs without
+    expression features hash as they did before expressions existed (their versions are still reused).
+    """
+    shaping = project.model_dump(include={"target", "features", "model", "training", "metrics"}, mode="json")
+    shaping["dataset"] = project.dataset.model_dump(include={"name", "contract", "landing_format"}, mode="json")
+    if not shaping["features"].get("expressions"):
+        shaping["features"].pop("expressions", None)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -122,7 +130,7 @@ def train_challenger(
         raise ConfigError(f"unknown trigger {trigger!r} (one of {TRIGGERS})")
     t0 = time.monotonic()
     contract = contract_for(project)
-    spec = feature_spec(project, contract.column_names)
+    spec = feature_spec(project, contract.column_names, {c.name: c.logical_type for c in contract.columns})
     storage = storage or get_storage()
     ts = build_training_set(project, end_ds, storage=storage)
     if not force:
@@ -221,6 +229,8 @@ def _params(project: ProjectConfig, spec: Any, ts: dict[str, Any], fitted: Fitte
         "features_numeric": ",".join(spec.numeric),
         "features_categorical": ",".join(spec.categorical),
         "features_derived": ",".join(spec.derived),
+        "features_expressions": ",".join(e.name for e in spec.expressions),
+        **{f"feature_expr__{e.name}": e.expr for e in spec.expressions},  # at most 2,000 characters each
         "target": project.target.column,
         "task": project.target.task,
         "positive_threshold": project.target.positive_threshold,

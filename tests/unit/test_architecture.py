@@ -24,7 +24,18 @@ from pipelines.core.settings import PROJECT_ROOT
 
 LIBRARY = PROJECT_ROOT / "pipelines"
 STAGES = ("ingest", "training", "monitoring", "scoring")
-HEAVY = ("airflow", "great_expectations", "mlflow", "evidently", "xgboost", "sklearn", "boto3", "pandas", "pyarrow")
+HEAVY = (
+    "airflow",
+    "great_expectations",
+    "mlflow",
+    "evidently",
+    "xgboost",
+    "sklearn",
+    "boto3",
+    "pandas",
+    "pyarrow",
+    "duckdb",
+)
 
 
 def library_modules() -> list[Path]:
