@@ -15,7 +15,7 @@ from typing import Any
 
 import typer
 
-from pipelines.core.errors import ContractHalt, PipelinesError
+from pipelines.core.errors import ConfigError, ContractHalt, PipelinesError
 
 app = typer.Typer(
     name="pipelines",
@@ -53,21 +53,27 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 
 @app.command("validate")
 def validate_cmd(
-    model: str = ModelOpt,
+    dataset: str = typer.Option(None, "--dataset", "-d", help="Dataset name (a file in configs/datasets/)."),
+    model: str = typer.Option(None, "--model", "-m", help="Or a model project: validates the dataset it reads."),
     ds: str = typer.Option(..., "--ds", help="Partition date YYYY-MM-DD."),
     to: str = typer.Option(None, "--to", help="Validate every day from --ds to this date (inclusive)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Validate a landed partition against the data contract (exit 3 on halt)."""
-    from pipelines.core.config import load_project
+    """Validate a landed partition of a dataset against its data contract (exit 3 on halt).
+
+    A dataset is validated once for every model project that reads it.
+    """
+    from pipelines.core.config import load_dataset, load_project
     from pipelines.ingest.validation import validate_partition
 
-    project = load_project(model)
+    if (dataset is None) == (model is None):
+        raise ConfigError("validate: give --dataset D, or --model M for the dataset M reads (one of them)")
+    config = load_dataset(dataset) if dataset is not None else load_project(model).dataset
     if to:
-        _validate_range(project, ds, to, as_json)
+        _validate_range(config, ds, to, as_json)
         return
     try:
-        r = validate_partition(project, ds)
+        r = validate_partition(config, ds)
     except ContractHalt as halt:
         if as_json and halt.summary:
             typer.echo(json.dumps(halt.summary, default=str, sort_keys=True))
@@ -81,7 +87,7 @@ def validate_cmd(
     )
 
 
-def _validate_range(project: Any, start: str, end: str, as_json: bool) -> None:
+def _validate_range(config: Any, start: str, end: str, as_json: bool) -> None:
     """Each day in turn (a CLI backfill); exit 3 if any day halted, after all were tried."""
     from pipelines.core.errors import MissingInput
     from pipelines.core.partitions import date_range
@@ -90,17 +96,17 @@ def _validate_range(project: Any, start: str, end: str, as_json: bool) -> None:
     results = []
     for day in date_range(start, end):
         try:
-            results.append(validate_partition(project, day))
+            results.append(validate_partition(config, day))
         except ContractHalt as halt:
             results.append(halt.summary or {"ds": day, "status": "halted"})
         except MissingInput as exc:
             results.append({"ds": day, "status": "missing", "reason": str(exc)})
     counts = {s: sum(1 for r in results if r["status"] == s) for s in ("published", "halted", "missing")}
-    out = {"model": project.name, "from": start, "to": end, **counts, "partitions": results}
+    out = {"dataset": config.name, "from": start, "to": end, **counts, "partitions": results}
     emit(
         out,
         as_json,
-        f"{project.name} {start}..{end}: {counts['published']} published, "
+        f"{config.name} {start}..{end}: {counts['published']} published, "
         f"{counts['halted']} halted, {counts['missing']} missing",
     )
     if counts["halted"]:
@@ -120,7 +126,6 @@ def train_cmd(
 ) -> None:
     """Build the training set, train a challenger, log it to MLflow and register a version."""
     from pipelines.core.config import load_project
-    from pipelines.core.errors import ConfigError
     from pipelines.training.train import train_challenger
 
     try:
@@ -266,6 +271,47 @@ def lineage_cmd(
 
     r = lineage(load_project(model), ds)
     emit(r, as_json, "\n".join(summary_lines(r)))
+
+
+@app.command("new-project")
+def new_project_cmd(
+    name: str = typer.Argument(..., help="Model project name (lowercase identifier): writes configs/NAME.yaml."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="The dataset it reads (configs/datasets/D.yaml)."),
+    sample: str = typer.Option(
+        None,
+        "--sample",
+        help="A delivery of a new dataset: a data file, a day's folder, or its landing folder of day folders "
+        "(a known dataset: sizes the project; default: its latest validated days).",
+    ),
+    target: str = typer.Option(None, "--target", help="The column to predict (without it: the candidates)."),
+    task: str = typer.Option(
+        None, "--task", help="classification or regression (default: a 0/1 or boolean target is a classification)."
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace files that exist."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Write a commented model project config and, for a new dataset, its contract and dataset config.
+
+    A new dataset's contract is inferred from --sample and checked to pass it; suggestions are marked REVIEW.
+
+    Nothing is written unless every file loads; existing files are kept unless --force.
+    """
+    from pipelines.scaffold import new_project
+
+    r = new_project(name, dataset, sample=sample, target=target, task=task, force=force)
+    lines = [f"wrote {path}" for path in r["written"]]
+    if r.get("project_written"):
+        f = r["features"]
+        lines.append(
+            f"{name}: {r['task']} of {r['target']} on {dataset}; features: {len(f['numeric'])} numeric, "
+            f"{len(f['categorical'])} categorical, {len(f['expressions'])} expression(s); "
+            f"{r['review']} line(s) marked REVIEW"
+        )
+    else:
+        candidates = ", ".join(f"{k} ({v})" for k, v in r["candidates"].items()) or "none"
+        lines.append(f"{name}: not written until its target is named; candidates: {candidates}")
+    lines += [f"next: {step}" for step in r["next"]]
+    emit(r, as_json, "\n".join(lines))
 
 
 @app.command("migrate-layout")
