@@ -109,14 +109,25 @@ def output_table(
     ds: str,
     contract_version: str,
     arrow_rows: pa.Table | None = None,
+    first_row: int = 0,
 ) -> pa.Table:
-    """One chunk's scored rows in the published schema (key columns keep the validated file's Arrow types)."""
+    """One chunk's scored rows in the published schema (key columns keep the validated file's Arrow types).
+
+    ``row_id`` is a 64-bit hash of the natural key; for a contract without one
+    (legal in ODCS), the row's position in the validated partition file
+    (``first_row`` is the chunk's first), stable for that file.
+    """
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
     n = len(rows)
-    ids = pd.util.hash_pandas_object(rows[key], index=False).to_numpy().view("int64") if n else np.array([], "int64")
+    if not n:
+        ids = np.array([], "int64")
+    elif key:
+        ids = pd.util.hash_pandas_object(rows[key], index=False).to_numpy().view("int64")
+    else:
+        ids = np.arange(first_row, first_row + n, dtype="int64")
     if arrow_rows is not None:
         cols: dict[str, Any] = {c: arrow_rows.column(c).combine_chunks() for c in key}
     else:
@@ -294,4 +305,4 @@ def _score(
     arrow_rows = source.read(chunk["start"], chunk["rows"])
     rows = arrow_rows.to_pandas()
     scores = predict_scores(model, rows, project.target.task) if len(rows) else []
-    return output_table(project, rows, scores, pin, key_cols, ds, contract_version, arrow_rows)
+    return output_table(project, rows, scores, pin, key_cols, ds, contract_version, arrow_rows, chunk["start"])
