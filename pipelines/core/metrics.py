@@ -74,6 +74,20 @@ def _mae(y, p):
     return float(np.mean(np.abs(y - p)))
 
 
+def _mae_skill(y, p):
+    """``1 - MAE / MAE of the best constant`` (the median of ``y``): above 0 beats any constant guess.
+
+    Scale-free, so one floor holds across seasons whose errors differ in size
+    (summer delays are larger than winter ones); the absolute-error analogue of R².
+    """
+    import numpy as np
+
+    if len(y) == 0:
+        return float("nan")
+    baseline = float(np.mean(np.abs(y - np.median(y))))
+    return float(1.0 - np.mean(np.abs(y - p)) / baseline) if baseline > 0 else float("nan")
+
+
 def _r2(y, p):
     from sklearn.metrics import r2_score
 
@@ -91,6 +105,7 @@ METRICS: dict[str, Metric] = {
         Metric("positive_rate", _positive_rate, True, _C),
         Metric("rmse", _rmse, False, _R),
         Metric("mae", _mae, False, _R),
+        Metric("mae_skill", _mae_skill, True, _R),
         Metric("r2", _r2, True, _R),
     )
 }

@@ -6,7 +6,10 @@ runs) on a shorter story, in its own Airflow home, storage root and ports:
 SimpleAuthManager's generated admin password) and its real scheduler
 ingest two faulty January weeks (the halted days are redelivered and
 cleared), train and promote a champion, score, ingest two summer weeks
-whose drift fires a retraining, score again and backfill two June days.
+whose drift fires a retraining, score again and backfill two June days. A
+second project on the same dataset (``flights_air_time``, a regression)
+trains its champion on the same validated January, scores a week of each
+window and has its own drift firing and retraining.
 
 Then headless Chromium from Debian (``chromium`` and ``chromium-driver``,
 which ``make test`` installs) driven by Selenium with that system driver
@@ -34,7 +37,9 @@ from pipelines_ops.loopback import GENERATED_PASSWORDS, AirflowApi, call, free_p
 pytestmark = pytest.mark.integration
 
 ARTIFACTS = PROJECT_ROOT / "tests" / ".artifacts"
-DAG_IDS = ["ingest_flights_delay", "retrain_flights_delay", "drift_flights_delay", "batch_score_flights_delay"]
+# One ingest DAG for the flights dataset feeds two model projects, each with its own three DAGs.
+PROJECTS = ("flights_delay", "flights_air_time")
+DAG_IDS = ["ingest_flights"] + [f"{kind}_{p}" for p in PROJECTS for kind in ("retrain", "drift", "batch_score")]
 # The story, shortened: each window is two weeks because training holds the
 # last 7 days out and the drift policy pools a week on two days in a row.
 DEMO_ARGS = [
@@ -145,8 +150,11 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
     # The story ran through the scheduler: backfills, triggers and an asset-triggered retraining.
     kinds = {r["run_type"] for rs in runs.values() for r in rs}
     assert {"backfill", "manual", "asset_triggered"} <= kinds, kinds
-    assert len(runs["ingest_flights_delay"]) == 14 + 14 + 2
+    assert len(runs["ingest_flights"]) == 14 + 14 + 2
     assert len(runs["batch_score_flights_delay"]) == 14 + 14 + 2
+    assert len(runs["batch_score_flights_air_time"]) == 7 + 7  # the last week of each window
+    for project in PROJECTS:  # each project's own drift check fired its own retraining, through the asset
+        assert "asset_triggered" in {r["run_type"] for r in runs[f"retrain_{project}"]}, project
     assert "Halted:" in stdout and "re-ran them green" in stdout
 
     browser.get(url)  # not logged in: the UI sends the browser to the login form
@@ -173,9 +181,9 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
         browser.save_screenshot(str(ARTIFACTS / f"airflow-{dag_id}-runs.png"))
 
 
-def _lineage(demo, ds: str) -> dict:
+def _lineage(demo, ds: str, model: str = "flights_delay") -> dict:
     proc = subprocess.run(
-        [sys.executable, "-m", "pipelines", "lineage", "--model", "flights_delay", "--ds", ds, "--json"],
+        [sys.executable, "-m", "pipelines", "lineage", "--model", model, "--ds", ds, "--json"],
         env=demo["env"],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -220,3 +228,31 @@ def test_lineage_of_demo_scored_days_returns_the_full_chain(demo):
     redelivered = _lineage(demo, "2013-01-03")  # halted on first delivery (fault: missing column)
     assert redelivered["consistent"] and redelivered["input"]["validation_status"] == "published"
     assert redelivered["input"]["rules_failed"] == [] and redelivered["input"]["rows"] == 914
+
+
+def test_two_projects_train_gate_score_and_monitor_from_the_one_ingest_dag(demo):
+    """flights_air_time reads the partitions ingest_flights validated once; its champion, scores and drift are its own."""
+    first, second = _lineage(demo, "2013-07-03"), _lineage(demo, "2013-07-03", "flights_air_time")
+    assert second["consistent"] and second["problems"] == []
+    # The same validated file, validated once, is the input of both.
+    assert second["input"]["validated"] == first["input"]["validated"]
+    assert second["input"]["sha256"] == first["input"]["sha256"] and second["input"]["rows"] == first["input"]["rows"]
+    # Its own namespace: its registered model, its scores table, its drift reports.
+    version = second["model_version"]
+    assert version["version"] == "2" and version["trigger"] == "drift" and "champion" in version["aliases"]
+    assert second["gate"]["decision"] == "promoted" and second["gate"]["promoted_from"] == "1"
+    assert second["scores"]["uri"].endswith("/" + catalog.scores_file("flights_air_time", "2013-07-03"))
+    data = Path(demo["env"]["PIPELINES_DATA_ROOT"])
+    assert (data / catalog.drift_summary("flights_air_time", "2013-07-03")).is_file()
+    import duckdb
+
+    glob = str(data / catalog.parquet_glob(catalog.scores_table("flights_air_time")))
+    rows = duckdb.execute(
+        "select model_version, count(distinct ds), count(*), min(score), max(score) "
+        "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version",
+        [glob],
+    ).fetchall()
+    assert [(v, days) for v, days, *_ in rows] == [("1", 7), ("2", 7)]
+    for _, _, n, low, high in rows:  # minutes in the air from NYC: from the shuttle hops to Honolulu
+        assert n > 0 and 15 < low < high < 700
+    assert "flights_air_time (regression, the same validated flights partitions)" in demo["stdout"]
