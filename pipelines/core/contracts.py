@@ -69,6 +69,23 @@ from typing import Any
 from pipelines.core.errors import ConfigError
 
 ACTIONS = ("halt", "quarantine", "warn")
+#: Column names a contract cannot use, and why.
+RESERVED_COLUMNS = {
+    "ds": "the partition column of every Hive-partitioned table (validated, quarantine, scores)",
+}
+#: Columns the scores table adds beside the natural key (``pipelines/scoring/chunks.py``).
+SCORES_COLUMNS = (
+    "row_id",
+    "score",
+    "label",
+    "model_name",
+    "model_version",
+    "mlflow_run_id",
+    "training_fingerprint",
+    "contract_version",
+    "ds",
+)
+
 LOGICAL_TYPES = ("integer", "number", "string", "timestamp", "date", "boolean")
 
 TYPE_MISMATCH = "type_mismatch"
@@ -356,6 +373,13 @@ def _columns(table: Any, props: dict[str, Any], action_of: Any, fail: Any) -> tu
         ltype = (prop.logicalType or "").lower()
         if ltype not in LOGICAL_TYPES:
             raise fail(f"{prop.name}.logicalType: {prop.logicalType!r} not one of {LOGICAL_TYPES}")
+        if prop.name in RESERVED_COLUMNS:
+            raise fail(f"{prop.name}: a reserved column name ({RESERVED_COLUMNS[prop.name]}); rename it upstream")
+        if prop.primaryKey and prop.name in SCORES_COLUMNS:
+            raise fail(
+                f"{prop.name}: a natural-key column cannot be named like a column the scores table adds "
+                f"({', '.join(SCORES_COLUMNS)}): the published key would be overwritten"
+            )
         col = Column(prop.name, ltype, bool(prop.required), bool(prop.primaryKey), prop.description or "")
         columns.append(col)
         if prop.required:

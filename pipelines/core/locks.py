@@ -324,3 +324,11 @@ def scores_partition(storage: Storage, model: str, ds: str, *, timeout: float = 
     from pipelines.core.partitions import ds_str
 
     return hold(storage, f"scores-{model}-{ds_str(ds)}", timeout=timeout)
+
+
+def validated_partition(storage: Storage, dataset: str, ds: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """The lock of one dataset's validated partition: validation's writes take it (before any scores lock),
+    so two validations of one day never interleave, whether or not a project reads the dataset yet."""
+    from pipelines.core.partitions import ds_str
+
+    return hold(storage, f"validated-{dataset}-{ds_str(ds)}", timeout=timeout)

@@ -395,7 +395,9 @@ def _write(
 ) -> None:
     """Replace the partition's outputs with those built, then write the report.
 
-    Inside the scores lock of every model on the dataset: the delivery is
+    Inside the partition's own lock (two validations of a day never
+    interleave, whether or not a project reads the dataset yet) and the
+    scores lock of every model on the dataset: the delivery is
     checked to be still the one read (``recheck``), then the day's scores
     whose input is not the new validated file are withdrawn
     (:mod:`pipelines.core.withdrawal`), before the old data goes: BI never
@@ -406,7 +408,9 @@ def _write(
         storage.exists(key)  # a report folder that resolves out of the root fails here, before any write
     digest = built.summary.get("validated_sha256") if built.tables is not None else None
     why = "the day halted" if built.tables is None else "the day was re-validated with other content"
-    with held_for(storage, models, ds):
+    from pipelines.core import locks
+
+    with locks.validated_partition(storage, dataset, ds), held_for(storage, models, ds):
         recheck()
         for model in models:
             withdraw_stale_scores(storage, model, ds, digest, why, built.summary["report"])

@@ -121,6 +121,11 @@ def output_table(
     import pandas as pd
     import pyarrow as pa
 
+    from pipelines.core.contracts import SCORES_COLUMNS
+
+    clash = [c for c in key if c in SCORES_COLUMNS]
+    if clash:  # load_contract refuses such a key; never overwrite a key column silently
+        raise ConfigError(f"{project.name}: natural-key columns {clash} are named like scores columns")
     n = len(rows)
     if not n:
         ids = np.array([], "int64")

@@ -547,3 +547,45 @@ def test_contract_rules_that_could_never_work_are_refused_on_load(tmp_path):
         path.write_text(variant)
         with pytest.raises(ConfigError, match=r"pattern needs a string column|expected a finite number"):
             load_contract(path)
+
+
+def test_validation_writes_under_the_partitions_own_lock_even_when_no_project_reads_the_dataset(
+    storage, tmp_path, monkeypatch
+):
+    """A dataset declared before any project reads it (new-project's first step) has no scores lock to
+    take: its validation still writes under the day's own lock, so two validations of a day never interleave."""
+    import shutil
+    import threading
+
+    from pipelines.core import locks
+    from pipelines.core.config import load_dataset
+    from pipelines.core.locks import LockBusy
+    from pipelines.core.settings import PROJECT_ROOT
+    from pipelines.core.withdrawal import models_on
+    from pipelines.ingest import validation
+
+    configs = tmp_path / "configs"
+    shutil.copytree(PROJECT_ROOT / "configs" / "profiles", configs / "profiles")
+    shutil.copytree(PROJECT_ROOT / "configs" / "datasets", configs / "datasets")
+    monkeypatch.setenv("PIPELINES_CONFIG_DIR", str(configs))
+    assert models_on(DATASET) == []  # nobody reads it yet
+    land(storage, day_files())
+    seen: list[str] = []
+    real = validation._publish
+
+    def publish(*args, **kwargs):
+        def contend() -> None:  # another writer of the same day, in another thread
+            try:
+                with locks.validated_partition(storage, DATASET, DS, timeout=0.3):
+                    seen.append("acquired")
+            except LockBusy:
+                seen.append("busy")
+
+        t = threading.Thread(target=contend)
+        t.start()
+        t.join()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(validation, "_publish", publish)
+    assert validate_partition(load_dataset(DATASET), DS)["status"] == "published"
+    assert seen == ["busy"]

@@ -231,7 +231,7 @@ def test_lineage_of_demo_scored_days_returns_the_full_chain(demo):
 
 
 def test_two_projects_train_gate_score_and_monitor_from_the_one_ingest_dag(demo):
-    """flights_air_time reads the partitions ingest_flights validated once; its champion, scores and drift are its own."""
+    """flights_air_time reads the partitions ingest_flights validated once; its champion, scores, drift: its own."""
     first, second = _lineage(demo, "2013-07-03"), _lineage(demo, "2013-07-03", "flights_air_time")
     assert second["consistent"] and second["problems"] == []
     # The same validated file, validated once, is the input of both.

@@ -57,6 +57,10 @@ def prop(raw, name):
         (lambda r: prop(r, "carrier")["quality"][0].update(id="dest_known"), "duplicated rule ids"),
         (lambda r: prop(r, "hour")["quality"][0]["arguments"].update(minimum=30), "minimum is above maximum"),
         (lambda r: r["customProperties"][1].update(value=3), "maxQuarantineRate"),
+        # ds is every table's Hive partition column; a key named like a scores column would be overwritten there.
+        (lambda r: prop(r, "dest").update(name="ds"), "ds: a reserved column name"),
+        (lambda r: prop(r, "flight").update(name="row_id"), "row_id: a natural-key column cannot be named"),
+        (lambda r: prop(r, "carrier").update(name="score"), "score: a natural-key column cannot be named"),
     ],
 )
 def test_bad_contracts_fail_with_the_rule_named(tmp_path, mutate, message):
@@ -64,6 +68,11 @@ def test_bad_contracts_fail_with_the_rule_named(tmp_path, mutate, message):
         load_contract(mutated(tmp_path, mutate))
     assert message in str(exc.value)
     assert str(tmp_path / "c.yaml") in str(exc.value)
+
+
+def test_a_column_named_like_a_scores_column_is_fine_outside_the_key(tmp_path):
+    contract = load_contract(mutated(tmp_path, lambda r: prop(r, "dest").update(name="label")))
+    assert "label" in [c.name for c in contract.columns] and "label" not in contract.primary_key
 
 
 def test_missing_contract(tmp_path):
