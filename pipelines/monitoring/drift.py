@@ -171,11 +171,12 @@ def run_drift(project: ProjectConfig, ds: str, storage: Storage | None = None) -
 
     ds = ds_str(ds)
     storage = storage or get_storage()
-    spec = feature_spec(project)
-    if ds not in catalog.validated_partitions(storage, project.dataset.name):  # fail before MLflow, Evidently load
+    feature_spec(project)  # a bad config fails here, before MLflow and Evidently load
+    if ds not in catalog.validated_partitions(storage, project.dataset.name):
         raise NoValidatedPartition(project.dataset.name, ds)
     t0 = time.monotonic()
     champ = Champion(project)
+    spec = champ.spec  # the features the champion was trained on, not today's config (an edited expression)
     summary, snapshots = measure(project, ds, champ, storage, spec)
     history = _history(project, ds, champ, storage, spec)
     decision = decide(

@@ -225,6 +225,7 @@ class Champion:
     """The champion with its references and model, loaded once per step."""
 
     def __init__(self, project: ProjectConfig):
+        self.project = project
         self.info = champion_info(project)
         self.reference = load_reference(self.info["run_id"], catalog.DRIFT_REFERENCE)
         self.holdout = load_reference(self.info["run_id"], catalog.HOLDOUT_SCORES_REFERENCE)
@@ -237,6 +238,18 @@ class Champion:
 
             self._model = mlflow.sklearn.load_model(self.info["model_uri"])
         return self._model
+
+    @property
+    def spec(self) -> Any:
+        """The champion's own feature spec, as logged in its pipeline: its reference was built with it, and
+        the config's features may have been edited since (an expression's text, a derived feature added)."""
+        features = getattr(self.model, "named_steps", {}).get("features")
+        spec = (getattr(features, "kw_args", None) or {}).get("spec")
+        if spec is None:  # not a pipeline of ours: the config's
+            from pipelines.core.features import feature_spec
+
+            spec = feature_spec(self.project)
+        return spec
 
 
 def window_days(project: ProjectConfig, ds: str) -> list[str]:

@@ -93,3 +93,16 @@ def test_a_project_of_expression_features_trains_scores_and_predicts_from_raw_ro
     summary = run_drift(project, "2013-01-31")
     assert "day_of_week" not in summary["monitored_columns"]
     assert {"sched_dep_minutes", "sched_arr_minutes", "route"} <= set(summary["monitored_columns"])
+
+    # Edit an expression's text after the champion was trained: drift still compares the champion's own
+    # features with its reference (a changed formula is not drift in the data).
+    config = project.source
+    raw = yaml.safe_load(config.read_text())
+    raw["features"]["expressions"]["sched_dep_minutes"]["expr"] = "sched_dep_time * 1000"
+    config.write_text(yaml.safe_dump(raw, sort_keys=False))
+    edited = load_project(MODEL)
+    again = run_drift(edited, "2013-01-30")
+    assert again["columns"]["sched_dep_minutes"]["drifted"] is False
+    assert again["columns"]["sched_dep_minutes"]["score"] == pytest.approx(
+        run_drift(project, "2013-01-30")["columns"]["sched_dep_minutes"]["score"]
+    )
