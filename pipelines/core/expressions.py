@@ -13,7 +13,9 @@ columns of its data contract, instead of naming a function registered in
 **The language** is a DuckDB scalar expression, as it would stand between
 ``SELECT`` and the end of a query, restricted to:
 
-- column references (plain names of the contract's columns) and constants;
+- column references (names of the contract's columns, double-quoted when a name is
+  a keyword or not a plain lower-case identifier: ``"order"``, ``"Ship Date"``;
+  :func:`quote_identifier` writes one) and constants;
 - arithmetic, string concatenation, comparison and boolean operators,
   ``LIKE``/``ILIKE``, ``IS [NOT] NULL``, ``IS [NOT] DISTINCT FROM``,
   ``[NOT] BETWEEN``, ``[NOT] IN (list)``, ``CASE``, ``COALESCE``,
@@ -25,10 +27,11 @@ columns of its data contract, instead of naming a function registered in
     degrees sin cos tan asin acos atan atan2 fmod``;
   - conditional: ``if nullif`` (and ``CASE``, ``COALESCE`` above);
   - text: ``lower upper lcase ucase length strlen substring substr left right
-    trim ltrim rtrim lpad rpad replace concat concat_ws contains starts_with
-    ends_with prefix suffix strpos instr split_part reverse repeat
-    regexp_matches regexp_replace regexp_extract regexp_full_match ascii chr
-    strip_accents nfc_normalize``;
+    trim ltrim rtrim replace concat concat_ws contains starts_with ends_with
+    prefix suffix strpos instr split_part reverse regexp_matches
+    regexp_replace regexp_extract regexp_full_match ascii chr strip_accents
+    nfc_normalize`` (``replace`` and ``regexp_replace`` in a form whose
+    result is never much longer than their input: see below);
   - dates and times: ``make_date make_time make_timestamp date_part datepart
     year month day dayofmonth dayofweek weekday isodow dayofyear week
     weekofyear quarter hour minute second millisecond yearweek isoyear
@@ -44,11 +47,19 @@ files, table functions such as ``read_csv``), subqueries, ``*``, aggregates
 and window functions, lambdas, parameters, qualified names, and every
 function not on the list, in particular those that read the environment or
 the clock or are random (``getenv``, ``current_setting``, ``now``,
-``current_date``, ``random``, ``uuid``...). The check walks DuckDB's own
-parse tree (``json_serialize_sql``), so what is checked is what DuckDB
-runs, and it fails closed: a node of a kind it does not know is refused.
-It returns the columns the expression reads: they join the model's input
-schema (``FeatureSpec.raw_inputs``).
+``current_date``, ``random``, ``uuid``...) and those whose result's size an
+argument sets (``repeat``, ``lpad``, ``rpad``, ``printf``, ``range``,
+lists...): ``TRY`` absorbs a value that fails, not gigabytes allocated on
+every row, so no value may grow by more than the expression writes out
+itself. For the same reason ``replace(x, from, to)`` needs constant texts,
+``to`` no longer than ``from``, and ``regexp_replace(x, pattern, replacement
+[, options])`` a constant replacement without ``\\`` (no back-reference),
+constant options and, with the ``g`` option, an empty replacement (a pattern
+that matches the empty text would insert it at every position). The check
+walks DuckDB's own parse tree (``json_serialize_sql``), so what is checked is
+what DuckDB runs, and it fails closed: a node of a kind it does not know is
+refused. It returns the columns the expression reads: they join the model's
+input schema (``FeatureSpec.raw_inputs``).
 
 **Types.** An expression reads each column as the data contract declares it
 (:data:`CONTRACT_TYPES`: ``integer`` is ``BIGINT``, ``number`` ``DOUBLE``,
@@ -56,10 +67,12 @@ schema (``FeatureSpec.raw_inputs``).
 ``TIMESTAMPTZ``), not as pandas happens to hold it: validated rows keep
 integers as float64, on which DuckDB's ``//`` would divide without flooring
 and ``make_date`` would not bind. A value that is not of its column's type
-(raw rows handed to the logged model) reads as null. DuckDB's own semantics
-apply otherwise; note that ``dayofweek`` counts from Sunday = 0, where the
-registered ``day_of_week`` (pandas) counts from Monday = 0: that one is
-``isodow(make_date(year, month, day)) - 1``.
+(raw rows handed to the logged model) reads as null, and so does a number
+that is not whole in an ``integer`` column (``1730.6`` is null, not rounded to
+``1731``; validation quarantines such a value, so no validated row holds
+one). DuckDB's own semantics apply otherwise; note that ``dayofweek`` counts
+from Sunday = 0, where the registered ``day_of_week`` (pandas) counts from
+Monday = 0: that one is ``isodow(make_date(year, month, day)) - 1``.
 
 **Evaluation** (:func:`evaluate`) runs every expression of a feature spec in
 one query over the raw rows, in an in-memory DuckDB database opened once per
@@ -114,8 +127,8 @@ ALLOWED_FUNCTIONS = frozenset(
     # conditional (CASE, COALESCE and TRY are expressions of their own)
     "if nullif "
     # text
-    "lower upper lcase ucase length strlen substring substr left right trim ltrim rtrim lpad rpad replace "
-    "concat concat_ws contains starts_with ends_with prefix suffix strpos instr split_part reverse repeat "
+    "lower upper lcase ucase length strlen substring substr left right trim ltrim rtrim replace "
+    "concat concat_ws contains starts_with ends_with prefix suffix strpos instr split_part reverse "
     "regexp_matches regexp_replace regexp_extract regexp_full_match ascii chr strip_accents nfc_normalize "
     # dates and times
     "make_date make_time make_timestamp date_part datepart year month day dayofmonth dayofweek weekday isodow "
@@ -123,6 +136,13 @@ ALLOWED_FUNCTIONS = frozenset(
     "date_sub datesub date_trunc datetrunc last_day dayname monthname strftime strptime try_strptime epoch "
     # interval literals (INTERVAL 1 DAY is to_days(1))
     "to_years to_months to_weeks to_days to_hours to_minutes to_seconds to_milliseconds to_microseconds".split()
+)
+
+#: Functions refused because an argument sets their result's size (named in the refusal; the list above is
+#: what is allowed, so a function missing here but absent from it is refused all the same).
+SIZE_SETTING_FUNCTIONS = frozenset(
+    "repeat lpad rpad printf format space range generate_series list_resize array_resize string_split "
+    "str_split string_split_regex str_split_regex regexp_split_to_array list_value array_value bar".split()
 )
 
 #: Operators (DuckDB parses them as functions of these names).
@@ -368,6 +388,11 @@ def _check_function(node: dict[str, Any]) -> None:
     if node.get("schema") or node.get("catalog"):
         raise _Refused(f"function {node.get('schema') or node.get('catalog')}.{name}: qualified names are not allowed")
     allowed = ALLOWED_OPERATORS if node.get("is_operator") else ALLOWED_FUNCTIONS
+    if name in SIZE_SETTING_FUNCTIONS:
+        raise _Refused(
+            f"function {name!r} is not allowed: an argument sets the size of its result, and TRY cannot absorb "
+            "gigabytes allocated on every row"
+        )
     if name not in allowed:
         raise _Refused(
             f"function {name!r} is not allowed (only deterministic scalar functions: no table, aggregate, "
@@ -377,6 +402,46 @@ def _check_function(node: dict[str, Any]) -> None:
         raise _Refused(f"{name}: DISTINCT, FILTER and ORDER BY belong to aggregates, which are not allowed")
     if node.get("export_state") or any(arg.get("name") for arg in node.get("arguments", [])):
         raise _Refused(f"{name}: named arguments are not allowed")
+    if name in _SIZE_CHECKS:
+        _SIZE_CHECKS[name]([_literal(arg.get("expression")) for arg in node.get("arguments", [])])
+
+
+def _literal(node: Any) -> str | None:
+    """The text of a string constant (``'...'``), or None for anything else (a column, a call, a number)."""
+    if not isinstance(node, dict) or node.get("class") != "CONSTANT":
+        return None
+    literal = node.get("literal") or {}
+    return literal.get("text") if literal.get("kind") == "STRING" and isinstance(literal.get("text"), str) else None
+
+
+_GROWS = "the result could grow without bound (a value may not outgrow what the expression writes out)"
+
+
+def _check_replace(args: list[str | None]) -> None:
+    """``replace(x, from, to)``: constant texts, ``to`` no longer than ``from`` (the result is never longer)."""
+    if len(args) != 3 or args[1] is None or args[2] is None:
+        raise _Refused(f"replace: the text replaced and its replacement must be constant texts: {_GROWS}")
+    if len(args[2].encode()) > len(args[1].encode()):
+        raise _Refused(f"replace: a replacement longer than the text it replaces is not allowed: {_GROWS}")
+
+
+def _check_regexp_replace(args: list[str | None]) -> None:
+    """``regexp_replace(x, pattern, replacement[, options])``: a constant replacement without a back-reference,
+    constant options, and with ``g`` an empty replacement (an empty match would take it at every position)."""
+    replacement, options = (args[2] if len(args) > 2 else None), (args[3] if len(args) > 3 else "")
+    if len(args) not in (3, 4) or replacement is None or options is None:
+        raise _Refused(f"regexp_replace: the replacement and the options must be constant texts: {_GROWS}")
+    if "\\" in replacement:
+        raise _Refused(f"regexp_replace: a back-reference (\\) in the replacement is not allowed: {_GROWS}")
+    if "g" in options and replacement:
+        raise _Refused(
+            f"regexp_replace: with the g option only an empty replacement is allowed: {_GROWS}; "
+            "replace() a constant text instead"
+        )
+
+
+#: Functions allowed only in a form whose result cannot outgrow its input (see the module doc).
+_SIZE_CHECKS = {"replace": _check_replace, "regexp_replace": _check_regexp_replace}
 
 
 def _describe(cls: Any, kind: Any) -> str:
@@ -480,10 +545,19 @@ def _typed_rows(expressions: Sequence[Expression], inputs: list[str]) -> str:
     for col, typ in types.items():
         if typ not in CONTRACT_TYPES.values():  # the spec travels in a pickle: never trust it into SQL
             raise ConfigError(f"expression input {col!r}: unknown type {typ!r}")
-        casts.append(f"TRY_CAST({_quote(col)} AS {typ}) AS {_quote(col)}")
+        casts.append(f"{_read_as(_quote(col), typ)} AS {_quote(col)}")
     if not casts:
         return "SELECT * FROM expression_rows"
     return f"SELECT * REPLACE ({', '.join(casts)}) FROM expression_rows"  # noqa: S608 - quoted names, known types
+
+
+def _read_as(column: str, typ: str) -> str:
+    """SQL reading a (quoted) column as ``typ``: null for a value that is not one, a non-whole number included
+    (a plain cast to BIGINT would round ``1730.6`` to ``1731``)."""
+    if typ != "BIGINT":
+        return f"TRY_CAST({column} AS {typ})"
+    whole = f"TRY_CAST({column} AS BIGINT)"
+    return f"CASE WHEN {whole} = TRY_CAST({column} AS DOUBLE) THEN {whole} END"
 
 
 def _compiled_or_refused(e: Expression) -> tuple[str, tuple[str, ...]]:
@@ -493,8 +567,12 @@ def _compiled_or_refused(e: Expression) -> tuple[str, tuple[str, ...]]:
         raise ConfigError(f"expression feature {e.name!r}: {e.expr!r}: {exc}") from None
 
 
-def _quote(name: str) -> str:
+def quote_identifier(name: str) -> str:
+    """``name`` as a DuckDB identifier an expression can read whatever it is (a keyword, spaces, capitals)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+_quote = quote_identifier
 
 
 def _row_column(inputs: list[str]) -> str:

@@ -90,11 +90,14 @@ CALENDAR_COLUMNS = frozenset({"year", "quarter", "month", "week", "day", "day_of
 def is_calendar(name: str, spec: FeatureSpec | None = None) -> bool:
     """Whether a feature is a calendar position (drifts by construction between days).
 
-    A registered derived feature or an expression of ``spec`` marked ``calendar``, or a name of
-    :data:`CALENDAR_COLUMNS`.
+    An expression of ``spec`` is one when it is marked ``calendar``, whatever its name (an expression
+    named ``week`` or ``day_of_year`` with ``calendar: false`` is not); any other name is one when it is
+    a registered derived feature marked so, or a name of :data:`CALENDAR_COLUMNS`.
     """
-    if spec is not None and any(e.name == name and e.calendar for e in spec.expressions):
-        return True
+    if spec is not None:
+        declared = [e.calendar for e in spec.expressions if e.name == name]
+        if declared:
+            return declared[0]
     return (name in DERIVED and DERIVED[name].calendar) or name in CALENDAR_COLUMNS
 
 

@@ -23,8 +23,9 @@ on sample rows) and, for a new contract, checked on the sample with the
 validation step's own coercion and row rules: no sample row may be
 quarantined and no halt rule may fire. Only then are the files written, each
 atomically (a temporary file renamed over), and an existing file is replaced
-only with ``force``. Any problem is a :class:`~pipelines.core.errors.ConfigError`
-(exit 2), and nothing is written.
+only with ``force``, never a contract file another dataset's config names.
+Any problem is a :class:`~pipelines.core.errors.ConfigError` (exit 2), and
+nothing is written.
 
 The module reads samples with :mod:`pipelines.ingest` (its reader's null
 tokens, its coercion and its row rules), so the inferred contract is the one
@@ -106,6 +107,7 @@ def new_project(
         plan = _for_known_dataset(name, dataset, sample, target, task, settings)
     else:
         plan = _for_new_dataset(name, dataset, sample, target, task, settings)
+    _refuse_shared_contracts(plan, dataset, settings)
     existing = [str(p) for p in plan.files if p.exists()]
     if existing and not force:
         raise ConfigError(f"{', '.join(existing)}: already there; pass --force to replace (nothing written)")
@@ -117,6 +119,36 @@ def new_project(
     plan.result["review"] = sum(text.count("# REVIEW") for text in plan.files.values())
     plan.result["next"] = _next_steps(plan, name, dataset)
     return plan.result
+
+
+def _refuse_shared_contracts(plan: Plan, dataset: str, settings: Settings) -> None:
+    """Refuse to write a contract file another dataset's config names, even with ``force``: it is that
+    dataset's contract, and replacing it would change what its ingest validates. A config that does not
+    read as YAML counts as naming every contract file its text mentions."""
+    from pipelines.core.config import datasets_dir, read_yaml
+
+    writing = {p.name for p in plan.files if p.parent == settings.contracts_dir}
+    folder = datasets_dir(settings)
+    if not writing or not folder.is_dir():
+        return
+    for path in sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()):
+        if path.stem == dataset:
+            continue
+        try:
+            raw = read_yaml(path)
+            named = [raw.get("contract")] if isinstance(raw, dict) else []
+        except ConfigError:
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            named = [n for n in writing if n in text]
+        shared = sorted({n for n in named if isinstance(n, str) and n in writing})
+        if shared:
+            raise ConfigError(
+                f"{settings.contracts_dir / shared[0]}: the contract of dataset {path.stem!r} ({path}); "
+                f"dataset {dataset!r} cannot replace it, even with --force (nothing written)"
+            )
 
 
 def _for_new_dataset(

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.core.errors import ConfigError
+from pipelines.core.expressions import quote_identifier
 from pipelines.scaffold.profile import ColumnInfo, Frames, target_values
 
 TASKS = ("classification", "regression")
-_PLAIN = re.compile(r"[a-z][a-z0-9_]{0,50}")
 
 
 @dataclass
@@ -147,18 +147,32 @@ def choose_features(
 
 
 def _calendar_expressions(partition: dict[str, str], infos: dict[str, ColumnInfo]) -> dict[str, Expression]:
-    """Features of the partition day: its weekday (calendar), and a timestamp column's hour."""
+    """Features of the partition day: its weekday (calendar), and a timestamp column's hour.
+
+    They read the partition-date rule's own columns, quoted (a column may be named ``order``, ``End``
+    or ``ship date``), and a feature named after a column is named in the config's plain identifiers.
+    """
+    q = quote_identifier
     if "year" in partition:
-        return {"weekday": Expression("isodow(make_date(year, month, day)) - 1", calendar=True, comment="Monday = 0")}
+        day = f"make_date({q(partition['year'])}, {q(partition['month'])}, {q(partition['day'])})"
+        return {"weekday": Expression(f"isodow({day}) - 1", calendar=True, comment="Monday = 0")}
     column = partition.get("column")
-    if not column or not _PLAIN.fullmatch(column):
+    if not column or column not in infos:
         return {}
     out = {}
     if infos[column].logical_type == "date" or partition.get("timezone") == "UTC":
-        out["weekday"] = Expression(f"isodow({column}) - 1", calendar=True, comment="Monday = 0")
+        out["weekday"] = Expression(f"isodow({q(column)}) - 1", calendar=True, comment="Monday = 0")
     if infos[column].logical_type == "timestamp":
-        out[f"{column}_hour"] = Expression(f"hour({column})", comment="in UTC")
+        out[feature_name(column, "hour")] = Expression(f"hour({q(column)})", comment="in UTC")
     return out
+
+
+def feature_name(column: str, suffix: str) -> str:
+    """A plain feature name (lower-case letters, digits and _, a letter first) for ``column``'s ``suffix``."""
+    stem = re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
+    if not stem or not stem[0].isalpha():
+        stem = f"c_{stem}".rstrip("_")
+    return f"{stem[: 62 - len(suffix)]}_{suffix}"
 
 
 def sizes(frames: Frames, task: str, y: Any, categorical: list[str], infos: dict[str, ColumnInfo]) -> dict[str, Any]:

@@ -153,7 +153,21 @@ def infer_types(sample: Sample) -> tuple[dict[str, str], dict[str, str]]:
             types[name] = _text_type([a.cast("string") for a in arrays])
     if not types:
         raise ConfigError(f"sample {sample.path}: no column is in every file; nothing to make a contract of")
+    _refuse_reserved(sample, list(types))
     return types, dropped
+
+
+def _refuse_reserved(sample: Sample, columns: list[str]) -> None:
+    """A column named as the system names one of its own (``ds``) cannot be a contract's: say so now."""
+    from pipelines.core.contracts import RESERVED_COLUMNS
+
+    for name in columns:
+        if name in RESERVED_COLUMNS:
+            why = RESERVED_COLUMNS.get(name) if isinstance(RESERVED_COLUMNS, dict) else None
+            raise ConfigError(
+                f"sample {sample.path}: column {name!r} has a reserved name{f' ({why})' if why else ''}: "
+                "a contract cannot hold it; rename it upstream (nothing written)"
+            )
 
 
 def typed_frames(sample: Sample, types: dict[str, str], timezones: dict[str, str] | None = None) -> Frames:
@@ -261,13 +275,19 @@ def natural_key(
 ) -> list[str]:
     """The fewest columns unique within every day (an ID-like one first), with the day's columns prepended
     when the key repeats across days; ``[]`` when no combination of up to three columns is. The outcome
-    (a project's target) is never part of it."""
+    (a project's target) is never part of it, nor a column named like one the scores table adds beside
+    the key (:data:`~pipelines.core.contracts.SCORES_COLUMNS`: the contract would not load)."""
     import pandas as pd
+
+    from pipelines.core.contracts import SCORES_COLUMNS
 
     usable = [
         c.name
         for c in infos.values()
-        if c.required and c.logical_type not in ("number", "boolean") and c.name != outcome
+        if c.required
+        and c.logical_type not in ("number", "boolean")
+        and c.name != outcome
+        and c.name not in SCORES_COLUMNS
     ]
     singles = [n for n in usable if infos[n].unique_per_day]
     key: list[str] = []
@@ -282,7 +302,8 @@ def natural_key(
     if key and partition_cols and not set(partition_cols) & set(key):
         whole = pd.concat([f for _, f in frames], ignore_index=True)
         if whole.duplicated(subset=key).any():
-            key = [*partition_cols, *key]
+            # The day's columns join the key, unless one is named like a scores column: then no key.
+            key = [] if set(partition_cols) & set(SCORES_COLUMNS) else [*partition_cols, *key]
     return key
 
 

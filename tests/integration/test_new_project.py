@@ -357,6 +357,81 @@ def test_a_known_dataset_without_a_target_lists_the_candidates_and_writes_nothin
     assert snapshot(folders["configs"], folders["contracts"]) == before
 
 
+# ---- column names SQL or the system could trip on
+
+
+def land_orders(root: Path, dataset: str, columns: dict[str, str], days: int = 3, rows: int = 40) -> Path:
+    """A small CSV feed whose columns are named as ``columns`` maps the roles: the day's date (``date``) or
+    its parts (``year``, ``month``, ``day``), an id (``id``), a category (``kind``), a measure and the target."""
+    rng = np.random.default_rng(13)
+    for i in range(days):
+        day = START + dt.timedelta(days=i)
+        parts = {"date": day.isoformat(), "year": day.year, "month": day.month, "day": day.day}
+        frame = pd.DataFrame({col: parts[role] for role, col in columns.items() if role in parts}, index=range(rows))
+        frame[columns["id"]] = [f"O{i:02d}{j:04d}" for j in range(rows)]
+        frame[columns["kind"]] = rng.choice(["a", "b", "c"], rows)
+        frame[columns["qty"]] = rng.gamma(2.0, 3.0, rows).round(2)
+        frame[columns["target"]] = (frame[columns["qty"]] * 2 + rng.normal(0, 1, rows)).round(2)
+        _land(root, dataset, day, frame, "orders.csv")
+    return root / catalog.landing_table(dataset)
+
+
+def test_keywords_capitals_and_spaces_in_column_names_are_quoted_in_the_generated_expressions(folders, capsys):
+    """A date column named ``order`` (an SQL keyword) dates the partition: the weekday expression quotes it,
+    loads and computes on the sample, as do a category named ``from`` and a measure named ``Left Qty``."""
+    roles = {"date": "order", "id": "order_no", "kind": "from", "qty": "Left Qty", "target": "end"}
+    sample = land_orders(folders["data"], "orders", roles)
+    code, out, err = new_project(
+        capsys, "order_size", "--dataset", "orders", "--sample", str(sample), "--target", "end"
+    )
+    assert code == 0, err
+    assert out["partition_date"] == {"column": "order"} and out["primary_key"] == ["order_no"]
+    assert out["features"] == {"numeric": ["Left Qty"], "categorical": ["from"], "expressions": ["weekday"]}
+    project = yaml.safe_load((folders["configs"] / "order_size.yaml").read_text())
+    assert project["features"]["expressions"]["weekday"]["expr"] == 'isodow("order") - 1'
+
+
+def test_the_weekday_is_built_from_the_partition_rules_own_year_month_day_columns(folders, capsys):
+    """A known dataset whose partition-date rule names yr, mo and dy: the weekday reads those columns."""
+    from pipelines.core.config import load_project
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.features import feature_spec, make_features
+    from pipelines.scaffold.infer import typed_frames
+    from pipelines.scaffold.sample import read_sample
+
+    roles = {"year": "yr", "month": "mo", "day": "dy", "id": "order_id", "kind": "kind", "qty": "qty"}
+    sample = land_orders(folders["data"], "orders", {**roles, "target": "total"})
+    code, out, err = new_project(capsys, "order_total", "--dataset", "orders", "--sample", str(sample))
+    assert code == 0, err
+    # The day's parts go by other names than year/month/day: the reviewer adds the rule by hand.
+    path = folders["contracts"] / "orders.odcs.yaml"
+    contract = yaml.safe_load(path.read_text())
+    contract["schema"][0]["quality"].append(
+        {
+            "id": "partition_date_matches",
+            "type": "custom",
+            "engine": "pipelines",
+            "implementation": "partitionDateMatches",
+            "arguments": {"year": "yr", "month": "mo", "day": "dy"},
+            "severity": "critical",
+        }
+    )
+    path.write_text(yaml.safe_dump(contract, sort_keys=False))
+    code, out, err = new_project(
+        capsys, "order_total", "--dataset", "orders", "--sample", str(sample), "--target", "total"
+    )
+    assert code == 0, err
+    assert out["new_dataset"] is False and out["partition_date"] == {"year": "yr", "month": "mo", "day": "dy"}
+    assert out["features"]["expressions"] == ["weekday"]
+    project = load_project("order_total")
+    assert project.features.expressions["weekday"].expr == 'isodow(make_date("yr", "mo", "dy")) - 1'
+    contract = contract_for(project)
+    spec = feature_spec(project, contract.column_names)
+    frames = typed_frames(read_sample(sample), {c.name: c.logical_type for c in contract.columns})
+    for ds, frame in frames:
+        assert (make_features(frame, spec)["weekday"] == dt.date.fromisoformat(ds).weekday()).all()
+
+
 # ---- refusals: named errors, exit 2, nothing written
 
 
@@ -374,6 +449,42 @@ def test_existing_files_are_kept_unless_forced(folders, capsys):
     code, out, err = new_project(capsys, *args, "--force")
     assert code == 0, err
     assert "edited by hand" not in (folders["configs"] / "parcel_eta.yaml").read_text()
+
+
+def test_a_contract_another_dataset_names_is_never_replaced_even_forced(folders, capsys):
+    """parcels_archive's config names parcels.odcs.yaml: a new dataset parcels may not write over it."""
+    land_parcels(folders["data"], days=2, rows=60)
+    sample = str(folders["data"] / catalog.landing_table("parcels"))
+    archive = (folders["configs"] / "datasets" / "flights.yaml").read_text()
+    archive = archive.replace("name: flights", "name: parcels_archive").replace(
+        "flights.odcs.yaml", "parcels.odcs.yaml"
+    )
+    (folders["configs"] / "datasets" / "parcels_archive.yaml").write_text(archive)
+    shutil.copy(folders["contracts"] / "flights.odcs.yaml", folders["contracts"] / "parcels.odcs.yaml")
+    before = snapshot(folders["configs"], folders["contracts"])
+    args = ("parcel_eta", "--dataset", "parcels", "--sample", sample, "--target", "transit_hours")
+    for extra in ((), ("--force",)):
+        code, out, err = new_project(capsys, *args, *extra)
+        assert code == 2 and out is None, err
+        assert "the contract of dataset 'parcels_archive'" in err and "even with --force" in err
+        assert err.startswith("error: ") and err.count("\n") == 1
+    assert snapshot(folders["configs"], folders["contracts"]) == before
+
+
+def test_a_sample_column_named_ds_is_refused_as_reserved(folders, capsys):
+    """ds is the partition column of every table the system writes: one line saying so, nothing written."""
+    rng = np.random.default_rng(2)
+    for i in range(2):
+        day = START + dt.timedelta(days=i)
+        frame = pd.DataFrame({"ds": day.isoformat(), "site": ["a", "b", "c"], "load": rng.uniform(0, 1, 3)})
+        _land(folders["data"], "loads", day, frame, "loads.csv")
+    before = snapshot(folders["configs"], folders["contracts"])
+    sample = str(folders["data"] / catalog.landing_table("loads"))
+    code, out, err = new_project(capsys, "load", "--dataset", "loads", "--sample", sample, "--target", "load")
+    assert code == 2 and out is None
+    assert err.startswith("error: sample ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "column 'ds' has a reserved name (the partition column of every Hive-partitioned table" in err
+    assert snapshot(folders["configs"], folders["contracts"]) == before
 
 
 @pytest.mark.parametrize(

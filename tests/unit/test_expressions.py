@@ -358,3 +358,106 @@ def test_the_gate_slices_on_expression_features(tmp_path, monkeypatch, flights):
     wrong = project_with(tmp_path / "3", monkeypatch, features, gate=gate)
     with pytest.raises(ConfigError, match=r"gate\.slices\.columns: \['nosuch'\]"):
         with_slice_features(wrong, rows)
+
+
+def test_an_expression_of_a_calendar_name_is_calendar_only_when_it_says_so():
+    """week, date, day_of_year are calendar names; an expression so named is judged by its own flag."""
+    spec = FeatureSpec(
+        ("distance",),
+        (),
+        ("day_of_year",),
+        (
+            Expression("week", "distance // 7", "numeric", calendar=False, inputs=("distance",)),
+            Expression("date", "distance % 7", "numeric", calendar=False, inputs=("distance",)),
+            Expression("day_of_week", "distance % 3", "numeric", calendar=False, inputs=("distance",)),
+            Expression("weekday", "distance % 5", "numeric", calendar=True, inputs=("distance",)),
+        ),
+    )
+    assert not any(is_calendar(n, spec) for n in ("week", "date", "day_of_week", "distance"))
+    assert is_calendar("weekday", spec) and is_calendar("day_of_year", spec)  # its flag; a registered one's
+    assert is_calendar("week") and is_calendar("date") and is_calendar("day_of_week")  # names alone: as before
+
+
+# ---- quoted identifiers, value sizes, integer columns
+
+
+def test_quoted_identifiers_are_read_as_the_contract_columns_they_name():
+    columns = ["order", "Ship Date", "AT", 'a"b', "end"]
+    assert check('isodow("order") - 1', columns) == ("order",)
+    assert check('hour("AT") + length("Ship Date") + "end"', columns) == ("AT", "Ship Date", "end")
+    quoted = expressions.quote_identifier('a"b')
+    assert quoted == '"a""b"' and check(f"{quoted} * 2", columns) == ('a"b',)
+    with pytest.raises(ConfigError, match="syntax error"):
+        check("isodow(order) - 1", columns)  # a keyword, bare
+    with pytest.raises(ConfigError, match=r"reads \['ship date'\]"):
+        check('"ship date"', columns)  # the contract's spelling, exactly
+    rows = pd.DataFrame({"order": pd.to_datetime(["2022-03-07", "2022-03-13"]).date, "Ship Date": ["a", "bc"]})
+    exprs = [
+        Expression("weekday", 'isodow("order") - 1', "numeric", inputs=("order",), types=("DATE",)),
+        Expression("n", 'length("Ship Date")', "numeric", inputs=("Ship Date",), types=("VARCHAR",)),
+    ]
+    got = evaluate(rows, exprs)
+    assert got["weekday"].tolist() == [0.0, 6.0] and got["n"].tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(
+    ("expr", "why"),
+    [
+        ("repeat('x', 2000000000)", "function 'repeat' is not allowed: an argument sets the size"),
+        ("lpad(tailnum, 2000000000, 'x')", "function 'lpad' is not allowed: an argument sets the size"),
+        ("rpad(tailnum, 2000000000, 'x')", "function 'rpad' is not allowed: an argument sets the size"),
+        ("printf('%0*d', 2000000000, 1)", "function 'printf' is not allowed"),
+        ("format('{:>2000000000}', tailnum)", "function 'format' is not allowed"),
+        ("space(2000000000)", "function 'space' is not allowed"),
+        ("string_split(tailnum, '')", "function 'string_split' is not allowed"),
+        ("replace(tailnum, 'N', 'NNNNNNNNNN')", "a replacement longer than the text it replaces"),
+        ("replace(replace(tailnum, 'N', tailnum), 'N', tailnum)", "must be constant texts"),
+        ("replace(tailnum, carrier, '')", "must be constant texts"),
+        ("regexp_replace(tailnum, '', 'xx', 'g')", "with the g option only an empty replacement"),
+        ("regexp_replace(tailnum, '.', '\\0\\0')", "a back-reference"),
+        ("regexp_replace(tailnum, 'N', tailnum)", "must be constant texts"),
+        ("regexp_replace(tailnum, 'N', '', carrier)", "must be constant texts"),
+    ],
+)
+def test_functions_that_could_blow_a_value_up_are_refused(expr, why, contract):
+    """TRY absorbs a failed value, not gigabytes allocated on every row: such a form never reaches DuckDB."""
+    with pytest.raises(ConfigError, match=r"the result could grow|an argument sets the size") as err:
+        check(expr, contract.column_names)
+    assert why in str(err.value)
+
+
+def test_text_functions_in_a_form_that_cannot_grow_still_compute():
+    assert not expressions.SIZE_SETTING_FUNCTIONS & expressions.ALLOWED_FUNCTIONS
+    df = pd.DataFrame({"s": ["N12 3AB", None]})
+    exprs = {
+        "a": "replace(s, ' ', '')",
+        "b": "replace(s, 'AB', '-')",
+        "c": "regexp_replace(s, '[0-9]+', '', 'g')",
+        "d": "regexp_replace(s, '[0-9]', '#')",
+        "e": "upper(s) || concat_ws('/', s, s)",
+    }
+    got = evaluate(df, spec_of(exprs, ["s"], dict.fromkeys(exprs, "categorical")))
+    assert got.iloc[0].tolist() == ["N123AB", "N12 3-", "N AB", "N#2 3AB", "N12 3ABN12 3AB/N12 3AB"]
+    assert got.iloc[1].isna().all()
+
+
+def test_a_number_that_is_not_whole_reads_as_null_in_an_integer_column():
+    """The contract quarantines 1730.6 in an integer column: read as BIGINT it is null, not rounded to 1731."""
+    df = pd.DataFrame(
+        {
+            "f": [1730.6, 1730.0, np.nan, -0.5, 2.0**53],
+            "t": ["1730.6", "1730", "x", "-1", " 12 "],
+        }
+    )
+    exprs = [
+        Expression("f1", "f", "numeric", inputs=("f",), types=("BIGINT",)),
+        Expression("t1", "t", "numeric", inputs=("t",), types=("BIGINT",)),
+        Expression("whole", "f // 1", "numeric", inputs=("f",), types=("BIGINT",)),
+    ]
+    got = evaluate(df, exprs)
+    np.testing.assert_array_equal(got["f1"], [np.nan, 1730.0, np.nan, np.nan, 2.0**53])
+    np.testing.assert_array_equal(got["t1"], [np.nan, 1730.0, np.nan, -1.0, 12.0])
+    np.testing.assert_array_equal(got["whole"], got["f1"])
+    # A number column is read as DOUBLE: nothing changes.
+    as_double = evaluate(df, [Expression("g", "f", "numeric", inputs=("f",), types=("DOUBLE",))])
+    np.testing.assert_array_equal(as_double["g"], df["f"])

@@ -128,3 +128,74 @@ def test_unreadable_and_mixed_samples_are_named_errors(tmp_path):
     (mixed / catalog.landing_table("things") / "loose.csv").write_text("a\n1\n")
     with pytest.raises(ConfigError, match="both day folders and data files"):
         read_sample(mixed / catalog.landing_table("things"))
+
+
+# ---- names the SQL of a generated expression, or the system, could trip on
+
+
+def _infos(types: dict[str, str]) -> dict:
+    from pipelines.scaffold.profile import ColumnInfo
+
+    return {n: ColumnInfo(n, t, rows=3, distinct=3) for n, t in types.items()}
+
+
+@pytest.mark.parametrize(
+    ("types", "partition", "inputs"),
+    [
+        ({"order": "date", "v": "number"}, {"column": "order"}, {"weekday": ("order",)}),
+        ({"end": "date", "v": "number"}, {"column": "end"}, {"weekday": ("end",)}),
+        (
+            {"Pickup At": "timestamp", "v": "number"},
+            {"column": "Pickup At", "timezone": "UTC"},
+            {"weekday": ("Pickup At",), "pickup_at_hour": ("Pickup At",)},
+        ),
+        (
+            {"yr": "integer", "mo": "integer", "dy": "integer", "v": "number"},
+            {"year": "yr", "month": "mo", "day": "dy"},
+            {"weekday": ("yr", "mo", "dy")},
+        ),
+    ],
+)
+def test_calendar_features_read_the_partition_rules_own_columns_quoted(types, partition, inputs):
+    """A keyword (order, end), spaces and capitals, or year/month/day columns named otherwise: the generated
+    expressions parse, read exactly the rule's columns and compute the day's weekday (Monday = 0)."""
+    from pipelines.core.expressions import CONTRACT_TYPES, Expression, check, evaluate
+    from pipelines.scaffold.choices import choose_features
+
+    _, _, exprs, _ = choose_features(_infos(types), "v", [], partition)
+    assert {name: check(e.expr, list(types)) for name, e in exprs.items()} == inputs
+    on = pd.Timestamp(DAY) + pd.Timedelta(hours=13, minutes=5)  # a Monday
+    rows = pd.DataFrame(
+        {
+            "order": [on.date()],
+            "end": [on.date()],
+            "Pickup At": [on.tz_localize("UTC")],
+            "yr": [2022.0],  # as validation publishes integers
+            "mo": [3.0],
+            "dy": [7.0],
+        }
+    )
+    features = [
+        Expression(n, e.expr, e.kind, e.calendar, check(e.expr), tuple(CONTRACT_TYPES[types[c]] for c in inputs[n]))
+        for n, e in exprs.items()
+    ]
+    got = evaluate(rows, features)
+    assert got["weekday"].tolist() == [0.0] and exprs["weekday"].calendar
+    if "pickup_at_hour" in got:
+        assert got["pickup_at_hour"].tolist() == [13.0]
+
+
+def test_a_natural_key_is_never_a_column_named_like_a_scores_column(tmp_path):
+    """row_id, score, label... are written beside the key in the scores table: another key, or none."""
+    rows = pd.DataFrame({"row_id": ["r1", "r2", "r3"], "sku": ["a", "b", "c"], "qty": [3.0, 4.0, 5.0]})
+    draft, _ = draft_contract("things", read_sample(write_day(tmp_path / "one", rows)))
+    assert draft.primary_key == ["sku"]
+    rows = pd.DataFrame({"label": ["x", "y", "z"], "qty": [3.0, 3.0, 3.0]})
+    draft, _ = draft_contract("things", read_sample(write_day(tmp_path / "two", rows)))
+    assert draft.primary_key == []
+
+
+def test_a_sample_column_with_a_reserved_name_is_a_named_error(tmp_path):
+    rows = pd.DataFrame({"ds": [DAY, DAY], "qty": [3.0, 4.0]})
+    with pytest.raises(ConfigError, match=r"column 'ds' has a reserved name \(the partition column.*rename it"):
+        draft_contract("things", read_sample(write_day(tmp_path, rows)))
