@@ -830,7 +830,7 @@ def print_second(second, part: dict) -> None:
         print(f"  Scored:   {window['scored']} partitions, {window['rows']} rows ({by})")
 
 
-def check_scores_with_duckdb(project, scored: list[dict], problems: list[str]) -> None:
+def check_scores_with_duckdb(project, scored: list[dict], problems: list[str], label: str = "  DuckDB:   ") -> None:
     """Count a project's published scores as a BI tool would (DuckDB over its own scores table), locally."""
     from pipelines.core import catalog
     from pipelines.core.storage import LocalStorage, get_storage
@@ -846,7 +846,7 @@ def check_scores_with_duckdb(project, scored: list[dict], problems: list[str]) -
         "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"
     )
     rows = duckdb.execute(query, [glob]).fetchall()
-    print(f"  DuckDB:   {query.replace('?', repr(glob))}")
+    print(f"{label}{query.replace('?', repr(glob))}")
     for version, days, n, mean in rows:
         print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
     seen = sum(n for _, _, n, _ in rows)
@@ -873,19 +873,8 @@ def check_with_duckdb(project, story: Story, problems: list[str]) -> None:
     validated = story.totals["validated"]
     if sum(n for _, n in rows) != validated:
         problems.append(f"DuckDB sees {sum(n for _, n in rows)} validated rows, reports say {validated}")
-    if not story.scored:
-        return
-    glob = storage.local_pattern(catalog.parquet_glob(catalog.scores_table(project.name)))
-    query = (
-        "select model_version, count(distinct ds) as days, count(*) as rows, avg(score) as mean_score "
-        "from read_parquet(?, hive_partitioning = true) group by model_version order by model_version"
-    )
-    rows = duckdb.execute(query, [glob]).fetchall()
-    print(f"            {query.replace('?', repr(glob))}")
-    for version, days, n, mean in rows:
-        print(f"            v{version}: {days} days, {n} rows, mean score {mean:.3f}")
-    if sum(n for _, _, n, _ in rows) != sum(w["rows"] for w in story.scored):
-        problems.append(f"DuckDB sees {sum(n for _, _, n, _ in rows)} scored rows, manifests say otherwise")
+    if story.scored:
+        check_scores_with_duckdb(project, story.scored, problems, label=" " * 12)
 
 
 if __name__ == "__main__":
