@@ -256,3 +256,15 @@ def test_two_projects_train_gate_score_and_monitor_from_the_one_ingest_dag(demo)
     for _, _, n, low, high in rows:  # minutes in the air from NYC: from the shuttle hops to Honolulu
         assert n > 0 and 15 < low < high < 700
     assert "flights_air_time (regression, the same validated flights partitions)" in demo["stdout"]
+
+    # The README's BI query joining the two projects' tables on the same flights.
+    import re
+
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    bi = readme[readme.index("**BI analyst.**") :]
+    join = re.findall(r"```sql\n(.*?)```", bi, re.S)[1].replace("'data/", f"'{data}/")
+    joined = duckdb.execute(join).fetchall()
+    assert {str(r[0]) for r in joined} == {"2013-01-08", "2013-01-09", "2013-01-10", "2013-01-11", "2013-01-12",
+                                           "2013-01-13", "2013-01-14"} | {f"2013-06-{d}" for d in range(27, 31)} | {
+        "2013-07-01", "2013-07-02", "2013-07-03"}  # fmt: skip
+    assert all(0 < p_late < 1 and 15 < minutes < 700 for _, _, p_late, minutes in joined)
