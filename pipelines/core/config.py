@@ -58,6 +58,12 @@ class IngestConfig(_Strict):
     sensor_poke_seconds: int = Field(300, ge=5, le=86_400)
     sensor_timeout_minutes: int = Field(360, ge=1, le=44_640, description="at most a month")
     retries: int = Field(2, ge=2, le=20, description="policy: every task retries at least twice")
+    batch_rows: int = Field(
+        200_000,
+        ge=1_000,
+        le=5_000_000,
+        description="rows validated at a time: a validation task's memory follows this, not the day's size",
+    )
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:

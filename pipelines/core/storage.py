@@ -95,6 +95,11 @@ class Storage(ABC):
         """Write an object atomically and return its URI."""
 
     @abstractmethod
+    def open_read(self, key: str) -> Any:
+        """A binary stream of an object (``read(n)``, ``close()``), read as it is consumed; :class:`MissingInput`
+        when absent."""
+
+    @abstractmethod
     def list(self, prefix: str) -> list[str]:
         """Keys under a prefix folder, recursively, sorted."""
 
@@ -233,6 +238,13 @@ class LocalStorage(Storage):
         path = self._path(key)
         try:
             return path.read_bytes()
+        except FileNotFoundError:
+            raise MissingInput(f"not found: {self.uri(key)}") from None
+
+    def open_read(self, key: str) -> Any:
+        path = self._path(key)
+        try:
+            return open(path, "rb")  # the caller closes it
         except FileNotFoundError:
             raise MissingInput(f"not found: {self.uri(key)}") from None
 
@@ -452,6 +464,16 @@ class S3Storage(Storage):
 
         try:
             return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                raise MissingInput(f"not found: {self.uri(key)}") from None
+            raise
+
+    def open_read(self, key: str) -> Any:
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"]
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise MissingInput(f"not found: {self.uri(key)}") from None

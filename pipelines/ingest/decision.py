@@ -78,8 +78,8 @@ class Decision:
     halted: list[str]
     quarantined: list[str]
     warned: list[str]
-    #: True for each parsed row that goes to quarantine.
-    quarantine_mask: np.ndarray
+    #: True for each parsed row that goes to quarantine (None when decided from counts alone).
+    quarantine_mask: np.ndarray | None
     #: Quarantined rows: the mask's plus unsplittable records when their rule quarantines.
     quarantined_rows: int
     quarantined_malformed: int
@@ -103,10 +103,10 @@ def short_sources(contract: Contract, tally: Tally) -> dict[str, float]:
     return {s: round(v, 6) for s, v in shares.items() if tally.source_records.get(s, 0) == 0 or v < spec.min_share}
 
 
-def _count(rule: Rule, masks: dict[str, np.ndarray], tally: Tally, contract: Contract) -> tuple[int | None, bool]:
+def _count(rule: Rule, counts: dict[str, int], tally: Tally, contract: Contract) -> tuple[int | None, bool]:
     """How many rows break ``rule`` (files or sources for delivery rules, None for row_count), and whether it failed."""
     if rule.id == MALFORMED_ROW:
-        count = tally.malformed + (int(masks[MALFORMED_ROW].sum()) if MALFORMED_ROW in masks else 0)
+        count = tally.malformed + counts.get(MALFORMED_ROW, 0)
         return count, count > 0
     if rule.id == UNSAFE_FILE_NAME:
         return tally.unsafe_files, tally.unsafe_files > 0
@@ -116,7 +116,7 @@ def _count(rule: Rule, masks: dict[str, np.ndarray], tally: Tally, contract: Con
         short = short_sources(contract, tally)
         return len(short), bool(short)
     if rule.row_level:
-        count = int(masks[rule.id].sum())
+        count = counts[rule.id]
         return count, count > 0
     lo, hi = rule.params["min"], rule.params["max"]  # row_count, over every landed record
     n = tally.landed_records
@@ -124,7 +124,13 @@ def _count(rule: Rule, masks: dict[str, np.ndarray], tally: Tally, contract: Con
 
 
 def gx_agrees(gx: dict[str, Any], count: int) -> bool:
-    """Whether GX's unexpected count matches the mask's (one expectation per part: a row may break several)."""
+    """Whether GX's unexpected count matches the mask's (one expectation per part: a row may break several).
+
+    A key-uniqueness expectation run batch by batch (``scope: batch``) sees
+    only the duplicates within each batch, a subset of the day's.
+    """
+    if gx.get("scope") == "batch":
+        return gx["unexpected_count"] <= count
     if gx["parts"] > 1:
         return gx["max_part"] <= count <= gx["unexpected_count"]
     return gx["unexpected_count"] == count
@@ -146,6 +152,28 @@ def _outcome(rule: Rule, failed: bool, count: int | None, gx: dict[str, Any] | N
     }
 
 
+@dataclass(frozen=True)
+class Counts:
+    """What the row rules flagged, as counts: all a decision needs, however the rows were read.
+
+    Read in one piece, :func:`decide` counts the masks; read in record
+    batches, the counts are merged batch by batch (table-level rules such as
+    key uniqueness are counted over the whole day before they get here).
+    """
+
+    #: Rows each row-level rule flags (``malformed_row``: parsed rows whose values span lines).
+    rules: dict[str, int]
+    #: Parsed rows flagged by any row rule whose action is ``quarantine`` (a row breaking two counts once).
+    quarantine_rows: int
+    #: Records those rows hold.
+    quarantine_records: int
+
+
+def quarantine_rule_ids(contract: Contract) -> list[str]:
+    """Row-level rules whose failure quarantines a row (``malformed_row`` included when it quarantines)."""
+    return [r.id for r in contract.all_rules if r.action == "quarantine" and (r.row_level or r.id == MALFORMED_ROW)]
+
+
 def decide(
     contract: Contract,
     masks: dict[str, np.ndarray],
@@ -165,12 +193,34 @@ def decide(
     """
     import numpy as np
 
+    q_mask = np.zeros(tally.rows, dtype=bool)
+    for rid in quarantine_rule_ids(contract):
+        if rid in masks:
+            q_mask |= masks[rid]
+    weights = np.ones(tally.rows, dtype=np.int64) if row_records is None else row_records
+    counts = Counts(
+        rules={rid: int(m.sum()) for rid, m in masks.items()},
+        quarantine_rows=int(q_mask.sum()),
+        quarantine_records=int(weights[q_mask].sum()),
+    )
+    decision = decide_counts(contract, counts, gx, tally)
+    decision.quarantine_mask = q_mask
+    return decision
+
+
+def decide_counts(contract: Contract, counts: Counts, gx: dict[str, dict[str, Any]], tally: Tally) -> Decision:
+    """Decide a partition from the counts of its row rules, GX's counts and its tally (pure).
+
+    A rule whose action is ``quarantine`` flags only the rows it fails, so
+    the rows quarantined are those ``counts`` says any quarantining rule
+    flags, whichever of those rules failed.
+    """
     outcomes, disagreements = [], []
     by_action: dict[str, list[str]] = {"halt": [], "quarantine": [], "warn": []}
     for rule in contract.all_rules:
         if rule.id == QUARANTINE_RATE:
             continue
-        count, failed = _count(rule, masks, tally, contract)
+        count, failed = _count(rule, counts.rules, tally, contract)
         g = gx.get(rule.id)
         if g is not None and rule.row_level and not gx_agrees(g, count):
             disagreements.append(rule.id)
@@ -182,15 +232,10 @@ def decide(
         elif rule.id == EMPTY_FILE:
             outcome["observed_value"] = {"files": list(tally.empty_files)}
         outcomes.append(outcome)
-    q_mask = np.zeros(tally.rows, dtype=bool)
-    for rid in by_action["quarantine"]:
-        if rid in masks:
-            q_mask |= masks[rid]
     quarantines_malformed = MALFORMED_ROW in by_action["quarantine"]
     q_malformed = tally.malformed if quarantines_malformed else 0
-    q_rows = int(q_mask.sum()) + q_malformed
-    weights = np.ones(tally.rows, dtype=np.int64) if row_records is None else row_records
-    q_records = int(weights[q_mask].sum()) + (tally.malformed_lines if quarantines_malformed else 0)
+    q_rows = counts.quarantine_rows + q_malformed
+    q_records = counts.quarantine_records + (tally.malformed_lines if quarantines_malformed else 0)
     rate_outcome, rate = _rate_outcome(contract, q_rows, q_records, tally)
     if rate_outcome["failed"]:
         by_action["halt"].append(QUARANTINE_RATE)
@@ -201,7 +246,7 @@ def decide(
         halted=sorted(by_action["halt"]),
         quarantined=sorted(by_action["quarantine"]),
         warned=sorted(by_action["warn"]),
-        quarantine_mask=q_mask,
+        quarantine_mask=None,
         quarantined_rows=q_rows,
         quarantined_malformed=q_malformed,
         rate=rate,

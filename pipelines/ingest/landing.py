@@ -1,6 +1,7 @@
-"""Reading landed files as delivered, and coercing them to contract types.
+"""Landed files as delivered, and their coercion to contract types.
 
-Files are read with pyarrow. CSV columns are read as strings first, so a
+Files are read with pyarrow, in record batches (:mod:`pipelines.ingest.batches`
+streams them; this module holds what a batch is and how it is typed). CSV columns are read as strings first, so a
 quarantined row keeps its original text; each column is then cast to its
 contract type (fast path: one Arrow cast) and, only if that fails, coerced
 value by value so that just the bad values are flagged. A file that cannot be
@@ -11,7 +12,7 @@ file, never raised.
 lose input unseen: a CSV file's records are its non-empty lines after the
 header (counted on the bytes), a Parquet file's are the row count in its
 footer. Every record then ends as a parsed row, part of a malformed record,
-or *lost* (``ParsedFile.lost``), and lost records count against the
+or *lost* (``FileRead.lost``), and lost records count against the
 quarantine rate. A parsed CSV row whose values span several lines (an
 unbalanced quote swallows the lines after it into one value) is flagged as
 malformed and counts as every line it holds, so one stray quote can no longer
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-    from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ class ParsedFile:
     row_records: np.ndarray | None = None
     #: Per parsed row, whether a value holds a line break (None: none does): a malformed record.
     broken: np.ndarray | None = None
-    #: The bytes as read, kept only when the file goes to quarantine whole (lost or no records).
-    data: bytes | None = field(default=None, repr=False)
+    #: Rows of the file before this table's first (a file read in batches gives one table per batch).
+    row_offset: int = 0
 
     @property
     def num_rows(self) -> int:
@@ -103,12 +103,10 @@ class BadFile:
     #: Records the file holds when they can be counted without parsing it
     #: (CSV lines, a readable Parquet footer), else None; all of them are lost.
     records: int | None = None
-    #: The bytes as read, kept so the quarantine copy is the file that was judged.
-    data: bytes | None = field(default=None, repr=False)
 
 
-#: Line breaks as the CSV reader and :func:`count_csv_records` see them (not ``str.splitlines``'s
-#: form feeds, ``\\x85`` or ``\\u2028``, which are ordinary characters in a CSV value).
+#: Line breaks as the CSV reader and the record count (:class:`~pipelines.ingest.batches.Tap`) see them
+#: (not ``str.splitlines``'s form feeds, ``\\x85`` or ``\\u2028``, which are ordinary characters in a CSV value).
 LINE_BREAK = r"\r\n|\r|\n"
 
 
@@ -120,66 +118,13 @@ def text_records(text: str | bytes) -> int:
     return max(1, sum(1 for line in re.split(pattern, text) if line))
 
 
-def count_csv_records(data: bytes) -> int:
-    """Physical records of a CSV file: non-empty lines after the header (``\\n``, ``\\r\\n`` or ``\\r``).
-
-    Counted on the bytes with numpy (no Python object per line) unless the
-    file uses carriage returns, which the slower split on :data:`LINE_BREAK` (the one
-    definition of a line break that record spans use too) handles.
-    """
-    import numpy as np
-
-    if b"\r" in data:
-        import re
-
-        return sum(1 for line in re.split(LINE_BREAK.encode(), data)[1:] if line)
-    ends = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-    starts = np.concatenate(([0], ends + 1))
-    lengths = np.concatenate((ends, [len(data)])) - starts
-    return int(np.count_nonzero(lengths[1:]))
-
-
 def _printable(text: str, limit: int = 200) -> str:
     # Parser messages can echo the bad bytes: keep reasons printable ASCII.
     return "".join(ch if ch.isprintable() and ord(ch) < 128 else "?" for ch in text)[:limit]
 
 
 class GzipError(ValueError):
-    """A gzip file that cannot be read to its end; ``partial`` holds what inflated before the fault."""
-
-    def __init__(self, message: str, partial: bytes):
-        super().__init__(message)
-        self.partial = partial
-
-
-def _gunzip(data: bytes) -> bytes:
-    """Every member of a gzip file (``cat a.gz b.gz`` is one valid file), capped in size.
-
-    Raises:
-        GzipError: cut short, corrupt, bytes after the last member that are
-            not gzip, or more than :data:`MAX_DECOMPRESSED_BYTES` inflated.
-    """
-    import zlib
-
-    out: list[bytes] = []
-    size, rest = 0, data
-    while True:
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        try:
-            chunk = inflater.decompress(rest, MAX_DECOMPRESSED_BYTES - size)
-        except zlib.error as exc:
-            raise GzipError(f"corrupt gzip data: {exc}", b"".join(out)) from None
-        out.append(chunk)
-        size += len(chunk)
-        if inflater.unconsumed_tail:
-            raise GzipError(f"decompresses to more than {MAX_DECOMPRESSED_BYTES >> 30} GiB", b"".join(out))
-        if not inflater.eof:
-            raise GzipError("gzip stream cut short", b"".join(out))
-        rest = inflater.unused_data
-        if not rest:
-            return b"".join(out)
-        if not rest.startswith(b"\x1f\x8b"):
-            raise GzipError(f"{len(rest)} byte(s) after the last gzip member are not gzip", b"".join(out))
+    """A gzip file that cannot be read to its end (what inflated before the fault was read and counted)."""
 
 
 def _csv_header(data: bytes) -> list[str]:
@@ -191,40 +136,6 @@ def _csv_header(data: bytes) -> list[str]:
     if not names or len(set(names)) != len(names) or not all(names):
         raise ValueError("empty or duplicated column names in header")
     return names
-
-
-def _csv_read(data: bytes) -> tuple[pa.Table, list[tuple[int | None, str]]]:
-    """Parse decompressed, UTF-8 CSV bytes with at least one record: every column as strings."""
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    # Every column is read as a string (the header names them), so a
-    # quarantined row keeps its original text and nothing is type-guessed.
-    names = _csv_header(data)
-    malformed: list[tuple[int | None, str]] = []
-
-    def on_invalid_row(row) -> str:
-        # A row with the wrong number of fields: keep its text, skip it here,
-        # quarantine it later. Never lose it, never fail the whole file.
-        malformed.append((row.number, row.text))
-        return "skip"
-
-    table = pacsv.read_csv(
-        pa.BufferReader(data),
-        read_options=pacsv.ReadOptions(use_threads=True, block_size=1 << 22),
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row),
-        convert_options=pacsv.ConvertOptions(
-            column_types={n: pa.string() for n in names},
-            null_values=NULL_TOKENS,
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=True,
-            check_utf8=True,
-        ),
-    )
-    # pyarrow keeps a UTF-8 BOM out of the names it reads; align with ours.
-    if table.column_names != names:
-        table = table.rename_columns(names)
-    return table, malformed
 
 
 def row_spans(table: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
@@ -260,139 +171,11 @@ def row_spans(table: pa.Table) -> tuple[np.ndarray | None, np.ndarray | None]:
     return mask, spans
 
 
-def _read_csv_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
-    """A landed CSV (or .csv.gz): counted on its bytes, then parsed."""
-    import csv
-
-    import pyarrow as pa
-
-    if not data:
-        return ParsedFile(key, name, pa.table({}), size=0)
-    try:
-        raw = _gunzip(data) if name.lower().endswith(".gz") else data
-    except GzipError as exc:
-        # What inflated before the fault is counted (a lower bound): those records are lost.
-        partial = count_csv_records(exc.partial)
-        return BadFile(key, name, f"unreadable: {_printable(str(exc))}", len(data), records=partial, data=data)
-    records = count_csv_records(raw)
-    if records == 0:
-        names = _header_or_none(raw)
-        return ParsedFile(key, name, pa.table({n: pa.array([], pa.string()) for n in names}), size=len(data))
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        reason = f"unreadable: not UTF-8 (invalid byte at offset {exc.start})"
-        return BadFile(key, name, reason, len(data), records=records, data=data)
-    try:
-        table, malformed = _csv_read(raw)
-    except (pa.ArrowException, ValueError, csv.Error) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return BadFile(key, name, f"unreadable: {_printable(text)}", len(data), records=records, data=data)
-    broken, spans = row_spans(table)
-    broken = _open_quote_at_end(raw, table, malformed, broken)
-    return ParsedFile(
-        key, name, table, malformed=malformed, size=len(data), records=records, row_records=spans, broken=broken
-    )
-
-
-def _open_quote_at_end(
-    raw: bytes, table: pa.Table, malformed: list[tuple[int | None, str]], broken: np.ndarray | None
-) -> np.ndarray | None:
-    """Flag the last parsed row as malformed when the file ends inside an open quote (a transfer cut mid-value).
-
-    The reader closes the quote at the end of the file and keeps the cut
-    value. An odd number of quote characters in the file means a quote was
-    left open; unless the last record was already kept as malformed, the last
-    row is flagged (quarantined, never published). A literal quote inside an
-    unquoted value also makes the count odd: that costs one quarantined row.
-    """
-    import numpy as np
-
-    if raw.count(b'"') % 2 == 0 or table.num_rows == 0:
-        return broken
-    if malformed and raw.rstrip(b"\r\n").endswith(malformed[-1][1].encode("utf-8").rstrip(b"\r\n")):
-        return broken
-    out = np.zeros(table.num_rows, dtype=bool) if broken is None else broken.copy()
-    out[-1] = True
-    return out
-
-
 def _header_or_none(raw: bytes) -> list[str]:
     try:
         return _csv_header(raw)
     except (ValueError, UnicodeDecodeError):
         return []
-
-
-def _read_parquet_file(key: str, name: str, data: bytes) -> ParsedFile | BadFile:
-    """A landed Parquet file: its footer's row count, then its rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if not data:
-        return ParsedFile(key, name, pa.table({}), size=0)
-    records = None
-    try:
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        records = pf.metadata.num_rows
-        table = pf.read()
-    except (pa.ArrowException, ValueError, OSError, EOFError) as exc:
-        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return BadFile(key, name, f"unreadable: {_printable(text)}", len(data), records=records, data=data)
-    if len(set(table.column_names)) != len(table.column_names):
-        reason = "unreadable: duplicated column names"
-        return BadFile(key, name, reason, len(data), records=records, data=data)
-    return ParsedFile(key, name, table, size=len(data), records=records)
-
-
-def read_landed_file(storage: Storage, key: str, contract: Contract, name: str) -> ParsedFile | BadFile:
-    """Read one landed file; a parse failure becomes a :class:`BadFile`.
-
-    Args:
-        storage: where the file is.
-        key: its storage key.
-        contract: the contract (for the expected columns).
-        name: how reports name it.
-    """
-    from pipelines.core.storage import check_key
-
-    try:
-        check_key(key)
-    except ConfigError:
-        return BadFile(
-            key, _printable(name, 100), "unsafe file name (allowed: letters, digits, . _ = -)", -1, copyable=False
-        )
-    try:
-        data = storage.read_bytes(key)
-    except ConfigError as exc:  # e.g. a symlink out of the root
-        return BadFile(key, name, _printable(str(exc)), -1, copyable=False)
-    except OSError as exc:  # no permission, an I/O error: its records cannot be accounted for
-        return BadFile(key, name, f"cannot read: {_printable(exc.strerror or str(exc))}", -1, copyable=False)
-    lower = name.lower()
-    if lower.endswith((".csv", ".csv.gz")):
-        item = _read_csv_file(key, name, data)
-    elif lower.endswith(".parquet"):
-        item = _read_parquet_file(key, name, data)
-    else:
-        reason = f"unsupported file type (expected one of {SUPPORTED_SUFFIXES})"
-        return BadFile(key, name, reason, len(data), data=data)
-    if isinstance(item, BadFile):
-        return item
-    accounted = item.row_records_total + item.malformed_records
-    if accounted > item.records:
-        # The reader found more than the bytes (or a Parquet footer) said: count what was read, never less.
-        log.warning(
-            "%s: %d record(s) read, %d counted on the file; counting %d", name, accounted, item.records, accounted
-        )
-        item.records = accounted
-    if item.empty or item.lost:
-        item.data = data
-    if item.empty:
-        return item
-    names = item.table.column_names
-    item.missing_columns = [c for c in contract.column_names if c not in names]
-    item.extra_columns = [c for c in names if c not in contract.column_names]
-    return item
 
 
 #: Integers beyond this lose precision in float64: flagged, not rounded.
@@ -691,7 +474,7 @@ def combine(parsed: list[ParsedFile], contract: Contract) -> Parsed:
         offsets.append(offset)
         offset += n
         src_file.append(np.full(n, pf.name, dtype=object))
-        src_row.append(np.arange(1, n + 1, dtype=np.int64))
+        src_row.append(np.arange(pf.row_offset + 1, pf.row_offset + n + 1, dtype=np.int64))
         missing.append(np.full(n, bool(pf.missing_columns)))
         if pf.missing_columns:
             missing_by_file[pf.name] = pf.missing_columns

@@ -89,15 +89,15 @@ def as_text(col: Any) -> Any:
     return pa.array([None if v is None else _text_value(v) for v in col.to_pylist()], pa.string())
 
 
-def _delivered_names(comb: Parsed) -> dict[str, str]:
+def delivered_names(column_lists: list[list[str]]) -> dict[str, str]:
     """Every delivered column, in first-seen order, mapped to its quarantine column name.
 
     A delivered column named like one the quarantine adds keeps its values
     under ``<name>__delivered``.
     """
     out: dict[str, str] = {}
-    for tbl in comb.raw_tables:
-        for c in tbl.column_names:
+    for names in column_lists:
+        for c in names:
             if c not in out:
                 target = c
                 while target in QUARANTINE_COLUMNS or target in out.values():
@@ -106,12 +106,11 @@ def _delivered_names(comb: Parsed) -> dict[str, str]:
     return out
 
 
-def _raw_rows(comb: Parsed, rows: np.ndarray) -> Any:
-    """The quarantined rows with every delivered column as its original text."""
+def _raw_rows(comb: Parsed, rows: np.ndarray, names: dict[str, str]) -> Any:
+    """The quarantined rows with every delivered column (``names``) as its original text."""
     import numpy as np
     import pyarrow as pa
 
-    names = _delivered_names(comb)
     targets = list(names.values())
     pieces = []
     for tbl, off in zip(comb.raw_tables, comb.offsets, strict=True):
@@ -146,28 +145,32 @@ def typed_table(contract: Contract, frame: pd.DataFrame) -> Any:
 
 
 def quarantine_table(
-    comb: Parsed, q_idx: Any, ids: list[list[str]], reasons: list[list[str]], *, include_malformed: bool
+    comb: Parsed, q_idx: Any, ids: list[list[str]], reasons: list[list[str]], names: dict[str, str]
 ) -> Any:
     """Quarantined rows: every delivered column as text, plus where they came from, how many records, and why."""
     import pyarrow as pa
 
-    from pipelines.ingest.landing import text_records
-
-    raw = _raw_rows(comb, q_idx)
+    raw = _raw_rows(comb, q_idx, names)
     raw = raw.append_column("_source_file", pa.array(comb.source_file[q_idx].tolist(), pa.string()))
     raw = raw.append_column("_source_row", pa.array(comb.source_row[q_idx], pa.int64()))
     raw = raw.append_column("_records", pa.array(comb.row_records[q_idx], pa.int64()))
     raw = raw.append_column("_rule_ids", pa.array(ids, pa.list_(pa.string())))
     raw = raw.append_column("_reasons", pa.array(reasons, pa.list_(pa.string())))
-    raw = raw.append_column("_raw_line", pa.nulls(raw.num_rows, pa.string()))
-    if include_malformed and comb.malformed:
-        m = len(comb.malformed)
-        extra = {c: pa.nulls(m, pa.string()) for c in raw.column_names if c not in QUARANTINE_COLUMNS}
-        extra["_source_file"] = pa.array([f for f, _, _ in comb.malformed], pa.string())
-        extra["_source_row"] = pa.array([line for _, line, _ in comb.malformed], pa.int64())
-        extra["_records"] = pa.array([text_records(t) for _, _, t in comb.malformed], pa.int64())
-        extra["_rule_ids"] = pa.array([[MALFORMED_ROW]] * m, pa.list_(pa.string()))
-        extra["_reasons"] = pa.array([["row does not split into the header's columns"]] * m, pa.list_(pa.string()))
-        extra["_raw_line"] = pa.array([t for _, _, t in comb.malformed], pa.string())
-        raw = pa.concat_tables([raw, pa.table(extra).select(raw.column_names)])
-    return raw
+    return raw.append_column("_raw_line", pa.nulls(raw.num_rows, pa.string()))
+
+
+def malformed_table(malformed: list[tuple[str, int | None, str]], columns: list[str]) -> Any:
+    """Records that did not split into the header's columns, as quarantine rows: their text in ``_raw_line``."""
+    import pyarrow as pa
+
+    from pipelines.ingest.landing import text_records
+
+    m = len(malformed)
+    extra = {c: pa.nulls(m, pa.string()) for c in columns if c not in QUARANTINE_COLUMNS}
+    extra["_source_file"] = pa.array([f for f, _, _ in malformed], pa.string())
+    extra["_source_row"] = pa.array([line for _, line, _ in malformed], pa.int64())
+    extra["_records"] = pa.array([text_records(t) for _, _, t in malformed], pa.int64())
+    extra["_rule_ids"] = pa.array([[MALFORMED_ROW]] * m, pa.list_(pa.string()))
+    extra["_reasons"] = pa.array([["row does not split into the header's columns"]] * m, pa.list_(pa.string()))
+    extra["_raw_line"] = pa.array([t for _, _, t in malformed], pa.string())
+    return pa.table(extra).select(columns)

@@ -10,8 +10,8 @@ from pipelines.core.contracts import EMPTY_FILE, UNSAFE_FILE_NAME
 if TYPE_CHECKING:
     from pipelines.core.config import DatasetConfig
     from pipelines.core.contracts import Contract
+    from pipelines.ingest.batches import FileRead
     from pipelines.ingest.decision import Decision
-    from pipelines.ingest.landing import ParsedFile
     from pipelines.ingest.validation import Reading
 
 
@@ -41,7 +41,7 @@ def build_summary(
         "landed_files": landed_files,
         "landed_rows": tally.landed_rows,
         "landed_records": tally.landed_records,
-        "validated_rows": tally.rows - int(decision.quarantine_mask.sum()) if published else 0,
+        "validated_rows": tally.rows - (decision.quarantined_rows - decision.quarantined_malformed) if published else 0,
         "quarantined_rows": decision.quarantined_rows if published else 0,
         "quarantined_records": decision.quarantined_records if published else 0,
         "lost_records": tally.lost_records,
@@ -53,13 +53,13 @@ def build_summary(
         "rules_quarantined": decision.quarantined,
         "rules_warned": decision.warned,
         "rule_counts": rule_counts,
-        "extra_columns": reading.batch.extra_cols_by_file,
+        "extra_columns": reading.extra_cols_by_file,
         "gx_mask_disagreements": decision.disagreements,
     }
 
 
 def report_document(
-    summary: dict[str, Any], decision: Decision, parsed: list[ParsedFile], gx_raw: dict[str, Any]
+    summary: dict[str, Any], decision: Decision, parsed: list[FileRead], gx_raw: dict[str, Any]
 ) -> dict[str, Any]:
     """The JSON report: the summary, every rule's outcome, every readable file, and GX's full result."""
     return {
@@ -70,7 +70,7 @@ def report_document(
                 "file": p.name,
                 "bytes": p.size,
                 "records": p.records,
-                "rows": p.num_rows + len(p.malformed),
+                "rows": p.num_rows + p.malformed_rows,
                 "lost_records": p.lost,
                 "missing_columns": p.missing_columns,
                 "extra_columns": p.extra_columns,

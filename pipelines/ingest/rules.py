@@ -102,19 +102,22 @@ def partition_bounds(rule: Rule, ds: str) -> tuple[dt.datetime, dt.datetime]:
     )
 
 
-def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str, np.ndarray]:
+def compute_masks(contract: Contract, frame: pd.DataFrame, ds: str, *, unique: bool = True) -> dict[str, np.ndarray]:
     """Row masks (True = row breaks the rule) for every row-level rule.
 
     Null handling follows Great Expectations: value rules ignore nulls (a
     null is the ``not_null`` rule's business); ``unique`` flags every row of a
-    duplicated key, as ``ExpectCompoundColumnsToBeUnique`` does.
+    duplicated key, as ``ExpectCompoundColumnsToBeUnique`` does. With
+    ``unique=False`` the ``unique`` rules are left out: a frame that is one
+    batch of a day cannot tell (the day's duplicates are found over every
+    batch, :class:`~pipelines.ingest.spill.Duplicates`).
     """
     import numpy as np
 
     day = dt.date.fromisoformat(ds)
     masks: dict[str, np.ndarray] = {}
     for rule in contract.rules:
-        if not rule.row_level:
+        if not rule.row_level or (rule.kind == "unique" and not unique):
             continue
         if rule.kind == "not_null":
             mask = frame[rule.columns[0]].isna().to_numpy()
@@ -173,52 +176,142 @@ def describe_failure(rule: Rule) -> str:
     return rule.description or rule.kind
 
 
-def run_expectations(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str, Any]:
-    """Run the contract's GX suite on the typed frame.
+class Expectations:
+    """The contract's GX suite, built once, run on one frame or on the batches of a day, its counts merged.
 
-    Returns:
-        ``{"success", "statistics", "by_rule": {rule_id: {...}}, "raw": <GX result JSON>}``.
+    Run once (a day read in one batch), :meth:`merged` returns GX's own
+    result. Run on several batches, each batch is validated on its own and
+    the counts are added per expectation: exact for every row rule; a
+    key-uniqueness expectation sees only the duplicates within each batch
+    (marked ``scope: batch``; the decision counts the day's duplicates
+    itself), and the row-count expectation is judged on the summed count.
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    # GX logs every registered helper at INFO; task logs are for people.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    # GX sets this module's logger to INFO itself on import; quiet it after.
-    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
-    ctx = gx.get_context(mode="ephemeral")
-    ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    source = ctx.data_sources.add_pandas(name="landed")
-    asset = source.add_dataframe_asset(name=contract.name)
-    batch_def = asset.add_batch_definition_whole_dataframe(name=f"ds={ds}")  # not a storage key: a GX batch
-    suite = ctx.suites.add(gx.ExpectationSuite(name=f"{contract.id}@{contract.version}"))
-    for exp in build_expectations(contract, ds):
-        suite.add_expectation(exp)
-    batch = batch_def.get_batch(batch_parameters={"dataframe": frame})
-    # BASIC carries unexpected counts (all the reconciliation needs) and is
-    # about 1.5x faster than the default SUMMARY at 1M rows.
-    result = batch.validate(suite, result_format="BASIC")
+    def __init__(self, contract: Contract, ds: str):
+        os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+        # GX logs every registered helper at INFO; task logs are for people.
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        import great_expectations as gx
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # GX sets this module's logger to INFO itself on import; quiet it after.
+        logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
+        self.contract, self.ds = contract, ds
+        ctx = gx.get_context(mode="ephemeral")
+        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        source = ctx.data_sources.add_pandas(name="landed")
+        asset = source.add_dataframe_asset(name=contract.name)
+        self.batch_def = asset.add_batch_definition_whole_dataframe(name=f"ds={ds}")  # not a storage key: a GX batch
+        self.suite = ctx.suites.add(gx.ExpectationSuite(name=f"{contract.id}@{contract.version}"))
+        for exp in build_expectations(contract, ds):
+            self.suite.add_expectation(exp)
+
+    def run(self, frame: pd.DataFrame) -> dict[str, Any]:
+        """Validate one frame: GX's result as JSON (BASIC: the unexpected counts the reconciliation needs,
+        about 1.5x faster than the default SUMMARY at 1M rows)."""
+        batch = self.batch_def.get_batch(batch_parameters={"dataframe": frame})
+        return batch.validate(self.suite, result_format="BASIC").to_json_dict()
+
+    def merged(self, results: list[dict[str, Any]]) -> dict[str, Any]:
+        """The day's record from its batches' results: ``{"success", "statistics", "by_rule", "raw"}``."""
+        if len(results) == 1:
+            raw = results[0]
+        else:
+            raw = _merge_results(self.contract, results)
+        return {
+            "success": bool(raw["success"]),
+            "statistics": dict(raw["statistics"]),
+            "by_rule": _by_rule(raw, batched=len(results) > 1),
+            "raw": raw,
+        }
+
+
+def _merge_results(contract: Contract, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several batches' GX results as one: counts added per expectation, the row count judged on the sum."""
+    first = results[0]
+    merged = []
+    for i, r0 in enumerate(first["results"]):
+        parts = [r["results"][i] for r in results]
+        res: dict[str, Any] = {}
+        for key in ("element_count", "unexpected_count", "missing_count"):
+            if key in (r0.get("result") or {}):
+                res[key] = sum(int((p.get("result") or {}).get(key) or 0) for p in parts)
+        if "unexpected_count" in res and "element_count" in res:
+            nonmissing = res["element_count"] - res.get("missing_count", 0)
+            res["unexpected_percent"] = 100.0 * res["unexpected_count"] / nonmissing if nonmissing else None
+        cfg = r0["expectation_config"]
+        success = all(bool(p["success"]) for p in parts)
+        if "observed_value" in (r0.get("result") or {}):
+            if cfg.get("type") == "expect_table_row_count_to_be_between":
+                total = sum(int((p.get("result") or {}).get("observed_value") or 0) for p in parts)
+                res["observed_value"] = total
+                lo, hi = cfg["kwargs"].get("min_value"), cfg["kwargs"].get("max_value")
+                success = (lo is None or total >= lo) and (hi is None or total <= hi)
+            else:
+                res["observed_value"] = parts[-1]["result"]["observed_value"]
+        samples = [v for p in parts for v in (p.get("result") or {}).get("partial_unexpected_list") or []]
+        if "partial_unexpected_list" in (r0.get("result") or {}):
+            res["partial_unexpected_list"] = samples[:20]
+        exception = next(
+            (p["exception_info"] for p in parts if (p.get("exception_info") or {}).get("raised_exception")), None
+        )
+        merged.append(
+            {
+                "expectation_config": cfg,
+                "success": success,
+                "result": res,
+                "exception_info": exception or r0.get("exception_info"),
+                "meta": r0.get("meta", {}),
+            }
+        )
+    evaluated = len(merged)
+    successful = sum(1 for m in merged if m["success"])
+    return {
+        "success": successful == evaluated,
+        "batches": len(results),
+        "statistics": {
+            "evaluated_expectations": evaluated,
+            "successful_expectations": successful,
+            "unsuccessful_expectations": evaluated - successful,
+            "success_percent": 100.0 * successful / evaluated if evaluated else None,
+        },
+        "results": merged,
+        "suite_name": first.get("suite_name"),
+        "meta": first.get("meta", {}),
+    }
+
+
+def _by_rule(raw: dict[str, Any], *, batched: bool) -> dict[str, dict[str, Any]]:
+    """GX's results grouped by contract rule (a rule may be several expectations, one per part)."""
     by_rule: dict[str, dict[str, Any]] = {}
-    for r in result.results:
-        meta = r.expectation_config.meta or {}
+    for r in raw["results"]:
+        cfg = r["expectation_config"]
+        meta = cfg.get("meta") or {}
         rid = meta.get("rule_id")
-        res = r.result or {}
+        res = r.get("result") or {}
         entry = by_rule.setdefault(
             rid, {"success": True, "unexpected_count": 0, "parts": 0, "max_part": 0, "observed_value": None}
         )
-        entry["success"] = entry["success"] and bool(r.success)
+        entry["success"] = entry["success"] and bool(r["success"])
         cnt = int(res.get("unexpected_count") or 0)
         entry["unexpected_count"] += cnt
         entry["max_part"] = max(entry["max_part"], cnt)
         entry["parts"] += 1
         if "observed_value" in res:
             entry["observed_value"] = res["observed_value"]
-        if r.exception_info and r.exception_info.get("raised_exception"):
-            entry["exception"] = r.exception_info.get("exception_message")
-    return {
-        "success": bool(result.success),
-        "statistics": dict(result.statistics),
-        "by_rule": by_rule,
-        "raw": result.to_json_dict(),
-    }
+        info = r.get("exception_info") or {}
+        if info.get("raised_exception"):
+            entry["exception"] = info.get("exception_message")
+        if batched and cfg.get("type") in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique"):
+            entry["scope"] = "batch"
+    return by_rule
+
+
+def run_expectations(contract: Contract, frame: pd.DataFrame, ds: str) -> dict[str, Any]:
+    """Run the contract's GX suite on one typed frame.
+
+    Returns:
+        ``{"success", "statistics", "by_rule": {rule_id: {...}}, "raw": <GX result JSON>}``.
+    """
+    suite = Expectations(contract, ds)
+    return suite.merged([suite.run(frame)])

@@ -31,8 +31,8 @@ GX suite, :mod:`~pipelines.ingest.decision` for the outcome), then writes
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,17 +42,17 @@ from pipelines.core import catalog
 from pipelines.core.contracts import MALFORMED_ROW, MISSING_COLUMN, TYPE_MISMATCH, Contract, contract_for
 from pipelines.core.errors import ContractHalt, DeliveryChanged, MissingInput, NothingLanded
 from pipelines.core.partitions import ds_str
-from pipelines.core.storage import parquet_bytes
 from pipelines.core.withdrawal import held_for, models_on, withdraw_stale_scores
 
 if TYPE_CHECKING:
     import numpy as np
-    import pyarrow as pa
 
     from pipelines.core.config import DatasetConfig, ProjectConfig
     from pipelines.core.storage import Storage
+    from pipelines.ingest.batches import FileRead
     from pipelines.ingest.decision import Decision, Tally
     from pipelines.ingest.landing import BadFile, Parsed, ParsedFile
+    from pipelines.ingest.spill import Chunk, Duplicates
 
 log = logging.getLogger(__name__)
 
@@ -131,14 +131,27 @@ def _unchanged(config: DatasetConfig, ds: str, storage: Storage, first: Delivery
 
 @dataclass
 class Reading:
-    """Everything read from a delivery, before any rule is applied."""
+    """What pass 1 learned of a delivery: each file's fate, the counts, GX's results and the spilled batches."""
 
-    parsed: list[ParsedFile]
+    files: list[FileRead]
     bad: list[BadFile]
-    batch: Parsed
     tally: Tally
     #: Files kept whole in quarantine/files: unreadable ones, and readable ones with lost or no records.
     kept_files: list[dict[str, Any]]
+    chunks: list[Chunk]
+    #: Rows each row rule flags (``unique`` rules excepted: they are counted over the day afterwards).
+    counts: dict[str, int]
+    #: Rows flagged by a quarantining rule other than ``unique``, and their records.
+    quarantine_rows: int
+    quarantine_records: int
+    #: GX's record of the day: its batches' results merged (``success``, ``statistics``, ``by_rule``, ``raw``).
+    gx: dict[str, Any]
+    #: Unsplittable records, in file order: (file, line, text).
+    malformed: list[tuple[str, int | None, str]]
+    #: Every delivered column in first-seen order, mapped to its quarantine column.
+    names: dict[str, str]
+    missing_cols_by_file: dict[str, list[str]]
+    extra_cols_by_file: dict[str, list[str]]
 
 
 def validate_partition(
@@ -147,14 +160,22 @@ def validate_partition(
     *,
     storage: Storage | None = None,
     contract: Contract | None = None,
+    batch_rows: int | None = None,
 ) -> dict[str, Any]:
     """Validate one landed partition of a dataset against its data contract, once for every project reading it.
+
+    The delivery is read in batches of about ``batch_rows`` rows, so memory
+    follows the batch, not the day; the outputs and the report are the same
+    whatever the batch size (pass 1 checks and spills each batch, then the
+    day's duplicate keys are found over every batch, then a published day's
+    files are written from the spill; see :mod:`pipelines.ingest.spill`).
 
     Args:
         source: the dataset (or a model project: its dataset).
         ds: partition key ``YYYY-MM-DD``.
         storage: storage to use (default: the configured root).
         contract: compiled contract (default: the dataset's).
+        batch_rows: rows per batch (default: the dataset's ``ingest.batch_rows``).
 
     Returns:
         The summary (also saved in the report): ``ds``, ``status``,
@@ -169,11 +190,10 @@ def validate_partition(
         DeliveryChanged: the delivery changed while it was read; nothing written.
         ContractHalt: a halt rule fired; the report is written, nothing published.
     """
+    import tempfile
+
     from pipelines.core.config import dataset_of
     from pipelines.core.storage import get_storage
-    from pipelines.ingest.decision import decide
-    from pipelines.ingest.report import build_summary, render_html, report_document
-    from pipelines.ingest.rules import run_expectations
 
     t0 = time.monotonic()
     ds = ds_str(ds)
@@ -190,26 +210,14 @@ def validate_partition(
         contract.id,
         contract.version,
     )
-    reading = _read(storage, landed, contract)
-    masks = _masks(contract, reading.batch, ds)
-    gx = run_expectations(contract, reading.batch.frame, ds)
-    decision = decide(contract, masks, gx["by_rule"], reading.tally, reading.batch.row_records)
-    for r in decision.rules:
-        if r["id"] in decision.disagreements:
-            log.warning("rule %s: GX counted %s unexpected, masks %s", r["id"], r["gx_unexpected_count"], r["rows"])
-    summary = build_summary(config, contract, ds, len(landed.files), reading, decision)
-    summary["ignored_files"] = landed.ignored
-    summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
-    summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
-    tables, validated = _outputs_to_publish(storage, contract, reading, masks, decision, summary)
-    summary["seconds"] = round(time.monotonic() - t0, 3)
-    document = report_document(summary, decision, reading.parsed, gx["raw"])
-    built = Built(tables, validated, reading.kept_files, summary, document, render_html(summary, decision.rules))
-    # Everything is decided and built: write only if the delivery is still the one read (checked again
-    # inside the scores locks, which the write may have to wait for).
-    _unchanged(config, ds, storage, landed)
-    recheck = lambda: _unchanged(config, ds, storage, landed)  # noqa: E731
-    _write(storage, dataset, ds, built, models_on(dataset), recheck)
+    with tempfile.TemporaryDirectory(prefix=f"validate-{dataset}-") as folder:
+        built, decision = _build(storage, config, contract, ds, landed, folder, batch_rows, t0)
+        # Everything is decided and built: write only if the delivery is still the one read (checked again
+        # inside the scores locks, which the write may have to wait for).
+        _unchanged(config, ds, storage, landed)
+        recheck = lambda: _unchanged(config, ds, storage, landed)  # noqa: E731
+        _write(storage, dataset, ds, built, models_on(dataset), recheck)
+    summary = built.summary
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":
         raise ContractHalt(
@@ -222,75 +230,323 @@ def validate_partition(
     return summary
 
 
+def _build(
+    storage: Storage,
+    config: DatasetConfig,
+    contract: Contract,
+    ds: str,
+    landed: Delivery,
+    folder: str,
+    batch_rows: int | None,
+    t0: float,
+) -> tuple[Built, Decision]:
+    """Read, decide and build every output of the day in ``folder``, before anything is written."""
+    from pipelines.ingest.report import build_summary, render_html, report_document
+
+    dataset = config.name
+    reading = _read(storage, landed, contract, ds, folder, batch_rows or config.ingest.batch_rows)
+    decision, dups = _decide(contract, reading, folder)
+    try:
+        for r in decision.rules:
+            if r["id"] in decision.disagreements:
+                log.warning("rule %s: GX counted %s unexpected, masks %s", r["id"], r["gx_unexpected_count"], r["rows"])
+        summary = build_summary(config, contract, ds, len(landed.files), reading, decision)
+        summary["ignored_files"] = landed.ignored
+        summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
+        summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
+        files = _outputs_to_publish(storage, contract, reading, dups, decision, summary, folder)
+    finally:
+        dups.close()
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    document = report_document(summary, decision, reading.files, reading.gx["raw"])
+    return Built(files, reading.kept_files, summary, document, render_html(summary, decision.rules)), decision
+
+
+def _decide(contract: Contract, reading: Reading, folder: str) -> tuple[Decision, Duplicates]:
+    """Pass 2: the day's duplicate keys over every batch, then the decision from the merged counts."""
+    from pipelines.ingest.decision import Counts, decide_counts
+    from pipelines.ingest.spill import Duplicates
+
+    dups = Duplicates(contract, reading.chunks, folder)
+    try:
+        counts = dict(reading.counts)
+        counts.update(dups.counts)
+        for rule in contract.all_rules:  # a rule no batch could count (no row read) flags nothing
+            if rule.row_level:
+                counts.setdefault(rule.id, 0)
+        from pipelines.ingest.decision import quarantine_rule_ids
+
+        extra_rows, extra_records = dups.quarantined(quarantine_rule_ids(contract))
+        merged = Counts(
+            rules=counts,
+            quarantine_rows=reading.quarantine_rows + extra_rows,
+            quarantine_records=reading.quarantine_records + extra_records,
+        )
+        return decide_counts(contract, merged, reading.gx["by_rule"], reading.tally), dups
+    except BaseException:
+        dups.close()
+        raise
+
+
+@dataclass
+class Outputs:
+    """A published day's files, written locally before anything is uploaded."""
+
+    validated: str
+    quarantine: str
+
+
 def _outputs_to_publish(
-    storage: Storage, contract: Contract, reading: Reading, masks: Any, decision: Any, summary: dict[str, Any]
-) -> tuple[Tables | None, bytes | None]:
-    """The tables and validated bytes of a published day (``None`` for a halt); the summary names them."""
+    storage: Storage,
+    contract: Contract,
+    reading: Reading,
+    dups: Duplicates,
+    decision: Decision,
+    summary: dict[str, Any],
+    folder: str,
+) -> Outputs | None:
+    """Pass 3: the validated and quarantine files of a published day (``None`` for a halt), checked to account
+    for every row and record; the summary names them and the validated file's checksum."""
+    from pipelines.core.storage import sha256_file
+    from pipelines.ingest.spill import write_outputs
+
     if decision.status != "published":
-        return None, None
-    dataset, ds = summary["dataset"], summary["ds"]
-    tables = _outputs(contract, reading, masks, decision)
-    validated = parquet_bytes(tables.validated, row_group_size=256_000)
+        return None
+    dataset, ds, tally = summary["dataset"], summary["ds"], reading.tally
+    malformed = reading.malformed if decision.quarantined_malformed else []
+    v_path, q_path, v_rows, q_rows, q_records = write_outputs(
+        contract,
+        reading.chunks,
+        dups,
+        decision.quarantined,
+        reading.names,
+        reading.missing_cols_by_file,
+        malformed,
+        folder,
+    )
+    if q_rows != decision.quarantined_rows or v_rows + q_rows != tally.landed_rows:  # every row accounted for
+        raise RuntimeError(f"row accounting broken: {v_rows} + {q_rows} != {tally.landed_rows}")
+    if v_rows + q_records + tally.lost_records != tally.landed_records:  # every record accounted for
+        raise RuntimeError(
+            f"record accounting broken: {v_rows} + {q_records} + {tally.lost_records} lost != {tally.landed_records}"
+        )
     summary["validated"] = storage.uri(catalog.validated_file(dataset, ds))
-    summary["validated_sha256"] = hashlib.sha256(validated).hexdigest()  # what scoring checks its input by
+    summary["validated_sha256"] = sha256_file(v_path)  # what scoring checks its input by
     summary["quarantine"] = storage.uri(catalog.quarantine_rows(dataset, ds))
-    return tables, validated
+    return Outputs(v_path, q_path)
 
 
-def _read(storage: Storage, landed: Delivery, contract: Contract) -> Reading:
-    """Parse every delivered file, coerce and stack the readable ones, and count what was read."""
-    from pipelines.ingest.landing import BadFile, combine, read_landed_file
+class _Batches:
+    """Pass 1: groups the chunks of the delivery's files into batches of about ``rows`` rows, then checks,
+    GX-validates and spills each batch.
 
-    parsed, bad = [], []
+    Small files share a batch (a day of a few files is one batch, one GX
+    run). A file's chunks join a batch with other files' only once the file
+    is known to be readable to its end; a large file's batches are its own,
+    so an unreadable file is taken back whole, never with rows of another.
+    """
+
+    def __init__(self, contract: Contract, ds: str, folder: str, rows: int):
+        from pipelines.ingest.decision import quarantine_rule_ids
+        from pipelines.ingest.spill import Spill, unique_rules
+
+        self.contract, self.ds, self.rows = contract, ds, rows
+        self.spill = Spill(folder, contract)
+        unique = {r.id for r in unique_rules(contract)}
+        self.q_rules = [rid for rid in quarantine_rule_ids(contract) if rid not in unique]
+        self._gx: Any = None
+        self.next_row = 0
+        self.done: list[ParsedFile] = []  # chunks of files read to their end, not yet checked
+        self.current: list[ParsedFile] = []  # chunks of the file being read
+        self.kept = _Totals()  # what checked batches of readable files hold
+        self.pending = _Totals()  # what checked batches of the file being read hold
+        self.start_row = 0
+
+    def add(self, chunk: ParsedFile) -> None:
+        self.current.append(chunk)
+        if sum(c.num_rows for c in self.current) >= self.rows:
+            self._flush_done()
+            self._check(self.current, self.pending)
+            self.current = []
+
+    def file_read(self) -> None:
+        """The file being read was readable to its end: its batches stand."""
+        self.done.extend(self.current)
+        self.current = []
+        self.kept.merge(self.pending)
+        self.pending = _Totals()
+        self.start_row = self.next_row
+        if sum(c.num_rows for c in self.done) >= self.rows:
+            self._flush_done()
+
+    def file_dropped(self) -> None:
+        """The file being read turned out unreadable: take back every batch of it."""
+        for chunk in self.pending.chunks:
+            os.remove(chunk.path)
+        self.current, self.pending = [], _Totals()
+        self.next_row = self.start_row
+
+    def finish(self) -> _Totals:
+        self._flush_done()
+        if not self.kept.gx_results:  # no row at all: GX still records its verdict on nothing
+            from pipelines.ingest.landing import combine
+
+            self.kept.gx_results.append(self.suite().run(combine([], self.contract).frame))
+        return self.kept
+
+    def suite(self) -> Any:
+        if self._gx is None:
+            from pipelines.ingest.rules import Expectations
+
+            self._gx = Expectations(self.contract, self.ds)
+        return self._gx
+
+    def _flush_done(self) -> None:
+        if self.done:
+            self._check(self.done, self.kept)
+            self.done = []
+            self.start_row = self.next_row
+
+    def _check(self, chunks: list[ParsedFile], into: _Totals) -> None:
+        import numpy as np
+
+        from pipelines.ingest.landing import combine
+
+        part = combine(chunks, self.contract)
+        into.extra.update(part.extra_cols_by_file)
+        into.missing.update(part.missing_cols_by_file)
+        into.malformed.extend(part.malformed)
+        into.names.extend(t.column_names for t in part.raw_tables)
+        n = len(part.frame)
+        if not n:
+            return
+        masks = _masks(self.contract, part, self.ds)
+        q = np.zeros(n, dtype=bool)
+        for rid in self.q_rules:
+            if rid in masks:
+                q |= masks[rid]
+        for rid, mask in masks.items():
+            into.counts[rid] = into.counts.get(rid, 0) + int(mask.sum())
+        into.q_rows += int(q.sum())
+        into.q_records += int(part.row_records[q].sum())
+        into.gx_results.append(self.suite().run(part.frame))
+        into.chunks.append(self.spill.add(self.next_row, part, masks, q))
+        self.next_row += n
+
+
+@dataclass
+class _Totals:
+    chunks: list[Chunk] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    q_rows: int = 0
+    q_records: int = 0
+    gx_results: list[dict[str, Any]] = field(default_factory=list)
+    malformed: list[tuple[str, int | None, str]] = field(default_factory=list)
+    names: list[list[str]] = field(default_factory=list)
+    missing: dict[str, list[str]] = field(default_factory=dict)
+    extra: dict[str, list[str]] = field(default_factory=dict)
+
+    def merge(self, other: _Totals) -> None:
+        self.chunks += other.chunks
+        for rid, n in other.counts.items():
+            self.counts[rid] = self.counts.get(rid, 0) + n
+        self.q_rows += other.q_rows
+        self.q_records += other.q_records
+        self.gx_results += other.gx_results
+        self.malformed += other.malformed
+        self.names += other.names
+        self.missing.update(other.missing)
+        self.extra.update(other.extra)
+
+
+def _read(storage: Storage, landed: Delivery, contract: Contract, ds: str, folder: str, rows: int) -> Reading:
+    """Pass 1: stream every delivered file in batches, check and spill each, and count what was read."""
+    from pipelines.ingest.batches import FileReader
+    from pipelines.ingest.landing import BadFile
+    from pipelines.ingest.outputs import delivered_names
+
+    batches = _Batches(contract, ds, os.path.join(folder, "spill"), rows)
+    files: list[FileRead] = []
+    bad: list[BadFile] = []
     for f in landed.files:
+        reader = FileReader(storage, f.key, f.name, contract, rows)
+        offset = 0
         try:
-            item = read_landed_file(storage, f.key, contract, name=f.name)
+            for chunk in reader:
+                chunk.row_offset = offset
+                offset += chunk.num_rows
+                batches.add(chunk)
         except MissingInput:
             raise DeliveryChanged(
                 f"{f.name} was removed while the delivery was read; nothing written, run again"
             ) from None
+        item = reader.result
+        if item is None:  # pragma: no cover - every path of the reader ends with a result
+            raise RuntimeError(f"{f.name}: read without an outcome")
         if item.size >= 0 and item.size != landed.sizes.get(f.key, item.size):
             raise DeliveryChanged(f"{f.name} changed size while it was read; nothing written, run again")
-        (bad if isinstance(item, BadFile) else parsed).append(item)
-    for b in bad:
-        log.warning("file %s quarantined: %s", b.name, b.reason)
-    for p in parsed:
-        if p.lost:
-            log.warning("file %s: %d of %d record(s) could not be read as rows", p.name, p.lost, p.records)
-        if p.empty:
-            log.warning("file %s holds no records", p.name)
-    batch = combine(parsed, contract)
-    for name, cols in batch.extra_cols_by_file.items():
+        if isinstance(item, BadFile):
+            batches.file_dropped()
+            bad.append(item)
+            log.warning("file %s quarantined: %s", item.name, item.reason)
+            continue
+        batches.file_read()
+        files.append(item)
+        if item.lost:
+            log.warning("file %s: %d of %d record(s) could not be read as rows", item.name, item.lost, item.records)
+        if item.empty:
+            log.warning("file %s holds no records", item.name)
+    totals = batches.finish()
+    for name, cols in totals.extra.items():
         log.warning("file %s has column(s) the contract does not know, dropped: %s", name, ", ".join(cols))
-    return Reading(parsed, bad, batch, _tally(parsed, bad, batch, contract), _kept_files(parsed, bad))
+    tally = _tally(files, bad, contract)
+    return Reading(
+        files=files,
+        bad=bad,
+        tally=tally,
+        kept_files=_kept_files(files, bad),
+        chunks=totals.chunks,
+        counts=totals.counts,
+        quarantine_rows=totals.q_rows,
+        quarantine_records=totals.q_records,
+        gx=batches.suite().merged(totals.gx_results),
+        malformed=totals.malformed,
+        names=delivered_names(totals.names),
+        missing_cols_by_file=totals.missing,
+        extra_cols_by_file=totals.extra,
+    )
 
 
-def _tally(parsed: list[ParsedFile], bad: list[BadFile], batch: Parsed, contract: Contract) -> Tally:
+def _tally(files: list[FileRead], bad: list[BadFile], contract: Contract) -> Tally:
     from pipelines.ingest.decision import Tally
 
     sources: dict[str, int] = {}
     spec = contract.expected_sources
-    for p in parsed:
+    for p in files:
         source = spec.source_of(p.name) if spec else None
         if source is not None:
-            single = p.num_rows if p.broken is None else int((~p.broken).sum())
-            sources[source] = sources.get(source, 0) + single
+            sources[source] = sources.get(source, 0) + p.single_rows
     return Tally(
-        rows=len(batch.frame),
-        malformed=len(batch.malformed),
+        rows=sum(p.num_rows for p in files),
+        malformed=sum(p.malformed_rows for p in files),
         unsafe_files=sum(1 for b in bad if not b.copyable),
-        good_bytes=sum(p.size for p in parsed),
+        good_bytes=sum(p.size for p in files),
         bad_bytes=sum(b.size for b in bad if b.size > 0),
-        records=sum(p.records for p in parsed) + sum(b.records or 0 for b in bad),
-        malformed_records=sum(p.malformed_records for p in parsed),
-        lost_records=sum(p.lost for p in parsed) + sum(b.records or 0 for b in bad),
-        empty_files=tuple(p.name for p in parsed if p.empty),
+        records=sum(p.records for p in files) + sum(b.records or 0 for b in bad),
+        malformed_records=sum(p.malformed_records for p in files),
+        lost_records=sum(p.lost for p in files) + sum(b.records or 0 for b in bad),
+        empty_files=tuple(p.name for p in files if p.empty),
         source_records=sources,
     )
 
 
-def _kept_files(parsed: list[ParsedFile], bad: list[BadFile]) -> list[dict[str, Any]]:
-    """Files quarantined whole, with the rule and reason, their bytes and (when countable) records."""
+def _kept_files(files: list[FileRead], bad: list[BadFile]) -> list[dict[str, Any]]:
+    """Files quarantined whole, with the rule and reason, their size and (when countable) records.
+
+    ``_key`` is the landed file to copy into quarantine (None: its name is
+    unsafe as a key, it stays in landing/ only). The copy is made after the
+    delivery was checked again to be the one judged, so it is the file judged.
+    """
     from pipelines.core.contracts import EMPTY_FILE, FILE_UNREADABLE, UNSAFE_FILE_NAME
 
     kept = [
@@ -301,11 +557,11 @@ def _kept_files(parsed: list[ParsedFile], bad: list[BadFile]) -> list[dict[str, 
             "bytes": b.size,
             "records": b.records,
             "lost_records": b.records,
-            "_data": b.data if b.copyable else None,
+            "_key": b.key if b.copyable else None,
         }
         for b in bad
     ]
-    for p in parsed:
+    for p in files:
         if p.lost:
             reason = f"{p.lost} of {p.records} record(s) could not be read as rows"
             kept.append(
@@ -316,7 +572,7 @@ def _kept_files(parsed: list[ParsedFile], bad: list[BadFile]) -> list[dict[str, 
                     "bytes": p.size,
                     "records": p.records,
                     "lost_records": p.lost,
-                    "_data": p.data,
+                    "_key": p.key,
                 }
             )
         elif p.empty:
@@ -328,19 +584,19 @@ def _kept_files(parsed: list[ParsedFile], bad: list[BadFile]) -> list[dict[str, 
                     "bytes": p.size,
                     "records": 0,
                     "lost_records": 0,
-                    "_data": p.data,
+                    "_key": p.key,
                 }
             )
     return kept
 
 
 def _masks(contract: Contract, batch: Parsed, ds: str) -> dict[str, np.ndarray]:
-    """Every row-level rule's mask over the parsed rows, parse-stage rules included."""
+    """Every row-level rule's mask over one batch's parsed rows, parse-stage rules included, ``unique`` excepted."""
     import numpy as np
 
     from pipelines.ingest.rules import compute_masks
 
-    masks = compute_masks(contract, batch.frame, ds)
+    masks = compute_masks(contract, batch.frame, ds, unique=False)
     masks[TYPE_MISMATCH] = np.zeros(len(batch.frame), dtype=bool)
     for fails in batch.type_fail_cols.values():
         masks[TYPE_MISMATCH] |= fails
@@ -350,40 +606,10 @@ def _masks(contract: Contract, batch: Parsed, ds: str) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class Tables:
-    validated: pa.Table
-    quarantine: pa.Table
-
-
-def _outputs(contract: Contract, reading: Reading, masks: dict[str, np.ndarray], decision: Decision) -> Tables:
-    """The validated and quarantine tables, checked to account for every row and record before anything is written."""
-    import numpy as np
-
-    from pipelines.ingest.outputs import quarantine_table, row_reasons, typed_table
-
-    batch, tally = reading.batch, reading.tally
-    q_mask = decision.quarantine_mask
-    q_idx = np.flatnonzero(q_mask)
-    ids, reasons = row_reasons(contract, batch, masks, decision.quarantined, q_idx)
-    q_table = quarantine_table(batch, q_idx, ids, reasons, include_malformed=bool(decision.quarantined_malformed))
-    v_table = typed_table(contract, batch.frame[~q_mask])
-    q_rows, v_rows = decision.quarantined_rows, v_table.num_rows
-    q_records = int(np.asarray(q_table.column("_records")).sum()) if q_table.num_rows else 0
-    if q_table.num_rows != q_rows or v_rows + q_rows != tally.landed_rows:  # every row accounted for
-        raise RuntimeError(f"row accounting broken: {v_rows} + {q_table.num_rows} != {tally.landed_rows}")
-    if v_rows + q_records + tally.lost_records != tally.landed_records:  # every record accounted for
-        raise RuntimeError(
-            f"record accounting broken: {v_rows} + {q_records} + {tally.lost_records} lost != {tally.landed_records}"
-        )
-    return Tables(v_table, q_table)
-
-
-@dataclass
 class Built:
-    """Every output of a validation, built before the first write (``tables`` ``None``: halted)."""
+    """Every output of a validation, built before the first write (``files`` ``None``: halted)."""
 
-    tables: Tables | None
-    validated: bytes | None
+    files: Outputs | None
     kept: list[dict[str, Any]]
     summary: dict[str, Any]
     document: dict[str, Any]
@@ -406,8 +632,8 @@ def _write(
     """
     for key in (catalog.validation_report(dataset, ds), catalog.validation_html(dataset, ds)):
         storage.exists(key)  # a report folder that resolves out of the root fails here, before any write
-    digest = built.summary.get("validated_sha256") if built.tables is not None else None
-    why = "the day halted" if built.tables is None else "the day was re-validated with other content"
+    digest = built.summary.get("validated_sha256") if built.files is not None else None
+    why = "the day halted" if built.files is None else "the day was re-validated with other content"
     from pipelines.core import locks
 
     with locks.validated_partition(storage, dataset, ds), held_for(storage, models, ds):
@@ -418,28 +644,31 @@ def _write(
         # delivery's quarantine beside an earlier delivery's validated rows.
         storage.delete_prefix(catalog.validated_dir(dataset, ds))
         storage.delete_prefix(catalog.quarantine_dir(dataset, ds))
-        if built.tables is not None and built.validated is not None:
-            _publish(storage, dataset, ds, built.tables, built.kept, built.summary, built.validated)
+        if built.files is not None:
+            _publish(storage, dataset, ds, built.files, built.kept, built.summary)
         storage.write_json(catalog.validation_report(dataset, ds), built.document)
         storage.write_text(catalog.validation_html(dataset, ds), built.page)
 
 
 def _publish(
-    storage: Storage,
-    dataset: str,
-    ds: str,
-    tables: Tables,
-    kept: list[dict[str, Any]],
-    summary: dict[str, Any],
-    validated: bytes,
+    storage: Storage, dataset: str, ds: str, files: Outputs, kept: list[dict[str, Any]], summary: dict[str, Any]
 ) -> None:
-    """Write the quarantine (rows, whole files, index), then the validated rows: every output was built before."""
-    storage.write_parquet(catalog.quarantine_rows(dataset, ds), tables.quarantine)
+    """Upload the quarantine (rows, whole files, index), then the validated rows: every output was built before.
+
+    Files quarantined whole are copied from landing/, which the recheck just
+    found unchanged (streamed through a local file: a large file never sits
+    in memory)."""
+    import tempfile
+
+    storage.upload(catalog.quarantine_rows(dataset, ds), files.quarantine)
     for k in kept:
-        if k["_data"] is not None:
-            storage.write_bytes(catalog.quarantine_file(dataset, ds, k["file"]), k["_data"])
+        if k["_key"] is not None:
+            with tempfile.TemporaryDirectory(prefix="quarantine-") as tmp:
+                path = os.path.join(tmp, "file")
+                storage.download(k["_key"], path)
+                storage.upload(catalog.quarantine_file(dataset, ds, k["file"]), path)
     storage.write_json(catalog.quarantine_index(dataset, ds), summary["quarantined_files"])
-    storage.write_bytes(catalog.validated_file(dataset, ds), validated)
+    storage.upload(catalog.validated_file(dataset, ds), files.validated)
 
 
 def _log_outcome(summary: dict[str, Any], files_quarantined: int) -> None:

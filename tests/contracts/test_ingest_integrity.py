@@ -177,13 +177,13 @@ def test_a_delivery_that_changes_while_it_is_validated_writes_nothing(storage, p
     first = validate_partition(project, DS)
     import pipelines.ingest.rules as rules
 
-    real = rules.run_expectations
+    real = rules.Expectations.run
 
-    def upstream_writes_meanwhile(*args, **kwargs):
+    def upstream_writes_meanwhile(*args, **kwargs):  # while GX checks a batch
         storage.write_bytes(catalog.landing_file(DATASET, DS, "flights_late.csv"), csv(day_frames()["EWR"].head(3)))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(rules, "run_expectations", upstream_writes_meanwhile)
+    monkeypatch.setattr(rules.Expectations, "run", upstream_writes_meanwhile)
     report_before = storage.read_bytes(catalog.validation_report(DATASET, DS))
     with pytest.raises(DeliveryChanged):
         validate_partition(project, DS)
@@ -457,16 +457,16 @@ def test_a_ready_marker_named_like_data_is_not_data(storage, project):
 
 def test_a_file_removed_while_the_delivery_is_read_writes_nothing(storage, project, monkeypatch):
     land(storage, day_files())
-    import pipelines.ingest.landing as landing
+    import pipelines.ingest.batches as batches
 
-    real = landing.read_landed_file
+    real = batches.FileReader.__iter__
 
-    def upstream_removes(storage_, key, contract, name):
-        if name == "flights_JFK.csv":
-            storage_.delete(key)
-        return real(storage_, key, contract, name)
+    def upstream_removes(reader):
+        if reader.name == "flights_JFK.csv":
+            reader.storage.delete(reader.key)
+        return real(reader)
 
-    monkeypatch.setattr(landing, "read_landed_file", upstream_removes)
+    monkeypatch.setattr(batches.FileReader, "__iter__", upstream_removes)
     with pytest.raises(DeliveryChanged, match="removed"):
         validate_partition(project, DS)
     assert not storage.list(catalog.validated_dir(DATASET, DS))
@@ -491,14 +491,14 @@ def test_a_republish_never_leaves_new_quarantine_beside_old_validated_rows(stora
     frames = day_frames()
     frames["EWR"].loc[frames["EWR"].index[:5], "dest"] = "XXX"
     land(storage, {f"flights_{o}.csv": csv(f) for o, f in frames.items()})
-    real = storage.write_bytes
+    real = storage.upload
 
-    def disk_full_on_validated(key, data):
+    def disk_full_on_validated(key, path):
         if key == catalog.validated_file(DATASET, DS):
             raise OSError(28, "No space left on device")
-        return real(key, data)
+        return real(key, path)
 
-    monkeypatch.setattr(storage, "write_bytes", disk_full_on_validated)
+    monkeypatch.setattr(storage, "upload", disk_full_on_validated)
     with pytest.raises(OSError):
         validate_partition(project, DS, storage=storage)
     assert not storage.exists(catalog.validated_file(DATASET, DS))  # no mix of the two deliveries
