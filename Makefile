@@ -18,7 +18,7 @@ DEMO_START ?= 2013-01-01
 DEMO_END ?= 2013-01-31
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system test test-fast test-property-long lint format bench demo lock clean down up-prod down-prod
+.PHONY: help setup system test test-fast test-property-long lint format bench bench-scale demo lock clean down up-prod down-prod
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-12s %s\n", $$1, $$2}'
@@ -67,6 +67,9 @@ bench: setup ## Benchmarks, ours against the peers, side by side (validation, dr
 	$(BIN)/python tests/bench/bench_validate.py
 	$(BIN)/python tests/bench/bench_drift.py
 	$(BIN)/python tests/bench/bench_score.py
+
+bench-scale: setup ## Large days (1M, 5M, 20M rows): validation rows/s and peak RSS, beside GX alone where it fits
+	$(BIN)/python tests/bench/bench_scale.py
 
 demo: setup ## The whole story through Airflow: ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill
 	$(BIN)/python -m pipelines_ops.demo_driver --start $(DEMO_START) --end $(DEMO_END)

@@ -440,7 +440,7 @@ class FileReader:
             source.close()
 
     def _gather(self, reader: Any, names: list[str]) -> Iterator[pa.Table]:
-        """The reader's record batches regrouped into tables of about ``rows`` rows."""
+        """The reader's record batches regrouped into tables of exactly ``rows`` rows (the last one fewer)."""
         import pyarrow as pa
 
         parts: list[Any] = []
@@ -448,10 +448,12 @@ class FileReader:
         for batch in reader:
             parts.append(batch)
             count += batch.num_rows
-            if count >= self.rows:
-                yield pa.Table.from_batches(parts).rename_columns(names)
-                parts, count = [], 0
-        if parts:
+            while count >= self.rows:
+                table = pa.Table.from_batches(parts)
+                yield table.slice(0, self.rows).rename_columns(names)
+                rest = table.slice(self.rows)
+                parts, count = rest.to_batches(), rest.num_rows
+        if count:
             yield pa.Table.from_batches(parts).rename_columns(names)
 
     @staticmethod
