@@ -147,6 +147,8 @@ def _outcome(rule: Rule, failed: bool, count: int | None, gx: dict[str, Any] | N
         "rows": count,
         "gx_success": None if gx is None else gx["success"],
         "gx_unexpected_count": None if gx is None else gx["unexpected_count"],
+        # "batch": GX ran batch by batch and saw duplicates within a batch only (the rows count is the day's).
+        "gx_scope": None if gx is None else gx.get("scope", "day"),
         "observed_value": None if gx is None else gx["observed_value"],
         "description": rule.description or describe_failure(rule),
     }
