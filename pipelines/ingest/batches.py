@@ -181,8 +181,13 @@ class Tap(io.RawIOBase):
     """
 
     def __init__(self, source: Any):
+        import threading
+
         super().__init__()
         self.source = source
+        # The CSV reader reads ahead on an I/O thread while a failed parse drains on this one: every
+        # read-and-count holds the lock, so the bytes are counted once each, in order.
+        self.lock = threading.Lock()
         self.head = b""  # read to find the header, served again first
         self.size = 0
         self.runs = 0  # maximal runs of bytes that are neither \r nor \n: the non-empty lines
@@ -233,28 +238,41 @@ class Tap(io.RawIOBase):
 
     def read_header(self) -> bytes:
         """Read up to the first line break (or the end); the bytes are read again by the parser."""
-        while b"\n" not in self.head and b"\r" not in self.head:
-            more = self._pull(READ_BYTES)
-            if not more:
-                break
-            self.head += more
-        return self.head
+        with self.lock:
+            while b"\n" not in self.head and b"\r" not in self.head:
+                more = self._pull(READ_BYTES)
+                if not more:
+                    break
+                self.head += more
+            return self.head
 
     def readinto(self, buf: Any) -> int:
-        if self.head:
-            data, self.head = self.head[: len(buf)], self.head[len(buf) :]
-        else:
-            data = self._pull(len(buf))
-        if self.utf8_error is not None:
-            return 0  # the file is unreadable whatever follows: the parser stops here, the count goes on
-        buf[: len(data)] = data
-        return len(data)
+        """Fill ``buf`` (short only at the end: the CSV reader takes a short read for the end of a block)."""
+        with self.lock:
+            size = len(buf)
+            parts, got = [], 0
+            if self.head:
+                parts.append(self.head[:size])
+                self.head = self.head[size:]
+                got = len(parts[0])
+            while got < size:
+                data = self._pull(size - got)
+                if not data:
+                    break
+                parts.append(data)
+                got += len(data)
+            if self.utf8_error is not None:
+                return 0  # the file is unreadable whatever follows: the parser stops here, the count goes on
+            data = b"".join(parts)
+            buf[: len(data)] = data
+            return len(data)
 
     def drain(self) -> None:
         """Read (and count) the rest of the stream."""
-        self.head = b""
-        while self._pull(READ_BYTES):
-            pass
+        with self.lock:
+            self.head = b""
+            while self._pull(READ_BYTES):
+                pass
         if self.utf8_error is None:
             try:
                 self.decoder.decode(b"", final=True)
@@ -307,9 +325,11 @@ class FileReader:
             self.result = BadFile(self.key, self.name, _printable(str(exc)), -1, copyable=False)
         except MissingInput:
             raise
-        except OSError as exc:  # no permission, an I/O error: its records cannot be accounted for
+        except PermissionError as exc:  # its records cannot be accounted for
             reason = f"cannot read: {_printable(exc.strerror or str(exc))}"
             self.result = BadFile(self.key, self.name, reason, -1, copyable=False)
+        # Another OSError while streaming (a read timeout, a reset connection) is no fault of the file:
+        # it propagates, the task fails and Airflow retries it.
         if isinstance(self.result, FileRead):
             self._check_count(self.result)
 
@@ -368,7 +388,12 @@ class FileReader:
 
         from pipelines.ingest.landing import GzipError
 
-        source = self.storage.open_read(self.key)
+        try:
+            source = self.storage.open_read(self.key)
+        except OSError as exc:  # no permission: its records cannot be accounted for
+            reason = f"cannot read: {_printable(exc.strerror or str(exc))}"
+            self.result = BadFile(self.key, self.name, reason, -1, copyable=False)
+            return
         try:
             counted = CountedStream(source)
             tap = Tap(GzipStream(counted) if self.name.lower().endswith(".gz") else counted)
@@ -376,18 +401,24 @@ class FileReader:
             if counted.size == 0:
                 self.result = FileRead(self.key, self.name, 0, 0)
                 return
-            malformed: list[tuple[int | None, str]] = []  # the file's, in the order the reader met them
+            malformed: list[tuple[int | None, str]] = []  # met since the last chunk, in file order
+            last: list[str] = []  # the file's last malformed record
 
             def on_invalid_row(row: Any) -> str:
                 # A row with the wrong number of fields: keep its text, skip it here,
                 # quarantine it later. Never lose it, never fail the whole file.
                 malformed.append((row.number, row.text))
+                last[:] = [row.text]
                 return "skip"
+
+            def taken() -> list[tuple[int | None, str]]:
+                out = malformed[: len(malformed)]
+                del malformed[: len(out)]  # the reader may append meanwhile: only what was taken goes
+                return out
 
             names: list[str] = []
             totals = FileRead(self.key, self.name, 0, 0)
             held: ParsedFile | None = None
-            taken = 0
             failure: str | None = None
             try:
                 names = _csv_header(header)
@@ -407,14 +438,15 @@ class FileReader:
                 )
                 for table in self._gather(reader, names):
                     broken, spans = row_spans(table)
-                    chunk = self._chunk(table, malformed=malformed[taken:], row_records=spans, broken=broken)
-                    taken = len(malformed)
+                    chunk = self._chunk(table, malformed=taken(), row_records=spans, broken=broken)
                     if held is not None:
                         yield self._done(totals, held)
                     held = chunk
             except (pa.ArrowException, ValueError, csv.Error, UnicodeDecodeError) as exc:
                 failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             tap.drain()
+            while counted.read(READ_BYTES):  # the rest of a gzip file whose inflating stopped at a fault
+                pass
             size, records = counted.size, tap.records
             if isinstance(tap.error, GzipError):
                 reason = f"unreadable: {_printable(str(tap.error))}"
@@ -429,8 +461,8 @@ class FileReader:
             else:
                 if held is None:  # no row parsed: every record was malformed
                     held = self._chunk(pa.table({n: pa.array([], pa.string()) for n in names}))
-                held.malformed.extend(malformed[taken:])
-                self._open_quote_at_end(tap, held, malformed[-1][1] if malformed else None)
+                held.malformed.extend(taken())
+                self._open_quote_at_end(tap, held, last[0] if last else None)
                 file = self._file(size, records, names)
                 yield self._done(file, held)
                 for attr in ("num_rows", "broken_rows", "row_records_total", "malformed_rows", "malformed_records"):

@@ -117,3 +117,62 @@ def test_a_file_unreadable_after_some_batches_takes_back_only_its_own(storage, p
     ewr_rows = sum(1 for line in ewr.splitlines()[1:] if line)
     assert kept["records"] == ewr_rows + 1  # its every line counted (the bad bytes split one line in two)
     assert s["landed_rows"] == ROWS - ewr_rows  # the other files' rows, none of the bad file's batches
+
+
+def small_reads(monkeypatch) -> None:
+    """Read storage 4 KiB and parse 64 KiB at a time: a small file crosses many read and block boundaries."""
+    import pipelines.ingest.batches as batches
+
+    monkeypatch.setattr(batches, "READ_BYTES", 4096)
+    monkeypatch.setattr(batches, "BLOCK_BYTES", 1 << 16)
+
+
+def test_gzip_members_shorter_than_a_row_read_as_one_file(storage, project, contract, monkeypatch):
+    small_reads(monkeypatch)
+    land_large_day(storage, DS, 3_000)
+    key = catalog.landing_file("flights", DS, "flights_JFK.csv")
+    data = storage.read_bytes(key)
+    storage.delete(key)
+    members = b"".join(gzip.compress(data[i : i + 37]) for i in range(0, len(data), 37))  # `cat a.gz b.gz ...`
+    storage.write_bytes(catalog.landing_file("flights", DS, "flights_JFK.csv.gz"), members)
+    storage.write_bytes(catalog.landing_file("flights", DS, "_SUCCESS"), b"")
+    s = validate_partition(project, DS, storage=storage, contract=contract, batch_rows=500)
+    assert s["validated_rows"] == 3_000 and s["lost_records"] == 0 and not s["quarantined_files"]
+
+
+def test_a_corrupt_gzip_is_quarantined_whole_whatever_its_size(storage, project, contract, monkeypatch):
+    """Inflating stops at the fault; the rest of the file is still read, so its size matches the listing."""
+    small_reads(monkeypatch)
+    land_large_day(storage, DS, 3_000)
+    key = catalog.landing_file("flights", DS, "flights_LGA.csv")
+    packed = bytearray(gzip.compress(storage.read_bytes(key)))
+    packed[len(packed) // 3 : len(packed) // 3 + 64] = bytes(64)
+    storage.delete(key)
+    storage.write_bytes(catalog.landing_file("flights", DS, "flights_LGA.csv.gz"), bytes(packed))
+    storage.write_bytes(catalog.landing_file("flights", DS, "_SUCCESS"), b"")
+    with pytest.raises(ContractHalt) as halted:  # a third of the day unreadable
+        validate_partition(project, DS, storage=storage, contract=contract, batch_rows=500)
+    (kept,) = halted.value.summary["quarantined_files"]
+    assert kept["file"] == "flights_LGA.csv.gz" and "corrupt gzip" in kept["reason"]
+    assert kept["bytes"] == len(packed)
+
+
+def test_a_parse_failure_counts_the_same_records_every_time(storage, project, contract, monkeypatch):
+    """The reader reads ahead on its own thread while the failed file is drained: the count never races."""
+    small_reads(monkeypatch)
+    land_large_day(storage, DS, 6_000)
+    key = catalog.landing_file("flights", DS, "flights_EWR.csv")
+    lines = storage.read_bytes(key).split(b"\n")
+    lines[5] = lines[5] + b',"a stray quote'  # swallows the rest of the file into one value
+    storage.write_bytes(key, b"\n".join(lines))
+    storage.write_bytes(catalog.landing_file("flights", DS, "_SUCCESS"), b"")
+    seen = set()
+    for _ in range(5):
+        try:
+            s = validate_partition(project, DS, storage=storage, contract=contract, batch_rows=500)
+        except ContractHalt as exc:
+            s = exc.summary
+        seen.add((s["status"], s["landed_records"], s["lost_records"], s["validated_rows"]))
+    assert len(seen) == 1, seen
+    ((_, landed, _, _),) = seen
+    assert landed == 6_000  # every line of every file, the broken one's included
