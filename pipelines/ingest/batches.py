@@ -366,17 +366,13 @@ class FileReader:
         file.malformed_records += chunk.malformed_records
         return chunk
 
-    def _file(self, size: int, records: int, columns: list[str]) -> FileRead:
-        names = columns
-        return FileRead(
-            self.key,
-            self.name,
-            size,
-            records,
-            columns=names,
-            missing_columns=[c for c in self.contract.column_names if c not in names] if records else [],
-            extra_columns=[c for c in names if c not in self.contract.column_names] if records else [],
-        )
+    def _complete(self, file: FileRead, size: int, records: int, names: list[str]) -> FileRead:
+        """The file's totals, counted chunk by chunk, with what is known only at its end."""
+        file.size, file.records, file.columns = size, records, names
+        if records:
+            file.missing_columns = [c for c in self.contract.column_names if c not in names]
+            file.extra_columns = [c for c in names if c not in self.contract.column_names]
+        return file
 
     # ---------------------------------------------------------------- CSV
 
@@ -463,11 +459,8 @@ class FileReader:
                     held = self._chunk(pa.table({n: pa.array([], pa.string()) for n in names}))
                 held.malformed.extend(taken())
                 self._open_quote_at_end(tap, held, last[0] if last else None)
-                file = self._file(size, records, names)
-                yield self._done(file, held)
-                for attr in ("num_rows", "broken_rows", "row_records_total", "malformed_rows", "malformed_records"):
-                    setattr(file, attr, getattr(file, attr) + getattr(totals, attr))
-                self.result = file
+                yield self._done(totals, held)
+                self.result = self._complete(totals, size, records, names)
         finally:
             source.close()
 
@@ -546,10 +539,7 @@ class FileReader:
                 text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                 self.result = BadFile(self.key, self.name, f"unreadable: {_printable(text)}", size, records=records)
                 return
-            file = self._file(size, records, names)
             if held is None:
                 held = self._chunk(pf.schema_arrow.empty_table())
-            yield self._done(file, held)
-            for attr in ("num_rows", "broken_rows", "row_records_total", "malformed_rows", "malformed_records"):
-                setattr(file, attr, getattr(file, attr) + getattr(totals, attr))
-            self.result = file
+            yield self._done(totals, held)
+            self.result = self._complete(totals, size, records, names)

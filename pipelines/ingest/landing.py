@@ -47,7 +47,8 @@ MAX_DECOMPRESSED_BYTES = 4 << 30
 
 @dataclass
 class ParsedFile:
-    """A landed file read into an Arrow table, as delivered."""
+    """Rows of a landed file read into an Arrow table, as delivered: one batch of it (the whole file's
+    counts are its :class:`~pipelines.ingest.batches.FileRead`)."""
 
     key: str
     name: str
@@ -57,9 +58,6 @@ class ParsedFile:
     #: Rows the CSV parser could not split into the header's columns
     #: (line number when known, original text); quarantined as ``malformed_row``.
     malformed: list[tuple[int | None, str]] = field(default_factory=list)
-    size: int = 0
-    #: Physical records in the file, counted on its bytes (CSV lines, Parquet footer).
-    records: int = 0
     #: Per parsed row, the records (lines) it holds: 1, or more for a row whose values span lines.
     row_records: np.ndarray | None = None
     #: Per parsed row, whether a value holds a line break (None: none does): a malformed record.
@@ -78,15 +76,6 @@ class ParsedFile:
     @property
     def row_records_total(self) -> int:
         return self.num_rows if self.row_records is None else int(self.row_records.sum())
-
-    @property
-    def lost(self) -> int:
-        """Records neither parsed into a row nor kept as a malformed record (never negative)."""
-        return max(0, self.records - self.row_records_total - self.malformed_records)
-
-    @property
-    def empty(self) -> bool:
-        return self.records == 0 and self.num_rows == 0 and not self.malformed
 
 
 @dataclass

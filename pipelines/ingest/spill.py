@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipelines.core.contracts import MALFORMED_ROW, MISSING_COLUMN, TYPE_MISMATCH, Contract
+from pipelines.core.contracts import MALFORMED_ROW, MISSING_COLUMN, Contract
 
 if TYPE_CHECKING:
     import numpy as np
@@ -327,14 +327,13 @@ def write_outputs(
             source_file=t.column(SOURCE_FILE).cast(pa.string()).to_numpy(zero_copy_only=False),
             source_row=t.column(SOURCE_ROW).to_numpy(),
             type_fail_cols={c: t.column(fails(c)).to_numpy(zero_copy_only=False) for c in contract.column_names},
-            missing_mask=masks.get(MISSING_COLUMN, np.zeros(chunk.rows, dtype=bool)),
+            missing_mask=masks[MISSING_COLUMN],
             missing_cols_by_file=missing_by_file,
             malformed=[],
             extra_cols_by_file={},
             row_records=records,
-            multiline_mask=masks.get(MALFORMED_ROW, np.zeros(chunk.rows, dtype=bool)),
+            multiline_mask=masks[MALFORMED_ROW],
         )
-        masks.setdefault(TYPE_MISMATCH, np.zeros(chunk.rows, dtype=bool))
         ids, reasons = row_reasons(contract, comb, masks, quarantined, q_idx)
         piece = quarantine_table(comb, q_idx, ids, reasons, names)
         q_out.write(piece.select(q_schema.names).cast(q_schema))
