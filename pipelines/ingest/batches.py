@@ -287,6 +287,47 @@ class Tap(io.RawIOBase):
         return self.runs - (0 if self.first in (10, 13) else 1)
 
 
+class _Malformed:
+    """Rows the CSV reader could not split into the header's columns, handed to the chunk being built."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[int | None, str]] = []  # met since the last chunk, in file order
+        self.last: str | None = None  # the file's last one
+
+    def on_invalid_row(self, row: Any) -> str:
+        # A row with the wrong number of fields: keep its text, skip it here,
+        # quarantine it later. Never lose it, never fail the whole file.
+        self.pending.append((row.number, row.text))
+        self.last = row.text
+        return "skip"
+
+    def taken(self) -> list[tuple[int | None, str]]:
+        out = self.pending[: len(self.pending)]
+        del self.pending[: len(out)]  # the reader may append meanwhile: only what was taken goes
+        return out
+
+
+def _open_csv(tap: Tap, names: list[str], on_invalid_row: Any) -> Any:
+    """pyarrow's streaming CSV reader over the tap, every column as text."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    return pacsv.open_csv(
+        tap,
+        # One thread: the invalid-row handler then sees rows in file order, and the
+        # step's other core is busy coercing and checking the previous batch.
+        read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            null_values=NULL_TOKENS,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            check_utf8=True,
+        ),
+    )
+
+
 class FileReader:
     """Stream one landed file in chunks of about ``rows`` rows; :attr:`result` then says what the file was.
 
@@ -380,9 +421,6 @@ class FileReader:
         import csv
 
         import pyarrow as pa
-        import pyarrow.csv as pacsv
-
-        from pipelines.ingest.landing import GzipError
 
         try:
             source = self.storage.open_read(self.key)
@@ -397,44 +435,17 @@ class FileReader:
             if counted.size == 0:
                 self.result = FileRead(self.key, self.name, 0, 0)
                 return
-            malformed: list[tuple[int | None, str]] = []  # met since the last chunk, in file order
-            last: list[str] = []  # the file's last malformed record
-
-            def on_invalid_row(row: Any) -> str:
-                # A row with the wrong number of fields: keep its text, skip it here,
-                # quarantine it later. Never lose it, never fail the whole file.
-                malformed.append((row.number, row.text))
-                last[:] = [row.text]
-                return "skip"
-
-            def taken() -> list[tuple[int | None, str]]:
-                out = malformed[: len(malformed)]
-                del malformed[: len(out)]  # the reader may append meanwhile: only what was taken goes
-                return out
-
+            malformed = _Malformed()
             names: list[str] = []
             totals = FileRead(self.key, self.name, 0, 0)
             held: ParsedFile | None = None
             failure: str | None = None
             try:
                 names = _csv_header(header)
-                reader = pacsv.open_csv(
-                    tap,
-                    # One thread: the invalid-row handler then sees rows in file order, and the
-                    # step's other core is busy coercing and checking the previous batch.
-                    read_options=pacsv.ReadOptions(use_threads=False, block_size=BLOCK_BYTES),
-                    parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid_row),
-                    convert_options=pacsv.ConvertOptions(
-                        column_types={n: pa.string() for n in names},
-                        null_values=NULL_TOKENS,
-                        strings_can_be_null=True,
-                        quoted_strings_can_be_null=True,
-                        check_utf8=True,
-                    ),
-                )
+                reader = _open_csv(tap, names, malformed.on_invalid_row)
                 for table in self._gather(reader, names):
                     broken, spans = row_spans(table)
-                    chunk = self._chunk(table, malformed=taken(), row_records=spans, broken=broken)
+                    chunk = self._chunk(table, malformed=malformed.taken(), row_records=spans, broken=broken)
                     if held is not None:
                         yield self._done(totals, held)
                     held = chunk
@@ -443,26 +454,33 @@ class FileReader:
             tap.drain()
             while counted.read(READ_BYTES):  # the rest of a gzip file whose inflating stopped at a fault
                 pass
-            size, records = counted.size, tap.records
-            if isinstance(tap.error, GzipError):
-                reason = f"unreadable: {_printable(str(tap.error))}"
-                self.result = BadFile(self.key, self.name, reason, size, records=records)
-            elif records == 0:
-                self.result = FileRead(self.key, self.name, size, 0, columns=_header_or_none(header))
-            elif tap.utf8_error is not None:
-                reason = f"unreadable: not UTF-8 (invalid byte at offset {tap.utf8_error})"
-                self.result = BadFile(self.key, self.name, reason, size, records=records)
-            elif failure is not None:
-                self.result = BadFile(self.key, self.name, f"unreadable: {_printable(failure)}", size, records=records)
-            else:
+            size = counted.size
+            self.result = self._csv_outcome(tap, header, size, failure)
+            if self.result is None:  # readable to its end
                 if held is None:  # no row parsed: every record was malformed
                     held = self._chunk(pa.table({n: pa.array([], pa.string()) for n in names}))
-                held.malformed.extend(taken())
-                self._open_quote_at_end(tap, held, last[0] if last else None)
+                held.malformed.extend(malformed.taken())
+                self._open_quote_at_end(tap, held, malformed.last)
                 yield self._done(totals, held)
-                self.result = self._complete(totals, size, records, names)
+                self.result = self._complete(totals, size, tap.records, names)
         finally:
             source.close()
+
+    def _csv_outcome(self, tap: Tap, header: bytes, size: int, failure: str | None) -> FileRead | BadFile | None:
+        """What a CSV file read to its end is, in the order the checks apply (None: readable, its rows stand)."""
+        from pipelines.ingest.landing import GzipError
+
+        records = tap.records
+        if isinstance(tap.error, GzipError):
+            return BadFile(self.key, self.name, f"unreadable: {_printable(str(tap.error))}", size, records=records)
+        if records == 0:
+            return FileRead(self.key, self.name, size, 0, columns=_header_or_none(header))
+        if tap.utf8_error is not None:
+            reason = f"unreadable: not UTF-8 (invalid byte at offset {tap.utf8_error})"
+            return BadFile(self.key, self.name, reason, size, records=records)
+        if failure is not None:
+            return BadFile(self.key, self.name, f"unreadable: {_printable(failure)}", size, records=records)
+        return None
 
     def _gather(self, reader: Any, names: list[str]) -> Iterator[pa.Table]:
         """The reader's record batches regrouped into tables of exactly ``rows`` rows (the last one fewer)."""
