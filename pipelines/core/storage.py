@@ -95,6 +95,16 @@ class Storage(ABC):
         """Write an object atomically and return its URI."""
 
     @abstractmethod
+    def open_version(self, key: str, version: str) -> Any:
+        """A seekable binary file of the object as it is at ``version`` (:func:`version_of` its info), read
+        in ranges as it is consumed (on S3, one ranged GET per read: a reader fetches only what it reads).
+
+        Raises:
+            ConditionFailed: the object is at another version now, or changes while it is read.
+            MissingInput: it is gone.
+        """
+
+    @abstractmethod
     def open_read(self, key: str) -> Any:
         """A binary stream of an object (``read(n)``, ``close()``), read as it is consumed; :class:`MissingInput`
         when absent."""
@@ -240,6 +250,15 @@ class LocalStorage(Storage):
             return path.read_bytes()
         except FileNotFoundError:
             raise MissingInput(f"not found: {self.uri(key)}") from None
+
+    def open_version(self, key: str, version: str) -> Any:
+        fh = self.open_read(key)
+        # The open file is the inode it opened: an atomic replace after this does not change what it reads.
+        found = version_of(_local_info(key, os.fstat(fh.fileno())))
+        if found != version:
+            fh.close()
+            raise ConditionFailed(f"{self.uri(key)} is at version {found}, not {version}")
+        return fh
 
     def open_read(self, key: str) -> Any:
         path = self._path(key)
@@ -469,6 +488,12 @@ class S3Storage(Storage):
                 raise MissingInput(f"not found: {self.uri(key)}") from None
             raise
 
+    def open_version(self, key: str, version: str) -> Any:
+        info = self.info(key)
+        if version_of(info) != version:
+            raise ConditionFailed(f"{self.uri(key)} is at version {version_of(info)}, not {version}")
+        return S3RangeFile(self, key, info.size, info.etag or "")
+
     def open_read(self, key: str) -> Any:
         from botocore.exceptions import ClientError
 
@@ -602,6 +627,58 @@ class S3Storage(Storage):
                     f"{first.get('Key')}: {first.get('Code')} {first.get('Message')}"
                 )
         return len(keys)
+
+
+def version_of(info: ObjectInfo) -> str:
+    """An object's version: its S3 ETag, or locally its size and time (an atomic replace changes both or the time)."""
+    return info.etag if info.etag else f"{info.size}:{info.modified_ns}"
+
+
+class S3RangeFile(io.RawIOBase):
+    """A seekable read-only view of one S3 object version: each read is one ranged GET ``If-Match`` its ETag,
+    so a reader never mixes two versions (:class:`ConditionFailed` when the object changes)."""
+
+    def __init__(self, storage: S3Storage, key: str, size: int, etag: str):
+        super().__init__()
+        self.storage, self.key, self.size, self.etag = storage, key, size, etag
+        self.pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.pos, 2: self.size}[whence]
+        self.pos = max(0, base + offset)
+        return self.pos
+
+    def readinto(self, buf: Any) -> int:
+        from botocore.exceptions import ClientError
+
+        n = min(len(buf), self.size - self.pos)
+        if n <= 0:
+            return 0
+        s3 = self.storage
+        try:
+            body = s3.client.get_object(
+                Bucket=s3.bucket,
+                Key=s3._key(self.key),
+                Range=f"bytes={self.pos}-{self.pos + n - 1}",
+                IfMatch=f'"{self.etag}"',
+            )["Body"].read()
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "412", "NoSuchKey", "404"):
+                raise ConditionFailed(f"{s3.uri(self.key)} changed while it was read") from None
+            raise
+        buf[: len(body)] = body
+        self.pos += len(body)
+        return len(body)
 
 
 def _s3_info(key: str, size: Any, last_modified: Any, etag: str | None) -> ObjectInfo:

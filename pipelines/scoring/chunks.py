@@ -20,10 +20,10 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog, hooks
-from pipelines.core.errors import ConfigError, Interrupted, PlanConflict
+from pipelines.core.errors import ConditionFailed, ConfigError, Interrupted, MissingInput, PlanConflict
 from pipelines.core.partitions import ds_str
 from pipelines.core.workers import worker_hostname
-from pipelines.scoring.plan import committed_chunks, current_plan, input_identity
+from pipelines.scoring.plan import current_plan
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,18 +55,19 @@ def read_chunk(path: str) -> pa.Table:
 
 
 class ChunkReader:
-    """The validated partition as a local Parquet file, read a row range at a time.
+    """The validated partition as Parquet (a local path, or a seekable file read in ranges), a row range at a time.
 
-    Memory is bounded by the chunk plus the row groups it overlaps (at most
-    two whole groups when a chunk is smaller than a group); the last row
-    group read is kept, so chunks read in order decode every group once,
-    whatever the chunk size.
+    Only the row groups a range overlaps are read (with a file read in ranges,
+    only their bytes are fetched). Memory is bounded by the chunk plus the row
+    groups it overlaps; the last row group read is kept, so chunks read in
+    order decode every group once, whatever the chunk size.
     """
 
-    def __init__(self, path: str):
+    def __init__(self, source: Any):
         import pyarrow.parquet as pq
 
-        self.file = pq.ParquetFile(path)
+        # pre_buffer: a row group's column chunks are fetched in a few coalesced reads, not one per column.
+        self.file = pq.ParquetFile(source, pre_buffer=True)
         meta = self.file.metadata
         self.num_rows = meta.num_rows
         self.bounds: list[tuple[int, int]] = []  # (start, rows) per row group
@@ -214,8 +215,9 @@ def _todo(project: ProjectConfig, ds: str, plan: dict, indices: list[int] | None
         raise ConfigError(f"{project.name} ds={ds}: chunks {unknown} are not in plan {plan['plan_id']}")
     if plan.get("status") == "published":  # another run of the same plan got there first
         return []
-    committed = committed_chunks(project, ds, plan, storage)
-    return [i for i in wanted if str(i) not in committed]
+    # The markers' names only (one listing): a chunk task's requests do not grow with the plan's chunks.
+    committed = catalog.committed_markers(storage, project.name, ds, plan["plan_id"])
+    return [i for i in wanted if i not in committed]
 
 
 def score_chunks(
@@ -250,13 +252,18 @@ def score_chunks(
     by_index = {c["index"]: c for c in plan["chunks"]}
     key_cols = contract_for(project).primary_key
     pin = plan["model"]
-    with storage.local_copy(plan["input"]["key"]) as path, StopOnSigterm() as stop:
-        source = ChunkReader(path)
-        if input_identity(storage, plan["input"]["key"], path, source.num_rows) != plan["input"]:
-            raise PlanConflict(
-                f"{project.name} ds={ds}: the validated partition changed since plan {plan_id}; "
-                "rerun from the plan step"
-            )
+    changed = PlanConflict(
+        f"{project.name} ds={ds}: the validated partition changed since plan {plan_id}; rerun from the plan step"
+    )
+    try:
+        # The version planned, or a conflict: the file is read in ranges of that version only.
+        opened = storage.open_version(plan["input"]["key"], plan["input"].get("version", ""))
+    except (ConditionFailed, MissingInput):
+        raise changed from None
+    with opened as fh, StopOnSigterm() as stop:
+        source = ChunkReader(fh)
+        if source.num_rows != plan["input"]["rows"]:
+            raise changed
         model = _load_model(pin["uri"])
         for i in todo:
             if stop.requested:
@@ -264,7 +271,10 @@ def score_chunks(
                     f"{project.name} ds={ds}: stopped on SIGTERM after {result['scored']} of {len(todo)} chunk(s) "
                     f"of this call; the checkpoint is consistent, rerun to resume"
                 )
-            table = _score(project, ds, model, source, by_index[i], pin, key_cols, plan["contract_version"])
+            try:
+                table = _score(project, ds, model, source, by_index[i], pin, key_cols, plan["contract_version"])
+            except ConditionFailed:  # replaced while its row groups were read
+                raise changed from None
             _commit(project, ds, plan_id, i, table, storage)
             result["scored"] += 1
             result["rows"] += len(table)

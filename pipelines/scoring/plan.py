@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import ConfigError, NoValidatedPartition, PlanConflict
+from pipelines.core.errors import ConfigError, MissingInput, NoValidatedPartition, PlanConflict
 from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
@@ -31,16 +31,34 @@ log = logging.getLogger(__name__)
 MAX_CHUNKS = 1000
 
 
-def plan_chunks(num_rows: int, chunk_rows: int) -> list[dict[str, int]]:
-    """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order (at least one)."""
+def plan_chunks(num_rows: int, chunk_rows: int, groups: list[int] | None = None) -> list[dict[str, int]]:
+    """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order (at least one).
+
+    With the input's row groups (``groups``: rows per group), a chunk never
+    reads a byte of another chunk's: consecutive whole groups up to
+    ``chunk_rows`` rows make one chunk, and a group larger than ``chunk_rows``
+    is cut into chunks of ``chunk_rows`` rows (which then read that group).
+    """
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be positive")
     if num_rows == 0:
         return [{"index": 0, "start": 0, "rows": 0}]  # an empty partition still publishes (an empty file)
-    return [
-        {"index": i, "start": start, "rows": min(chunk_rows, num_rows - start)}
-        for i, start in enumerate(range(0, num_rows, chunk_rows))
-    ]
+    if groups is None or sum(groups) != num_rows:
+        groups = [num_rows]
+    spans: list[list[int]] = []  # [start, rows]
+    whole = False  # whether the last span is whole groups (a piece of a cut group is never extended)
+    start = 0
+    for rows in groups:
+        if rows > chunk_rows:
+            spans.extend([s, min(chunk_rows, start + rows - s)] for s in range(start, start + rows, chunk_rows))
+            whole = False
+        elif whole and spans[-1][1] + rows <= chunk_rows:
+            spans[-1][1] += rows
+        else:
+            spans.append([start, rows])
+            whole = True
+        start += rows
+    return [{"index": i, "start": s, "rows": n} for i, (s, n) in enumerate(spans)]
 
 
 def load_plan(storage: Storage, model: str, ds: str) -> dict[str, Any] | None:
@@ -77,8 +95,15 @@ def committed_chunks(project: ProjectConfig, ds: str, plan: dict[str, Any], stor
     return {str(i): storage.read_json(key) for i, key in markers.items() if i in planned}
 
 
-def input_identity(storage: Storage, key: str, path: str, rows: int) -> dict[str, Any]:
-    """What a plan was made over: a re-validated partition (new content) never resumes an old plan."""
+def input_identity(storage: Storage, key: str, version: str, path: str, rows: int) -> dict[str, Any]:
+    """What a plan was made over: a re-validated partition (new content) never resumes an old plan.
+
+    ``version`` (the object's ETag, or locally its size and time) is what each
+    chunk task checks its input by, reading only its own row groups; the
+    SHA-256, computed once here, is what lineage and the published file's
+    footer name. The version is taken before the bytes are read, so a file
+    replaced meanwhile never passes for the version planned.
+    """
     from pipelines.core.storage import sha256_file
 
     return {
@@ -87,6 +112,7 @@ def input_identity(storage: Storage, key: str, path: str, rows: int) -> dict[str
         "bytes": os.path.getsize(path),
         "rows": rows,
         "sha256": sha256_file(path),
+        "version": version,
     }
 
 
@@ -147,16 +173,20 @@ def plan_run(
         NoChampion: no version to score with.
         ConfigError: more than :data:`MAX_CHUNKS` chunks, or an unknown choice.
     """
-    from pipelines.core.storage import get_storage
+    from pipelines.core.storage import get_storage, version_of
     from pipelines.scoring.chunks import ChunkReader
 
     ds = ds_str(ds)
     storage = storage or get_storage()
     input_key = catalog.validated_file(project.dataset.name, ds)
-    if not storage.exists(input_key):
-        raise NoValidatedPartition(project.dataset.name, ds)
+    try:
+        version = version_of(storage.info(input_key))
+    except MissingInput:
+        raise NoValidatedPartition(project.dataset.name, ds) from None
     with storage.local_copy(input_key) as path:
-        input_info = input_identity(storage, input_key, path, ChunkReader(path).num_rows)
+        reader = ChunkReader(path)
+        input_info = input_identity(storage, input_key, version, path, reader.num_rows)
+        groups = [rows for _, rows in reader.bounds]
     plan = None if restart else load_plan(storage, project.name, ds)
     if _resumable(plan, input_info, chunk_rows, model_choice):
         committed = committed_chunks(project, ds, plan, storage)
@@ -172,18 +202,25 @@ def plan_run(
         )
         return {**plan, "committed": sorted(int(i) for i in committed), "resumed": True}
     rows_per_chunk = chunk_rows or project.scoring.chunk_rows
-    plan = _new_plan(project, ds, input_info, rows_per_chunk, model_choice or project.scoring.model_choice, storage)
+    choice = model_choice or project.scoring.model_choice
+    plan = _new_plan(project, ds, input_info, rows_per_chunk, groups, choice, storage)
     return {**plan, "committed": [], "resumed": False}
 
 
 def _new_plan(
-    project: ProjectConfig, ds: str, input_info: dict[str, Any], rows_per_chunk: int, choice: str, storage: Storage
+    project: ProjectConfig,
+    ds: str,
+    input_info: dict[str, Any],
+    rows_per_chunk: int,
+    groups: list[int],
+    choice: str,
+    storage: Storage,
 ) -> dict[str, Any]:
     """Pin the version afresh, chunk the input, and replace the partition's plan (stale plans' chunks go)."""
     from pipelines.scoring.pin import pin_model
 
     pin = pin_model(project, ds, choice).as_dict()
-    chunks = plan_chunks(input_info["rows"], rows_per_chunk)
+    chunks = plan_chunks(input_info["rows"], rows_per_chunk, groups)
     if len(chunks) > MAX_CHUNKS:
         raise ConfigError(
             f"{project.name} ds={ds}: {len(chunks)} chunks of {rows_per_chunk} rows; at most {MAX_CHUNKS} "

@@ -5,8 +5,9 @@ Run with ``make bench`` (or ``python tests/bench/bench_score.py [--sizes 1000000
 Setup: January 2013 is seeded and validated in a temporary root and a champion is trained on it.
 The large inputs are January's validated rows replicated with unique keys (``flight`` shifted by
 10,000 per copy), written as validated partitions the way validation writes them (zstd, row groups
-of 256,000 rows). Every measurement runs in its own fresh process (so peak RSS is that process's
-own, from ``wait4``); import time is paid before the clock starts and printed apart.
+of ``pipelines.ingest.spill.VALIDATED_ROW_GROUP`` rows). Every measurement runs in its own fresh
+process (so peak RSS is that process's own, from ``wait4``); import time is paid before the clock
+starts and printed apart.
 
 - **limit**: ``xgboost.Booster.inplace_predict`` on the champion's encoded feature matrix, already
   in memory (built before the clock starts): no I/O, no feature code, no encoding.
@@ -59,6 +60,7 @@ def setup(root: Path, sizes: list[int]) -> None:
     from pipelines.core.config import load_project
     from pipelines.core.partitions import date_range
     from pipelines.core.storage import LocalStorage
+    from pipelines.ingest.spill import VALIDATED_ROW_GROUP
     from pipelines.ingest.validation import validate_partition
     from pipelines.training.gate import run_gate
     from pipelines.training.train import train_challenger
@@ -85,7 +87,7 @@ def setup(root: Path, sizes: list[int]) -> None:
             written += len(part)
             copy += 1
         table = pa.concat_tables(parts)
-        pq.write_table(table, path, compression="zstd", row_group_size=256_000)  # as validation writes it
+        pq.write_table(table, path, compression="zstd", row_group_size=VALIDATED_ROW_GROUP)  # as validation does
         del table, parts
 
 

@@ -18,6 +18,33 @@ def test_chunks_cover_every_row_once_in_order(rows, chunk):
     assert [c["index"] for c in plan] == list(range(len(plan)))
 
 
+@pytest.mark.parametrize(
+    ("groups", "chunk"),
+    [([50] * 5, 100), ([50] * 5, 40), ([256, 44], 100), ([7, 7, 7, 7, 2], 8), ([3, 90, 3, 3], 10), ([100], 100)],
+)
+def test_chunks_of_row_groups_never_read_another_chunks_group(groups, chunk):
+    """A chunk is whole groups (at most ``chunk`` rows) or a piece of one group larger than ``chunk``."""
+    rows = sum(groups)
+    plan = plan_chunks(rows, chunk, groups)
+    covered = [r for c in plan for r in range(c["start"], c["start"] + c["rows"])]
+    assert covered == list(range(rows)) and [c["index"] for c in plan] == list(range(len(plan)))
+    spans, start = [], 0
+    for g in groups:
+        spans.append((start, start + g))
+        start += g
+    group_of = lambda r: next(i for i, (lo, hi) in enumerate(spans) if lo <= r < hi)  # noqa: E731
+    readers: dict[int, set[int]] = {}
+    for c in plan:
+        assert 0 < c["rows"] <= chunk
+        touched = {group_of(r) for r in range(c["start"], c["start"] + c["rows"])}
+        if len(touched) > 1:  # several groups: each one whole
+            assert all(spans[g][0] >= c["start"] and spans[g][1] <= c["start"] + c["rows"] for g in touched)
+        for g in touched:
+            readers.setdefault(g, set()).add(c["index"])
+    shared = [g for g, chunks in readers.items() if len(chunks) > 1]
+    assert all(groups[g] > chunk for g in shared)  # only a group larger than a chunk is read by several
+
+
 def test_a_chunk_size_below_one_is_a_named_error():
     with pytest.raises(ConfigError):
         plan_chunks(10, 0)
