@@ -28,7 +28,7 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -75,6 +75,8 @@ class ObjectInfo:
     etag: str | None = None
     #: ``modified`` in whole nanoseconds, exact (a float of seconds cannot tell 1 ns apart): compare these.
     modified_ns: int = 0
+    #: Locally, the file's device and inode: a replaced file is another inode, whatever its size and times.
+    inode: tuple[int, int] | None = field(default=None, compare=False)
 
 
 class Storage(ABC):
@@ -630,8 +632,13 @@ class S3Storage(Storage):
 
 
 def version_of(info: ObjectInfo) -> str:
-    """An object's version: its S3 ETag, or locally its size and time (an atomic replace changes both or the time)."""
-    return info.etag if info.etag else f"{info.size}:{info.modified_ns}"
+    """An object's version: its S3 ETag, or locally its file (device and inode: an atomic replace is a new
+    file), size and time. A local version also changes with the file's metadata (a hard link, a chmod
+    touch its time): that costs a re-plan, never a mix."""
+    if info.etag:
+        return info.etag
+    inode = f"{info.inode[0]}.{info.inode[1]}:" if info.inode else ""
+    return f"{inode}{info.size}:{info.modified_ns}"
 
 
 class S3RangeFile(io.RawIOBase):
@@ -664,18 +671,23 @@ class S3RangeFile(io.RawIOBase):
         if n <= 0:
             return 0
         s3 = self.storage
+        changed = ConditionFailed(f"{s3.uri(self.key)} changed while it was read")
         try:
-            body = s3.client.get_object(
+            resp = s3.client.get_object(
                 Bucket=s3.bucket,
                 Key=s3._key(self.key),
                 Range=f"bytes={self.pos}-{self.pos + n - 1}",
                 IfMatch=f'"{self.etag}"',
-            )["Body"].read()
+            )
+            body = resp["Body"].read()
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code in ("PreconditionFailed", "412", "NoSuchKey", "404"):
-                raise ConditionFailed(f"{s3.uri(self.key)} changed while it was read") from None
+                raise changed from None
             raise
+        # A server (or proxy) that ignores If-Match or Range must not hand over another version's bytes.
+        if str(resp.get("ETag", "")).strip('"') != self.etag or len(body) != n:
+            raise changed
         buf[: len(body)] = body
         self.pos += len(body)
         return len(body)
@@ -701,7 +713,7 @@ def _local_info(key: str, st: os.stat_result) -> ObjectInfo:
     copied with preserved times still reads as newer than an older ready marker.
     """
     ns = max(st.st_mtime_ns, st.st_ctime_ns)
-    return ObjectInfo(key, st.st_size, ns / 1e9, None, ns)
+    return ObjectInfo(key, st.st_size, ns / 1e9, None, ns, (st.st_dev, st.st_ino))
 
 
 def parquet_bytes(table: pa.Table, **kwargs: Any) -> bytes:

@@ -13,12 +13,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import ConfigError, MissingInput, NoValidatedPartition, PlanConflict
+from pipelines.core.errors import ConditionFailed, ConfigError, MissingInput, NoValidatedPartition, PlanConflict
 from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
@@ -35,9 +34,13 @@ def plan_chunks(num_rows: int, chunk_rows: int, groups: list[int] | None = None)
     """Deterministic chunks: ``[{"index", "start", "rows"}]`` covering ``num_rows`` in order (at least one).
 
     With the input's row groups (``groups``: rows per group), a chunk never
-    reads a byte of another chunk's: consecutive whole groups up to
-    ``chunk_rows`` rows make one chunk, and a group larger than ``chunk_rows``
-    is cut into chunks of ``chunk_rows`` rows (which then read that group).
+    reads a byte of another chunk's: consecutive whole groups make one chunk,
+    as many as bring it nearest to ``chunk_rows`` rows (so at most 1.5x
+    ``chunk_rows``: 75,000 over 50,000-row groups gives chunks of 100,000,
+    not 50,000), and a group larger than ``chunk_rows`` is cut into chunks of
+    ``chunk_rows`` rows (which then each read that whole group: files written
+    with larger groups, say before the groups were 50,000 rows, cost more
+    bytes until re-validated).
     """
     if chunk_rows < 1:
         raise ConfigError("chunk_rows must be positive")
@@ -49,10 +52,12 @@ def plan_chunks(num_rows: int, chunk_rows: int, groups: list[int] | None = None)
     whole = False  # whether the last span is whole groups (a piece of a cut group is never extended)
     start = 0
     for rows in groups:
+        if rows == 0:
+            continue
         if rows > chunk_rows:
             spans.extend([s, min(chunk_rows, start + rows - s)] for s in range(start, start + rows, chunk_rows))
             whole = False
-        elif whole and spans[-1][1] + rows <= chunk_rows:
+        elif whole and spans[-1][1] + rows / 2 <= chunk_rows:  # the nearer of the two sizes to chunk_rows
             spans[-1][1] += rows
         else:
             spans.append([start, rows])
@@ -95,25 +100,34 @@ def committed_chunks(project: ProjectConfig, ds: str, plan: dict[str, Any], stor
     return {str(i): storage.read_json(key) for i, key in markers.items() if i in planned}
 
 
-def input_identity(storage: Storage, key: str, version: str, path: str, rows: int) -> dict[str, Any]:
-    """What a plan was made over: a re-validated partition (new content) never resumes an old plan.
+def input_identity(storage: Storage, key: str, version: str, fh: Any) -> tuple[dict[str, Any], list[int]]:
+    """What a plan is made over, read from one opened version: ``(identity, rows per row group)``.
 
-    ``version`` (the object's ETag, or locally its size and time) is what each
-    chunk task checks its input by, reading only its own row groups; the
-    SHA-256, computed once here, is what lineage and the published file's
-    footer name. The version is taken before the bytes are read, so a file
-    replaced meanwhile never passes for the version planned.
+    A re-validated partition (new content) never resumes an old plan. The
+    ``version`` (the object's ETag, or locally its file, size and time) is
+    what each chunk task opens, reading only its own row groups; the SHA-256,
+    the rows and the row groups are read here once, from that same version
+    (``fh``, from :meth:`~pipelines.core.storage.Storage.open_version`), so
+    they are the bytes every chunk task reads.
     """
-    from pipelines.core.storage import sha256_file
 
-    return {
+    from pipelines.scoring.chunks import ChunkReader
+
+    digest, size = hashlib.sha256(), 0
+    fh.seek(0)
+    for block in iter(lambda: fh.read(8 << 20), b""):
+        digest.update(block)
+        size += len(block)
+    reader = ChunkReader(fh)
+    identity = {
         "key": key,
         "uri": storage.uri(key),
-        "bytes": os.path.getsize(path),
-        "rows": rows,
-        "sha256": sha256_file(path),
+        "bytes": size,
+        "rows": reader.num_rows,
+        "sha256": digest.hexdigest(),
         "version": version,
     }
+    return identity, [rows for _, rows in reader.bounds]
 
 
 def _contract_version(project: ProjectConfig, ds: str, storage: Storage) -> str:
@@ -149,6 +163,25 @@ def _resumable(plan: dict[str, Any] | None, input_info: dict, chunk_rows: int | 
     )
 
 
+def _with_version(
+    storage: Storage, project: ProjectConfig, ds: str, plan: dict[str, Any] | None, input_info: dict[str, Any]
+) -> dict[str, Any] | None:
+    """A plan made before plans recorded their input's version, given the version when its input is the same
+    bytes (key, size, rows, SHA-256), so an interrupted run resumes across the upgrade."""
+    if not plan or "version" in plan.get("input", {}):
+        return plan
+    if plan["input"] != {k: v for k, v in input_info.items() if k != "version"}:
+        return plan
+    from pipelines.core import locks
+
+    upgraded = {**plan, "input": input_info}
+    with locks.scores_partition(storage, project.name, ds):
+        if load_plan(storage, project.name, ds) == plan:  # still that plan, unpublished: give it its version
+            storage.write_json(catalog.scoring_plan(project.name, ds), upgraded)
+            return upgraded
+    return plan
+
+
 def plan_run(
     project: ProjectConfig,
     ds: str,
@@ -174,20 +207,21 @@ def plan_run(
         ConfigError: more than :data:`MAX_CHUNKS` chunks, or an unknown choice.
     """
     from pipelines.core.storage import get_storage, version_of
-    from pipelines.scoring.chunks import ChunkReader
 
     ds = ds_str(ds)
     storage = storage or get_storage()
     input_key = catalog.validated_file(project.dataset.name, ds)
     try:
         version = version_of(storage.info(input_key))
+        with storage.open_version(input_key, version) as fh:
+            input_info, groups = input_identity(storage, input_key, version, fh)
     except MissingInput:
         raise NoValidatedPartition(project.dataset.name, ds) from None
-    with storage.local_copy(input_key) as path:
-        reader = ChunkReader(path)
-        input_info = input_identity(storage, input_key, version, path, reader.num_rows)
-        groups = [rows for _, rows in reader.bounds]
-    plan = None if restart else load_plan(storage, project.name, ds)
+    except ConditionFailed:
+        raise PlanConflict(
+            f"{project.name} ds={ds}: the validated partition was replaced while it was planned; plan again"
+        ) from None
+    plan = None if restart else _with_version(storage, project, ds, load_plan(storage, project.name, ds), input_info)
     if _resumable(plan, input_info, chunk_rows, model_choice):
         committed = committed_chunks(project, ds, plan, storage)
         log.info(

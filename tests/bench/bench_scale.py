@@ -216,7 +216,13 @@ def row_group_shares(env: dict[str, str], key: str, chunks: list[dict[str, int]]
     import boto3
     import pyarrow.parquet as pq
 
-    client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1")
+    client = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )
     with tempfile.NamedTemporaryFile(suffix=".parquet") as tmp:
         client.download_file("bench", f"root/{key}", tmp.name)
         meta = pq.ParquetFile(tmp.name).metadata

@@ -125,3 +125,41 @@ def test_a_failed_multipart_upload_is_aborted_and_leaves_no_object(s3, s3_client
     assert not s3.exists("validated/big.bin")
     uploads = s3_client.list_multipart_uploads(Bucket=s3.bucket).get("Uploads", [])
     assert uploads == [], f"{len(uploads)} multipart upload(s) left open"
+
+
+def test_a_server_that_ignores_if_match_cannot_hand_over_another_version(s3, monkeypatch):
+    s3.write_bytes(KEY, partition(4))
+    version = version_of(s3.info(KEY))
+    real = s3.client.get_object
+
+    def ignoring_if_match(**kwargs):  # a proxy that drops the condition
+        kwargs.pop("IfMatch", None)
+        return real(**kwargs)
+
+    with s3.open_version(KEY, version) as fh:
+        reader = ChunkReader(fh)
+        s3.write_bytes(KEY, partition(4))  # the same bytes again
+        assert version_of(s3.info(KEY)) == version  # content-addressed: the same bytes are the same version
+        s3.write_bytes(KEY, partition(5))
+        monkeypatch.setattr(s3.client, "get_object", ignoring_if_match)
+        with pytest.raises(ConditionFailed):
+            reader.read(GROUP, GROUP)
+
+
+def test_a_local_file_replaced_by_another_is_another_version(tmp_path):
+    import os
+
+    from pipelines.core.storage import LocalStorage
+
+    local = LocalStorage(tmp_path)
+    local.write_bytes(KEY, b"a" * 100)
+    version = version_of(local.info(KEY))
+    fh = local.open_version(KEY, version)
+    st = os.stat(local.local_path(KEY))
+    local.write_bytes(KEY, b"b" * 100)  # same size; maybe the same clock tick
+    os.utime(local.local_path(KEY), ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fh.read() == b"a" * 100  # the open version reads on, whole
+    fh.close()
+    assert version_of(local.info(KEY)) != version
+    with pytest.raises(ConditionFailed):
+        local.open_version(KEY, version)

@@ -615,3 +615,25 @@ def test_lineage_verifies_the_checksum_of_the_file_it_reports(env, tmp_path):
     finally:
         _score(env, tmp_path, "--restart")
     assert lineage(load_project(MODEL), DS)["consistent"] and first["rows"] == ROWS
+
+
+@pytest.mark.parametrize("env", ["local"], indirect=True)
+def test_a_run_planned_before_plans_named_their_input_version_resumes(env, tmp_path):
+    """A plan from before plans recorded the input's version (an upgrade mid-run) keeps its committed chunks."""
+    from pipelines.core.config import load_project
+    from pipelines.core.storage import get_storage
+    from pipelines.scoring import plan_run, publish, score_chunks
+
+    reference = _score(env, tmp_path)
+    project, storage = load_project("flights_delay"), get_storage()
+    plan = plan_run(project, DS, chunk_rows=CHUNK_ROWS, restart=True)
+    score_chunks(project, DS, plan["plan_id"], [0, 1, 2])
+    key = catalog.scoring_plan(MODEL, DS)
+    old = storage.read_json(key)
+    del old["input"]["version"]
+    storage.write_json(key, old)
+    again = plan_run(project, DS)
+    assert again["resumed"] and again["plan_id"] == plan["plan_id"] and again["committed"] == [0, 1, 2]
+    assert storage.read_json(key)["input"]["version"] == plan["input"]["version"]
+    assert score_chunks(project, DS, plan["plan_id"])["scored"] == CHUNKS - 3
+    assert publish(project, DS, plan["plan_id"])["output_sha256"] == reference["output_sha256"]

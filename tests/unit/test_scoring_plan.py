@@ -20,10 +20,20 @@ def test_chunks_cover_every_row_once_in_order(rows, chunk):
 
 @pytest.mark.parametrize(
     ("groups", "chunk"),
-    [([50] * 5, 100), ([50] * 5, 40), ([256, 44], 100), ([7, 7, 7, 7, 2], 8), ([3, 90, 3, 3], 10), ([100], 100)],
+    [
+        ([50] * 5, 100),
+        ([50] * 5, 40),
+        ([50] * 6, 75),
+        ([50] * 4, 99),
+        ([256, 44], 100),
+        ([7, 7, 7, 7, 2], 8),
+        ([3, 90, 0, 3, 3], 10),
+        ([100], 100),
+    ],
 )
 def test_chunks_of_row_groups_never_read_another_chunks_group(groups, chunk):
-    """A chunk is whole groups (at most ``chunk`` rows) or a piece of one group larger than ``chunk``."""
+    """A chunk is whole groups (at most 1.5x ``chunk`` rows, the number of groups nearest ``chunk``) or a piece
+    of one group larger than ``chunk``; no chunk is empty."""
     rows = sum(groups)
     plan = plan_chunks(rows, chunk, groups)
     covered = [r for c in plan for r in range(c["start"], c["start"] + c["rows"])]
@@ -35,7 +45,7 @@ def test_chunks_of_row_groups_never_read_another_chunks_group(groups, chunk):
     group_of = lambda r: next(i for i, (lo, hi) in enumerate(spans) if lo <= r < hi)  # noqa: E731
     readers: dict[int, set[int]] = {}
     for c in plan:
-        assert 0 < c["rows"] <= chunk
+        assert 0 < c["rows"] <= 1.5 * chunk
         touched = {group_of(r) for r in range(c["start"], c["start"] + c["rows"])}
         if len(touched) > 1:  # several groups: each one whole
             assert all(spans[g][0] >= c["start"] and spans[g][1] <= c["start"] + c["rows"] for g in touched)
@@ -43,6 +53,8 @@ def test_chunks_of_row_groups_never_read_another_chunks_group(groups, chunk):
             readers.setdefault(g, set()).add(c["index"])
     shared = [g for g, chunks in readers.items() if len(chunks) > 1]
     assert all(groups[g] > chunk for g in shared)  # only a group larger than a chunk is read by several
+    if groups == [50] * 6:  # 75 over groups of 50: chunks of 100 (nearer 75 than 50 is), not 50
+        assert [c["rows"] for c in plan] == [100, 100, 100]
 
 
 def test_a_chunk_size_below_one_is_a_named_error():
