@@ -223,11 +223,27 @@ class GateConfig(_Strict):
     min_class_rows: int = Field(20, ge=1, description="classification: fewest rows of each class in the common holdout")
 
 
+class SampleConfig(_Strict):
+    """How a window too large for memory is read: a seeded sample of its rows, the same every time.
+
+    Each part of the window (train, holdout) holding more than ``max_rows``
+    rows is read row group by row group, keeping each row with probability
+    ``max_rows / rows`` (a Bernoulli draw seeded by ``seed``, the day and the
+    group), so memory holds about ``max_rows`` rows and one row group,
+    whatever the window. The sample is recorded with the training set and on
+    the MLflow run; a sampled window has its own data fingerprint.
+    """
+
+    max_rows: int = Field(2_000_000, ge=1_000, description="rows of a part of the window held in memory at most")
+    seed: int = Field(20130101, ge=0)
+
+
 class TrainingConfig(_Strict):
     """Training window: the last holdout_days of it are never trained on."""
 
     window_days: int = Field(60, gt=1, le=3660)
     holdout_days: int = Field(7, gt=0, le=366)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
 
     @model_validator(mode="after")
     def _holdout_inside_window(self) -> TrainingConfig:

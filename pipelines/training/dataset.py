@@ -7,6 +7,10 @@ window's training folder with a record beside them
 (:mod:`pipelines.core.catalog`). The fingerprint is the hash DVC gives the two
 data files as a folder (``md5`` of its sorted file list, suffixed ``.dir``), so
 ``dvc add`` or a DVC stage on the same data reports the same value.
+
+A window too large for memory is read as a seeded sample
+(``training.sample``, see :class:`~pipelines.core.config.SampleConfig`),
+recorded with the training set (``sample``) and on the MLflow run.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import MissingInput, NoValidatedPartition
+from pipelines.core.errors import MissingInput
 from pipelines.core.partitions import date_range, ds_str
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from pipelines.core.config import ProjectConfig
+    from pipelines.core.config import ProjectConfig, SampleConfig
     from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -48,21 +52,66 @@ def window(project: ProjectConfig, end_ds: str) -> dict[str, list[str]]:
     return {"train": days[:cut], "holdout": days[cut:]}
 
 
-def _read_days(storage: Storage, dataset: str, days: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    import pandas as pd
+def _read_days(
+    storage: Storage, dataset: str, days: list[str], sample: SampleConfig
+) -> tuple[pd.DataFrame, list[str], dict[str, Any]]:
+    """The days' validated rows (a seeded sample when they exceed ``sample.max_rows``), the days missing, and
+    the sample's record.
 
-    frames, missing = [], []
+    Two passes over the days' files: their footers give the rows, hence the
+    rate; then each file is read a row group at a time, keeping each row with
+    that probability (a draw seeded by the seed, the day and the group: the
+    same rows every time). Both passes read the version of each file seen
+    first (a file re-validated in between raises
+    :class:`~pipelines.core.errors.ConditionFailed`: rerun).
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipelines.core.storage import version_of
+
+    found: dict[str, tuple[str, str, int]] = {}
+    missing = []
     for ds in days:
+        key = catalog.validated_file(dataset, ds)
         try:
-            frame = catalog.read_validated(storage, dataset, ds)
-        except NoValidatedPartition:
+            version = version_of(storage.info(key))
+        except MissingInput:
             missing.append(ds)
             continue
+        with storage.open_version(key, version) as fh:
+            found[ds] = (key, version, pq.ParquetFile(fh).metadata.num_rows)
+    total = sum(rows for _, _, rows in found.values())
+    rate = 1.0 if total <= sample.max_rows else sample.max_rows / total
+    frames = []
+    for ds, (key, version, _rows) in found.items():
+        with storage.open_version(key, version) as fh:
+            pf = pq.ParquetFile(fh)
+            if rate == 1.0:
+                table = pf.read()
+            else:
+                day = dt.date.fromisoformat(ds).toordinal()
+                pieces = []
+                for g in range(pf.num_row_groups):
+                    group = pf.read_row_group(g)
+                    keep = np.random.default_rng([sample.seed, day, g]).random(group.num_rows) < rate
+                    pieces.append(group.filter(pa.array(keep)))
+                table = pa.concat_tables(pieces) if pieces else pf.schema_arrow.empty_table()
+        frame = table.to_pandas()
         frame.insert(0, "ds", ds)
         frames.append(frame)
+    record = {
+        "rows_in_window": total,
+        "rows": sum(len(f) for f in frames),
+        "rate": round(rate, 9),
+        "seed": sample.seed if rate < 1.0 else None,
+        "method": "none" if rate == 1.0 else "bernoulli per row, seeded by (seed, day, row group)",
+    }
     if not frames:
-        return pd.DataFrame(), missing
-    return pd.concat(frames, ignore_index=True), missing
+        return pd.DataFrame(), missing, record
+    return pd.concat(frames, ignore_index=True), missing, record
 
 
 def _parquet_bytes(frame: pd.DataFrame) -> bytes:
@@ -101,9 +150,20 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
     key = contract.primary_key or []
     parts = {}
     missing: list[str] = []
+    sampled: dict[str, dict[str, Any]] = {}
     for part, part_days in days.items():
-        frame, gone = _read_days(storage, project.dataset.name, part_days)
+        frame, gone, sampled[part] = _read_days(storage, project.dataset.name, part_days, project.training.sample)
         missing += gone
+        if sampled[part]["rate"] < 1.0:
+            log.warning(
+                "%s: the %s days of the window hold %d rows, over training.sample.max_rows: a seeded sample "
+                "of %d rows (rate %.4f) is read",
+                project.name,
+                part,
+                sampled[part]["rows_in_window"],
+                sampled[part]["rows"],
+                sampled[part]["rate"],
+            )
         if frame.empty:
             raise MissingInput(
                 f"{project.name}: no validated data for the {part} days {part_days[0]}..{part_days[-1]} "
@@ -134,6 +194,7 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
         "missing_days": missing,
         "train_rows": len(parts["train"]),
         "holdout_rows": len(parts["holdout"]),
+        "sample": sampled,
         "fingerprint": fingerprint,
         "files": {n: hashlib.md5(d).hexdigest() for n, d in payloads.items()},  # noqa: S324
         "holdout_snapshot": storage.uri(snapshot),

@@ -83,6 +83,8 @@ def config_hash(project: ProjectConfig) -> str:
     shaping["dataset"] = project.dataset.model_dump(include={"name", "contract", "landing_format"}, mode="json")
     if not shaping["features"].get("expressions"):
         shaping["features"].pop("expressions", None)
+    # The sample's effect is in the data fingerprint (a sampled window is other rows): not a config change.
+    shaping["training"].pop("sample", None)
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -216,6 +218,7 @@ def _run_tags(
         "config_hash": config_hash(project),
         "training_set_uri": ts["uri"],
         "holdout_md5": ts["files"][catalog.HOLDOUT_FILE],
+        "training_sample": json.dumps(ts["sample"], sort_keys=True),
     }
 
 
@@ -237,6 +240,8 @@ def _params(project: ProjectConfig, spec: Any, ts: dict[str, Any], fitted: Fitte
         "train_rows": len(fitted.train_x),
         "holdout_rows": len(fitted.hold_x),
         "missing_days": ",".join(ts["missing_days"]) or "-",
+        "train_rows_in_window": ts["sample"]["train"]["rows_in_window"],
+        "sample_rate": ts["sample"]["train"]["rate"],
     }
 
 

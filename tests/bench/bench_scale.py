@@ -22,6 +22,11 @@ requests its storage client sent, bytes its GETs returned, against the compresse
 its rows are in (its share), and peak RSS. Targets: bytes at most 1.2x the share; requests the same for
 every task (they do not grow with the number of chunks).
 
+Then **training on a ``TRAIN_ROWS``-row window** (``BENCH_SCALE_TRAINING=1``): January's validated rows
+replicated with unique keys into the 60 days of the window ending ``TRAIN_END`` (written as validation
+writes them), then ``train_challenger`` in a fresh process: seconds, peak RSS, and the method (the seeded
+sample of ``training.sample.max_rows`` rows per part of the window).
+
 A miss is printed, not raised. Results go to ``tests/bench/results/scale.json``.
 """
 
@@ -47,6 +52,8 @@ SCORE_ROWS = 5_000_000
 SCORE_CHUNK_ROWS = 100_000
 SCORE_DS = "2013-06-20"
 BYTES_TARGET = 1.2
+TRAIN_ROWS = 20_000_000
+TRAIN_END = "2013-08-31"
 PEER_MAX_ROWS = 5_000_000
 DS = "2013-06-15"
 RSS_TARGET = 1.3
@@ -294,6 +301,87 @@ def score_on_s3(tmp: str) -> dict[str, Any]:
     return out
 
 
+# ---- training on a large window
+
+
+def write_window(root: str) -> int:
+    """January validated, then replicated into every day of the window ending ``TRAIN_END``."""
+    _env(root)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.core import catalog
+    from pipelines.core.config import load_project
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import get_storage
+    from pipelines.ingest.spill import VALIDATED_ROW_GROUP
+    from pipelines.ingest.validation import validate_partition
+    from pipelines.training.dataset import window
+    from pipelines_ops.demo_data import seed_demo
+
+    project, storage = load_project("flights_delay"), get_storage()
+    seed_demo(project, "2013-01-01", "2013-01-31", storage=storage)
+    for ds in date_range("2013-01-01", "2013-01-31"):
+        validate_partition(project, ds, storage=storage)
+    jan = [catalog.validated_file("flights", ds) for ds in date_range("2013-01-01", "2013-01-31")]
+    base = pa.concat_tables([pq.read_table(storage.local_path(k)) for k in jan]).combine_chunks()
+    days = [d for part in window(project, TRAIN_END).values() for d in part]
+    per_day, written = TRAIN_ROWS // len(days), 0
+    for i, ds in enumerate(days):
+        parts, copy = [], 0
+        while sum(p.num_rows for p in parts) < per_day:
+            part = base.slice(0, min(base.num_rows, per_day - sum(p.num_rows for p in parts)))
+            shift = pa.scalar((i * 1000 + copy) * 10_000, part["flight"].type)
+            parts.append(
+                part.set_column(part.schema.get_field_index("flight"), "flight", pc.add(part["flight"], shift))
+            )
+            copy += 1
+        path = storage.local_path(catalog.validated_file("flights", ds))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.concat_tables(parts), path, compression="zstd", row_group_size=VALIDATED_ROW_GROUP)
+        written += per_day
+    return written
+
+
+def train_window(root: str) -> dict[str, Any]:
+    _env(root)
+    import mlflow.sklearn  # noqa: F401 - imports before the clock
+
+    from pipelines.core.config import load_project
+    from pipelines.training.train import train_challenger
+
+    t0 = time.perf_counter()
+    r = train_challenger(load_project("flights_delay"), TRAIN_END, force=True)
+    seconds = time.perf_counter() - t0
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
+
+    record = get_storage().read_json(catalog.training_set_record("flights_delay", TRAIN_END))
+    return {
+        "seconds": seconds,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "sample": record["sample"],
+        "primary_metric": r["metrics"].get("roc_auc"),
+    }
+
+
+def train_on_large_window(tmp: str) -> dict[str, Any]:
+    root = os.path.join(tmp, "window")
+    rows = in_child(write_window, root)
+    print(f"a {rows:,}-row window written", flush=True)
+    out = in_child(train_window, root)
+    s = out["sample"]
+    print(
+        f"training on {rows:,} rows: {out['seconds']:.1f} s, peak RSS {out['peak_rss_bytes'] / 2**20:,.0f} MiB; "
+        f"method: seeded sample of {s['train']['rows']:,} of {s['train']['rows_in_window']:,} train rows "
+        f"(rate {s['train']['rate']:.4f}) and {s['holdout']['rows']:,} of {s['holdout']['rows_in_window']:,} "
+        f"holdout rows; holdout roc_auc {out['primary_metric']:.4f}",
+        flush=True,
+    )
+    return {"rows": rows, **out}
+
+
 def main(sizes: tuple[int, ...]) -> int:
     out: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "sizes": []}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -322,6 +410,8 @@ def main(sizes: tuple[int, ...]) -> int:
             out["sizes"].append(row)
         if os.environ.get("BENCH_SCALE_SCORING", "1") != "0":
             out["scoring_s3"] = score_on_s3(tmp)
+        if os.environ.get("BENCH_SCALE_TRAINING", "1") != "0":
+            out["training"] = train_on_large_window(tmp)
     if out["sizes"]:
         rss = [r["ours"]["peak_rss_bytes"] for r in out["sizes"]]
         ratio = out["rss_ratio_largest_to_smallest"] = rss[-1] / rss[0]

@@ -42,6 +42,40 @@ def test_training_set_is_deterministic_and_holdout_disjoint(jan_root):
     assert set(record["files"]) == {catalog.TRAIN_FILE, catalog.HOLDOUT_FILE}
 
 
+def test_a_window_over_the_cap_is_read_as_a_seeded_sample_recorded_with_the_set(jan_root):
+    """The training rows are ~20k and the holdout ~6k: capped at 5,000, each part is a seeded sample."""
+    base = load_project("flights_delay")
+    capped = base.model_copy(
+        update={
+            "training": base.training.model_copy(
+                update={"sample": base.training.sample.model_copy(update={"max_rows": 5_000})}
+            )
+        }
+    )
+    full = build_training_set(base, "2013-01-31")
+    a = build_training_set(capped, "2013-01-31")
+    b = build_training_set(capped, "2013-01-31")
+    assert a["fingerprint"] == b["fingerprint"] != full["fingerprint"]  # the same rows every time; other rows
+    assert full["sample"]["train"] == {
+        "rows_in_window": full["train_rows"],
+        "rows": full["train_rows"],
+        "rate": 1.0,
+        "seed": None,
+        "method": "none",
+    }
+    for part in ("train", "holdout"):
+        rec = a["sample"][part]
+        assert rec["rows_in_window"] == full[f"{part}_rows"] and rec["seed"] == base.training.sample.seed
+        assert rec["rate"] == pytest.approx(5_000 / rec["rows_in_window"])
+        assert rec["rows"] == a[f"{part}_rows"] and 4_500 < rec["rows"] < 5_500  # about the cap
+        kept = a["frames"][part].merge(full["frames"][part], how="left", indicator=True)
+        assert (kept["_merge"] == "both").all()  # a sample of the window's rows, nothing else
+    assert set(a["frames"]["train"]["ds"]) == set(full["frames"]["train"]["ds"])  # every day represented
+    from pipelines.training.train import config_hash
+
+    assert config_hash(capped) == config_hash(base)  # the sample shows in the data's fingerprint instead
+
+
 def test_fingerprint_is_what_dvc_computes(jan_root, tmp_path):
     """`dvc add` on the written training folder reports the same directory hash."""
     project = load_project("flights_delay")
@@ -87,6 +121,8 @@ def test_train_logs_and_registers_a_version(jan_root, caplog):
     run = c.get_run(r["run_id"])
     assert run.data.tags["trigger"] == "manual" and run.data.tags["code_version"] == "test"
     assert run.data.tags["training_window"] == "2013-01-01..2013-01-24"
+    sample = json.loads(run.data.tags["training_sample"])  # whether (and how) the window was sampled
+    assert sample["train"]["method"] == "none" and run.data.params["sample_rate"] == "1.0"
     for name in ("holdout_roc_auc", "holdout_pr_auc", "holdout_log_loss", "holdout_brier"):
         assert name in run.data.metrics
     contexts = {i.tags[0].value for i in run.inputs.dataset_inputs}
