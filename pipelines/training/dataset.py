@@ -131,23 +131,10 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
     return buf.getvalue()
 
 
-def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage | None = None) -> dict[str, Any]:
-    """Build, write and fingerprint the training and holdout sets for a window.
-
-    Days without a validated partition (halted, not landed) are skipped and
-    listed in the training set's record.
-
-    Raises:
-        MissingInput: the train part or the holdout part of the window has no data.
-    """
-    from pipelines.core.contracts import contract_for
-    from pipelines.core.storage import get_storage
-
-    storage = storage or get_storage()
-    end_ds = ds_str(end_ds)
-    days = window(project, end_ds)
-    contract = contract_for(project)
-    key = contract.primary_key or []
+def _read_window(
+    storage: Storage, project: ProjectConfig, days: dict[str, list[str]], end_ds: str, key: list[str]
+) -> tuple[dict[str, pd.DataFrame], list[str], dict[str, dict[str, Any]]]:
+    """Each part of the window (train, holdout) in a stable row order, the days missing and how each was sampled."""
     parts = {}
     missing: list[str] = []
     sampled: dict[str, dict[str, Any]] = {}
@@ -170,6 +157,26 @@ def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage 
                 f"of the window ending {end_ds}"
             )
         parts[part] = frame.sort_values(["ds", *key], kind="stable").reset_index(drop=True)
+    return parts, missing, sampled
+
+
+def build_training_set(project: ProjectConfig, end_ds: str, *, storage: Storage | None = None) -> dict[str, Any]:
+    """Build, write and fingerprint the training and holdout sets for a window.
+
+    Days without a validated partition (halted, not landed) are skipped and
+    listed in the training set's record.
+
+    Raises:
+        MissingInput: the train part or the holdout part of the window has no data.
+    """
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.storage import get_storage
+
+    storage = storage or get_storage()
+    end_ds = ds_str(end_ds)
+    days = window(project, end_ds)
+    contract = contract_for(project)
+    parts, missing, sampled = _read_window(storage, project, days, end_ds, contract.primary_key or [])
     payloads = {
         catalog.TRAIN_FILE: _parquet_bytes(parts["train"]),
         catalog.HOLDOUT_FILE: _parquet_bytes(parts["holdout"]),
