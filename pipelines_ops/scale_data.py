@@ -62,9 +62,12 @@ def _slice(base: pa.Table, start: int, n: int, ds: str) -> pa.Table:
     return table
 
 
-def land_large_day(storage: Storage, ds: str, rows: int, *, marker: str = "_SUCCESS") -> dict[str, int]:
-    """Land ``rows`` replicated flights on ``ds``, one CSV file per origin airport as upstream delivers them,
-    then the ready marker; returns the rows of each file."""
+def land_large_day(
+    storage: Storage, ds: str, rows: int, *, marker: str = "_SUCCESS", files_per_origin: int = 1
+) -> dict[str, int]:
+    """Land ``rows`` replicated flights on ``ds``, one CSV file per origin airport as upstream delivers them
+    (or ``files_per_origin`` files each, ``flights_<origin>-<i>.csv``, each with a share of every slice), then
+    the ready marker; returns the rows of each file."""
     import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
@@ -73,40 +76,89 @@ def land_large_day(storage: Storage, ds: str, rows: int, *, marker: str = "_SUCC
     storage.delete_prefix(catalog.landing_dir(DATASET, ds))
     base = flights_table()
     origins = sorted(set(base.column("origin").to_pylist()))
-    counts = dict.fromkeys(origins, 0)
+    n = max(1, files_per_origin)
+    names = {(o, i): f"flights_{o}.csv" if n == 1 else f"flights_{o}-{i}.csv" for o in origins for i in range(n)}
+    counts = dict.fromkeys(names.values(), 0)
     with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
-        paths = {o: os.path.join(tmp, f"flights_{o}.csv") for o in origins}
-        writers = {o: pacsv.CSVWriter(paths[o], base.schema) for o in origins}
+        writers = {f: pacsv.CSVWriter(os.path.join(tmp, f), base.schema) for f in names.values()}
         try:
             for start in range(0, rows, SLICE_ROWS):
                 piece = _slice(base, start, min(SLICE_ROWS, rows - start), ds)
                 for o in origins:
                     part = piece.filter(pc.equal(piece.column("origin"), o))
-                    writers[o].write_table(part)
-                    counts[o] += part.num_rows
+                    share = -(-part.num_rows // n)
+                    for i in range(n):
+                        rows_i = part.slice(i * share, share)
+                        writers[names[(o, i)]].write_table(rows_i)
+                        counts[names[(o, i)]] += rows_i.num_rows
         finally:
             for w in writers.values():
                 w.close()
-        for o in origins:
-            storage.upload(catalog.landing_file(DATASET, ds, f"flights_{o}.csv"), paths[o])
+        for name in names.values():
+            storage.upload(catalog.landing_file(DATASET, ds, name), os.path.join(tmp, name))
     if marker:
         storage.write_bytes(catalog.landing_file(DATASET, ds, marker), b"")
-    return {f"flights_{o}.csv": n for o, n in counts.items()}
+    return counts
 
 
-def widened_contract(folder: str, max_rows: int) -> Any:
-    """The flights contract with its daily ``row_count`` bound widened to ``max_rows``, compiled."""
-    from pathlib import Path
-
+def widened_contract_text(max_rows: int) -> str:
+    """The flights contract for large days, as YAML: its daily ``row_count`` bound widened to ``max_rows``, and
+    an airport's records may come in several files (``flights_EWR-0.csv``, ``flights_EWR-1.csv``, ...)."""
     import yaml
 
-    from pipelines.core.contracts import load_contract
     from pipelines.core.settings import get_settings
 
     source = get_settings().contracts_dir / "flights.odcs.yaml"
     doc = yaml.safe_load(source.read_text(encoding="utf-8"))
     rules = [q for q in doc["schema"][0]["quality"] if q.get("id") == "row_count"]
     rules[0]["mustBeBetween"] = [100, max_rows]
-    path = Path(folder, source.name)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    (sources,) = [p for p in doc["customProperties"] if p["property"] == "expectedSources"]
+    sources["value"]["file"] = r"flights_(?P<source>[A-Z]{3})(-[0-9]+)?\.(csv|csv\.gz|parquet)"
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def widened_contract(folder: str, max_rows: int) -> Any:
+    """:func:`widened_contract_text`, written to ``folder`` and compiled."""
+    from pathlib import Path
+
+    from pipelines.core.contracts import load_contract
+
+    path = Path(folder, "flights.odcs.yaml")
+    path.write_text(widened_contract_text(max_rows), encoding="utf-8")
     return load_contract(path)
+
+
+def large_day_configs(
+    folder: str,
+    *,
+    shard_bytes: int,
+    max_shards: int,
+    batch_rows: int,
+    max_rows: int = 50_000_000,
+    chunk_rows: int | None = None,
+) -> dict[str, str]:
+    """This checkout's configs and contracts copied to ``folder``, set for large flights days: the dataset's
+    shard and batch sizes, the contract of :func:`widened_contract_text` and (optionally) every project's
+    scoring chunk. Returns the environment that points a process at them."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from pipelines.core.settings import PROJECT_ROOT
+
+    configs, contracts = Path(folder, "configs"), Path(folder, "contracts")
+    shutil.copytree(PROJECT_ROOT / "configs", configs)
+    shutil.copytree(PROJECT_ROOT / "data_contracts", contracts)
+    path = configs / "datasets" / f"{DATASET}.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    doc["ingest"].update(shard_bytes=shard_bytes, max_shards=max_shards, batch_rows=batch_rows)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    (contracts / "flights.odcs.yaml").write_text(widened_contract_text(max_rows), encoding="utf-8")
+    if chunk_rows is not None:
+        for project in configs.glob("*.yaml"):
+            doc = yaml.safe_load(project.read_text(encoding="utf-8"))
+            if isinstance(doc, dict) and doc.get("dataset") == DATASET and "scoring" in doc:
+                doc["scoring"]["chunk_rows"] = chunk_rows
+                project.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    return {"PIPELINES_CONFIG_DIR": str(configs), "PIPELINES_CONTRACTS_DIR": str(contracts)}

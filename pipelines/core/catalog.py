@@ -252,6 +252,41 @@ def drift_html(model: str, ds: str, part: str) -> str:
     return _key("reports", model, ds, DRIFT_HTML_FILES[part], namespace="models")
 
 
+def validation_shards(dataset: str, ds: str) -> str:
+    """A large day's validation work in progress: each shard task's spilled batches and result (removed once the
+    day is decided)."""
+    return _key("checkpoints", dataset, ds, "validation", namespace="datasets")
+
+
+def shard_result(dataset: str, ds: str, delivery_id: str, index: int) -> str:
+    """A shard's result (its files' counts, rule counts, GX results, spilled batches): the shard is done when it
+    exists."""
+    return _key(
+        "checkpoints",
+        dataset,
+        ds,
+        "validation",
+        _plan_id(delivery_id),
+        f"shard-{int(index):05d}.json",
+        namespace="datasets",
+    )
+
+
+def shard_batch(dataset: str, ds: str, delivery_id: str, index: int, attempt: str, batch: int) -> str:
+    """One spilled batch of a shard, under the attempt that wrote it (a retry never overwrites a result's files)."""
+    return _key(
+        "checkpoints",
+        dataset,
+        ds,
+        "validation",
+        _plan_id(delivery_id),
+        f"shard-{int(index):05d}",
+        _plan_id(attempt),
+        f"batch-{int(batch):06d}.parquet",
+        namespace="datasets",
+    )
+
+
 def checkpoint_dir(model: str, ds: str) -> str:
     return _key("checkpoints", model, ds)
 
@@ -437,6 +472,11 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "dataset", validation_report("dataset", "2013-01-01"), "validation report: summary, every rule, GX result"
     ),
     Artifact("dataset", validation_html("dataset", "2013-01-01"), "the same, for people"),
+    Artifact(
+        "dataset",
+        shard_result("dataset", "2013-01-01", "0" * 16, 0),
+        "a large day's validation shard: counts, GX results, spilled batches (until the day is decided)",
+    ),
     Artifact("model", training_file("model", "2013-01-01", TRAIN_FILE), "training rows of the window ending at ds"),
     Artifact("model", training_file("model", "2013-01-01", HOLDOUT_FILE), "its holdout (the last holdout_days)"),
     Artifact("model", training_set_record("model", "2013-01-01"), "days, rows, fingerprint, contract version"),
@@ -484,6 +524,7 @@ def markdown_table() -> str:
             .replace("/model/", "/<model>/")
             .replace("ds=2013-01-01", "ds=YYYY-MM-DD")
             .replace("f" * 32, "<md5>")
+            .replace("/validation/" + "0" * 16, "/validation/<delivery>")
             .replace("0" * 16, "<plan>")
             .replace("00000.arrow", "<i>.arrow")
             .replace("00000.json", "<i>.json")

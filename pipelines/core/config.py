@@ -64,6 +64,13 @@ class IngestConfig(_Strict):
         le=5_000_000,
         description="rows validated at a time: a validation task's memory follows this, not the day's size",
     )
+    shard_bytes: int = Field(
+        256 * 1024 * 1024,
+        ge=1024,
+        description="a day of more landed bytes than this is read by parallel shard tasks, about this much each "
+        "(whole files each; the day is still decided and published by one task)",
+    )
+    max_shards: int = Field(8, ge=1, le=64, description="at most this many shard tasks per day (1: never split)")
 
     @model_validator(mode="after")
     def _dates_ordered(self) -> IngestConfig:

@@ -62,11 +62,16 @@ def fails(column: str) -> str:
 
 @dataclass(frozen=True)
 class Chunk:
-    """One spilled batch: rows ``first_row`` to ``first_row + rows - 1`` of the day."""
+    """One spilled batch: rows ``first_row`` to ``first_row + rows - 1`` of the day.
+
+    A shard numbers its rows from 0; in the day, its batch's ``_row`` column
+    plus ``shift`` (the rows of the shards before it) is the row's position.
+    """
 
     path: str
     first_row: int
     rows: int
+    shift: int = 0
 
 
 def unique_rules(contract: Contract) -> list[Any]:
@@ -143,6 +148,20 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
+def _positioned(chunks: list[Chunk]) -> str:
+    """A DuckDB table expression over the spilled batches whose ``_row`` is each row's position in the day."""
+    groups: dict[int, list[str]] = {}
+    for c in chunks:
+        groups.setdefault(c.shift, []).append(c.path)
+    if list(groups) == [0]:
+        return f"read_parquet({_sql_list(groups[0])})"
+    selects = [
+        f"SELECT * REPLACE ({ROW} + {int(shift)} AS {ROW}) FROM read_parquet({_sql_list(paths)})"  # noqa: S608
+        for shift, paths in groups.items()
+    ]
+    return "(" + " UNION ALL ".join(selects) + ")"
+
+
 class Duplicates:
     """The day's rows whose key repeats, per ``unique`` rule, found by DuckDB over every spilled batch."""
 
@@ -151,6 +170,7 @@ class Duplicates:
         self.rules = unique_rules(contract)
         self.con = None
         self.files = [c.path for c in chunks if c.rows]
+        self.source = _positioned([c for c in chunks if c.rows])
         if not self.rules:
             return
         if not self.files:
@@ -164,7 +184,7 @@ class Duplicates:
         self.con = duckdb.connect(
             config={"memory_limit": DUCKDB_MEMORY, "temp_directory": os.path.join(folder, "duckdb"), "threads": 2}
         )
-        source = f"read_parquet({_sql_list(self.files)})"
+        source = self.source
         for i, rule in enumerate(self.rules):
             cols = [q(typed(c)) for c in rule.columns]
             keyed = " OR ".join(f"{c} IS NOT NULL" for c in cols)
@@ -184,7 +204,7 @@ class Duplicates:
         if not tables or self.con is None:
             return 0, 0
         rows, records = self.con.execute(
-            f"SELECT count(*), coalesce(sum({RECORDS}), 0) FROM read_parquet({_sql_list(self.files)}) "  # noqa: S608
+            f"SELECT count(*), coalesce(sum({RECORDS}), 0) FROM {self.source} "  # noqa: S608
             f"WHERE NOT {QUARANTINED} AND {ROW} IN ({' UNION '.join(tables)})"
         ).fetchone()
         return int(rows), int(records)

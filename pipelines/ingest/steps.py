@@ -40,11 +40,13 @@ class ValidationOutcome:
         }
 
 
-def landing_ready(dataset: str, ds: str) -> bool:
-    """Whether a partition's delivery is complete: its data files and, when the dataset has one, its ready marker."""
+def landing_ready(dataset: str, ds: str) -> list[dict[str, Any]] | None:
+    """Whether a partition's delivery is complete (its data files and, when the dataset has one, its ready
+    marker): None while it is not; once it is, the shard tasks it calls for (none for a day one task reads)."""
     from pipelines.core.config import load_dataset
     from pipelines.core.errors import NothingLanded
     from pipelines.core.storage import get_storage
+    from pipelines.ingest.shards import shard_tasks
     from pipelines.ingest.validation import delivery
 
     config = load_dataset(dataset)
@@ -52,9 +54,26 @@ def landing_ready(dataset: str, ds: str) -> bool:
         landed = delivery(config, ds, get_storage())
     except NothingLanded as waiting:
         log.info("%s; waiting", waiting)
-        return False
-    log.info("%s ds=%s: %d landed file(s); ready", config.name, ds, len(landed.files))
-    return True
+        return None
+    shards = shard_tasks(config, ds, landed)
+    size = sum(landed.sizes.values())
+    log.info(
+        "%s ds=%s: %d landed file(s), %d bytes; ready: %s",
+        config.name,
+        ds,
+        len(landed.files),
+        size,
+        f"{len(shards)} shard tasks read it, one task decides" if shards else "one task validates it",
+    )
+    return shards
+
+
+def run_shard(dataset: str, shard: dict[str, Any]) -> dict[str, Any]:
+    """Read one shard of a large day (see :func:`pipelines.ingest.shards.validate_shard`)."""
+    from pipelines.core.config import load_dataset
+    from pipelines.ingest.shards import validate_shard
+
+    return validate_shard(load_dataset(dataset), shard["ds"], int(shard["shard"]), str(shard["delivery"]))
 
 
 def run_validation(dataset: str, ds: str) -> ValidationOutcome:

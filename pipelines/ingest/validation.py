@@ -35,7 +35,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
@@ -152,6 +152,8 @@ class Reading:
     names: dict[str, str]
     missing_cols_by_file: dict[str, list[str]]
     extra_cols_by_file: dict[str, list[str]]
+    #: How pass 1 was spread: ``{"count": shards, "by_shard_tasks": shards read by shard tasks}``.
+    shards: dict[str, int] = field(default_factory=dict)
 
 
 def validate_partition(
@@ -217,6 +219,9 @@ def validate_partition(
         _unchanged(config, ds, storage, landed)
         recheck = lambda: _unchanged(config, ds, storage, landed)  # noqa: E731
         _write(storage, dataset, ds, built, models_on(dataset), recheck)
+    from pipelines.ingest.shards import remove_results
+
+    remove_results(storage, dataset, ds)
     summary = built.summary
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":
@@ -244,7 +249,7 @@ def _build(
     from pipelines.ingest.report import build_summary, render_html, report_document
 
     dataset = config.name
-    reading = _read(storage, landed, contract, ds, folder, batch_rows or config.ingest.batch_rows)
+    reading = _read(storage, config, landed, contract, ds, folder, batch_rows or config.ingest.batch_rows)
     decision, dups = _decide(contract, reading, folder)
     try:
         for r in decision.rules:
@@ -252,6 +257,7 @@ def _build(
                 log.warning("rule %s: GX counted %s unexpected, masks %s", r["id"], r["gx_unexpected_count"], r["rows"])
         summary = build_summary(config, contract, ds, len(landed.files), reading, decision)
         summary["ignored_files"] = landed.ignored
+        summary["shards"] = reading.shards
         summary["report"] = storage.uri(catalog.validation_report(dataset, ds))
         summary["report_html"] = storage.uri(catalog.validation_html(dataset, ds))
         files = _outputs_to_publish(storage, contract, reading, dups, decision, summary, folder)
@@ -358,8 +364,8 @@ class _Batches:
         self.next_row = 0
         self.done: list[ParsedFile] = []  # chunks of files read to their end, not yet checked
         self.current: list[ParsedFile] = []  # chunks of the file being read
-        self.kept = _Totals()  # what checked batches of readable files hold
-        self.pending = _Totals()  # what checked batches of the file being read hold
+        self.kept = Totals()  # what checked batches of readable files hold
+        self.pending = Totals()  # what checked batches of the file being read hold
         self.start_row = 0
 
     def add(self, chunk: ParsedFile) -> None:
@@ -374,7 +380,7 @@ class _Batches:
         self.done.extend(self.current)
         self.current = []
         self.kept.merge(self.pending)
-        self.pending = _Totals()
+        self.pending = Totals()
         self.start_row = self.next_row
         if sum(c.num_rows for c in self.done) >= self.rows:
             self._flush_done()
@@ -383,15 +389,11 @@ class _Batches:
         """The file being read turned out unreadable: take back every batch of it."""
         for chunk in self.pending.chunks:
             os.remove(chunk.path)
-        self.current, self.pending = [], _Totals()
+        self.current, self.pending = [], Totals()
         self.next_row = self.start_row
 
-    def finish(self) -> _Totals:
+    def finish(self) -> Totals:
         self._flush_done()
-        if not self.kept.gx_results:  # no row at all: GX still records its verdict on nothing
-            from pipelines.ingest.landing import combine
-
-            self.kept.gx_results.append(self.suite().run(combine([], self.contract).frame))
         return self.kept
 
     def suite(self) -> Any:
@@ -407,7 +409,7 @@ class _Batches:
             self.done = []
             self.start_row = self.next_row
 
-    def _check(self, chunks: list[ParsedFile], into: _Totals) -> None:
+    def _check(self, chunks: list[ParsedFile], into: Totals) -> None:
         import numpy as np
 
         from pipelines.ingest.landing import combine
@@ -435,7 +437,7 @@ class _Batches:
 
 
 @dataclass
-class _Totals:
+class Totals:
     chunks: list[Chunk] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     q_rows: int = 0
@@ -446,7 +448,7 @@ class _Totals:
     missing: dict[str, list[str]] = field(default_factory=dict)
     extra: dict[str, list[str]] = field(default_factory=dict)
 
-    def merge(self, other: _Totals) -> None:
+    def merge(self, other: Totals) -> None:
         self.chunks += other.chunks
         for rid, n in other.counts.items():
             self.counts[rid] = self.counts.get(rid, 0) + n
@@ -459,16 +461,30 @@ class _Totals:
         self.extra.update(other.extra)
 
 
-def _read(storage: Storage, landed: Delivery, contract: Contract, ds: str, folder: str, rows: int) -> Reading:
-    """Pass 1: stream every delivered file in batches, check and spill each, and count what was read."""
+@dataclass
+class Part:
+    """Pass 1 over some of a delivery's files (all of them, or one shard's): rows numbered from 0 in file order."""
+
+    files: list[FileRead]
+    bad: list[BadFile]
+    totals: Totals
+    #: Rows spilled (the next part's rows follow these in the day).
+    rows: int
+    #: Read by a shard task (not by the day's task).
+    by_shard_task: bool = False
+
+
+def read_files(
+    storage: Storage, landed: Delivery, indices: list[int], contract: Contract, ds: str, folder: str, rows: int
+) -> Part:
+    """Pass 1 over the delivery's files at ``indices`` (in order): stream each in batches, check and spill them."""
     from pipelines.ingest.batches import FileReader
     from pipelines.ingest.landing import BadFile
-    from pipelines.ingest.outputs import delivered_names
 
-    batches = _Batches(contract, ds, os.path.join(folder, "spill"), rows)
+    batches = _Batches(contract, ds, folder, rows)
     files: list[FileRead] = []
     bad: list[BadFile] = []
-    for f in landed.files:
+    for f in (landed.files[i] for i in indices):
         reader = FileReader(storage, f.key, f.name, contract, rows)
         offset = 0
         try:
@@ -497,23 +513,57 @@ def _read(storage: Storage, landed: Delivery, contract: Contract, ds: str, folde
         if item.empty:
             log.warning("file %s holds no records", item.name)
     totals = batches.finish()
+    return Part(files, bad, totals, batches.next_row)
+
+
+def _read(
+    storage: Storage, config: DatasetConfig, landed: Delivery, contract: Contract, ds: str, folder: str, rows: int
+) -> Reading:
+    """Pass 1 over the whole delivery: each shard as its shard task left it, or read here
+    (:mod:`pipelines.ingest.shards`)."""
+    from pipelines.ingest.shards import parts_of_day
+
+    return _combined(parts_of_day(storage, config, landed, contract, ds, folder, rows), contract, ds)
+
+
+def _combined(parts: list[Part], contract: Contract, ds: str) -> Reading:
+    """The day's pass 1 from its parts, in file order: rows renumbered across parts, counts added."""
+    from pipelines.ingest.outputs import delivered_names
+    from pipelines.ingest.rules import merge_gx
+    from pipelines.ingest.spill import Chunk
+
+    files: list[FileRead] = []
+    bad: list[BadFile] = []
+    totals = Totals()
+    shift = 0
+    for part in parts:
+        files += part.files
+        bad += part.bad
+        moved = [Chunk(c.path, c.first_row + shift, c.rows, c.shift + shift) for c in part.totals.chunks]
+        totals.merge(replace(part.totals, chunks=moved))
+        shift += part.rows
+    if not totals.gx_results:  # no row at all: GX still records its verdict on nothing
+        from pipelines.ingest.landing import combine
+        from pipelines.ingest.rules import Expectations
+
+        totals.gx_results.append(Expectations(contract, ds).run(combine([], contract).frame))
     for name, cols in totals.extra.items():
         log.warning("file %s has column(s) the contract does not know, dropped: %s", name, ", ".join(cols))
-    tally = _tally(files, bad, contract)
     return Reading(
         files=files,
         bad=bad,
-        tally=tally,
+        tally=_tally(files, bad, contract),
         kept_files=_kept_files(files, bad),
         chunks=totals.chunks,
         counts=totals.counts,
         quarantine_rows=totals.q_rows,
         quarantine_records=totals.q_records,
-        gx=batches.suite().merged(totals.gx_results),
+        gx=merge_gx(contract, totals.gx_results),
         malformed=totals.malformed,
         names=delivered_names(totals.names),
         missing_cols_by_file=totals.missing,
         extra_cols_by_file=totals.extra,
+        shards={"count": len(parts), "by_shard_tasks": sum(p.by_shard_task for p in parts)},
     )
 
 

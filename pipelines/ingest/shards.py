@@ -1,0 +1,314 @@
+"""A large day validated by several tasks: each reads a shard of the delivery's files, one task decides.
+
+Reading, checking and spilling a day (pass 1) is most of a validation's
+time, and it is independent per file. A day of more landed bytes than the
+dataset's ``ingest.shard_bytes`` is split into up to ``ingest.max_shards``
+**shards**: runs of whole files, in delivery order, of about equal bytes
+(:func:`plan`). A single file is never split: a day landed as one file is
+one shard, read in bounded memory like any other.
+
+- A **shard task** (:func:`validate_shard`, one mapped Airflow task per
+  shard) reads its files exactly as the single task would (batches checked,
+  GX-validated and spilled) and leaves its result in storage: the spilled
+  batches under a key of its own attempt, then one JSON result naming them
+  with their SHA-256, written last (the shard is done when it exists). It
+  decides nothing and publishes nothing.
+- The **day's task** (:func:`~pipelines.ingest.validation.validate_partition`)
+  takes each shard's result, or reads the shard itself when no usable result
+  is there (no shard tasks ran, as from the CLI; a result of another
+  delivery; a file gone or altered), renumbers the rows across shards,
+  finds duplicate keys over the whole day, decides once and publishes
+  atomically, exactly as for a day read in one task: a halt anywhere
+  publishes nothing, and the published files are the same bytes.
+
+Results are keyed by the **delivery id**: a digest of the delivery's files
+and marker (key, size, modification time, ETag), the compiled contract, the
+batch size and :data:`SHARD_FORMAT`. A result of another delivery is never
+used, so a redelivery or a contract change between the shard tasks and the
+day's task costs a re-read, never a mix. The day's task removes every shard
+result of the partition once it has written the day's outcome.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from pipelines.core import catalog
+from pipelines.core.errors import DeliveryChanged, MissingInput, NothingLanded
+
+if TYPE_CHECKING:
+    from pipelines.core.config import DatasetConfig, IngestConfig, ProjectConfig
+    from pipelines.core.contracts import Contract
+    from pipelines.core.storage import Storage
+    from pipelines.ingest.validation import Delivery, Part
+
+log = logging.getLogger(__name__)
+
+#: Bumped whenever a shard result's content or meaning changes: older results are then never used.
+SHARD_FORMAT = 1
+
+
+def plan(ingest: IngestConfig, landed: Delivery) -> list[list[int]]:
+    """The delivery's files (their indices) split into shards: consecutive runs of about equal bytes.
+
+    One shard (every file) unless the day holds more than ``shard_bytes``;
+    never more shards than files or ``max_shards``; no shard is empty.
+    """
+    sizes = [max(0, landed.sizes.get(f.key, 0)) for f in landed.files]
+    total = sum(sizes)
+    count = min(ingest.max_shards, len(sizes), -(-total // ingest.shard_bytes))
+    if count <= 1:
+        return [list(range(len(sizes)))]
+    shards: list[list[int]] = []
+    current: list[int] = []
+    so_far = 0
+    for i, size in enumerate(sizes):
+        current.append(i)
+        so_far += size
+        shards_left = count - len(shards) - 1
+        files_left = len(sizes) - i - 1
+        if shards_left and (so_far >= total * (len(shards) + 1) / count or files_left == shards_left):
+            shards.append(current)
+            current = []
+    if current:
+        shards.append(current)
+    return shards
+
+
+def delivery_id(landed: Delivery, contract: Contract, rows: int) -> str:
+    """What a shard result is valid for: this delivery, read under this contract in batches of ``rows``."""
+    identity = json.dumps([SHARD_FORMAT, repr(landed.fingerprint), repr(contract), int(rows)])
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+
+
+def shard_tasks(
+    source: DatasetConfig | ProjectConfig, ds: str, landed: Delivery, *, contract: Contract | None = None
+) -> list[dict[str, Any]]:
+    """The shard tasks a delivery calls for: none for a day small enough for one task."""
+    from pipelines.core.config import dataset_of
+    from pipelines.core.contracts import contract_for
+
+    config = dataset_of(source)
+    shards = plan(config.ingest, landed)
+    if len(shards) <= 1:
+        return []
+    ident = delivery_id(landed, contract or contract_for(config), config.ingest.batch_rows)
+    return [
+        {"ds": ds, "shard": i, "of": len(shards), "delivery": ident, "files": len(files)}
+        for i, files in enumerate(shards)
+    ]
+
+
+def validate_shard(
+    source: DatasetConfig | ProjectConfig,
+    ds: str,
+    index: int,
+    expected: str,
+    *,
+    storage: Storage | None = None,
+    contract: Contract | None = None,
+) -> dict[str, Any]:
+    """Pass 1 over one shard of a day's delivery, its result left in storage for the day's task.
+
+    ``expected`` is the delivery id the shard was planned for. When the
+    delivery is no longer that one (a redelivery under way, a file gone), the
+    shard does nothing: the day's task reads whatever the delivery then is.
+
+    Returns:
+        ``{"status": "done" | "already done" | "skipped", "shard", "of", "rows", "files", "batches", "reason"}``.
+    """
+    import tempfile
+
+    from pipelines.core.config import dataset_of
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.partitions import ds_str
+    from pipelines.core.storage import get_storage
+    from pipelines.ingest.validation import delivery, read_files
+
+    ds = ds_str(ds)
+    config = dataset_of(source)
+    storage = storage or get_storage()
+    contract = contract or contract_for(config)
+    rows = config.ingest.batch_rows
+    out: dict[str, Any] = {"shard": index, "status": "skipped", "rows": 0, "files": 0, "batches": 0}
+    try:
+        landed = delivery(config, ds, storage)
+    except NothingLanded as exc:
+        return _skipped(out, f"the delivery is not complete any more ({exc})")
+    shards = plan(config.ingest, landed)
+    out["of"] = len(shards)
+    if delivery_id(landed, contract, rows) != expected or not 0 <= index < len(shards):
+        return _skipped(out, "the delivery changed since the shards were planned")
+    key = catalog.shard_result(config.name, ds, expected, index)
+    if storage.exists(key):
+        log.info("%s ds=%s shard %d of %d: already done (%s)", config.name, ds, index, len(shards), storage.uri(key))
+        return {**out, "status": "already done"}
+    with tempfile.TemporaryDirectory(prefix=f"validate-{config.name}-shard-") as folder:
+        try:
+            part = read_files(storage, landed, shards[index], contract, ds, folder, rows)
+        except DeliveryChanged as exc:
+            return _skipped(out, str(exc))
+        document = _save(storage, config.name, ds, expected, index, part)
+    out.update(status="done", rows=part.rows, files=len(shards[index]), batches=len(document["batches"]))
+    log.info(
+        "%s ds=%s shard %d of %d: %d file(s), %d row(s) read in %d batch(es); result %s",
+        config.name,
+        ds,
+        index,
+        len(shards),
+        out["files"],
+        part.rows,
+        out["batches"],
+        storage.uri(key),
+    )
+    return out
+
+
+def _skipped(out: dict[str, Any], reason: str) -> dict[str, Any]:
+    log.warning("shard %s: %s; nothing done here, the day's validation reads it itself", out["shard"], reason)
+    return {**out, "reason": reason}
+
+
+def _save(storage: Storage, dataset: str, ds: str, ident: str, index: int, part: Part) -> dict[str, Any]:
+    """Upload a shard's spilled batches (under a fresh attempt id), then its result, last."""
+    from pipelines.core.storage import sha256_file
+
+    attempt = uuid.uuid4().hex[:16]
+    batches = []
+    for n, chunk in enumerate(part.totals.chunks):
+        key = catalog.shard_batch(dataset, ds, ident, index, attempt, n)
+        storage.upload(key, chunk.path)
+        batches.append(
+            {
+                "key": key,
+                "sha256": sha256_file(chunk.path),
+                "bytes": os.path.getsize(chunk.path),
+                "first_row": chunk.first_row,
+                "rows": chunk.rows,
+            }
+        )
+    totals = part.totals
+    document = {
+        "format": SHARD_FORMAT,
+        "dataset": dataset,
+        "ds": ds,
+        "delivery": ident,
+        "shard": index,
+        "attempt": attempt,
+        "rows": part.rows,
+        "files": [asdict(f) for f in part.files],
+        "bad": [asdict(b) for b in part.bad],
+        "batches": batches,
+        "counts": totals.counts,
+        "quarantine_rows": totals.q_rows,
+        "quarantine_records": totals.q_records,
+        "gx_results": totals.gx_results,
+        "malformed": [list(m) for m in totals.malformed],
+        "names": totals.names,
+        "missing": totals.missing,
+        "extra": totals.extra,
+    }
+    data = json.dumps(document, default=_plain, sort_keys=True).encode("utf-8")
+    storage.write_bytes(catalog.shard_result(dataset, ds, ident, index), data)
+    return document
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar as its Python value (anything else unknown is a bug: never written as text)."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON: {type(value).__name__}")
+
+
+def _load(storage: Storage, dataset: str, ds: str, ident: str, index: int, folder: str) -> Part | None:
+    """A shard task's result with its batches downloaded to ``folder``; None when there is none to trust."""
+    import pyarrow.parquet as pq
+
+    from pipelines.core.storage import sha256_file
+    from pipelines.ingest.batches import FileRead
+    from pipelines.ingest.landing import BadFile
+    from pipelines.ingest.spill import Chunk
+    from pipelines.ingest.validation import Part, Totals
+
+    key = catalog.shard_result(dataset, ds, ident, index)
+    try:
+        doc = storage.read_json(key)
+    except MissingInput:
+        return None
+    try:
+        if doc.get("format") != SHARD_FORMAT or doc.get("delivery") != ident or doc.get("shard") != index:
+            raise ValueError("written for another delivery or format")
+        os.makedirs(folder, exist_ok=True)
+        chunks = []
+        expected_first = 0
+        for n, b in enumerate(doc["batches"]):
+            # Only the batch keys this shard's attempt writes, its rows numbered without a gap.
+            key = catalog.shard_batch(dataset, ds, ident, index, doc["attempt"], n)
+            if b["key"] != key or int(b["first_row"]) != expected_first:
+                raise ValueError(f"batch {n} is not where or what this shard writes")
+            path = os.path.join(folder, f"batch-{n:06d}.parquet")
+            storage.download(key, path)
+            if os.path.getsize(path) != b["bytes"] or sha256_file(path) != b["sha256"]:
+                raise ValueError(f"batch {n} is not the one the result names")
+            if pq.read_metadata(path).num_rows != int(b["rows"]):
+                raise ValueError(f"batch {n} does not hold the rows the result names")
+            chunks.append(Chunk(path, expected_first, int(b["rows"])))
+            expected_first += int(b["rows"])
+        if expected_first != int(doc["rows"]):
+            raise ValueError("its batches do not hold its rows")
+        totals = Totals(
+            chunks=chunks,
+            counts={k: int(v) for k, v in doc["counts"].items()},
+            q_rows=int(doc["quarantine_rows"]),
+            q_records=int(doc["quarantine_records"]),
+            gx_results=doc["gx_results"],
+            malformed=[(m[0], m[1], m[2]) for m in doc["malformed"]],
+            names=doc["names"],
+            missing=doc["missing"],
+            extra=doc["extra"],
+        )
+        files = [FileRead(**f) for f in doc["files"]]
+        part = Part(files, [BadFile(**b) for b in doc["bad"]], totals, int(doc["rows"]), by_shard_task=True)
+    except (MissingInput, ValueError, KeyError, TypeError, OSError) as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("%s ds=%s shard %d: its result cannot be used (%s); read here", dataset, ds, index, exc)
+        return None
+    return part
+
+
+def parts_of_day(
+    storage: Storage, config: DatasetConfig, landed: Delivery, contract: Contract, ds: str, folder: str, rows: int
+) -> list[Part]:
+    """Pass 1 of the whole day, shard by shard in delivery order: each shard task's result, or the shard read here."""
+    from pipelines.ingest.validation import read_files
+
+    shards = plan(config.ingest, landed)
+    ident = delivery_id(landed, contract, rows)
+    parts = []
+    for index, files in enumerate(shards):
+        sub = os.path.join(folder, f"shard-{index:05d}")
+        part = _load(storage, config.name, ds, ident, index, sub) if len(shards) > 1 else None
+        parts.append(part or read_files(storage, landed, files, contract, ds, sub, rows))
+    if len(shards) > 1:
+        taken = sum(p.by_shard_task for p in parts)
+        log.info(
+            "%s ds=%s: %d shards, %d read by shard tasks, %d here",
+            config.name,
+            ds,
+            len(shards),
+            taken,
+            len(shards) - taken,
+        )
+    return parts
+
+
+def remove_results(storage: Storage, dataset: str, ds: str) -> None:
+    """Every shard result of a partition, once the day's outcome is written (a result is never needed again)."""
+    storage.delete_prefix(catalog.validation_shards(dataset, ds))
