@@ -44,6 +44,10 @@ is *skipped*: nothing landed, nothing to do.
 `{asset}` with `extra = {{"ds", "dataset", "validated_rows", "report"}}`: the drift
 and batch-scoring DAGs of every project reading `{dataset}` follow it.
 
+**Large days.** A day of more than {shard_mib} MiB landed is read by up to {max_shards} mapped
+`validate_shard` tasks (whole files each, spread over the workers); `validate_partition` then
+merges their counts, decides and publishes once. A smaller day maps no shard task.
+
 **Failures.** A contract halt fails `validate_partition` without retries (fix the
 delivery, then clear the task); other errors retry with backoff.
 """
@@ -84,6 +88,8 @@ def build_ingest_dag(dataset):
             catchup=cfg.catchup,
             dag_id=dag_id,
             poke=cfg.sensor_poke_seconds,
+            shard_mib=round(cfg.shard_bytes / 2**20, 1),
+            max_shards=cfg.max_shards,
             marker=cfg.ready_marker or "first file",
             timeout=cfg.sensor_timeout_minutes,
             asset=validated.uri,
@@ -96,29 +102,42 @@ def build_ingest_dag(dataset):
 
         @reschedule_sensor("wait_for_landing", cfg.sensor_poke_seconds, cfg.sensor_timeout_minutes)
         def wait_for_landing(**context) -> PokeReturnValue:
-            """Wait until at least one file has landed for the partition."""
+            """Wait until the delivery is complete; return the shard tasks a large day calls for (none: one task)."""
             from pipelines.ingest.steps import landing_ready
 
-            ds = partition_from_context(context)
-            return PokeReturnValue(is_done=landing_ready(dataset.name, ds), xcom_value=ds)
+            shards = landing_ready(dataset.name, partition_from_context(context))
+            return PokeReturnValue(is_done=shards is not None, xcom_value=shards or [])
 
-        @task(task_id="validate_partition", outlets=[validated])
-        def validate_partition(partition: str, **context) -> dict:
-            """Validate the partition; publish, quarantine, or halt."""
+        @task(task_id="validate_shard", map_index_template="{{ shard_label }}")
+        def validate_shard(shard: dict) -> dict:
+            """Read one shard of a large day's files (checked, GX-validated, spilled to storage); decides nothing."""
+            from airflow.sdk import get_current_context
+
+            from pipelines.ingest.steps import run_shard
+
+            # The mapped instance's name in the UI (map_index_template renders it from the context).
+            get_current_context()["shard_label"] = f"{shard['ds']} shard {shard['shard'] + 1} of {shard['of']}"
+            return run_shard(dataset.name, shard)
+
+        # At least the sensor succeeded (a day with no shard task skips validate_shard), and nothing failed.
+        @task(task_id="validate_partition", outlets=[validated], trigger_rule="none_failed_min_one_success")
+        def validate_partition(shards: list, **context) -> dict:
+            """Validate the partition (taking the shard tasks' reads); publish, quarantine, or halt."""
             from airflow.sdk.exceptions import AirflowFailException
 
             from pipelines.core.errors import ContractHalt
             from pipelines.ingest.steps import run_validation
 
             try:
-                outcome = run_validation(dataset.name, partition)
+                outcome = run_validation(dataset.name, partition_from_context(context))
             except ContractHalt as halt:
                 # Retrying cannot fix a bad delivery: fail now, with the report.
                 raise AirflowFailException(str(halt)) from None
             context["outlet_events"][validated].extra = outcome.asset_extra()
             return outcome.xcom()
 
-        validate_partition(wait_for_landing())
+        landed = wait_for_landing()
+        validate_shard.expand(shard=landed) >> validate_partition(landed)
     return dag
 
 

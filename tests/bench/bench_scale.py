@@ -27,6 +27,12 @@ replicated with unique keys into the 60 days of the window ending ``TRAIN_END`` 
 writes them), then ``train_challenger`` in a fresh process: seconds, peak RSS, and the method (the seeded
 sample of ``training.sample.max_rows`` rows per part of the window).
 
+Then **a ``PROD_ROWS``-row day on the prod stack** (``BENCH_SCALE_PROD=1``): the prod profile's test
+``test_a_large_day_is_validated_by_shard_tasks_and_scored_on_both_workers_as_one_process_would`` at that size
+(PostgreSQL, two Celery workers, MLflow server, S3 server): the day is read by 4 shard tasks and scored in 10
+chunk tasks over both workers, and its published bytes are checked against one process's. Reported: each
+run's and task's seconds and worker, beside ``pipelines validate`` / ``pipelines score`` in one process.
+
 A miss is printed, not raised. Results go to ``tests/bench/results/scale.json``.
 """
 
@@ -53,6 +59,7 @@ SCORE_CHUNK_ROWS = 100_000
 SCORE_DS = "2013-06-20"
 BYTES_TARGET = 1.2
 TRAIN_ROWS = 20_000_000
+PROD_ROWS = int(os.environ.get("BENCH_SCALE_PROD_ROWS", "5000000"))
 TRAIN_END = "2013-08-31"
 PEER_MAX_ROWS = 5_000_000
 DS = "2013-06-15"
@@ -382,6 +389,42 @@ def train_on_large_window(tmp: str) -> dict[str, Any]:
     return {"rows": rows, **out}
 
 
+def prod_two_workers(tmp: str) -> dict[str, Any]:
+    """The prod stack's test of a large day (``PROD_ROWS`` rows) on two Celery workers, with its figures."""
+    import subprocess
+
+    path = os.path.join(tmp, "prod.json")
+    env = {**os.environ, "PROD_LARGE_DAY_ROWS": str(PROD_ROWS), "PROD_BENCH_OUT": path}
+    test = "tests/integration/test_prod_profile.py"
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test, "-k", "ingest_train or large_day"]
+    print(f"prod stack, two Celery workers, a {PROD_ROWS:,}-row day: {' '.join(cmd[2:])}", flush=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=4 * 3600)
+    print("  " + (done.stdout.strip().splitlines() or ["(no output)"])[-1], flush=True)
+    if done.returncode != 0 or not os.path.exists(path):
+        print(done.stdout[-5000:], done.stderr[-3000:], flush=True)
+        return {"rows": PROD_ROWS, "passed": False}
+    with open(path, encoding="utf-8") as f:
+        out = json.load(f)
+    out["passed"] = True
+    one = out["one_process_seconds"]
+    for dag_id, side in (("ingest_flights", "validate"), ("batch_score_flights_delay", "score")):
+        r = out["runs"][dag_id]
+        workers: dict[str, int] = {}
+        for t in r["tasks"]:
+            workers[t["worker"]] = workers.get(t["worker"], 0) + 1
+        r["one_process_seconds"] = one[side]
+        r["speedup"] = one[side] / r["seconds"]
+        spread = ", ".join(f"{w}: {n} tasks" for w, n in sorted(workers.items()))
+        print(
+            f"  {dag_id}: {r['seconds']:.0f} s on two workers ({spread}); "
+            f"one process: {one[side]:.0f} s; speedup {r['speedup']:.2f}x",
+            flush=True,
+        )
+        for t in r["tasks"]:
+            print(f"    {t['task']}[{t['map_index']}] {t['worker']}: {t['seconds']:.1f} s", flush=True)
+    return out
+
+
 def main(sizes: tuple[int, ...]) -> int:
     out: dict[str, Any] = {"machine": f"{platform.machine()}, {os.cpu_count()} cores", "sizes": []}
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -412,6 +455,8 @@ def main(sizes: tuple[int, ...]) -> int:
             out["scoring_s3"] = score_on_s3(tmp)
         if os.environ.get("BENCH_SCALE_TRAINING", "1") != "0":
             out["training"] = train_on_large_window(tmp)
+        if os.environ.get("BENCH_SCALE_PROD", "1") != "0":
+            out["prod_two_workers"] = prod_two_workers(tmp)
     if out["sizes"]:
         rss = [r["ours"]["peak_rss_bytes"] for r in out["sizes"]]
         ratio = out["rss_ratio_largest_to_smallest"] = rss[-1] / rss[0]

@@ -371,15 +371,15 @@ def test_the_sensor_waits_for_a_marker_newer_than_every_file(storage, project, d
     from pipelines.ingest.steps import landing_ready
 
     land(storage, day_files(), complete=False)
-    assert not landing_ready(project.dataset.name, DS)
+    assert landing_ready(project.dataset.name, DS) is None
     storage.write_bytes(catalog.landing_file(DATASET, DS, "_SUCCESS"), b"")
-    assert landing_ready(project.dataset.name, DS)
+    assert landing_ready(project.dataset.name, DS) == []  # ready, and small: one task, no shard task
     late = data_root / catalog.landing_file(DATASET, DS, "flights_EWR.csv")
     marker = data_root / catalog.landing_file(DATASET, DS, "_SUCCESS")
     # Written after the marker: 2 s after it, beyond the file system's coarse clock (a time is the later of
     # mtime and ctime, and the marker's rename-time ctime may be a tick after its mtime: 1 ms could tie).
     os.utime(late, ns=(marker.stat().st_mtime_ns + 2_000_000_000,) * 2)
-    assert not landing_ready(project.dataset.name, DS)
+    assert landing_ready(project.dataset.name, DS) is None
 
 
 # ---- found by review: more ways to hide or over-count records

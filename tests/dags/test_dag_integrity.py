@@ -20,7 +20,11 @@ DAGS = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS.glob("*.py") if not p.name.startswith("_"))
 HEAVY = ("great_expectations", "mlflow", "evidently", "xgboost", "sklearn", "pandas", "pyarrow", "boto3", "numpy")
 
-INGEST = {"wait_for_landing": {"validate_partition"}, "validate_partition": set()}
+INGEST = {
+    "wait_for_landing": {"validate_shard", "validate_partition"},
+    "validate_shard": {"validate_partition"},
+    "validate_partition": set(),
+}
 EXPECTED = {
     "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
     "drift_{}": {"check_drift": {"emit_drift"}, "emit_drift": set()},

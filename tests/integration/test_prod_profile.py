@@ -20,6 +20,7 @@ without them, failed under ``CI=true``).
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import pytest
 from pipelines.core import catalog
 from pipelines_ops import faults
 from pipelines_ops.loopback import status
+from pipelines_ops.scale_data import large_day_configs
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +43,13 @@ SEEDED = ("2013-01-01", "2013-01-10")
 SCORED = ["2013-01-08", "2013-01-09", "2013-01-10"]
 KILL_DS = "2013-01-09"
 CHUNK_ROWS = 250  # ~950 rows a day: 4 chunks, 4 mapped tasks
+#: A large day (``make bench-scale`` runs this module with PROD_LARGE_DAY_ROWS=5000000): about 130 bytes a row,
+#: in 12 files, read by 4 shard tasks, scored in chunks of a tenth of the day.
+LARGE_DS = "2013-01-11"
+LARGE_ROWS = int(os.environ.get("PROD_LARGE_DAY_ROWS", "40000"))
+LARGE_SHARD_BYTES = max(1024, LARGE_ROWS * 130 // 4)
+LARGE_CHUNK_ROWS = max(100, LARGE_ROWS // 10)
+LARGE_BATCH_ROWS = min(200_000, max(2_000, LARGE_ROWS // 40))
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +70,11 @@ def stack(postgres_and_redis, tmp_path_factory):
     up += ["--set", "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT=30"]
     up += ["--set", f"PIPELINES_STEP_HOOK={faults.HOOK}"]
     up += ["--set", "PIPELINES_FAULT_HOLD=chunk_commit:2", "--set", f"PIPELINES_FAULT_RELEASE={home / 'release'}"]
+    # Days of more than LARGE_SHARD_BYTES are read by shard tasks (the seeded days, ~120 kB, are not).
+    configs = large_day_configs(
+        str(home), shard_bytes=LARGE_SHARD_BYTES, max_shards=4, batch_rows=LARGE_BATCH_ROWS, chunk_rows=LARGE_CHUNK_ROWS
+    )
+    up += [arg for key, value in configs.items() for arg in ("--set", f"{key}={value}")]
     try:
         proc = subprocess.run(up, capture_output=True, text=True, timeout=600)  # what `make up-prod` runs
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -239,3 +253,88 @@ def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     assert after["plan_id"] != before["plan_id"]  # really a new run
     assert after["output_sha256"] == before["output_sha256"]  # same bytes: nothing lost, nothing twice
     assert after["rows"] == before["rows"] and after["chunks"] == 4
+
+
+def test_a_large_day_is_validated_by_shard_tasks_and_scored_on_both_workers_as_one_process_would(
+    stack, tmp_path, monkeypatch
+):
+    """The day's files are read by 4 shard tasks over the two workers; one task decides and publishes; the
+    validated asset starts the scoring run, whose chunks also run on both workers. The published validated,
+    quarantine and scores files are the bytes one process makes of the same landed files and model version."""
+    from pipelines.core.storage import LocalStorage, get_storage
+    from pipelines_ops.scale_data import land_large_day
+
+    env = stack.env()
+    for key, value in env.items():
+        if key.startswith(("MLFLOW_", "PIPELINES_", "AWS_")):
+            monkeypatch.setenv(key, value)
+    s3 = get_storage()
+    landed = land_large_day(s3, LARGE_DS, LARGE_ROWS, files_per_origin=4)
+    ingest, score = "ingest_flights", "batch_score_flights_delay"
+    scored_before = {r["dag_run_id"] for r in stack.rest.runs(score)}
+    run = stack.api(f"/api/v2/dags/{ingest}/dagRuns", "POST", {"logical_date": None, "conf": {"ds": LARGE_DS}})
+    runs = {r["dag_run_id"]: r["state"] for r in stack.wait_runs(ingest, 11, 1800)}
+    assert runs[run["dag_run_id"]] == "success"
+    tis = stack.task_instances(ingest, run["dag_run_id"])
+    shards = [ti for ti in tis if ti["task_id"] == "validate_shard"]
+    assert len(shards) == 4 and {ti["state"] for ti in shards} == {"success"}
+    assert {ti["hostname"] for ti in shards} == {"worker-a", "worker-b"}  # the day's reading spread over both
+    report = _s3_json(stack, catalog.validation_report(DATASET, LARGE_DS))["summary"]
+    assert report["shards"] == {"count": 4, "by_shard_tasks": 4}
+    assert report["status"] == "published" and report["validated_rows"] == sum(landed.values()) == LARGE_ROWS
+
+    # The validated asset started a scoring run of the day, in chunks of a tenth of it.
+    runs = stack.wait_runs(score, len(scored_before) + 1, 1800)
+    [scoring] = [r for r in runs if r["dag_run_id"] not in scored_before]
+    assert scoring["state"] == "success"
+    manifest = _s3_json(stack, catalog.scores_manifest(MODEL, LARGE_DS))
+    assert manifest["rows"] == LARGE_ROWS and manifest["chunks"] == 10
+    chunks = [ti for ti in stack.task_instances(score, scoring["dag_run_id"]) if ti["task_id"] == "score_chunk"]
+    assert len(chunks) == 10 and {ti["hostname"] for ti in chunks} == {"worker-a", "worker-b"}
+
+    # One process, the same landed files and champion: `pipelines validate`, then `pipelines score`.
+    one = LocalStorage(str(tmp_path / "one"))
+    for key in s3.list(catalog.landing_dir(DATASET, LARGE_DS)):
+        one.write_bytes(key, s3.read_bytes(key))
+    local = {**env, "PIPELINES_DATA_ROOT": str(tmp_path / "one")}
+    one_process = {}
+    for args in (["validate", "--dataset", DATASET, "--ds", LARGE_DS], ["score", "--model", MODEL, "--ds", LARGE_DS]):
+        cmd = [sys.executable, "-m", "pipelines", *args]
+        started = time.monotonic()
+        done = subprocess.run(cmd, env=local, capture_output=True, text=True, timeout=3600)
+        one_process[args[0]] = round(time.monotonic() - started, 1)
+        assert done.returncode == 0, done.stderr[-3000:]
+    if os.environ.get("PROD_BENCH_OUT"):  # make bench-scale: the two workers' times beside one process's
+        _write_bench(stack, run["dag_run_id"], scoring["dag_run_id"], one_process)
+    assert one.read_json(catalog.scores_manifest(MODEL, LARGE_DS))["model_version"] == manifest["model_version"]
+    for key in (
+        catalog.validated_file(DATASET, LARGE_DS),
+        catalog.quarantine_rows(DATASET, LARGE_DS),
+        catalog.scores_file(MODEL, LARGE_DS),
+    ):
+        assert s3.read_bytes(key) == one.read_bytes(key), key
+
+
+def _seconds(item: dict) -> float:
+    import datetime as dt
+
+    start, end = (dt.datetime.fromisoformat(item[k]) for k in ("start_date", "end_date"))
+    return round((end - start).total_seconds(), 1)
+
+
+def _write_bench(stack, ingest_run: str, scoring_run: str, one_process: dict) -> None:
+    """The large day's figures for ``make bench-scale``: each run's and task's time and worker."""
+    out = {"rows": LARGE_ROWS, "one_process_seconds": one_process, "runs": {}}
+    for dag_id, run_id in (("ingest_flights", ingest_run), ("batch_score_flights_delay", scoring_run)):
+        run = stack.api(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        tis = stack.task_instances(dag_id, run_id)
+        out["runs"][dag_id] = {
+            "seconds": _seconds(run),
+            "tasks": [
+                {"task": t["task_id"], "map_index": t["map_index"], "worker": t["hostname"], "seconds": _seconds(t)}
+                for t in tis
+                if t["start_date"] and t["end_date"]
+            ],
+        }
+    with open(os.environ["PROD_BENCH_OUT"], "w", encoding="utf-8") as f:
+        json.dump(out, f, indent=2)
