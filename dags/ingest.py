@@ -115,9 +115,11 @@ def build_ingest_dag(dataset):
 
             from pipelines.ingest.steps import run_shard
 
+            context = get_current_context()
             # The mapped instance's name in the UI (map_index_template renders it from the context).
-            get_current_context()["shard_label"] = f"{shard['ds']} shard {shard['shard'] + 1} of {shard['of']}"
-            return run_shard(dataset.name, shard)
+            context["shard_label"] = f"{shard['ds']} shard {shard['shard'] + 1} of {shard['of']}"
+            last_try = context["ti"].try_number > context["task"].retries
+            return run_shard(dataset.name, shard, last_try=last_try)
 
         # At least the sensor succeeded (a day with no shard task skips validate_shard), and nothing failed.
         @task(task_id="validate_partition", outlets=[validated], trigger_rule="none_failed_min_one_success")

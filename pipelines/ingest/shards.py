@@ -22,11 +22,16 @@ one shard, read in bounded memory like any other.
   publishes nothing, and the published files are the same bytes.
 
 Results are keyed by the **delivery id**: a digest of the delivery's files
-and marker (key, size, modification time, ETag), the compiled contract, the
-batch size and :data:`SHARD_FORMAT`. A result of another delivery is never
-used, so a redelivery or a contract change between the shard tasks and the
-day's task costs a re-read, never a mix. The day's task removes every shard
-result of the partition once it has written the day's outcome.
+and marker (key, size, modification time, ETag), the shard plan, the
+compiled contract's content, the batch size, the code of this package and
+:data:`SHARD_FORMAT`. A result of another delivery, plan or code is never
+used, so a redelivery, a retuned ``max_shards`` or a deployed fix between
+the shard tasks and the day's task costs a re-read, never a mix. What a
+result claims is checked before use (:func:`_load`). A shard task's last
+try that fails leaves its shard to the day's task
+(:func:`pipelines.ingest.steps.run_shard`). The day's task removes the
+decided delivery's results once it has written the day's outcome, and
+other deliveries' results left untouched for :data:`STALE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ import os
 import shutil
 import uuid
 from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
@@ -82,10 +89,34 @@ def plan(ingest: IngestConfig, landed: Delivery) -> list[list[int]]:
     return shards
 
 
-def delivery_id(landed: Delivery, contract: Contract, rows: int) -> str:
-    """What a shard result is valid for: this delivery, read under this contract in batches of ``rows``."""
-    identity = json.dumps([SHARD_FORMAT, repr(landed.fingerprint), repr(contract), int(rows)])
+def delivery_id(landed: Delivery, contract: Contract, rows: int, shards: list[list[int]]) -> str:
+    """What a shard result is valid for: this delivery, split into these shards, read under this contract's
+    content in batches of ``rows`` by this code (a fix to validation never reuses what older code read)."""
+    from dataclasses import replace
+
+    identity = json.dumps(
+        [
+            SHARD_FORMAT,
+            repr(landed.fingerprint),
+            repr(replace(contract, source="")),  # the content, not where this worker keeps the file
+            int(rows),
+            [[landed.files[i].key for i in files] for files in shards],
+            _code_digest(),
+        ]
+    )
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:16]
+
+
+@lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The ``pipelines`` package's Python sources, hashed (the same wherever the checkout lives)."""
+    import pipelines
+
+    root = Path(pipelines.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def shard_tasks(
@@ -99,7 +130,7 @@ def shard_tasks(
     shards = plan(config.ingest, landed)
     if len(shards) <= 1:
         return []
-    ident = delivery_id(landed, contract or contract_for(config), config.ingest.batch_rows)
+    ident = delivery_id(landed, contract or contract_for(config), config.ingest.batch_rows, shards)
     return [
         {"ds": ds, "shard": i, "of": len(shards), "delivery": ident, "files": len(files)}
         for i, files in enumerate(shards)
@@ -144,10 +175,10 @@ def validate_shard(
         return _skipped(out, f"the delivery is not complete any more ({exc})")
     shards = plan(config.ingest, landed)
     out["of"] = len(shards)
-    if delivery_id(landed, contract, rows) != expected or not 0 <= index < len(shards):
-        return _skipped(out, "the delivery changed since the shards were planned")
+    if delivery_id(landed, contract, rows, shards) != expected or not 0 <= index < len(shards):
+        return _skipped(out, "the delivery (or the shard plan) changed since the shards were planned")
     key = catalog.shard_result(config.name, ds, expected, index)
-    if storage.exists(key):
+    if _complete(storage, config.name, ds, expected, index):
         log.info("%s ds=%s shard %d of %d: already done (%s)", config.name, ds, index, len(shards), storage.uri(key))
         return {**out, "status": "already done"}
     with tempfile.TemporaryDirectory(prefix=f"validate-{config.name}-shard-") as folder:
@@ -174,6 +205,19 @@ def validate_shard(
 def _skipped(out: dict[str, Any], reason: str) -> dict[str, Any]:
     log.warning("shard %s: %s; nothing done here, the day's validation reads it itself", out["shard"], reason)
     return {**out, "reason": reason}
+
+
+def _complete(storage: Storage, dataset: str, ds: str, ident: str, index: int) -> bool:
+    """Whether a shard's result is there with every batch it names (a retry redoes nothing then)."""
+    try:
+        doc = json.loads(storage.read_bytes(catalog.shard_result(dataset, ds, ident, index)))
+        sizes = {i.key: i.size for i in storage.list_info(catalog.validation_shards(dataset, ds))}
+        return all(sizes.get(b["key"]) == b["bytes"] for b in doc["batches"])
+    except MissingInput:
+        return False
+    except Exception as exc:  # noqa: BLE001 - a result that does not parse is no result: read the shard again
+        log.warning("shard %d: its result cannot be read (%s); reading the shard again", index, exc)
+        return False
 
 
 def _save(storage: Storage, dataset: str, ds: str, ident: str, index: int, part: Part) -> dict[str, Any]:
@@ -227,60 +271,96 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
-def _load(storage: Storage, dataset: str, ds: str, ident: str, index: int, folder: str) -> Part | None:
-    """A shard task's result with its batches downloaded to ``folder``; None when there is none to trust."""
+def _load(
+    storage: Storage, landed: Delivery, files: list[int], ident: str, index: int, folder: str, where: tuple[str, str]
+) -> Part | None:
+    """A shard task's result with its batches downloaded to ``folder``; None when there is none to trust.
+
+    Nothing in a result is taken on trust that the day's task can check:
+    the files it accounts for must be exactly the shard's planned files, at
+    their landed sizes; its batches must sit under this shard's keys,
+    match their checksums, hold the rows it says, numbered without a gap,
+    and each file's rows in them must be the rows it says the file gave.
+    Anything else (a missing, truncated, altered or foreign result) and the
+    day's task reads the shard itself.
+    """
+    dataset, ds = where
+    try:
+        doc = json.loads(storage.read_bytes(catalog.shard_result(dataset, ds, ident, index)))
+    except MissingInput:
+        return None
+    except Exception as exc:  # noqa: BLE001 - an unreadable result is no result
+        log.warning("%s ds=%s shard %d: its result cannot be read (%s); read here", dataset, ds, index, exc)
+        return None
+    try:
+        return _checked(storage, landed, files, ident, index, folder, where, doc)
+    except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the shard is read again
+        shutil.rmtree(folder, ignore_errors=True)
+        log.warning("%s ds=%s shard %d: its result cannot be used (%s); read here", dataset, ds, index, exc)
+        return None
+
+
+def _checked(
+    storage: Storage,
+    landed: Delivery,
+    files: list[int],
+    ident: str,
+    index: int,
+    folder: str,
+    where: tuple[str, str],
+    doc: dict[str, Any],
+) -> Part:
     import pyarrow.parquet as pq
 
     from pipelines.core.storage import sha256_file
     from pipelines.ingest.batches import FileRead
     from pipelines.ingest.landing import BadFile
-    from pipelines.ingest.spill import Chunk
+    from pipelines.ingest.spill import SOURCE_FILE, Chunk
     from pipelines.ingest.validation import Part, Totals
 
-    key = catalog.shard_result(dataset, ds, ident, index)
-    try:
-        doc = storage.read_json(key)
-    except MissingInput:
-        return None
-    try:
-        if doc.get("format") != SHARD_FORMAT or doc.get("delivery") != ident or doc.get("shard") != index:
-            raise ValueError("written for another delivery or format")
-        os.makedirs(folder, exist_ok=True)
-        chunks = []
-        expected_first = 0
-        for n, b in enumerate(doc["batches"]):
-            # Only the batch keys this shard's attempt writes, its rows numbered without a gap.
-            key = catalog.shard_batch(dataset, ds, ident, index, doc["attempt"], n)
-            if b["key"] != key or int(b["first_row"]) != expected_first:
-                raise ValueError(f"batch {n} is not where or what this shard writes")
-            path = os.path.join(folder, f"batch-{n:06d}.parquet")
-            storage.download(key, path)
-            if os.path.getsize(path) != b["bytes"] or sha256_file(path) != b["sha256"]:
-                raise ValueError(f"batch {n} is not the one the result names")
-            if pq.read_metadata(path).num_rows != int(b["rows"]):
-                raise ValueError(f"batch {n} does not hold the rows the result names")
-            chunks.append(Chunk(path, expected_first, int(b["rows"])))
-            expected_first += int(b["rows"])
-        if expected_first != int(doc["rows"]):
-            raise ValueError("its batches do not hold its rows")
-        totals = Totals(
-            chunks=chunks,
-            counts={k: int(v) for k, v in doc["counts"].items()},
-            q_rows=int(doc["quarantine_rows"]),
-            q_records=int(doc["quarantine_records"]),
-            gx_results=doc["gx_results"],
-            malformed=[(m[0], m[1], m[2]) for m in doc["malformed"]],
-            names=doc["names"],
-            missing=doc["missing"],
-            extra=doc["extra"],
-        )
-        files = [FileRead(**f) for f in doc["files"]]
-        part = Part(files, [BadFile(**b) for b in doc["bad"]], totals, int(doc["rows"]), by_shard_task=True)
-    except (MissingInput, ValueError, KeyError, TypeError, OSError) as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        log.warning("%s ds=%s shard %d: its result cannot be used (%s); read here", dataset, ds, index, exc)
-        return None
-    return part
+    dataset, ds = where
+    if doc["format"] != SHARD_FORMAT or doc["delivery"] != ident or doc["shard"] != index:
+        raise ValueError("written for another delivery, shard or format")
+    read = [FileRead(**f) for f in doc["files"]]
+    bad = [BadFile(**b) for b in doc["bad"]]
+    planned = {landed.files[i].key: landed.files[i] for i in files}
+    accounted = [f.key for f in read] + [b.key for b in bad]
+    if sorted(accounted) != sorted(planned) or len(set(accounted)) != len(accounted):
+        raise ValueError("it does not account for exactly the shard's files")
+    for item in (*read, *bad):
+        if item.name != planned[item.key].name or item.size not in (-1, landed.sizes.get(item.key)):
+            raise ValueError(f"{item.name}: not the landed file")
+    os.makedirs(folder, exist_ok=True)
+    chunks, per_file, first = [], dict.fromkeys((f.name for f in read), 0), 0
+    for n, b in enumerate(doc["batches"]):
+        key = catalog.shard_batch(dataset, ds, ident, index, doc["attempt"], n)
+        if b["key"] != key or int(b["first_row"]) != first:
+            raise ValueError(f"batch {n} is not where or what this shard writes")
+        path = os.path.join(folder, f"batch-{n:06d}.parquet")
+        storage.download(key, path)
+        if os.path.getsize(path) != b["bytes"] or sha256_file(path) != b["sha256"]:
+            raise ValueError(f"batch {n} is not the one the result names")
+        names = pq.read_table(path, columns=[SOURCE_FILE]).column(SOURCE_FILE).to_pylist()
+        if len(names) != int(b["rows"]):
+            raise ValueError(f"batch {n} does not hold the rows the result names")
+        for name in names:
+            per_file[name] += 1  # a row of a file this shard did not read fails here
+        chunks.append(Chunk(path, first, int(b["rows"])))
+        first += int(b["rows"])
+    if first != int(doc["rows"]) or any(per_file[f.name] != f.num_rows for f in read):
+        raise ValueError("its batches do not hold its files' rows")
+    totals = Totals(
+        chunks=chunks,
+        counts={str(k): int(v) for k, v in dict(doc["counts"]).items()},
+        q_rows=int(doc["quarantine_rows"]),
+        q_records=int(doc["quarantine_records"]),
+        gx_results=list(doc["gx_results"]),
+        malformed=[(str(m[0]), m[1], str(m[2])) for m in doc["malformed"]],
+        names=[list(n) for n in doc["names"]],
+        missing=dict(doc["missing"]),
+        extra=dict(doc["extra"]),
+    )
+    return Part(read, bad, totals, first, by_shard_task=True)
 
 
 def parts_of_day(
@@ -290,11 +370,11 @@ def parts_of_day(
     from pipelines.ingest.validation import read_files
 
     shards = plan(config.ingest, landed)
-    ident = delivery_id(landed, contract, rows)
+    ident = delivery_id(landed, contract, rows, shards)
     parts = []
     for index, files in enumerate(shards):
         sub = os.path.join(folder, f"shard-{index:05d}")
-        part = _load(storage, config.name, ds, ident, index, sub) if len(shards) > 1 else None
+        part = _load(storage, landed, files, ident, index, sub, (config.name, ds)) if len(shards) > 1 else None
         parts.append(part or read_files(storage, landed, files, contract, ds, sub, rows))
     if len(shards) > 1:
         taken = sum(p.by_shard_task for p in parts)
@@ -309,6 +389,21 @@ def parts_of_day(
     return parts
 
 
-def remove_results(storage: Storage, dataset: str, ds: str) -> None:
-    """Every shard result of a partition, once the day's outcome is written (a result is never needed again)."""
-    storage.delete_prefix(catalog.validation_shards(dataset, ds))
+#: Results of another delivery untouched this long are removed with a decided day's (none is still in flight).
+STALE_SECONDS = 3600
+
+
+def remove_results(storage: Storage, dataset: str, ds: str, decided: str) -> None:
+    """Once the day's outcome is written: the decided delivery's shard results (never needed again), and those
+    of other deliveries of the day left for an hour (a run of a newer delivery may be writing its own now)."""
+    import time
+
+    folder = catalog.validation_shards(dataset, ds)
+    keep_after = time.time_ns() - STALE_SECONDS * 10**9
+    newest: dict[str, int] = {}
+    for info in storage.list_info(folder):
+        other = info.key[len(folder) + 1 :].split("/", 1)[0]
+        newest[other] = max(newest.get(other, 0), info.modified_ns)
+    for other, modified in newest.items():
+        if other == decided or modified < keep_after:
+            storage.delete_prefix(f"{folder}/{other}")

@@ -148,15 +148,18 @@ def _sql_list(paths: list[str]) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def _positioned(chunks: list[Chunk]) -> str:
-    """A DuckDB table expression over the spilled batches whose ``_row`` is each row's position in the day."""
+def _positioned(chunks: list[Chunk], columns: list[str]) -> str:
+    """A DuckDB table expression over the spilled batches, only ``columns`` (matched by name: files' delivered
+    columns differ), where ``_row`` is each row's position in the day."""
+    from pipelines.core.expressions import quote_identifier as q
+
     groups: dict[int, list[str]] = {}
     for c in chunks:
         groups.setdefault(c.shift, []).append(c.path)
-    if list(groups) == [0]:
-        return f"read_parquet({_sql_list(groups[0])})"
+    rest = ", ".join(q(c) for c in columns if c != ROW)
     selects = [
-        f"SELECT * REPLACE ({ROW} + {int(shift)} AS {ROW}) FROM read_parquet({_sql_list(paths)})"  # noqa: S608
+        f"SELECT {ROW} + {int(shift)} AS {ROW}, {rest} "  # noqa: S608 - our own files and columns
+        f"FROM read_parquet({_sql_list(paths)}, union_by_name = true)"
         for shift, paths in groups.items()
     ]
     return "(" + " UNION ALL ".join(selects) + ")"
@@ -170,7 +173,8 @@ class Duplicates:
         self.rules = unique_rules(contract)
         self.con = None
         self.files = [c.path for c in chunks if c.rows]
-        self.source = _positioned([c for c in chunks if c.rows])
+        keys = {typed(c) for r in self.rules for c in r.columns}
+        self.source = _positioned([c for c in chunks if c.rows], [ROW, RECORDS, QUARANTINED, *sorted(keys)])
         if not self.rules:
             return
         if not self.files:

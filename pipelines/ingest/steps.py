@@ -68,12 +68,26 @@ def landing_ready(dataset: str, ds: str) -> list[dict[str, Any]] | None:
     return shards
 
 
-def run_shard(dataset: str, shard: dict[str, Any]) -> dict[str, Any]:
-    """Read one shard of a large day (see :func:`pipelines.ingest.shards.validate_shard`)."""
+def run_shard(dataset: str, shard: dict[str, Any], *, last_try: bool = False) -> dict[str, Any]:
+    """Read one shard of a large day (see :func:`pipelines.ingest.shards.validate_shard`).
+
+    A shard is an optimisation: on its last try, an error is logged and
+    returned (``status: failed``) instead of raised, so the day's task reads
+    the shard itself rather than the whole day waiting on it. Earlier tries
+    raise, and Airflow retries them.
+    """
     from pipelines.core.config import load_dataset
     from pipelines.ingest.shards import validate_shard
 
-    return validate_shard(load_dataset(dataset), shard["ds"], int(shard["shard"]), str(shard["delivery"]))
+    try:
+        return validate_shard(load_dataset(dataset), shard["ds"], int(shard["shard"]), str(shard["delivery"]))
+    except Exception as exc:
+        if not last_try:
+            raise
+        log.exception(
+            "shard %s of %s ds=%s failed on its last try; the day's task reads it", shard["shard"], dataset, shard["ds"]
+        )
+        return {"shard": shard["shard"], "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
 
 
 def run_validation(dataset: str, ds: str) -> ValidationOutcome:

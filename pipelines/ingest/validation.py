@@ -219,9 +219,10 @@ def validate_partition(
         _unchanged(config, ds, storage, landed)
         recheck = lambda: _unchanged(config, ds, storage, landed)  # noqa: E731
         _write(storage, dataset, ds, built, models_on(dataset), recheck)
-    from pipelines.ingest.shards import remove_results
+    from pipelines.ingest.shards import delivery_id, plan, remove_results
 
-    remove_results(storage, dataset, ds)
+    rows = batch_rows or config.ingest.batch_rows
+    remove_results(storage, dataset, ds, delivery_id(landed, contract, rows, plan(config.ingest, landed)))
     summary = built.summary
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":

@@ -6,7 +6,10 @@ PostgreSQL stores, artifacts proxied to S3) and Airflow's api-server,
 scheduler, dag-processor and triggerer plus two named Celery workers, all
 on loopback. The test drives the real scheduler through the REST API (with
 a token) and the CLI (``airflow backfill create``): ingest 10 seeded days,
-train and promote, score 3 days in 4-chunk mapped runs. Then it kills the
+train and promote, score 3 days in 4-chunk mapped runs. A large day (40,000
+rows in 12 files; 5M in ``make bench-scale``) is read by 4 mapped shard tasks
+and scored in 10 chunk tasks, over both workers, into the bytes one process
+makes of it. Then it kills the
 worker that is scoring a chunk (SIGKILL to its whole process tree: Airflow
 runs each task in its own process group) while that chunk is written but
 not committed, and
@@ -213,6 +216,68 @@ def test_racing_promotions_on_the_tracking_server_and_s3_leave_one_champion(stac
     assert str(alias_version(c, MODEL, CHAMPION).version) == champion
 
 
+def test_a_large_day_is_validated_by_shard_tasks_and_scored_on_both_workers_as_one_process_would(
+    stack, tmp_path, monkeypatch
+):
+    """The day's files are read by 4 shard tasks over the two workers; one task decides and publishes; the
+    scoring run's chunks also run on both workers. The published validated,
+    quarantine and scores files are the bytes one process makes of the same landed files and model version."""
+    from pipelines.core.storage import LocalStorage, get_storage
+    from pipelines_ops.scale_data import land_large_day
+
+    env = stack.env()
+    for key, value in env.items():
+        if key.startswith(("MLFLOW_", "PIPELINES_", "AWS_")):
+            monkeypatch.setenv(key, value)
+    s3 = get_storage()
+    landed = land_large_day(s3, LARGE_DS, LARGE_ROWS, files_per_origin=4)
+    ingest, score = "ingest_flights", "batch_score_flights_delay"
+    scored_before = {r["dag_run_id"] for r in stack.rest.runs(score)}
+    run = stack.api(f"/api/v2/dags/{ingest}/dagRuns", "POST", {"logical_date": None, "conf": {"ds": LARGE_DS}})
+    runs = {r["dag_run_id"]: r["state"] for r in stack.wait_runs(ingest, 11, 1800)}
+    assert runs[run["dag_run_id"]] == "success"
+    tis = stack.task_instances(ingest, run["dag_run_id"])
+    shards = [ti for ti in tis if ti["task_id"] == "validate_shard"]
+    assert len(shards) == 4 and {ti["state"] for ti in shards} == {"success"}
+    assert {ti["hostname"] for ti in shards} == {"worker-a", "worker-b"}  # the day's reading spread over both
+    report = _s3_json(stack, catalog.validation_report(DATASET, LARGE_DS))["summary"]
+    assert report["shards"] == {"count": 4, "by_shard_tasks": 4}
+    assert report["status"] == "published" and report["validated_rows"] == sum(landed.values()) == LARGE_ROWS
+
+    # Scoring the day, in chunks of a tenth of it (the config's chunk_rows).
+    stack.api(f"/api/v2/dags/{score}/dagRuns", "POST", {"logical_date": None, "conf": {"ds": LARGE_DS}})
+    runs = stack.wait_runs(score, len(scored_before) + 1, 1800)
+    [scoring] = [r for r in runs if r["dag_run_id"] not in scored_before]
+    assert scoring["state"] == "success"
+    manifest = _s3_json(stack, catalog.scores_manifest(MODEL, LARGE_DS))
+    assert manifest["rows"] == LARGE_ROWS and manifest["chunks"] == 10
+    chunks = [ti for ti in stack.task_instances(score, scoring["dag_run_id"]) if ti["task_id"] == "score_chunk"]
+    assert len(chunks) == 10 and {ti["hostname"] for ti in chunks} == {"worker-a", "worker-b"}
+
+    # One process, the same landed files and champion: `pipelines validate`, then `pipelines score`.
+    one = LocalStorage(str(tmp_path / "one"))
+    marker = catalog.landing_file(DATASET, LARGE_DS, "_SUCCESS")
+    for key in [k for k in s3.list(catalog.landing_dir(DATASET, LARGE_DS)) if k != marker] + [marker]:
+        one.write_bytes(key, s3.read_bytes(key))  # the ready marker last, as upstream writes it
+    local = {**env, "PIPELINES_DATA_ROOT": str(tmp_path / "one")}
+    one_process = {}
+    for args in (["validate", "--dataset", DATASET, "--ds", LARGE_DS], ["score", "--model", MODEL, "--ds", LARGE_DS]):
+        cmd = [sys.executable, "-m", "pipelines", *args]
+        started = time.monotonic()
+        done = subprocess.run(cmd, env=local, capture_output=True, text=True, timeout=3600)
+        one_process[args[0]] = round(time.monotonic() - started, 1)
+        assert done.returncode == 0, done.stderr[-3000:]
+    if os.environ.get("PROD_BENCH_OUT"):  # make bench-scale: the two workers' times beside one process's
+        _write_bench(stack, run["dag_run_id"], scoring["dag_run_id"], one_process)
+    assert one.read_json(catalog.scores_manifest(MODEL, LARGE_DS))["model_version"] == manifest["model_version"]
+    for key in (
+        catalog.validated_file(DATASET, LARGE_DS),
+        catalog.quarantine_rows(DATASET, LARGE_DS),
+        catalog.scores_file(MODEL, LARGE_DS),
+    ):
+        assert s3.read_bytes(key) == one.read_bytes(key), key
+
+
 def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     score = "batch_score_flights_delay"
     before = _s3_json(stack, catalog.scores_manifest(MODEL, KILL_DS))
@@ -253,66 +318,6 @@ def test_killing_a_worker_mid_chunk_loses_and_duplicates_nothing(stack):
     assert after["plan_id"] != before["plan_id"]  # really a new run
     assert after["output_sha256"] == before["output_sha256"]  # same bytes: nothing lost, nothing twice
     assert after["rows"] == before["rows"] and after["chunks"] == 4
-
-
-def test_a_large_day_is_validated_by_shard_tasks_and_scored_on_both_workers_as_one_process_would(
-    stack, tmp_path, monkeypatch
-):
-    """The day's files are read by 4 shard tasks over the two workers; one task decides and publishes; the
-    validated asset starts the scoring run, whose chunks also run on both workers. The published validated,
-    quarantine and scores files are the bytes one process makes of the same landed files and model version."""
-    from pipelines.core.storage import LocalStorage, get_storage
-    from pipelines_ops.scale_data import land_large_day
-
-    env = stack.env()
-    for key, value in env.items():
-        if key.startswith(("MLFLOW_", "PIPELINES_", "AWS_")):
-            monkeypatch.setenv(key, value)
-    s3 = get_storage()
-    landed = land_large_day(s3, LARGE_DS, LARGE_ROWS, files_per_origin=4)
-    ingest, score = "ingest_flights", "batch_score_flights_delay"
-    scored_before = {r["dag_run_id"] for r in stack.rest.runs(score)}
-    run = stack.api(f"/api/v2/dags/{ingest}/dagRuns", "POST", {"logical_date": None, "conf": {"ds": LARGE_DS}})
-    runs = {r["dag_run_id"]: r["state"] for r in stack.wait_runs(ingest, 11, 1800)}
-    assert runs[run["dag_run_id"]] == "success"
-    tis = stack.task_instances(ingest, run["dag_run_id"])
-    shards = [ti for ti in tis if ti["task_id"] == "validate_shard"]
-    assert len(shards) == 4 and {ti["state"] for ti in shards} == {"success"}
-    assert {ti["hostname"] for ti in shards} == {"worker-a", "worker-b"}  # the day's reading spread over both
-    report = _s3_json(stack, catalog.validation_report(DATASET, LARGE_DS))["summary"]
-    assert report["shards"] == {"count": 4, "by_shard_tasks": 4}
-    assert report["status"] == "published" and report["validated_rows"] == sum(landed.values()) == LARGE_ROWS
-
-    # The validated asset started a scoring run of the day, in chunks of a tenth of it.
-    runs = stack.wait_runs(score, len(scored_before) + 1, 1800)
-    [scoring] = [r for r in runs if r["dag_run_id"] not in scored_before]
-    assert scoring["state"] == "success"
-    manifest = _s3_json(stack, catalog.scores_manifest(MODEL, LARGE_DS))
-    assert manifest["rows"] == LARGE_ROWS and manifest["chunks"] == 10
-    chunks = [ti for ti in stack.task_instances(score, scoring["dag_run_id"]) if ti["task_id"] == "score_chunk"]
-    assert len(chunks) == 10 and {ti["hostname"] for ti in chunks} == {"worker-a", "worker-b"}
-
-    # One process, the same landed files and champion: `pipelines validate`, then `pipelines score`.
-    one = LocalStorage(str(tmp_path / "one"))
-    for key in s3.list(catalog.landing_dir(DATASET, LARGE_DS)):
-        one.write_bytes(key, s3.read_bytes(key))
-    local = {**env, "PIPELINES_DATA_ROOT": str(tmp_path / "one")}
-    one_process = {}
-    for args in (["validate", "--dataset", DATASET, "--ds", LARGE_DS], ["score", "--model", MODEL, "--ds", LARGE_DS]):
-        cmd = [sys.executable, "-m", "pipelines", *args]
-        started = time.monotonic()
-        done = subprocess.run(cmd, env=local, capture_output=True, text=True, timeout=3600)
-        one_process[args[0]] = round(time.monotonic() - started, 1)
-        assert done.returncode == 0, done.stderr[-3000:]
-    if os.environ.get("PROD_BENCH_OUT"):  # make bench-scale: the two workers' times beside one process's
-        _write_bench(stack, run["dag_run_id"], scoring["dag_run_id"], one_process)
-    assert one.read_json(catalog.scores_manifest(MODEL, LARGE_DS))["model_version"] == manifest["model_version"]
-    for key in (
-        catalog.validated_file(DATASET, LARGE_DS),
-        catalog.quarantine_rows(DATASET, LARGE_DS),
-        catalog.scores_file(MODEL, LARGE_DS),
-    ):
-        assert s3.read_bytes(key) == one.read_bytes(key), key
 
 
 def _seconds(item: dict) -> float:

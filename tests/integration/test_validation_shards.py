@@ -135,7 +135,7 @@ def test_a_missing_altered_or_forged_shard_result_is_read_again_by_the_day(stora
     assert_same(summary, storage, reference)
 
 
-def test_a_redelivery_after_the_shard_tasks_is_validated_whole(storage, contract):
+def test_a_redelivery_after_the_shard_tasks_is_validated_whole(storage, contract, monkeypatch):
     land(storage)
     run_shard_tasks(storage, contract)
     key = catalog.landing_file("flights", DS, "flights_JFK-1.csv")
@@ -144,6 +144,11 @@ def test_a_redelivery_after_the_shard_tasks_is_validated_whole(storage, contract
     storage.write_bytes(catalog.landing_file("flights", DS, "_SUCCESS"), b"")
     summary = validate_partition(SPLIT, DS, storage=storage, contract=contract)
     assert summary["shards"] == {"count": 4, "by_shard_tasks": 0}
+    # The old delivery's results are another run's for all this run knows: kept until an hour old.
+    assert storage.list(catalog.validation_shards("flights", DS))
+    monkeypatch.setattr(shards, "STALE_SECONDS", 0)
+    validate_partition(SPLIT, DS, storage=storage, contract=contract)
+    assert not storage.list(catalog.validation_shards("flights", DS))
     split_out = outputs(storage)
     reference = one_task(storage, contract)
     assert reference[0]["landed_rows"] == ROWS + 1 - 100 + 1  # the repeat and the malformed line's row
@@ -178,3 +183,66 @@ def test_a_shard_planned_for_another_delivery_does_nothing(storage, contract):
     out = shards.validate_shard(SPLIT, DS, 0, first["delivery"], storage=storage, contract=contract)
     assert out["status"] == "skipped" and "changed" in out["reason"]
     assert not storage.list(catalog.validation_shards("flights", DS))
+
+
+def test_results_of_another_shard_plan_are_never_used(storage, contract):
+    """Shard tasks ran under 4 shards; the day's task runs under 2 (max_shards tuned in between)."""
+    land(storage)
+    reference = one_task(storage, contract)
+    assert [d["status"] for d in run_shard_tasks(storage, contract)] == ["done"] * 4
+    two = configured(shard_bytes=50_000, max_shards=2)
+    summary = validate_partition(two, DS, storage=storage, contract=contract)
+    assert summary["shards"] == {"count": 2, "by_shard_tasks": 0}  # none of the 4-shard results fits 2 shards
+    assert_same(summary, storage, reference)
+
+
+def test_files_with_other_columns_in_other_shards(storage, contract):
+    """A file of the last shard delivers a column the others do not: duplicate keys are still found by name."""
+    land(storage)
+    key = catalog.landing_file("flights", DS, "flights_LGA-1.csv")
+    lines = storage.read_bytes(key).splitlines()
+    lines = [lines[0] + b',"note"'] + [line + b',"x"' for line in lines[1:]]
+    storage.write_bytes(key, b"\n".join(lines) + b"\n")
+    storage.write_bytes(catalog.landing_file("flights", DS, "_SUCCESS"), b"")
+    reference = one_task(storage, contract)
+    assert reference[0]["rule_counts"]["natural_key_unique"] == 2
+    run_shard_tasks(storage, contract)
+    summary = validate_partition(SPLIT, DS, storage=storage, contract=contract)
+    assert summary["shards"] == {"count": 4, "by_shard_tasks": 4}
+    assert_same(summary, storage, reference)
+
+
+def test_a_broken_or_forged_result_is_read_again_not_trusted(storage, contract):
+    land(storage)
+    reference = one_task(storage, contract)
+    run_shard_tasks(storage, contract)
+    ident = shards.shard_tasks(SPLIT, DS, delivery(SPLIT, DS, storage), contract=contract)[0]["delivery"]
+    result = lambda i: catalog.shard_result("flights", DS, ident, i)  # noqa: E731
+    storage.write_bytes(result(0), storage.read_bytes(result(0))[:100])  # truncated
+    storage.write_json(result(1), ["not", "a", "result"])
+    doc = storage.read_json(result(2))
+    doc["files"][0]["key"] = catalog.landing_file("flights", "2013-06-17", "secret.csv")  # another object
+    storage.write_json(result(2), doc)
+    doc = storage.read_json(result(3))
+    doc["attempt"] = "../../../etc"
+    storage.write_json(result(3), doc)
+    # A shard task asked again does not take a broken result for a done shard.
+    again = shards.validate_shard(SPLIT, DS, 0, ident, storage=storage, contract=contract)
+    assert again["status"] == "done"
+    summary = validate_partition(SPLIT, DS, storage=storage, contract=contract)
+    assert summary["shards"] == {"count": 4, "by_shard_tasks": 1}  # only the redone shard 0
+    assert_same(summary, storage, reference)
+
+
+def test_a_shard_failing_on_its_last_try_leaves_the_shard_to_the_day(monkeypatch):
+    from pipelines.ingest import steps
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(shards, "validate_shard", broken)
+    shard = {"ds": DS, "shard": 2, "of": 4, "delivery": "0" * 16}
+    with pytest.raises(OSError):
+        steps.run_shard("flights", shard)  # an early try: Airflow retries it
+    out = steps.run_shard("flights", shard, last_try=True)
+    assert out["status"] == "failed" and "disk full" in out["reason"]
