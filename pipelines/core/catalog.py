@@ -258,6 +258,22 @@ def validation_shards(dataset: str, ds: str) -> str:
     return _key("checkpoints", dataset, ds, "validation", namespace="datasets")
 
 
+def shard_delivery_dir(dataset: str, ds: str, delivery_id: str) -> str:
+    """The shard results of one delivery of a partition."""
+    return _key("checkpoints", dataset, ds, "validation", _plan_id(delivery_id), namespace="datasets")
+
+
+def shard_deliveries(storage: Storage, dataset: str, ds: str) -> dict[str, int]:
+    """``{delivery id: newest modification (ns)}`` of the shard results kept for a partition."""
+    folder = validation_shards(dataset, ds)
+    newest: dict[str, int] = {}
+    for info in storage.list_info(folder):
+        ident = info.key[len(folder) + 1 :].split("/", 1)[0]
+        if _PLAN_RE.fullmatch(ident):
+            newest[ident] = max(newest.get(ident, 0), info.modified_ns)
+    return newest
+
+
 def shard_result(dataset: str, ds: str, delivery_id: str, index: int) -> str:
     """A shard's result (its files' counts, rule counts, GX results, spilled batches): the shard is done when it
     exists."""

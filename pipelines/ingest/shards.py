@@ -398,12 +398,7 @@ def remove_results(storage: Storage, dataset: str, ds: str, decided: str) -> Non
     of other deliveries of the day left for an hour (a run of a newer delivery may be writing its own now)."""
     import time
 
-    folder = catalog.validation_shards(dataset, ds)
     keep_after = time.time_ns() - STALE_SECONDS * 10**9
-    newest: dict[str, int] = {}
-    for info in storage.list_info(folder):
-        other = info.key[len(folder) + 1 :].split("/", 1)[0]
-        newest[other] = max(newest.get(other, 0), info.modified_ns)
-    for other, modified in newest.items():
+    for other, modified in catalog.shard_deliveries(storage, dataset, ds).items():
         if other == decided or modified < keep_after:
-            storage.delete_prefix(f"{folder}/{other}")
+            storage.delete_prefix(catalog.shard_delivery_dir(dataset, ds, other))
