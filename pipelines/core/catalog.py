@@ -258,9 +258,9 @@ def validation_shards(dataset: str, ds: str) -> str:
     return _key("checkpoints", dataset, ds, "validation", namespace="datasets")
 
 
-def shard_delivery_dir(dataset: str, ds: str, delivery_id: str) -> str:
-    """The shard results of one delivery of a partition."""
-    return _key("checkpoints", dataset, ds, "validation", _plan_id(delivery_id), namespace="datasets")
+def shard_delivery_dir(dataset: str, ds: str, delivery_id: str, *parts: str) -> str:
+    """The shard results of one delivery of a partition (or a key in that folder)."""
+    return _key("checkpoints", dataset, ds, "validation", _plan_id(delivery_id), *parts, namespace="datasets")
 
 
 def shard_deliveries(storage: Storage, dataset: str, ds: str) -> dict[str, int]:
@@ -277,30 +277,13 @@ def shard_deliveries(storage: Storage, dataset: str, ds: str) -> dict[str, int]:
 def shard_result(dataset: str, ds: str, delivery_id: str, index: int) -> str:
     """A shard's result (its files' counts, rule counts, GX results, spilled batches): the shard is done when it
     exists."""
-    return _key(
-        "checkpoints",
-        dataset,
-        ds,
-        "validation",
-        _plan_id(delivery_id),
-        f"shard-{int(index):05d}.json",
-        namespace="datasets",
-    )
+    return shard_delivery_dir(dataset, ds, delivery_id, f"shard-{int(index):05d}.json")
 
 
 def shard_batch(dataset: str, ds: str, delivery_id: str, index: int, attempt: str, batch: int) -> str:
     """One spilled batch of a shard, under the attempt that wrote it (a retry never overwrites a result's files)."""
-    return _key(
-        "checkpoints",
-        dataset,
-        ds,
-        "validation",
-        _plan_id(delivery_id),
-        f"shard-{int(index):05d}",
-        _plan_id(attempt),
-        f"batch-{int(batch):06d}.parquet",
-        namespace="datasets",
-    )
+    shard, name = f"shard-{int(index):05d}", f"batch-{int(batch):06d}.parquet"
+    return shard_delivery_dir(dataset, ds, delivery_id, shard, _plan_id(attempt), name)
 
 
 def checkpoint_dir(model: str, ds: str) -> str:
