@@ -68,7 +68,7 @@ bench: setup ## Benchmarks, ours against the peers, side by side (validation, dr
 	$(BIN)/python tests/bench/bench_drift.py
 	$(BIN)/python tests/bench/bench_score.py
 
-bench-scale: setup ## Large days (1M, 5M, 20M rows): validation rows/s and peak RSS, beside GX alone where it fits
+bench-scale: setup ## Large days: validation at 1M/5M/20M rows beside GX alone, S3 scoring, a 20M-row training window, a 5M-row day on two prod workers
 	$(BIN)/python tests/bench/bench_scale.py
 
 demo: setup ## The whole story through Airflow: ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill
