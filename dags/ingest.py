@@ -118,7 +118,8 @@ def build_ingest_dag(dataset):
             context = get_current_context()
             # The mapped instance's name in the UI (map_index_template renders it from the context).
             context["shard_label"] = f"{shard['ds']} shard {shard['shard'] + 1} of {shard['of']}"
-            last_try = context["ti"].try_number > context["task"].retries
+            ti = context["ti"]
+            last_try = ti.try_number > ti.max_tries  # max_tries grows when the task is cleared: tries do not
             return run_shard(dataset.name, shard, last_try=last_try)
 
         # At least the sensor succeeded (a day with no shard task skips validate_shard), and nothing failed.

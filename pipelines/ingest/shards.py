@@ -23,15 +23,16 @@ one shard, read in bounded memory like any other.
 
 Results are keyed by the **delivery id**: a digest of the delivery's files
 and marker (key, size, modification time, ETag), the shard plan, the
-compiled contract's content, the batch size, the code of this package and
-:data:`SHARD_FORMAT`. A result of another delivery, plan or code is never
+compiled contract's content, the batch size, the code of this package, the
+versions of :data:`READER_PACKAGES` and :data:`SHARD_FORMAT`. A result of another delivery, plan or code is never
 used, so a redelivery, a retuned ``max_shards`` or a deployed fix between
 the shard tasks and the day's task costs a re-read, never a mix. What a
 result claims is checked before use (:func:`_load`). A shard task's last
 try that fails leaves its shard to the day's task
 (:func:`pipelines.ingest.steps.run_shard`). The day's task removes the
-decided delivery's results once it has written the day's outcome, and
-other deliveries' results left untouched for :data:`STALE_SECONDS`.
+decided delivery's results once it has written the day's outcome, those
+written before that delivery landed, and any left untouched for
+:data:`STALE_SECONDS`.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from pipelines.core.config import DatasetConfig, IngestConfig, ProjectConfig
     from pipelines.core.contracts import Contract
     from pipelines.core.storage import Storage
-    from pipelines.ingest.validation import Delivery, Part
+    from pipelines.ingest.validation import Delivery, Part, Totals
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +111,25 @@ def delivery_id(landed: Delivery, contract: Contract, rows: int, shards: list[li
 @lru_cache(maxsize=1)
 def _code_digest() -> str:
     """The ``pipelines`` package's Python sources, hashed (the same wherever the checkout lives)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import pipelines
 
     root = Path(pipelines.__file__).parent
     digest = hashlib.sha256()
     for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        if path.is_file():  # not an editor's dangling lock link
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    for package in READER_PACKAGES:  # what parses, types and checks the rows
+        try:
+            digest.update(f"{package}=={version(package)}\0".encode())
+        except PackageNotFoundError:
+            digest.update(f"{package} missing\0".encode())
     return digest.hexdigest()
+
+
+#: The libraries whose version changes what pass 1 reads (an upgraded parser never reuses older reads).
+READER_PACKAGES = ("pyarrow", "pandas", "numpy", "great_expectations", "duckdb")
 
 
 def shard_tasks(
@@ -272,7 +285,14 @@ def _plain(value: Any) -> Any:
 
 
 def _load(
-    storage: Storage, landed: Delivery, files: list[int], ident: str, index: int, folder: str, where: tuple[str, str]
+    storage: Storage,
+    landed: Delivery,
+    contract: Contract,
+    files: list[int],
+    ident: str,
+    index: int,
+    folder: str,
+    where: tuple[str, str],
 ) -> Part | None:
     """A shard task's result with its batches downloaded to ``folder``; None when there is none to trust.
 
@@ -293,7 +313,7 @@ def _load(
         log.warning("%s ds=%s shard %d: its result cannot be read (%s); read here", dataset, ds, index, exc)
         return None
     try:
-        return _checked(storage, landed, files, ident, index, folder, where, doc)
+        return _checked(storage, landed, contract, files, (ident, index, folder), where, doc)
     except Exception as exc:  # noqa: BLE001 - whatever is wrong with it, the shard is read again
         shutil.rmtree(folder, ignore_errors=True)
         log.warning("%s ds=%s shard %d: its result cannot be used (%s); read here", dataset, ds, index, exc)
@@ -303,22 +323,18 @@ def _load(
 def _checked(
     storage: Storage,
     landed: Delivery,
+    contract: Contract,
     files: list[int],
-    ident: str,
-    index: int,
-    folder: str,
+    shard: tuple[str, int, str],
     where: tuple[str, str],
     doc: dict[str, Any],
 ) -> Part:
-    import pyarrow.parquet as pq
-
-    from pipelines.core.storage import sha256_file
     from pipelines.ingest.batches import FileRead
     from pipelines.ingest.landing import BadFile
-    from pipelines.ingest.spill import SOURCE_FILE, Chunk
-    from pipelines.ingest.validation import Part, Totals
+    from pipelines.ingest.validation import Part
 
     dataset, ds = where
+    ident, index, folder = shard
     if doc["format"] != SHARD_FORMAT or doc["delivery"] != ident or doc["shard"] != index:
         raise ValueError("written for another delivery, shard or format")
     read = [FileRead(**f) for f in doc["files"]]
@@ -327,11 +343,40 @@ def _checked(
     accounted = [f.key for f in read] + [b.key for b in bad]
     if sorted(accounted) != sorted(planned) or len(set(accounted)) != len(accounted):
         raise ValueError("it does not account for exactly the shard's files")
-    for item in (*read, *bad):
-        if item.name != planned[item.key].name or item.size not in (-1, landed.sizes.get(item.key)):
-            raise ValueError(f"{item.name}: not the landed file")
+    for f in read:  # an unreadable file may be named otherwise (an unsafe name is shown escaped)
+        if f.name != planned[f.key].name or f.size != landed.sizes.get(f.key):
+            raise ValueError(f"{f.name}: not the landed file")
+    totals = _batches_checked(storage, contract, doc, read, (dataset, ds, ident, index), folder)
+    return Part(read, bad, totals, int(doc["rows"]), by_shard_task=True)
+
+
+def _batches_checked(
+    storage: Storage,
+    contract: Contract,
+    doc: dict[str, Any],
+    read: list[Any],
+    shard: tuple[str, str, str, int],
+    folder: str,
+) -> Totals:
+    """A result's spilled batches downloaded and checked against what the result says of them: keys, checksums,
+    row positions, each file's rows, every rule's count and the quarantined rows and records."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from pipelines.core.storage import sha256_file
+    from pipelines.ingest.landing import output_schema
+    from pipelines.ingest.spill import QUARANTINED, RECORDS, ROW, SOURCE_FILE, Chunk, typed
+    from pipelines.ingest.validation import Totals
+
+    dataset, ds, ident, index = shard
+    typed_columns = {typed(f.name) for f in output_schema(contract)}
     os.makedirs(folder, exist_ok=True)
-    chunks, per_file, first = [], dict.fromkeys((f.name for f in read), 0), 0
+    chunks: list[Chunk] = []
+    per_file = dict.fromkeys((f.name for f in read), 0)
+    counts: dict[str, int] = {}
+    q_rows = q_records = first = 0
     for n, b in enumerate(doc["batches"]):
         key = catalog.shard_batch(dataset, ds, ident, index, doc["attempt"], n)
         if b["key"] != key or int(b["first_row"]) != first:
@@ -340,27 +385,39 @@ def _checked(
         storage.download(key, path)
         if os.path.getsize(path) != b["bytes"] or sha256_file(path) != b["sha256"]:
             raise ValueError(f"batch {n} is not the one the result names")
-        names = pq.read_table(path, columns=[SOURCE_FILE]).column(SOURCE_FILE).to_pylist()
-        if len(names) != int(b["rows"]):
+        names = pq.read_schema(path).names
+        if not typed_columns <= set(names):
+            raise ValueError(f"batch {n} lacks columns every batch has")
+        verdicts = [c for c in names if c.startswith("m:")]
+        t = pq.read_table(path, columns=[ROW, SOURCE_FILE, RECORDS, QUARANTINED, *verdicts])
+        rows = int(b["rows"])
+        if t.num_rows != rows or not np.array_equal(t.column(ROW).to_numpy(), np.arange(first, first + rows)):
             raise ValueError(f"batch {n} does not hold the rows the result names")
-        for name in names:
-            per_file[name] += 1  # a row of a file this shard did not read fails here
-        chunks.append(Chunk(path, first, int(b["rows"])))
-        first += int(b["rows"])
+        for item in pc.value_counts(t.column(SOURCE_FILE).cast(pa.string())).to_pylist():
+            per_file[item["values"]] += item["counts"]  # a row of a file this shard did not read fails here
+        q = t.column(QUARANTINED).to_numpy(zero_copy_only=False)
+        q_rows += int(q.sum())
+        q_records += int(t.column(RECORDS).to_numpy()[q].sum())
+        for column in verdicts:
+            counts[column[2:]] = counts.get(column[2:], 0) + int(pc.sum(t.column(column).cast(pa.int64())).as_py() or 0)
+        chunks.append(Chunk(path, first, rows))
+        first += rows
+    claimed = {str(k): int(v) for k, v in dict(doc["counts"]).items()}
     if first != int(doc["rows"]) or any(per_file[f.name] != f.num_rows for f in read):
         raise ValueError("its batches do not hold its files' rows")
-    totals = Totals(
+    if claimed != counts or (q_rows, q_records) != (int(doc["quarantine_rows"]), int(doc["quarantine_records"])):
+        raise ValueError("its counts are not its batches' verdicts")
+    return Totals(
         chunks=chunks,
-        counts={str(k): int(v) for k, v in dict(doc["counts"]).items()},
-        q_rows=int(doc["quarantine_rows"]),
-        q_records=int(doc["quarantine_records"]),
+        counts=counts,
+        q_rows=q_rows,
+        q_records=q_records,
         gx_results=list(doc["gx_results"]),
         malformed=[(str(m[0]), m[1], str(m[2])) for m in doc["malformed"]],
         names=[list(n) for n in doc["names"]],
         missing=dict(doc["missing"]),
         extra=dict(doc["extra"]),
     )
-    return Part(read, bad, totals, first, by_shard_task=True)
 
 
 def parts_of_day(
@@ -374,7 +431,9 @@ def parts_of_day(
     parts = []
     for index, files in enumerate(shards):
         sub = os.path.join(folder, f"shard-{index:05d}")
-        part = _load(storage, landed, files, ident, index, sub, (config.name, ds)) if len(shards) > 1 else None
+        part = (
+            _load(storage, landed, contract, files, ident, index, sub, (config.name, ds)) if len(shards) > 1 else None
+        )
         parts.append(part or read_files(storage, landed, files, contract, ds, sub, rows))
     if len(shards) > 1:
         taken = sum(p.by_shard_task for p in parts)
@@ -393,12 +452,14 @@ def parts_of_day(
 STALE_SECONDS = 3600
 
 
-def remove_results(storage: Storage, dataset: str, ds: str, decided: str) -> None:
-    """Once the day's outcome is written: the decided delivery's shard results (never needed again), and those
-    of other deliveries of the day left for an hour (a run of a newer delivery may be writing its own now)."""
+def remove_results(storage: Storage, dataset: str, ds: str, decided: str, delivered_ns: int) -> None:
+    """Once the day's outcome is written, the shard results that can no longer serve: the decided delivery's,
+    those last written before it was delivered (``delivered_ns``: its newest file or marker; they are of an
+    earlier delivery), and any other left untouched for :data:`STALE_SECONDS` (until then, a run of another
+    delivery, plan or code may be writing its own)."""
     import time
 
-    keep_after = time.time_ns() - STALE_SECONDS * 10**9
+    keep_after = max(delivered_ns, time.time_ns() - STALE_SECONDS * 10**9)
     for other, modified in catalog.shard_deliveries(storage, dataset, ds).items():
         if other == decided or modified < keep_after:
             storage.delete_prefix(catalog.shard_delivery_dir(dataset, ds, other))

@@ -222,7 +222,8 @@ def validate_partition(
     from pipelines.ingest.shards import delivery_id, plan, remove_results
 
     rows = batch_rows or config.ingest.batch_rows
-    remove_results(storage, dataset, ds, delivery_id(landed, contract, rows, plan(config.ingest, landed)))
+    delivered_ns = max(stamp[2] for stamp in landed.fingerprint)
+    remove_results(storage, dataset, ds, delivery_id(landed, contract, rows, plan(config.ingest, landed)), delivered_ns)
     summary = built.summary
     _log_outcome(summary, len(summary["quarantined_files"]))
     if decision.status == "halted":

@@ -142,10 +142,15 @@ def test_a_redelivery_after_the_shard_tasks_is_validated_whole(storage, contract
     lines = storage.read_bytes(key).splitlines()
     storage.write_bytes(key, b"\n".join(lines[:-100]) + b"\n")  # 100 rows fewer
     storage.write_bytes(catalog.landing_file("flights", DS, "_SUCCESS"), b"")
+    # Meanwhile a run under another plan reads the new delivery: results of another id, written after it landed.
+    two = configured(shard_bytes=50_000, max_shards=2)
+    tasks = shards.shard_tasks(two, DS, delivery(two, DS, storage), contract=contract)
+    for t in tasks:
+        shards.validate_shard(two, DS, t["shard"], t["delivery"], storage=storage, contract=contract)
     summary = validate_partition(SPLIT, DS, storage=storage, contract=contract)
     assert summary["shards"] == {"count": 4, "by_shard_tasks": 0}
-    # The old delivery's results are another run's for all this run knows: kept until an hour old.
-    assert storage.list(catalog.validation_shards("flights", DS))
+    # The old delivery's results (written before this one landed) are gone; the other run's are kept an hour.
+    assert set(catalog.shard_deliveries(storage, "flights", DS)) == {tasks[0]["delivery"]}
     monkeypatch.setattr(shards, "STALE_SECONDS", 0)
     validate_partition(SPLIT, DS, storage=storage, contract=contract)
     assert not storage.list(catalog.validation_shards("flights", DS))
@@ -246,3 +251,19 @@ def test_a_shard_failing_on_its_last_try_leaves_the_shard_to_the_day(monkeypatch
         steps.run_shard("flights", shard)  # an early try: Airflow retries it
     out = steps.run_shard("flights", shard, last_try=True)
     assert out["status"] == "failed" and "disk full" in out["reason"]
+
+
+def test_a_result_whose_counts_are_not_its_batches_is_read_again(storage, contract):
+    land(storage)
+    reference = one_task(storage, contract)
+    run_shard_tasks(storage, contract)
+    ident = shards.shard_tasks(SPLIT, DS, delivery(SPLIT, DS, storage), contract=contract)[0]["delivery"]
+    doc = storage.read_json(catalog.shard_result("flights", DS, ident, 1))
+    doc["counts"]["origin_known"] += 1  # a rule count its batches' verdicts do not add up to
+    storage.write_json(catalog.shard_result("flights", DS, ident, 1), doc)
+    doc = storage.read_json(catalog.shard_result("flights", DS, ident, 2))
+    doc["quarantine_rows"] += 1
+    storage.write_json(catalog.shard_result("flights", DS, ident, 2), doc)
+    summary = validate_partition(SPLIT, DS, storage=storage, contract=contract)
+    assert summary["shards"] == {"count": 4, "by_shard_tasks": 2}
+    assert_same(summary, storage, reference)
