@@ -220,16 +220,29 @@ def _skipped(out: dict[str, Any], reason: str) -> dict[str, Any]:
     return {**out, "reason": reason}
 
 
-def _complete(storage: Storage, dataset: str, ds: str, ident: str, index: int) -> bool:
-    """Whether a shard's result is there with every batch it names (a retry redoes nothing then)."""
+def _result(storage: Storage, dataset: str, ds: str, ident: str, index: int) -> dict[str, Any] | None:
+    """A shard's result as written, or None: there is none, or it does not parse (then it is no result)."""
     try:
         doc = json.loads(storage.read_bytes(catalog.shard_result(dataset, ds, ident, index)))
-        sizes = {i.key: i.size for i in storage.list_info(catalog.validation_shards(dataset, ds))}
-        return all(sizes.get(b["key"]) == b["bytes"] for b in doc["batches"])
     except MissingInput:
+        return None
+    except Exception as exc:  # noqa: BLE001 - an unreadable result is no result: the shard is read again
+        log.warning(
+            "%s ds=%s shard %d: its result cannot be read (%s); the shard is read again", dataset, ds, index, exc
+        )
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _complete(storage: Storage, dataset: str, ds: str, ident: str, index: int) -> bool:
+    """Whether a shard's result is there with every batch it names (a retry redoes nothing then)."""
+    doc = _result(storage, dataset, ds, ident, index)
+    if doc is None:
         return False
-    except Exception as exc:  # noqa: BLE001 - a result that does not parse is no result: read the shard again
-        log.warning("shard %d: its result cannot be read (%s); reading the shard again", index, exc)
+    sizes = {i.key: i.size for i in storage.list_info(catalog.validation_shards(dataset, ds))}
+    try:
+        return all(sizes.get(b["key"]) == b["bytes"] for b in doc["batches"])
+    except (KeyError, TypeError):
         return False
 
 
@@ -305,12 +318,8 @@ def _load(
     day's task reads the shard itself.
     """
     dataset, ds = where
-    try:
-        doc = json.loads(storage.read_bytes(catalog.shard_result(dataset, ds, ident, index)))
-    except MissingInput:
-        return None
-    except Exception as exc:  # noqa: BLE001 - an unreadable result is no result
-        log.warning("%s ds=%s shard %d: its result cannot be read (%s); read here", dataset, ds, index, exc)
+    doc = _result(storage, dataset, ds, ident, index)
+    if doc is None:
         return None
     try:
         return _checked(storage, landed, contract, files, (ident, index, folder), where, doc)
