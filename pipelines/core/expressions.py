@@ -502,16 +502,30 @@ def evaluate(df: pd.DataFrame, expressions: Sequence[Expression]) -> pd.DataFram
         ConfigError: an expression is refused (a spec built around :func:`check`).
         ExpressionError: an expression does not fit the rows' types, or a numeric one returns no number.
     """
-    import numpy as np
     import pandas as pd
 
+    columns = evaluate_arrow(df, expressions)
+    return pd.DataFrame({e.name: _to_pandas(columns[e.name], e.kind) for e in expressions}, index=df.index)
+
+
+def evaluate_arrow(rows: Any, expressions: Sequence[Expression]) -> dict[str, Any]:
+    """Every expression on ``rows`` (a pandas frame or an Arrow table), in one DuckDB query: ``{name: Arrow array}``
+    in the rows' order (DuckDB reads an Arrow table's buffers as they are).
+
+    Raises:
+        ConfigError: an expression is refused, or the rows lack a column an expression reads.
+        ExpressionError: an expression does not fit the rows' types, or a numeric one returns no number.
+    """
+    import numpy as np
+
     if not expressions:
-        return pd.DataFrame(index=df.index)
+        return {}
     compiled = {e.name: _compiled_or_refused(e) for e in expressions}
     # The columns read are the checked tree's, never taken on trust from the spec: every name the
     # query reads is an input column, so none can fall through to a function (``current_date``).
     inputs = list(dict.fromkeys(c for _sql, cols in compiled.values() for c in cols))
-    missing = [c for c in inputs if c not in df.columns]
+    names = rows.column_names if hasattr(rows, "column_names") else list(rows.columns)
+    missing = [c for c in inputs if c not in names]
     if missing:
         raise ConfigError(f"input rows lack columns {missing} that expression features read")
     row = _row_column(inputs)
@@ -519,7 +533,7 @@ def evaluate(df: pd.DataFrame, expressions: Sequence[Expression]) -> pd.DataFram
     typed = _typed_rows(expressions, inputs)
     query = f"SELECT {_quote(row)}{items}\nFROM ({typed}) ORDER BY {_quote(row)}"
     with _cursor() as con:
-        con.register("expression_rows", _arrow_rows(df, inputs, row))
+        con.register("expression_rows", _arrow_rows(rows, inputs, row))
         try:
             rel = con.sql(query)
             _check_kinds(expressions, dict(zip(rel.columns[1:], (str(t) for t in rel.types[1:]), strict=True)))
@@ -529,9 +543,9 @@ def evaluate(df: pd.DataFrame, expressions: Sequence[Expression]) -> pd.DataFram
         except Exception as exc:  # noqa: BLE001 - a DuckDB error: which expression is at fault is found below
             raise _blame(con, expressions, compiled, typed, exc) from None
     order = result.column(row).to_numpy()
-    if len(order) != len(df) or not np.array_equal(order, np.arange(len(df))):
-        raise RuntimeError(f"DuckDB returned {len(order)} rows, not the {len(df)} input rows in their order")
-    return pd.DataFrame({e.name: _to_pandas(result.column(e.name), e.kind) for e in expressions}, index=df.index)
+    if len(order) != len(rows) or not np.array_equal(order, np.arange(len(rows))):
+        raise RuntimeError(f"DuckDB returned {len(order)} rows, not the {len(rows)} input rows in their order")
+    return {e.name: result.column(e.name).combine_chunks() for e in expressions}
 
 
 def _typed_rows(expressions: Sequence[Expression], inputs: list[str]) -> str:
@@ -583,15 +597,18 @@ def _row_column(inputs: list[str]) -> str:
     return name
 
 
-def _arrow_rows(df: pd.DataFrame, inputs: list[str], row: str) -> Any:
-    """The input columns as an Arrow table, with the row number (position, whatever ``df``'s index)."""
+def _arrow_rows(rows: Any, inputs: list[str], row: str) -> Any:
+    """The input columns as an Arrow table, with the row number (position, whatever a frame's index)."""
     import numpy as np
     import pyarrow as pa
 
-    table = pa.table({row: pa.array(np.arange(len(df), dtype="int64"))})
+    table = pa.table({row: pa.array(np.arange(len(rows), dtype="int64"))})
     for col in inputs:
+        if isinstance(rows, pa.Table):
+            table = table.append_column(col, rows.column(col))
+            continue
         try:
-            table = table.append_column(col, pa.Array.from_pandas(df[col]))
+            table = table.append_column(col, pa.Array.from_pandas(rows[col]))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise ExpressionError(f"input column {col!r} holds mixed or unsupported values: {exc}") from None
     return table

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core.errors import ConfigError
-from pipelines.core.expressions import CONTRACT_TYPES, Expression, check, evaluate
+from pipelines.core.expressions import CONTRACT_TYPES, Expression, check
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,35 +28,158 @@ if TYPE_CHECKING:
     from pipelines.core.config import ProjectConfig
 
 
-def _date(df: pd.DataFrame) -> pd.Series:
+class Columns:
+    """The raw rows' columns as Arrow arrays and numbers, whatever the rows are (an Arrow table or a pandas frame).
+
+    Each column is converted once and kept: ``values`` is the column as Arrow (a dictionary column decoded),
+    ``number`` the values as float64 with NaN for null (pandas' ``to_numeric(errors="coerce")``
+    for text), ``key`` the values as category keys (strings; a whole number is written
+    without a fraction, so ``5`` and ``5.0`` are one category, whichever way the rows were typed).
+    """
+
+    def __init__(self, rows: Any) -> None:
+        self.rows = rows
+        self._values: dict[str, Any] = {}
+        self._numbers: dict[str, Any] = {}
+        self._keys: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def values(self, name: str) -> Any:
+        import pyarrow as pa
+
+        if name not in self._values:
+            if isinstance(self.rows, pa.Table):
+                arr = self.rows.column(name).combine_chunks()
+            else:
+                series = self.rows[name]
+                try:
+                    arr = pa.Array.from_pandas(series)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                    # Mixed Python objects (a number beside a text): each as its text.
+                    arr = pa.array([None if _missing(v) else str(v) for v in series], pa.string())
+            if pa.types.is_dictionary(arr.type):
+                arr = arr.dictionary_decode()
+            self._values[name] = arr
+        return self._values[name]
+
+    def number(self, name: str) -> Any:
+        if name not in self._numbers:
+            self._numbers[name] = _as_number(self.values(name))
+        return self._numbers[name]
+
+    def key(self, name: str) -> Any:
+        if name not in self._keys:
+            self._keys[name] = category_keys(self.values(name))
+        return self._keys[name]
+
+
+def _missing(value: Any) -> bool:
     import pandas as pd
 
-    return pd.to_datetime({"year": df["year"], "month": df["month"], "day": df["day"]}, errors="coerce")
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # an array-like value is a value
+        return False
 
 
-def _day_of_week(df: pd.DataFrame) -> pd.Series:
-    return _date(df).dt.dayofweek.astype("float64")
+def _as_number(arr: Any) -> Any:
+    """An Arrow array as float64 numbers, NaN for null or not a number (as ``pd.to_numeric(errors="coerce")``)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+        return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+    if pa.types.is_decimal(t):
+        return np.asarray(pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype="float64")
+    # Text, dates, times: pandas' own coercion, as the rows were read before.
+    return pd.to_numeric(arr.to_pandas(), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _day_of_year(df: pd.DataFrame) -> pd.Series:
-    return _date(df).dt.dayofyear.astype("float64")
+def category_keys(arr: Any) -> Any:
+    """An Arrow array as category keys: strings, null for missing; a whole number without a fraction."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_string(t):
+        return arr
+    if pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+        return pc.cast(arr, pa.string())
+    if pa.types.is_floating(t):
+        finite = pc.is_finite(arr)  # null for null; NaN and infinities are missing
+        whole = pc.and_kleene(finite, pc.equal(pc.floor(arr), arr))
+        whole = pc.and_kleene(whole, pc.less_equal(pc.abs(arr), pa.scalar(2.0**53)))
+        as_int = pc.cast(pc.if_else(whole, arr, pa.scalar(0.0)), pa.int64())
+        text = pc.if_else(whole, pc.cast(as_int, pa.string()), pc.cast(arr, pa.string()))
+        return pc.if_else(pc.fill_null(finite, False), text, pa.scalar(None, pa.string()))
+    try:
+        return pc.cast(arr, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if _missing(v) else str(v) for v in arr.to_pylist()], pa.string())
 
 
-def _hhmm_to_minutes(values: pd.Series) -> pd.Series:
-    v = values.astype("float64")
-    return (v // 100) * 60 + (v % 100)
+#: The calendar days pandas can hold (``pd.Timestamp.min`` and ``max`` fall inside the first and last).
+_FIRST_DAY, _LAST_DAY = "1677-09-22", "2262-04-11"
 
 
-def _sched_dep_minutes(df: pd.DataFrame) -> pd.Series:
-    return _hhmm_to_minutes(df["sched_dep_time"])
+def _days(cols: Columns) -> Any:
+    """Days since 1970-01-01 of the date ``year``-``month``-``day`` (float64; NaN when that is no calendar day,
+    or a day pandas cannot hold)."""
+    import numpy as np
+
+    y, m, d = cols.number("year"), cols.number("month"), cols.number("day")
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(y) & np.isfinite(m) & np.isfinite(d)
+        ok &= (y == np.floor(y)) & (m == np.floor(m)) & (d == np.floor(d))
+        ok &= (y >= 1677) & (y <= 2262) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31)
+    yi = np.where(ok, y, 1970).astype("int64")
+    mi = np.where(ok, m, 1).astype("int64")
+    di = np.where(ok, d, 1).astype("int64")
+    month = (yi - 1970) * 12 + (mi - 1)  # months since 1970-01
+    first = month.astype("datetime64[M]").astype("datetime64[D]")
+    date = first + (di - 1).astype("timedelta64[D]")
+    ok &= date.astype("datetime64[M]") == month.astype("datetime64[M]")  # 31 April is no day
+    ok &= (date >= np.datetime64(_FIRST_DAY)) & (date <= np.datetime64(_LAST_DAY))
+    return np.where(ok, date.astype("int64").astype("float64"), np.nan), yi
 
 
-def _sched_arr_minutes(df: pd.DataFrame) -> pd.Series:
-    return _hhmm_to_minutes(df["sched_arr_time"])
+def _day_of_week(cols: Columns) -> Any:
+    import numpy as np
+
+    days, _ = _days(cols)
+    return np.mod(days + 3, 7)  # 1970-01-01 was a Thursday; Monday is 0, as pandas counts
 
 
-def _route(df: pd.DataFrame) -> pd.Series:
-    return df["origin"].astype("string") + "-" + df["dest"].astype("string")
+def _day_of_year(cols: Columns) -> Any:
+
+    days, year = _days(cols)
+    jan1 = (year - 1970).astype("datetime64[Y]").astype("datetime64[D]").astype("int64")
+    return days - jan1 + 1
+
+
+def _hhmm_to_minutes(v: Any) -> Any:
+    import numpy as np
+
+    return np.floor_divide(v, 100) * 60 + np.mod(v, 100)
+
+
+def _sched_dep_minutes(cols: Columns) -> Any:
+    return _hhmm_to_minutes(cols.number("sched_dep_time"))
+
+
+def _sched_arr_minutes(cols: Columns) -> Any:
+    return _hhmm_to_minutes(cols.number("sched_arr_time"))
+
+
+def _route(cols: Columns) -> Any:
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(cols.key("origin"), cols.key("dest"), "-")
 
 
 @dataclass(frozen=True)
@@ -64,8 +187,8 @@ class Derived:
     """A derived feature: its inputs, its kind and how to compute it."""
 
     inputs: tuple[str, ...]
-    kind: str  # "numeric" or "categorical"
-    fn: Callable[[pd.DataFrame], pd.Series]
+    kind: str  # "numeric" (float64 numbers) or "categorical" (an Arrow array of strings)
+    fn: Callable[[Columns], Any]
     #: Calendar position: a daily partition holds one value, so it "drifts" by construction.
     calendar: bool = False
 
@@ -190,29 +313,57 @@ def feature_spec(
     return spec
 
 
-def make_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """Raw validated rows -> the model's feature frame (numeric float64, categorical string).
+def _computed(cols: Columns, spec: FeatureSpec) -> dict[str, Any]:
+    """The numeric features (float64 numbers) and the computed categorical ones (Arrow strings), by name."""
+    import pyarrow as pa
 
-    Expression features are computed in one DuckDB query
-    (:func:`pipelines.core.expressions.evaluate`); a value an expression cannot
-    compute on a row is null.
+    from pipelines.core.expressions import evaluate_arrow
+
+    names = cols.rows.column_names if isinstance(cols.rows, pa.Table) else list(cols.rows.columns)
+    missing = [c for c in spec.raw_inputs if c not in names]
+    if missing:
+        raise ConfigError(f"input rows lack feature columns {missing}")
+    out: dict[str, Any] = {col: cols.number(col) for col in spec.numeric}
+    for name in spec.derived:
+        out[name] = DERIVED[name].fn(cols)
+    for e in spec.expressions:
+        out[e.name] = None  # keeps the spec's order; filled below
+    for name, arr in evaluate_arrow(cols.rows, spec.expressions).items():
+        out[name] = _as_number(arr) if name in spec.numeric_out else category_keys(arr)
+    return out
+
+
+def feature_columns(rows: Any, spec: FeatureSpec) -> dict[str, Any]:
+    """Raw rows (an Arrow table or a pandas frame) -> the model's inputs, in ``spec.output_columns`` order:
+    numeric features as float64 numbers (NaN for missing), categorical ones as category keys (Arrow strings,
+    :func:`category_keys`). No Python work per value: Arrow kernels, NumPy and one DuckDB query.
+    """
+    cols = Columns(rows)
+    out = _computed(cols, spec)
+    for col in spec.categorical:
+        out[col] = cols.key(col)
+    return {name: out[name] for name in spec.output_columns}
+
+
+def make_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Raw validated rows -> the model's feature frame (numeric float64, categorical objects, None for missing).
+
+    The numbers and computed categoricals are :func:`feature_columns`'; a raw
+    categorical column keeps its own values (models logged before the keys
+    existed were fitted on them). Expression features are computed in one
+    DuckDB query (:func:`pipelines.core.expressions.evaluate_arrow`); a value
+    an expression cannot compute on a row is null.
     """
     import pandas as pd
 
-    missing = [c for c in spec.raw_inputs if c not in df.columns]
-    if missing:
-        raise ConfigError(f"input rows lack feature columns {missing}")
-    out: dict[str, Any] = {}
-    for col in spec.numeric:
-        out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
-    for name in spec.derived:
-        out[name] = DERIVED[name].fn(df)
-    out.update(evaluate(df, spec.expressions).items())
-    for col in spec.categorical:
-        out[col] = df[col]
+    out = _computed(Columns(df), spec)
+    for name in spec.categorical_out:
+        if name in spec.categorical:
+            values = df[name]
+        else:
+            values = pd.Series(out[name].to_numpy(zero_copy_only=False), index=df.index)
+        out[name] = values.astype("object").where(values.notna(), None)
     frame = pd.DataFrame(out, index=df.index)
-    for col in spec.categorical_out:
-        frame[col] = frame[col].astype("object").where(frame[col].notna(), None)
     return frame[spec.output_columns]
 
 
