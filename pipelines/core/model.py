@@ -1,9 +1,11 @@
 """The model: one scikit-learn pipeline from raw validated rows to a score.
 
-``features`` (``pipelines.core.features.make_features``) -> ``encode`` -> ``model``.
-XGBoost gets ordinal-encoded categoricals and native missing values; a
-scikit-learn estimator gets imputation and one-hot encoding. The pipeline is
-logged to MLflow as one model, so the preprocessing travels with it.
+XGBoost: ``features`` (:class:`pipelines.core.encoder.FeatureEncoder`: the
+features, computed on Arrow, and the categoricals as ordinal codes, missing
+values left to XGBoost) -> ``model``. A scikit-learn estimator: ``features``
+(``pipelines.core.features.make_features``) -> ``encode`` (imputation and
+one-hot encoding) -> ``model``. The pipeline is logged to MLflow as one model,
+so the preprocessing travels with it and ``mlflow.pyfunc`` scores raw rows.
 """
 
 from __future__ import annotations
@@ -55,43 +57,41 @@ def build_pipeline(project: ProjectConfig, spec: FeatureSpec) -> Any:
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, OrdinalEncoder
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder
 
     from pipelines.core.features import make_features
 
-    features = FunctionTransformer(make_features, kw_args={"spec": spec}, validate=False)
     if project.model.family == "xgboost":
-        encode = ColumnTransformer(
-            [
-                ("num", "passthrough", spec.numeric_out),
-                (
-                    "cat",
-                    OrdinalEncoder(
-                        handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1, dtype="float64"
-                    ),
-                    spec.categorical_out,
+        from pipelines.core.encoder import FeatureEncoder
+
+        return Pipeline([("features", FeatureEncoder(spec)), ("model", _estimator(project))])
+    features = FunctionTransformer(make_features, kw_args={"spec": spec}, validate=False)
+    encode = ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median"), spec.numeric_out),
+            (
+                "cat",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value="<null>")),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=10)),
+                    ]
                 ),
-            ],
-            verbose_feature_names_out=False,
-        )
-    else:
-        encode = ColumnTransformer(
-            [
-                ("num", SimpleImputer(strategy="median"), spec.numeric_out),
-                (
-                    "cat",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="constant", fill_value="<null>")),
-                            ("onehot", OneHotEncoder(handle_unknown="ignore", min_frequency=10)),
-                        ]
-                    ),
-                    spec.categorical_out,
-                ),
-            ],
-            verbose_feature_names_out=False,
-        )
+                spec.categorical_out,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
     return Pipeline([("features", features), ("encode", encode), ("model", _estimator(project))])
+
+
+def pipeline_spec(model: Any) -> FeatureSpec | None:
+    """The feature spec a fitted pipeline of ours carries (either layout), or ``None``."""
+    features = getattr(model, "named_steps", {}).get("features")
+    spec = getattr(features, "spec", None)
+    if spec is None:
+        spec = (getattr(features, "kw_args", None) or {}).get("spec")
+    return spec
 
 
 def predict_scores(model: Any, rows: Any, task: str) -> Any:

@@ -243,8 +243,9 @@ class Champion:
     def spec(self) -> Any:
         """The champion's own feature spec, as logged in its pipeline: its reference was built with it, and
         the config's features may have been edited since (an expression's text, a derived feature added)."""
-        features = getattr(self.model, "named_steps", {}).get("features")
-        spec = (getattr(features, "kw_args", None) or {}).get("spec")
+        from pipelines.core.model import pipeline_spec
+
+        spec = pipeline_spec(self.model)
         if spec is None:  # not a pipeline of ours: the config's
             from pipelines.core.features import feature_spec
 

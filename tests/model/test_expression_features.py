@@ -18,6 +18,7 @@ import yaml
 from pipelines.core import catalog
 from pipelines.core.config import load_project
 from pipelines.core.features import FeatureSpec, feature_spec, make_features
+from pipelines.core.model import pipeline_spec
 from pipelines.core.settings import PROJECT_ROOT
 
 MODEL = "flights_delay"
@@ -78,7 +79,10 @@ def test_a_project_of_expression_features_trains_scores_and_predicts_from_raw_ro
     # Its first step computes what the registered derived features compute.
     pipeline = mlflow.sklearn.load_model(uri)
     registered = FeatureSpec(spec.numeric, spec.categorical, tuple(e.name for e in spec.expressions))
-    pd.testing.assert_frame_equal(pipeline.named_steps["features"].transform(rows), make_features(rows, registered))
+    pd.testing.assert_frame_equal(make_features(rows, pipeline_spec(pipeline)), make_features(rows, registered))
+    numeric = make_features(rows, registered)[registered.numeric_out].to_numpy("float32")
+    matrix = pipeline.named_steps["features"].transform(rows)
+    np.testing.assert_array_equal(matrix[:, : len(registered.numeric_out)], numeric)
 
     # Gated (floors: a first champion) and scored through the scoring path.
     assert run_gate(project)["promoted"]
