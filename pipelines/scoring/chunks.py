@@ -15,7 +15,6 @@ import datetime as dt
 import logging
 import os
 import signal
-import tempfile
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -26,32 +25,36 @@ from pipelines.core.workers import worker_hostname
 from pipelines.scoring.plan import current_plan
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import numpy as np
     import pyarrow as pa
 
     from pipelines.core.config import ProjectConfig
+    from pipelines.core.encoder import Scorer
     from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
 
 
-def write_chunk(table: pa.Table, path: str) -> None:
+def chunk_bytes(table: pa.Table) -> pa.Buffer:
     """A committed chunk is an Arrow IPC file (LZ4): a checkpoint, written and read back at near memory speed.
 
-    Only the published file is Parquet (zstd), encoded once, at publish.
+    Serialized in memory (a chunk's size), so its SHA-256 is taken over the bytes as they are uploaded, in
+    the same pass. Only the published file is Parquet (zstd), encoded once, at publish.
     """
     import pyarrow as pa
 
     options = pa.ipc.IpcWriteOptions(compression="lz4")
-    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema, options=options) as writer:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)
+    return sink.getvalue()
 
 
-def read_chunk(path: str) -> pa.Table:
+def read_chunk(data: Any) -> pa.Table:
+    """A chunk's table from its bytes (:func:`chunk_bytes`)."""
     import pyarrow as pa
 
-    with pa.memory_map(path) as source:
-        return pa.ipc.open_file(source).read_all()
+    return pa.ipc.open_file(pa.py_buffer(data)).read_all()
 
 
 class ChunkReader:
@@ -101,25 +104,64 @@ class ChunkReader:
 # ---- the output
 
 
+def row_ids(rows: pa.Table, key: list[str], first_row: int = 0) -> np.ndarray:
+    """``row_id`` of each row: a 64-bit hash of its natural key, or its position in the validated file.
+
+    The hash is pandas' ``hash_pandas_object(rows[key], index=False)`` as the
+    published scores have always carried it, computed without a Python object
+    per value: a text column is hashed once per distinct value (Arrow's
+    dictionary encoding), then each row takes its value's hash, as pandas does
+    after factorizing. Without a natural key (legal in ODCS) it is the row's
+    position in the validated partition file (``first_row`` is this chunk's).
+    """
+    import numpy as np
+
+    n = len(rows)
+    if not key:
+        return np.arange(first_row, first_row + n, dtype="int64")
+    if not n:
+        return np.array([], "int64")
+    from pandas.core.util.hashing import combine_hash_arrays
+
+    hashes = (_column_hash(rows.column(c).combine_chunks()) for c in key)
+    return combine_hash_arrays(hashes, len(key)).view("int64")
+
+
+def _column_hash(values: pa.Array) -> np.ndarray:
+    """One key column's part of ``hash_pandas_object``: pandas' hash of each value (uint64)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        encoded = pc.dictionary_encode(values)
+        distinct = encoded.dictionary.to_numpy(zero_copy_only=False)
+        hashed = pd.util.hash_array(distinct, categorize=False)
+        out = hashed.take(pc.fill_null(encoded.indices, 0).to_numpy()) if len(hashed) else np.zeros(len(values), "u8")
+        if values.null_count:
+            out[values.is_null().to_numpy(zero_copy_only=False)] = np.iinfo("uint64").max
+        return out
+    # Numbers, dates, ...: as the column reads into pandas.
+    series = pa.table({"v": values}).to_pandas()["v"]
+    return pd.util.hash_pandas_object(series, index=False).to_numpy()
+
+
 def output_table(
     project: ProjectConfig,
-    rows: pd.DataFrame,
+    rows: pa.Table,
     scores: Any,
     pin: dict[str, Any],
     key: list[str],
     ds: str,
     contract_version: str,
-    arrow_rows: pa.Table | None = None,
     first_row: int = 0,
 ) -> pa.Table:
     """One chunk's scored rows in the published schema (key columns keep the validated file's Arrow types).
 
-    ``row_id`` is a 64-bit hash of the natural key; for a contract without one
-    (legal in ODCS), the row's position in the validated partition file
-    (``first_row`` is the chunk's first), stable for that file.
+    ``row_id``: :func:`row_ids`.
     """
     import numpy as np
-    import pandas as pd
     import pyarrow as pa
 
     from pipelines.core.contracts import SCORES_COLUMNS
@@ -128,21 +170,13 @@ def output_table(
     if clash:  # load_contract refuses such a key; never overwrite a key column silently
         raise ConfigError(f"{project.name}: natural-key columns {clash} are named like scores columns")
     n = len(rows)
-    if not n:
-        ids = np.array([], "int64")
-    elif key:
-        ids = pd.util.hash_pandas_object(rows[key], index=False).to_numpy().view("int64")
-    else:
-        ids = np.arange(first_row, first_row + n, dtype="int64")
-    if arrow_rows is not None:
-        cols: dict[str, Any] = {c: arrow_rows.column(c).combine_chunks() for c in key}
-    else:
-        cols = {c: pa.array(rows[c].to_numpy(), from_pandas=True) for c in key}
-    cols["row_id"] = pa.array(ids, pa.int64())
-    cols["score"] = pa.array(np.asarray(scores, dtype="float64"), pa.float64())
+    cols: dict[str, Any] = {c: rows.column(c).combine_chunks() for c in key}
+    cols["row_id"] = pa.array(row_ids(rows, key, first_row), pa.int64())
+    scores = np.asarray(scores, dtype="float64")
+    cols["score"] = pa.array(scores, pa.float64())
     if project.target.task == "classification":
         threshold = project.metrics.classification_threshold
-        cols["label"] = pa.array((np.asarray(scores) >= threshold).astype("int8"), pa.int8())
+        cols["label"] = pa.array((scores >= threshold).astype("int8"), pa.int8())
     for name, value in (
         ("model_name", pin["name"]),
         ("model_version", pin["version"]),
@@ -184,14 +218,13 @@ class StopOnSigterm:
 
 def _commit(project: ProjectConfig, ds: str, plan_id: str, index: int, table: pa.Table, storage: Storage) -> None:
     """Write a chunk's data, then its marker: the chunk is committed exactly when the marker exists."""
-    from pipelines.core.storage import sha256_file
+    import hashlib
 
-    with tempfile.NamedTemporaryFile(suffix=".arrow") as tmp:
-        write_chunk(table, tmp.name)
-        digest = sha256_file(tmp.name)
-        hooks.point(f"chunk_write:{index}")
-        current_plan(project, ds, plan_id, storage)  # superseded meanwhile? then stop here
-        storage.upload(catalog.chunk_data(project.name, ds, plan_id, index), tmp.name)
+    data = chunk_bytes(table)
+    digest = hashlib.sha256(data).hexdigest()
+    hooks.point(f"chunk_write:{index}")
+    current_plan(project, ds, plan_id, storage)  # superseded meanwhile? then stop here
+    storage.write_bytes(catalog.chunk_data(project.name, ds, plan_id, index), data.to_pybytes())
     hooks.point(f"chunk_commit:{index}")
     storage.write_json(
         catalog.chunk_marker(project.name, ds, plan_id, index),
@@ -267,7 +300,11 @@ def score_chunks(
             raise changed from None
         if source.num_rows != plan["input"]["rows"]:
             raise changed
-        model = _load_model(pin["uri"])
+        from pipelines.core.encoder import Scorer
+
+        from pipelines.core.model_cache import load_version
+
+        scorer = Scorer(load_version(pin["name"], pin["version"], pin["run_id"]), project.target.task)
         for i in todo:
             if stop.requested:
                 raise Interrupted(
@@ -275,7 +312,7 @@ def score_chunks(
                     f"of this call; the checkpoint is consistent, rerun to resume"
                 )
             try:
-                table = _score(project, ds, model, source, by_index[i], pin, key_cols, plan["contract_version"])
+                table = _score(project, ds, scorer, source, by_index[i], pin, key_cols, plan["contract_version"])
             except ConditionFailed:  # replaced while its row groups were read
                 raise changed from None
             _commit(project, ds, plan_id, i, table, storage)
@@ -311,19 +348,10 @@ def _native(fh: Any) -> Any:
     return pa.memory_map(path) if os.path.exists(path) else fh
 
 
-def _load_model(uri: str) -> Any:
-    import mlflow.sklearn
-
-    from pipelines.core.tracking import configure
-
-    configure()
-    return mlflow.sklearn.load_model(uri)
-
-
 def _score(
     project: ProjectConfig,
     ds: str,
-    model: Any,
+    scorer: Scorer,
     source: ChunkReader,
     chunk: dict[str, int],
     pin: dict[str, Any],
@@ -331,9 +359,6 @@ def _score(
     contract_version: str,
 ) -> pa.Table:
     """One chunk's rows, scored, in the published schema."""
-    from pipelines.core.model import predict_scores
-
-    arrow_rows = source.read(chunk["start"], chunk["rows"])
-    rows = arrow_rows.to_pandas()
-    scores = predict_scores(model, rows, project.target.task) if len(rows) else []
-    return output_table(project, rows, scores, pin, key_cols, ds, contract_version, arrow_rows, chunk["start"])
+    rows = source.read(chunk["start"], chunk["rows"])
+    scores = scorer(rows)
+    return output_table(project, rows, scores, pin, key_cols, ds, contract_version, chunk["start"])

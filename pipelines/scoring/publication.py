@@ -20,6 +20,7 @@ the same bytes.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 import os
 import tempfile
@@ -66,36 +67,64 @@ def read_footer_identity(path: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def _assemble(project: ProjectConfig, ds: str, plan: dict, committed: dict, storage: Storage, out_path: str) -> int:
-    """Stream the committed chunks, checksums verified, into one Parquet file (a row group per chunk)."""
+class _HashingFile:
+    """A binary file being written that takes the SHA-256 of what goes through it (one pass, no re-read)."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+        self.hash = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        return self.fh.write(data)
+
+    def tell(self) -> int:
+        return self.fh.tell()
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _assemble(
+    project: ProjectConfig, ds: str, plan: dict, committed: dict, storage: Storage, out_path: str
+) -> tuple[int, str]:
+    """Stream the committed chunks, checksums verified, into one Parquet file (a row group per chunk):
+    ``(rows, the file's SHA-256)``, each chunk and the file read or written once."""
     import json
 
     import pyarrow.parquet as pq
 
-    from pipelines.core.storage import sha256_file
-
     identity = json.dumps(footer_identity(project, ds, plan), sort_keys=True).encode()
     rows, writer = 0, None
-    try:
-        for c in plan["chunks"]:
-            key = catalog.chunk_data(project.name, ds, plan["plan_id"], c["index"])
-            with storage.local_copy(key) as chunk_path:
-                if sha256_file(chunk_path) != committed[str(c["index"])]["sha256"]:
+    with open(out_path, "wb") as fh:
+        sink = _HashingFile(fh)
+        try:
+            for c in plan["chunks"]:
+                data = storage.read_bytes(catalog.chunk_data(project.name, ds, plan["plan_id"], c["index"]))
+                if hashlib.sha256(data).hexdigest() != committed[str(c["index"])]["sha256"]:
                     storage.delete(catalog.chunk_marker(project.name, ds, plan["plan_id"], c["index"]))  # uncommit
                     raise MissingInput(
                         f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum; it is "
                         f"uncommitted: rerun (in Airflow, clear score_chunk) to score it again"
                     )
-                table = read_chunk(chunk_path)
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), FOOTER_KEY: identity})
-            if writer is None:
-                writer = pq.ParquetWriter(out_path, table.schema, compression="zstd")
-            writer.write_table(table, row_group_size=max(len(table), 1))
-            rows += len(table)
-    finally:
-        if writer is not None:
-            writer.close()
-    return rows
+                table = read_chunk(data)
+                del data
+                table = table.replace_schema_metadata({**(table.schema.metadata or {}), FOOTER_KEY: identity})
+                if writer is None:
+                    writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
+                writer.write_table(table, row_group_size=max(len(table), 1))
+                rows += len(table)
+        finally:
+            if writer is not None:
+                writer.close()
+    return rows, sink.hash.hexdigest()
 
 
 def scores_manifest(project: ProjectConfig, ds: str, plan: dict, committed: dict, published: dict) -> dict[str, Any]:
@@ -207,7 +236,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
         ConfigError: the step hook setting is invalid.
     """
     from pipelines.core import locks
-    from pipelines.core.storage import get_storage, sha256_file
+    from pipelines.core.storage import get_storage
 
     hooks.check()
     ds = ds_str(ds)
@@ -228,10 +257,9 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
         raise MissingInput(f"cannot publish {project.name} ds={ds}: chunks {missing} are not committed")
     with tempfile.TemporaryDirectory(prefix="pipelines-publish-") as tmp:
         out_path = os.path.join(tmp, catalog.SCORES_FILE)
-        rows = _assemble(project, ds, plan, committed, storage, out_path)
+        rows, digest = _assemble(project, ds, plan, committed, storage, out_path)
         if rows != plan["input"]["rows"]:
             raise MissingInput(f"{project.name} ds={ds}: {rows} scored rows for {plan['input']['rows']} input rows")
-        digest = sha256_file(out_path)
         data_key, manifest_key = catalog.scores_file(project.name, ds), catalog.scores_manifest(project.name, ds)
         with locks.scores_partition(storage, project.name, ds) as lock:
             plan = current_plan(project, ds, plan_id, storage)  # not superseded while assembling
