@@ -13,7 +13,7 @@ from _common import (
     reschedule_sensor,
     scores_asset,
 )
-from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
+from airflow.sdk import DAG, AssetAlias, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
 from pipelines.core import catalog
 
@@ -39,7 +39,10 @@ version that was champion on that day instead of today's champion.
   *skipped*: nothing to score.
 - `plan` pins the version (from the `champion` alias, once: a promotion during the run
   cannot mix versions) and plans chunks of `chunk_rows` rows, or resumes the
-  unfinished plan of an earlier attempt.
+  unfinished plan of an earlier attempt. A partition of **one chunk** (a day, at
+  the default `chunk_rows`) is scored, committed and published by `plan` itself,
+  which then emits `{asset}`: `score_chunk` and `publish` are skipped. One task
+  process instead of three; a retry resumes the checkpoint the same way.
 - `score_chunk` is mapped, one task instance per chunk (up to {parallel} at once, on any
   worker). Each commits its chunk in the checkpoint; a retry or a preempted worker
   redoes at most that chunk, and a committed chunk is not redone.
@@ -63,6 +66,9 @@ def build_batch_score_dag(project):
     cfg = project.scoring
     dag_id = f"batch_score_{project.name}"
     scores = scores_asset(project)
+    # The plan task publishes a one-chunk partition itself: it announces the scores asset through an
+    # alias, which emits an event only when the task adds one (a plan left to the mapped tasks emits none).
+    scored_by_plan = AssetAlias(f"{scores.name}.scored_by_plan")
     with DAG(
         dag_id=dag_id,
         description=f"Score validated {project.dataset.name} partitions with {project.name}'s champion",
@@ -123,17 +129,19 @@ def build_batch_score_dag(project):
                 raise AirflowSkipException(halted)
             return PokeReturnValue(is_done=state == "ready", xcom_value=ds)
 
-        @task(task_id="plan")
+        @task(task_id="plan", outlets=[scored_by_plan])
         def plan(partition: str, **context) -> list[dict]:
-            """Pin the model version and plan the chunks (or resume an unfinished plan); one entry per chunk."""
+            """Pin the version and plan the chunks (or resume an unfinished plan); one entry per chunk left to
+            the mapped tasks. A one-chunk plan is scored and published here, and leaves none."""
             from airflow.sdk.exceptions import AirflowFailException
 
             from pipelines.core.errors import ConfigError, NoChampion
-            from pipelines.scoring import plan_run
+            from pipelines.scoring import plan_or_score
+            from pipelines.scoring.publication import announcement
 
             params = context.get("params") or {}
             try:
-                p = plan_run(
+                p = plan_or_score(
                     project,
                     partition,
                     chunk_rows=params.get("chunk_rows"),
@@ -142,6 +150,9 @@ def build_batch_score_dag(project):
                 )
             except (NoChampion, ConfigError) as exc:
                 raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion or fix a config
+            if p["manifest"] is not None:
+                context["outlet_events"][scored_by_plan].add(scores, extra=announcement(p["manifest"]))
+                return []
             return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in p["chunks"]]
 
         @task(

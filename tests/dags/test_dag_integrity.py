@@ -90,6 +90,17 @@ def test_ingest_emits_validated_asset(dagbag):
         assert sensor.mode == "reschedule" and sensor.soft_fail and sensor.timeout > 0
 
 
+def test_scores_are_announced_by_publish_or_through_the_plan_tasks_alias(dagbag):
+    """A one-chunk partition is published by ``plan``: it announces the scores asset through an alias (an event
+    only when it published); ``publish`` declares the asset itself."""
+    for project in list_projects():
+        dag = dagbag.dags[f"batch_score_{project}"]
+        [scores] = dag.get_task("publish").outlets
+        assert scores.name == f"scores_{project}"
+        [alias] = dag.get_task("plan").outlets
+        assert type(alias).__name__ == "AssetAlias" and alias.name == f"scores_{project}.scored_by_plan"
+
+
 def test_assets_chain_ingest_to_drift_to_retrain(dagbag):
     """validated -> drift DAG -> drift asset -> retrain DAG -> champion asset: the same assets at both ends.
 

@@ -90,6 +90,39 @@ def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airfl
         [catalog.scores_manifest(MODEL, DS), catalog.scores_file(MODEL, DS)]
     )
 
+    # At the config's chunk_rows the day is one chunk: the plan task scores and publishes it, the mapped
+    # chunks and the publish task are skipped (no process), and the scores asset is announced all the same.
+    daily_conf = {"chunk_rows": None, "model_choice": "current"}
+    daily = dag.test(logical_date=dt.datetime(2013, 1, 28, tzinfo=dt.UTC), run_conf=daily_conf)
+    assert str(daily.state) == "success"
+    assert _instances(daily) == [
+        ("plan", -1, "success"),
+        ("publish", -1, "skipped"),
+        ("score_chunk", -1, "skipped"),
+        ("wait_for_validated", -1, "success"),
+    ]
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["model_version"] == second["version"] and manifest["chunks"] == 1
+    assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, second["version"])
+    events = _scores_events(daily)
+    assert [(e["source_task_id"], e["extra"]["ds"], e["extra"]["rows"]) for e in events] == [("plan", DS, ROWS)]
+    assert events[0]["extra"]["model_version"] == second["version"] and events[0]["extra"]["chunks"] == 1
+
+
+def _scores_events(run) -> list[dict]:
+    """The scores asset's events emitted by a run (by the plan task through its alias, or by publish)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .filter(AssetModel.name == f"scores_{MODEL}", AssetEvent.source_run_id == run.run_id)
+            .all()
+        )
+        return [{"source_task_id": e.source_task_id, "extra": dict(e.extra or {})} for e in rows]
+
 
 def test_no_version_as_of_the_day_fails_the_plan_without_retries(airflow_db, dag_jan_root, load_dag):
     assert _train_and_gate("2013-01-31")["promoted"]
