@@ -83,7 +83,6 @@ def _download(uri: str, run_id: str, root: Path, key: str) -> Path:
     import yaml
 
     from pipelines.core.errors import MissingInput
-
     from pipelines.core.tracking import configure
 
     configure()

@@ -61,16 +61,20 @@ class ChunkReader:
     """The validated partition as Parquet (a local path, or a seekable file read in ranges), a row range at a time.
 
     Only the row groups a range overlaps are read (with a file read in ranges,
-    only their bytes are fetched). Memory is bounded by the chunk plus the row
-    groups it overlaps; the last row group read is kept, so chunks read in
-    order decode every group once, whatever the chunk size.
+    only their bytes are fetched), and of them only ``columns`` (default: all).
+    Memory is bounded by the chunk plus the row groups it overlaps; the last
+    row group read is kept, so chunks read in order decode every group once,
+    whatever the chunk size.
     """
 
-    def __init__(self, source: Any):
+    def __init__(self, source: Any, columns: list[str] | None = None):
         import pyarrow.parquet as pq
 
         # pre_buffer: a row group's column chunks are fetched in a few coalesced reads, not one per column.
         self.file = pq.ParquetFile(source, pre_buffer=True)
+        # Only columns the file has: a missing one is then named by what needs it (the model's features).
+        have = set(self.file.schema_arrow.names)
+        self.columns = None if columns is None else [c for c in columns if c in have]
         meta = self.file.metadata
         self.num_rows = meta.num_rows
         self.bounds: list[tuple[int, int]] = []  # (start, rows) per row group
@@ -84,7 +88,7 @@ class ChunkReader:
     def _group(self, i: int) -> pa.Table:
         if self._cached is None or self._cached[0] != i:
             self._cached = None  # release the previous group before decoding the next
-            self._cached = (i, self.file.read_row_group(i))
+            self._cached = (i, self.file.read_row_group(i, columns=self.columns))
         return self._cached[1]
 
     def read(self, start: int, rows: int) -> pa.Table:
@@ -97,7 +101,8 @@ class ChunkReader:
             if s < end and s + n > start
         ]
         if not parts:
-            return self.file.schema_arrow.empty_table()
+            schema = self.file.schema_arrow
+            return schema.empty_table().select(self.columns) if self.columns is not None else schema.empty_table()
         return pa.concat_tables(parts).combine_chunks()
 
 
@@ -142,9 +147,23 @@ def _column_hash(values: pa.Array) -> np.ndarray:
         if values.null_count:
             out[values.is_null().to_numpy(zero_copy_only=False)] = np.iinfo("uint64").max
         return out
-    # Numbers, dates, ...: as the column reads into pandas.
+    if pa.types.is_integer(values.type) and not values.null_count:
+        return _mixed(values.to_numpy().view(f"u{values.type.bit_width // 8}").astype("u8"))
+    # Other numbers, dates, ...: as the column reads into pandas.
     series = pa.table({"v": values}).to_pandas()["v"]
     return pd.util.hash_pandas_object(series, index=False).to_numpy()
+
+
+def _mixed(vals: np.ndarray) -> np.ndarray:
+    """pandas' redistribution of 64-bit values (``_hash_ndarray``'s last step), in place."""
+    import numpy as np
+
+    vals ^= vals >> np.uint64(30)
+    vals *= np.uint64(0xBF58476D1CE4E5B9)
+    vals ^= vals >> np.uint64(27)
+    vals *= np.uint64(0x94D049BB133111EB)
+    vals ^= vals >> np.uint64(31)
+    return vals
 
 
 def output_table(
@@ -177,6 +196,9 @@ def output_table(
     if project.target.task == "classification":
         threshold = project.metrics.classification_threshold
         cols["label"] = pa.array((scores >= threshold).astype("int8"), pa.int8())
+    # The run's identity is one value per column: dictionary-encoded (one entry), it costs four bytes a row in
+    # the checkpoint and is written to Parquet as the dictionary page it is, not hashed row by row.
+    zeros = pa.array(np.zeros(n, dtype="int32"))
     for name, value in (
         ("model_name", pin["name"]),
         ("model_version", pin["version"]),
@@ -184,7 +206,7 @@ def output_table(
         ("training_fingerprint", pin["training_fingerprint"]),
         ("contract_version", contract_version),
     ):
-        cols[name] = pa.repeat(pa.scalar(value, pa.string()), n)
+        cols[name] = pa.DictionaryArray.from_arrays(zeros, pa.array([value], pa.string()))
     cols["ds"] = pa.repeat(pa.scalar(dt.date.fromisoformat(ds), pa.date32()), n)
     return pa.table(cols)
 
@@ -293,18 +315,17 @@ def score_chunks(
         opened = storage.open_version(plan["input"]["key"], plan["input"].get("version", ""))
     except (ConditionFailed, MissingInput):
         raise changed from None
+    from pipelines.core.encoder import Scorer
+    from pipelines.core.model_cache import load_version
+
     with opened as fh, StopOnSigterm() as stop:
+        scorer = Scorer(load_version(pin["name"], pin["version"], pin["run_id"]), project.target.task)
         try:
-            source = ChunkReader(_native(fh))
+            source = ChunkReader(_native(fh), _columns_read(scorer, key_cols))
         except ConditionFailed:
             raise changed from None
         if source.num_rows != plan["input"]["rows"]:
             raise changed
-        from pipelines.core.encoder import Scorer
-
-        from pipelines.core.model_cache import load_version
-
-        scorer = Scorer(load_version(pin["name"], pin["version"], pin["run_id"]), project.target.task)
         for i in todo:
             if stop.requested:
                 raise Interrupted(
@@ -333,6 +354,17 @@ def score_chunks(
                 f"complete, rerun to publish"
             )
     return result
+
+
+def _columns_read(scorer: Scorer, key: list[str]) -> list[str] | None:
+    """The validated columns a chunk needs: the natural key and the model's raw inputs (``None``: all, for a
+    model that does not say what it reads)."""
+    from pipelines.core.model import pipeline_spec
+
+    spec = pipeline_spec(scorer.pipeline)
+    if spec is None:
+        return None
+    return list(dict.fromkeys([*key, *spec.raw_inputs]))
 
 
 def _native(fh: Any) -> Any:

@@ -114,17 +114,42 @@ def _assemble(
                         f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum; it is "
                         f"uncommitted: rerun (in Airflow, clear score_chunk) to score it again"
                     )
-                table = read_chunk(data)
+                table = _as_published(read_chunk(data))
                 del data
-                table = table.replace_schema_metadata({**(table.schema.metadata or {}), FOOTER_KEY: identity})
                 if writer is None:
-                    writer = pq.ParquetWriter(sink, table.schema, compression="zstd")
+                    # No Arrow schema in the footer: readers take the Parquet types (strings are strings,
+                    # whether the chunk held them dictionary-encoded or not), as DuckDB and Spark always do.
+                    # row_id and score are (nearly) all distinct: plainly encoded, not hashed into a dictionary
+                    # that overflows at once.
+                    dictionary = [c for c in table.column_names if c not in ("row_id", "score")]
+                    writer = pq.ParquetWriter(
+                        sink, table.schema, compression="zstd", store_schema=False, use_dictionary=dictionary
+                    )
                 writer.write_table(table, row_group_size=max(len(table), 1))
                 rows += len(table)
         finally:
             if writer is not None:
+                writer.add_key_value_metadata({FOOTER_KEY.decode(): identity.decode()})
                 writer.close()
     return rows, sink.hash.hexdigest()
+
+
+#: The run's identity columns, one value each: dictionary-encoded in chunks (plain strings in older ones).
+IDENTITY_COLUMNS = ("model_name", "model_version", "mlflow_run_id", "training_fingerprint", "contract_version")
+
+
+def _as_published(table: Any) -> Any:
+    """A chunk with its identity columns dictionary-encoded (a chunk committed before they were is encoded
+    here), so every row group of the file has one schema."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for name in IDENTITY_COLUMNS:
+        i = table.schema.get_field_index(name)
+        if i >= 0 and not pa.types.is_dictionary(table.schema.field(i).type):
+            column = pc.dictionary_encode(table.column(i)).cast(pa.dictionary(pa.int32(), pa.string()))
+            table = table.set_column(i, name, column)
+    return table.replace_schema_metadata(None)
 
 
 def scores_manifest(project: ProjectConfig, ds: str, plan: dict, committed: dict, published: dict) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from pipelines.core import catalog
@@ -199,6 +201,21 @@ def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
         "year", "month", "day", "carrier", "flight", "origin", "row_id", "score", "label", "model_name",
         "model_version", "mlflow_run_id", "training_fingerprint", "contract_version", "ds",
     ]  # fmt: skip
+    # Readers get plain types (the identity columns are dictionary pages in the file, strings to every reader)
+    # and the file says what scored it, from which input.
+    import pyarrow as pa
+
+    from pipelines.scoring.publication import read_footer_identity
+
+    schema = pq.read_schema(part)
+    assert {schema.field(n).type for n in ("carrier", "model_name", "model_version", "mlflow_run_id")} == {pa.string()}
+    assert (schema.field("row_id").type, schema.field("label").type, schema.field("ds").type) == (
+        pa.int64(),
+        pa.int8(),
+        pa.date32(),
+    )
+    identity = read_footer_identity(part)
+    assert identity["model_version"] == "1" and identity["input_sha256"] == manifest["input"]["sha256"]
 
     again = _score(env, tmp_path)  # a rerun replaces the partition with the same bytes
     assert again["output_sha256"] == first["output_sha256"] and again["scored"] == CHUNKS
@@ -637,3 +654,49 @@ def test_a_run_planned_before_plans_named_their_input_version_resumes(env, tmp_p
     assert storage.read_json(key)["input"]["version"] == plan["input"]["version"]
     assert score_chunks(project, DS, plan["plan_id"])["scored"] == CHUNKS - 3
     assert publish(project, DS, plan["plan_id"])["output_sha256"] == reference["output_sha256"]
+
+
+def test_the_model_cache_loads_a_version_once_checks_it_and_never_serves_another_runs_model(
+    scored_root, monkeypatch, tmp_path
+):
+    """A worker keeps a version's files: the next load asks no registry and imports no MLflow; a damaged entry is
+    fetched again; a run id the registry does not give for that version is refused, never served."""
+    from pipelines.core.errors import MissingInput
+    from pipelines.core.model_cache import RECORD, load_version
+    from pipelines.core.tracking import CHAMPION, client
+
+    monkeypatch.setenv("PIPELINES_DATA_ROOT", str(scored_root))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{scored_root}/mlflow/mlflow.db")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("PIPELINES_MODEL_CACHE", str(cache))
+    mv = client().get_model_version_by_alias(MODEL, CHAMPION)
+    rows = pd.read_parquet(scored_root / catalog.validated_file(DATASET, DS))
+    want = load_version(MODEL, mv.version, mv.run_id).predict_proba(rows)
+    [entry] = [p for p in cache.iterdir() if not p.name.startswith(".")]
+    assert (entry / RECORD).is_file() and (entry / "model.pkl").is_file()
+
+    probe = (
+        "import sys, pandas as pd\n"
+        "from pipelines.core.model_cache import load_version\n"
+        f"m = load_version({MODEL!r}, {mv.version!r}, {mv.run_id!r})\n"
+        f"pd.DataFrame(m.predict_proba(pd.read_parquet({str(scored_root / catalog.validated_file(DATASET, DS))!r})))"
+        f".to_parquet({str(tmp_path / 'p.parquet')!r})\n"
+        "print('mlflow' in sys.modules)\n"
+    )
+
+    def fresh_process() -> str:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT)
+        assert out.returncode == 0, out.stderr[-2000:]
+        np.testing.assert_array_equal(pd.read_parquet(tmp_path / "p.parquet").to_numpy(), want)
+        return out.stdout.strip()
+
+    assert fresh_process() == "False"  # from the cache: MLflow never imported
+    (entry / "model.pkl").write_bytes(b"not a pickle")  # damaged on the worker's disk
+    assert fresh_process() == "True"  # the record did not match: fetched again from MLflow
+    assert fresh_process() == "False"
+    with pytest.raises(MissingInput, match="not of run"):
+        load_version(MODEL, mv.version, "0" * 32)  # a plan naming another run never gets this version's model
+    assert sorted(p.name for p in cache.iterdir() if not p.name.startswith(".")) == [entry.name]
+
+    monkeypatch.setenv("PIPELINES_MODEL_CACHE", "off")
+    np.testing.assert_array_equal(load_version(MODEL, mv.version, mv.run_id).predict_proba(rows), want)
