@@ -133,6 +133,21 @@ def _days(cols: Columns) -> Any:
     import numpy as np
 
     y, m, d = cols.number("year"), cols.number("month"), cols.number("day")
+    if len(y) > 1024:  # a partition holds few distinct days: compute each once
+        with np.errstate(invalid="ignore"):
+            plain = (y == np.floor(y)) & (m == np.floor(m)) & (d == np.floor(d))
+            plain &= (y >= 1677) & (y <= 2262) & (m >= 1) & (m <= 12) & (d >= 1) & (d <= 31)
+        if plain.all():  # whole numbers in range: (y, m, d) -> y * 1024 + m * 64 + d is one-to-one
+            distinct, inverse = np.unique((y * 16 + m) * 64 + d, return_inverse=True)
+            y, m, d = np.floor_divide(distinct, 1024), np.mod(np.floor_divide(distinct, 64), 16), np.mod(distinct, 64)
+            days, years = _days_of(y, m, d)
+            return days[inverse], years[inverse]
+    return _days_of(y, m, d)
+
+
+def _days_of(y: Any, m: Any, d: Any) -> Any:
+    import numpy as np
+
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(y) & np.isfinite(m) & np.isfinite(d)
         ok &= (y == np.floor(y)) & (m == np.floor(m)) & (d == np.floor(d))

@@ -114,6 +114,8 @@ def worker(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
     import numpy as np
     import pandas as pd
     import pyarrow.parquet as pq
+    import sklearn  # noqa: F401 - what every mode's model needs, imported before the clock
+    import xgboost  # noqa: F401
 
     from pipelines.core import catalog
     from pipelines.core.config import load_project

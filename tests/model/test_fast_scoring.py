@@ -104,9 +104,12 @@ def test_calendar_and_clock_features_match_pandas_on_any_day_that_exists(rows):
     df[["sched_arr_time", "distance", "hour"]] = 0.0
     df[["carrier", "origin", "dest"]] = "x"
     spec = _spec(("day_of_week", "day_of_year", "sched_dep_minutes"))
-    got = make_features(df, spec)
-    for name in spec.derived:
-        np.testing.assert_array_equal(got[name].to_numpy(), _reference_derived(df, name).to_numpy(), err_msg=name)
+    many = pd.concat([df] * (1100 // len(df) + 1), ignore_index=True)  # a partition's size: days computed once each
+    for frame in (df, many):
+        got = make_features(frame, spec)
+        for name in spec.derived:
+            want = _reference_derived(frame, name).to_numpy()
+            np.testing.assert_array_equal(got[name].to_numpy(), want, err_msg=name)
 
 
 def test_a_category_is_one_key_whether_its_rows_came_typed_as_integers_floats_or_text():
