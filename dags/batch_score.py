@@ -13,7 +13,7 @@ from _common import (
     reschedule_sensor,
     scores_asset,
 )
-from airflow.sdk import DAG, AssetAlias, CronDataIntervalTimetable, Param, PokeReturnValue, task
+from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
 from pipelines.core import catalog
 
@@ -40,14 +40,15 @@ version that was champion on that day instead of today's champion.
 - `plan` pins the version (from the `champion` alias, once: a promotion during the run
   cannot mix versions) and plans chunks of `chunk_rows` rows, or resumes the
   unfinished plan of an earlier attempt. A partition of **one chunk** (a day, at
-  the default `chunk_rows`) is scored, committed and published by `plan` itself,
-  which then emits `{asset}`: `score_chunk` and `publish` are skipped. One task
-  process instead of three; a retry resumes the checkpoint the same way.
+  the default `chunk_rows`) is scored, committed and published by `plan` itself
+  (`score_chunk` is then skipped): two task processes fewer; a retry resumes the
+  checkpoint the same way.
 - `score_chunk` is mapped, one task instance per chunk (up to {parallel} at once, on any
   worker). Each commits its chunk in the checkpoint; a retry or a preempted worker
   redoes at most that chunk, and a committed chunk is not redone.
 - `publish` streams the chunks into one Parquet file that replaces the partition
-  atomically, writes `_manifest.json`, and emits `{asset}`.
+  atomically, writes `_manifest.json`, and emits `{asset}` (after a plan that
+  published its one chunk, it only announces it).
 
 **Outputs.** `{scores_file}` (natural key, `row_id`, `score`,
 `label`, `model_name`, `model_version`, `mlflow_run_id`, `training_fingerprint`,
@@ -66,9 +67,6 @@ def build_batch_score_dag(project):
     cfg = project.scoring
     dag_id = f"batch_score_{project.name}"
     scores = scores_asset(project)
-    # The plan task publishes a one-chunk partition itself: it announces the scores asset through an
-    # alias, which emits an event only when the task adds one (a plan left to the mapped tasks emits none).
-    scored_by_plan = AssetAlias(f"{scores.name}.scored_by_plan")
     with DAG(
         dag_id=dag_id,
         description=f"Score validated {project.dataset.name} partitions with {project.name}'s champion",
@@ -129,15 +127,15 @@ def build_batch_score_dag(project):
                 raise AirflowSkipException(halted)
             return PokeReturnValue(is_done=state == "ready", xcom_value=ds)
 
-        @task(task_id="plan", outlets=[scored_by_plan])
+        @task(task_id="plan")
         def plan(partition: str, **context) -> list[dict]:
-            """Pin the version and plan the chunks (or resume an unfinished plan); one entry per chunk left to
-            the mapped tasks. A one-chunk plan is scored and published here, and leaves none."""
+            """Pin the version and plan the chunks (or resume an unfinished plan): one entry per chunk left to the
+            mapped tasks. A one-chunk plan is scored and published here, and leaves none. The plan's identity
+            goes to publish as the XCom ``plan``."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.core.errors import ConfigError, NoChampion
+            from pipelines.core.errors import ConfigError, NoChampion, PlanConflict
             from pipelines.scoring import plan_or_score
-            from pipelines.scoring.publication import announcement
 
             params = context.get("params") or {}
             try:
@@ -146,14 +144,16 @@ def build_batch_score_dag(project):
                     partition,
                     chunk_rows=params.get("chunk_rows"),
                     model_choice=params.get("model_choice"),
-                    restart=bool(params.get("restart")),
+                    # A retry resumes what its first try started, restart or not.
+                    restart=bool(params.get("restart")) and context["ti"].try_number == 1,
+                    run_key=context["run_id"],
                 )
-            except (NoChampion, ConfigError) as exc:
-                raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion or fix a config
-            if p["manifest"] is not None:
-                context["outlet_events"][scored_by_plan].add(scores, extra=announcement(p["manifest"]))
-                return []
-            return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in p["chunks"]]
+            except (NoChampion, ConfigError, PlanConflict) as exc:
+                # Retrying cannot make a champion, fix a config or un-supersede a plan: fail for good.
+                raise AirflowFailException(str(exc)) from None
+            context["ti"].xcom_push(key="plan", value={"partition": partition, "plan_id": p["plan_id"]})
+            left = [] if p["manifest"] is not None else p["chunks"]
+            return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in left]
 
         @task(
             task_id="score_chunk",
@@ -172,17 +172,20 @@ def build_batch_score_dag(project):
             except (PlanConflict, ConfigError) as exc:  # a retry cannot fix a superseded plan or a bad setting
                 raise AirflowFailException(str(exc)) from None
 
-        @task(task_id="publish", outlets=[scores])
-        def publish(chunks: list[dict], **context) -> dict:
-            """Publish the partition atomically and announce it."""
+        # After the chunks, or straight after a plan that published the partition itself (its mapped chunks are
+        # then skipped); skipped when the run has nothing to score (the sensor skipped).
+        @task(task_id="publish", outlets=[scores], trigger_rule="none_failed_min_one_success")
+        def publish(**context) -> dict:
+            """Publish the partition atomically (a plan already published: its manifest) and announce it."""
             from airflow.sdk.exceptions import AirflowFailException
 
             from pipelines.core.errors import ConfigError, PlanConflict
             from pipelines.scoring import publish as publish_partition
             from pipelines.scoring.publication import announcement
 
+            planned = context["ti"].xcom_pull(task_ids="plan", key="plan")
             try:
-                manifest = publish_partition(project, chunks[0]["partition"], chunks[0]["plan_id"])
+                manifest = publish_partition(project, planned["partition"], planned["plan_id"])
             except (PlanConflict, ConfigError) as exc:
                 raise AirflowFailException(str(exc)) from None
             summary = announcement(manifest)
@@ -190,7 +193,9 @@ def build_batch_score_dag(project):
             return summary
 
         planned = plan(wait_for_validated())
-        score_chunk.expand_kwargs(planned) >> publish(planned)
+        announced = publish()
+        planned >> announced
+        score_chunk.expand_kwargs(planned) >> announced
     return dag
 
 

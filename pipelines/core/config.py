@@ -440,10 +440,11 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(
             f"{path}: not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); save it as UTF-8"
         ) from None
-    try:
-        return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError:
-        pass  # read again by the pure-Python parser, whose messages name the problem and where
+    if "\t" not in text:  # LibYAML accepts tabs the YAML spec (and the pure-Python parser) refuses
+        try:
+            return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError:
+            pass  # read again by the pure-Python parser, whose messages name the problem and where
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

@@ -5,16 +5,16 @@ since scoring reads Arrow: it computes the features
 (:func:`pipelines.core.features.feature_columns`) and encodes each categorical
 feature as the position of its key among the keys seen in ``fit``, sorted
 (``-1`` for a key never seen, and for missing), with Arrow's ``index_in``
-kernel. Those are the codes scikit-learn's ``OrdinalEncoder`` gave the earlier
-pipelines (sorted categories, unknown and missing ``-1``), so a model fitted
-on the same rows is the same model: only the time to encode changed.
+kernel. For text categories those are the codes scikit-learn's
+``OrdinalEncoder`` gave the earlier pipelines (sorted categories, unknown and
+missing ``-1``), so a model fitted on the same rows is the same model: only
+the time to encode changed. (A category of numbers is keyed by its text, so
+its codes follow text order.)
 
-:func:`compiled` turns a loaded pipeline into the scoring fast path (Arrow
-rows in, scores out, no pandas), for both layouts: this one, and the earlier
-``make_features`` -> ``OrdinalEncoder`` -> XGBoost pipelines, whose fitted
-categories are taken over when they are all text. Anything else (a
-scikit-learn estimator, categories that are not text) is scored through the
-pipeline itself.
+:class:`Scorer` turns a loaded pipeline of this layout into the scoring fast
+path (Arrow rows in, scores out, no pandas). Anything else (a pipeline logged
+before this encoder, a scikit-learn estimator) is scored through the pipeline
+itself, exactly as it was logged: its ``make_features`` values never change.
 """
 
 from __future__ import annotations
@@ -115,64 +115,19 @@ def _define() -> type:
     return FeatureEncoder
 
 
-def _legacy_encoder(pipeline: Any) -> Any:
-    """The encoder equal to an earlier ``features`` -> ``encode`` (``OrdinalEncoder``) pipeline's first two steps,
-    or ``None`` when it cannot be one (its layout, or a category that is not text)."""
-    steps = getattr(pipeline, "named_steps", {})
-    spec = (getattr(steps.get("features"), "kw_args", None) or {}).get("spec")
-    encode = steps.get("encode")
-    if spec is None or len(steps) != 3 or not hasattr(encode, "transformers_"):
-        return None
-    numeric, categorical = [], []
-    for name, transformer, columns in encode.transformers_:
-        if name == "num" and _passthrough(transformer):
-            numeric = list(columns)
-        elif name == "cat" and type(transformer).__name__ == "OrdinalEncoder":
-            categorical = list(zip(columns, transformer.categories_, strict=True))
-            if transformer.get_params().get("unknown_value") != -1:
-                return None
-        elif name != "remainder" or transformer != "drop":
-            return None
-    if numeric != spec.numeric_out or [c for c, _ in categorical] != spec.categorical_out:
-        return None
-    categories = {}
-    for column, values in categorical:
-        known = list(values)
-        while known and (known[-1] is None or (isinstance(known[-1], float) and known[-1] != known[-1])):
-            known.pop()  # missing values (None, NaN) come last, coded -1
-        if not all(isinstance(v, str) for v in known) or known != sorted(known):
-            return None
-        categories[column] = known
-    encoder = encoder_class()(spec)
-    encoder.categories_ = categories
-    encoder.n_features_out_ = len(spec.output_columns)
-    return encoder
-
-
-def _passthrough(transformer: Any) -> bool:
-    """A column transformer's ``passthrough`` (fitted, it is an identity ``FunctionTransformer``)."""
-    if isinstance(transformer, str):
-        return transformer == "passthrough"
-    return type(transformer).__name__ == "FunctionTransformer" and transformer.func is None
-
-
 class Scorer:
     """Scores of Arrow rows from a fitted pipeline: its :class:`FeatureEncoder` and XGBoost estimator called
-    directly (``fast``), or the pipeline itself on a pandas frame."""
+    directly (``fast``), or any other pipeline (an earlier layout, a scikit-learn estimator) itself on a pandas
+    frame, exactly as it was logged."""
 
     def __init__(self, pipeline: Any, task: str) -> None:
         self.pipeline = pipeline
         self.task = task
         self.encoder: Any = None
         self.estimator: Any = None
-        steps = getattr(pipeline, "steps", None)
-        estimator = steps[-1][1] if steps else None
-        if estimator is not None and hasattr(estimator, "get_booster"):
-            if len(steps) == 2 and isinstance(steps[0][1], encoder_class()):
-                self.encoder = steps[0][1]
-            else:
-                self.encoder = _legacy_encoder(pipeline)
-            self.estimator = estimator if self.encoder is not None else None
+        steps = getattr(pipeline, "steps", None) or []
+        if len(steps) == 2 and isinstance(steps[0][1], encoder_class()) and hasattr(steps[1][1], "get_booster"):
+            self.encoder, self.estimator = steps[0][1], steps[1][1]
         self._checked = False
 
     @property

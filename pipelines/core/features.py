@@ -93,7 +93,8 @@ def _as_number(arr: Any) -> Any:
 
     t = arr.type
     if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
-        return np.asarray(pc.cast(arr, pa.float64()).to_numpy(zero_copy_only=False), dtype="float64")
+        # Unsafe: an integer beyond 2**53 rounds to the nearest float, as pandas reads it.
+        return np.asarray(pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype="float64")
     if pa.types.is_decimal(t):
         return np.asarray(pc.cast(arr, pa.float64(), safe=False).to_numpy(zero_copy_only=False), dtype="float64")
     # Text, dates, times: pandas' own coercion, as the rows were read before.
@@ -108,8 +109,12 @@ def category_keys(arr: Any) -> Any:
     t = arr.type
     if pa.types.is_string(t):
         return arr
-    if pa.types.is_large_string(t) or pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
+    if pa.types.is_large_string(t) or pa.types.is_boolean(t) or pa.types.is_null(t):
         return pc.cast(arr, pa.string())
+    if pa.types.is_integer(t):
+        # As the float pandas makes of an integer column with a missing value, so a key never depends on
+        # which of the two the rows were: exact up to 2**53, the float's text beyond.
+        arr, t = pc.cast(arr, pa.float64(), safe=False), pa.float64()
     if pa.types.is_floating(t):
         finite = pc.is_finite(arr)  # null for null; NaN and infinities are missing
         whole = pc.and_kleene(finite, pc.equal(pc.floor(arr), arr))
@@ -195,6 +200,30 @@ def _route(cols: Columns) -> Any:
     import pyarrow.compute as pc
 
     return pc.binary_join_element_wise(cols.key("origin"), cols.key("dest"), "-")
+
+
+# The same features on a pandas frame, as make_features has always computed them (pipelines logged before
+# the encoder call make_features by name: its values must never change under them).
+
+
+def _frame_date(df: pd.DataFrame) -> pd.Series:
+    import pandas as pd
+
+    return pd.to_datetime({"year": df["year"], "month": df["month"], "day": df["day"]}, errors="coerce")
+
+
+def _frame_hhmm(values: pd.Series) -> pd.Series:
+    v = values.astype("float64")
+    return (v // 100) * 60 + (v % 100)
+
+
+FRAME_DERIVED: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    "day_of_week": lambda df: _frame_date(df).dt.dayofweek.astype("float64"),
+    "day_of_year": lambda df: _frame_date(df).dt.dayofyear.astype("float64"),
+    "sched_dep_minutes": lambda df: _frame_hhmm(df["sched_dep_time"]),
+    "sched_arr_minutes": lambda df: _frame_hhmm(df["sched_arr_time"]),
+    "route": lambda df: df["origin"].astype("string") + "-" + df["dest"].astype("string"),
+}
 
 
 @dataclass(frozen=True)
@@ -328,57 +357,63 @@ def feature_spec(
     return spec
 
 
-def _computed(cols: Columns, spec: FeatureSpec) -> dict[str, Any]:
-    """The numeric features (float64 numbers) and the computed categorical ones (Arrow strings), by name."""
+def feature_columns(rows: Any, spec: FeatureSpec) -> dict[str, Any]:
+    """Raw rows (an Arrow table or a pandas frame) -> the model's inputs, in ``spec.output_columns`` order:
+    numeric features as float64 numbers (NaN for missing), categorical ones as category keys (Arrow strings,
+    :func:`category_keys`). No Python work per value: Arrow kernels, NumPy and one DuckDB query. What
+    :class:`~pipelines.core.encoder.FeatureEncoder` fits and scores on, from pandas rows in training and
+    Arrow rows in scoring alike.
+    """
     import pyarrow as pa
 
     from pipelines.core.expressions import evaluate_arrow
 
-    names = cols.rows.column_names if isinstance(cols.rows, pa.Table) else list(cols.rows.columns)
+    cols = Columns(rows)
+    names = rows.column_names if isinstance(rows, pa.Table) else list(rows.columns)
     missing = [c for c in spec.raw_inputs if c not in names]
     if missing:
         raise ConfigError(f"input rows lack feature columns {missing}")
     out: dict[str, Any] = {col: cols.number(col) for col in spec.numeric}
     for name in spec.derived:
         out[name] = DERIVED[name].fn(cols)
-    for e in spec.expressions:
-        out[e.name] = None  # keeps the spec's order; filled below
-    for name, arr in evaluate_arrow(cols.rows, spec.expressions).items():
+    for name, arr in evaluate_arrow(rows, spec.expressions).items():
         out[name] = _as_number(arr) if name in spec.numeric_out else category_keys(arr)
-    return out
-
-
-def feature_columns(rows: Any, spec: FeatureSpec) -> dict[str, Any]:
-    """Raw rows (an Arrow table or a pandas frame) -> the model's inputs, in ``spec.output_columns`` order:
-    numeric features as float64 numbers (NaN for missing), categorical ones as category keys (Arrow strings,
-    :func:`category_keys`). No Python work per value: Arrow kernels, NumPy and one DuckDB query.
-    """
-    cols = Columns(rows)
-    out = _computed(cols, spec)
     for col in spec.categorical:
         out[col] = cols.key(col)
     return {name: out[name] for name in spec.output_columns}
 
 
 def make_features(df: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
-    """Raw validated rows -> the model's feature frame (numeric float64, categorical objects, None for missing).
+    """Raw validated rows -> the feature frame (numeric float64, categorical objects, None for missing).
 
-    The numbers and computed categoricals are :func:`feature_columns`'; a raw
-    categorical column keeps its own values (models logged before the keys
-    existed were fitted on them). Expression features are computed in one
-    DuckDB query (:func:`pipelines.core.expressions.evaluate_arrow`); a value
-    an expression cannot compute on a row is null.
+    What drift monitoring, the gate's slices and the pipelines logged before
+    :class:`~pipelines.core.encoder.FeatureEncoder` compute (those pipelines
+    call this function by name, so its values are frozen: pandas' coercion and
+    dates, raw categorical values as they are). A model's own inputs are
+    :func:`feature_columns`, which agree with it on every validated row; they
+    differ only where pandas' reading is an accident (``month 0, day 101`` is
+    2013-01-01 here, no day there). Expression features are computed in one
+    DuckDB query (:func:`pipelines.core.expressions.evaluate`); a value an
+    expression cannot compute on a row is null.
     """
     import pandas as pd
 
-    out = _computed(Columns(df), spec)
-    for name in spec.categorical_out:
-        if name in spec.categorical:
-            values = df[name]
-        else:
-            values = pd.Series(out[name].to_numpy(zero_copy_only=False), index=df.index)
-        out[name] = values.astype("object").where(values.notna(), None)
+    from pipelines.core.expressions import evaluate
+
+    missing = [c for c in spec.raw_inputs if c not in df.columns]
+    if missing:
+        raise ConfigError(f"input rows lack feature columns {missing}")
+    out: dict[str, Any] = {}
+    for col in spec.numeric:
+        out[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
+    for name in spec.derived:
+        out[name] = FRAME_DERIVED[name](df)
+    out.update(evaluate(df, spec.expressions).items())
+    for col in spec.categorical:
+        out[col] = df[col]
     frame = pd.DataFrame(out, index=df.index)
+    for col in spec.categorical_out:
+        frame[col] = frame[col].astype("object").where(frame[col].notna(), None)
     return frame[spec.output_columns]
 
 

@@ -17,15 +17,19 @@ damaged or partial entry is removed and downloaded again. Entries unused for
 the longest go once there are more than :data:`KEEP`.
 
 ``PIPELINES_MODEL_CACHE`` sets the folder (default ``~/.cache/pipelines/models``,
-created private to the worker's user); ``off`` turns the cache off.
+created private to the worker's user; a folder another user owns or may write
+is not used); ``off`` turns the cache off. The SHA-256 record guards against
+damage, not against a writer of the worker's own files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,17 +37,33 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: Entries kept per worker (the least recently used go first).
+#: Entries kept per worker (the least recently used go first, once idle for IDLE_SECONDS).
 KEEP = 16
+IDLE_SECONDS = 600
+#: A download folder older than this was left by a killed process.
+ABANDONED_SECONDS = 3600
 RECORD = "pipelines-cache.json"
 
 
 def cache_dir() -> Path | None:
-    """The cache folder, or ``None`` when turned off."""
+    """The cache folder, or ``None`` when turned off, or when it is not the worker's own (another user's, or
+    writable by others: what it holds is unpickled, so only the worker may write it)."""
+    import stat
+
     value = os.environ.get("PIPELINES_MODEL_CACHE", "")
     if value.strip().lower() == "off":
         return None
-    return Path(value).expanduser() if value else Path.home() / ".cache" / "pipelines" / "models"
+    root = Path(value).expanduser() if value else Path.home() / ".cache" / "pipelines" / "models"
+    try:
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = root.stat()
+    except OSError as exc:
+        log.warning("model cache %s unusable (%s): models are loaded from MLflow", root, exc)
+        return None
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        log.warning("model cache %s is not this user's alone: models are loaded from MLflow", root)
+        return None
+    return root
 
 
 def _key(name: str, version: str, run_id: str) -> str:
@@ -86,7 +106,6 @@ def _download(uri: str, run_id: str, root: Path, key: str) -> Path:
     from pipelines.core.tracking import configure
 
     configure()
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp / "dl")))
@@ -126,10 +145,18 @@ def _unpickle(entry: Path) -> Any:
 
 
 def _prune(root: Path, keep: Path) -> None:
+    """Drop the least recently used entries beyond :data:`KEEP` (never one used in the last
+    :data:`IDLE_SECONDS`: another process may be loading it) and downloads abandoned by a killed process."""
+    import time
+
+    now = time.time()
     entries = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=_used)
     for old in entries[: max(0, len(entries) - KEEP)]:
-        if old != keep:
+        if old != keep and now - _used(old) > IDLE_SECONDS:
             shutil.rmtree(old, ignore_errors=True)
+    for partial in root.glob(".*"):
+        if partial.is_dir() and now - _used(partial) > ABANDONED_SECONDS:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _used(path: Path) -> float:
@@ -153,11 +180,23 @@ def load_version(name: str, version: str, run_id: str) -> Any:
     key = _key(name, version, run_id)
     entry = root / key
     if entry.is_dir() and _intact(entry):
-        log.info("%s v%s: loaded from the worker's model cache (%s)", name, version, entry)
-    else:
-        shutil.rmtree(entry, ignore_errors=True)
-        entry = _download(uri, run_id, root, key)
-        log.info("%s v%s: downloaded into the worker's model cache (%s)", name, version, entry)
-    os.utime(entry)
+        try:
+            model = _unpickle(entry)
+        except (OSError, EOFError, ValueError, pickle.UnpicklingError):  # pruned or refreshed meanwhile
+            model = None
+        if model is not None:
+            log.info("%s v%s: loaded from the worker's model cache (%s)", name, version, entry)
+            _touch(entry)
+            _prune(root, entry)
+            return model
+    shutil.rmtree(entry, ignore_errors=True)
+    entry = _download(uri, run_id, root, key)
+    log.info("%s v%s: downloaded into the worker's model cache (%s)", name, version, entry)
+    _touch(entry)
     _prune(root, entry)
     return _unpickle(entry)
+
+
+def _touch(entry: Path) -> None:
+    with contextlib.suppress(OSError):
+        os.utime(entry)

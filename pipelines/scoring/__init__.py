@@ -27,8 +27,8 @@ The CLI runs the four in one process (:func:`score_partition`); the DAG runs
 ``plan``, one mapped ``score_chunk`` task per chunk and ``publish``, except
 for a partition of one chunk (a daily partition, at the default
 ``chunk_rows``), which its ``plan`` task scores and publishes itself
-(:func:`plan_or_score`): one task process instead of three, with the same
-checkpoint, the same commit and the same publish.
+(:func:`plan_or_score`; ``publish`` then only announces it): three task
+processes instead of four, with the same checkpoint, commit and publish.
 
 Output columns: the contract's natural key, ``row_id`` (a deterministic 64-bit
 hash of the natural key), ``score`` (probability of the positive class, or
@@ -43,6 +43,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.partitions import ds_str
 from pipelines.scoring.chunks import score_chunks
 from pipelines.scoring.plan import plan_run, validated_ready
 from pipelines.scoring.publication import publish
@@ -86,22 +87,37 @@ def score_partition(project: ProjectConfig, ds: str, *, storage: Storage | None 
     }
 
 
-def plan_or_score(project: ProjectConfig, ds: str, *, storage: Storage | None = None, **plan: Any) -> dict[str, Any]:
+def plan_or_score(
+    project: ProjectConfig, ds: str, *, storage: Storage | None = None, run_key: str | None = None, **plan: Any
+) -> dict[str, Any]:
     """Plan (or resume); a plan of one chunk is scored and published at once (the DAG's fast path).
 
     A daily partition is one chunk: scoring it in the process that planned it
-    saves two task start-ups (imports, model load) and costs nothing in
+    saves a task start-up (imports, model load) and costs nothing in
     safety: the chunk is committed and published by the same functions as a
     mapped chunk task and the publish task would, so a kill at any point is
     resumed by the retry like theirs. Larger plans are left to the mapped tasks.
+
+    ``run_key`` names the calling run (the DAG run's id). A retry of that run
+    whose plan is published already (the attempt died after publishing, before
+    Airflow recorded it) returns that publication: a run publishes once, with
+    the one version it pinned, never re-pins and publishes again.
 
     Returns the plan (``plan_run``'s) plus ``manifest``: the publication's, or
     ``None`` when the chunks are left to the mapped tasks.
     """
     from pipelines.core.storage import get_storage
+    from pipelines.scoring.plan import load_plan
+    from pipelines.scoring.publication import published_manifest
 
     storage = storage or get_storage()
-    planned_run = plan_run(project, ds, storage=storage, **plan)
+    ds = ds_str(ds)
+    if run_key:
+        mine = load_plan(storage, project.name, ds)
+        if mine and mine.get("run_key") == run_key and mine.get("status") == "published":
+            manifest = published_manifest(project, ds, mine["plan_id"], storage)
+            return {**mine, "committed": [], "resumed": True, "manifest": manifest}
+    planned_run = plan_run(project, ds, storage=storage, run_key=run_key, **plan)
     if len(planned_run["chunks"]) != 1:
         return {**planned_run, "manifest": None}
     score_chunks(project, ds, planned_run["plan_id"], storage=storage)

@@ -190,6 +190,7 @@ def plan_run(
     model_choice: str | None = None,
     storage: Storage | None = None,
     restart: bool = False,
+    run_key: str | None = None,
 ) -> dict[str, Any]:
     """Pin the model and plan the chunks, or resume the unfinished run of the same input.
 
@@ -198,6 +199,9 @@ def plan_run(
     without options keeps the interrupted run's chunking and pinned version.
     Otherwise (``restart``, a published or stale plan) the version is pinned
     afresh and a new plan replaces the old one.
+
+    ``run_key`` (an Airflow DAG run's id) is recorded in a new plan: a retry of
+    the run that made a plan finds it by that key (:func:`pipelines.scoring.plan_or_score`).
 
     Returns the plan plus ``committed`` (indices) and ``resumed``.
 
@@ -237,7 +241,7 @@ def plan_run(
         return {**plan, "committed": sorted(int(i) for i in committed), "resumed": True}
     rows_per_chunk = chunk_rows or project.scoring.chunk_rows
     choice = model_choice or project.scoring.model_choice
-    plan = _new_plan(project, ds, input_info, rows_per_chunk, groups, choice, storage)
+    plan = _new_plan(project, ds, input_info, rows_per_chunk, groups, choice, storage, run_key)
     return {**plan, "committed": [], "resumed": False}
 
 
@@ -249,6 +253,7 @@ def _new_plan(
     groups: list[int],
     choice: str,
     storage: Storage,
+    run_key: str | None = None,
 ) -> dict[str, Any]:
     """Pin the version afresh, chunk the input, and replace the partition's plan (stale plans' chunks go)."""
     from pipelines.scoring.pin import pin_model
@@ -270,6 +275,7 @@ def _new_plan(
         "chunk_rows": rows_per_chunk,
         "chunks": chunks,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **({"run_key": run_key} if run_key else {}),
     }
     # The new plan replaces the old one in one atomic write, inside the partition's lock so that it
     # never lands between a publisher's check of its plan and its write (a stale process checking

@@ -112,7 +112,8 @@ def _assemble(
                     storage.delete(catalog.chunk_marker(project.name, ds, plan["plan_id"], c["index"]))  # uncommit
                     raise MissingInput(
                         f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum; it is "
-                        f"uncommitted: rerun (in Airflow, clear score_chunk) to score it again"
+                        "uncommitted: rerun (in Airflow, clear score_chunk, or plan for a one-chunk day) to score "
+                        "it again"
                     )
                 table = _as_published(read_chunk(data))
                 del data
@@ -227,7 +228,7 @@ def _clear_withdrawal(storage: Storage, model: str, ds: str) -> None:
         storage.delete(withdrawn)
 
 
-def _published(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
+def published_manifest(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
     """The manifest of a plan that is already published (this plan's chunks are gone: only it can answer)."""
     manifest_key = catalog.scores_manifest(project.name, ds)
     try:
@@ -273,7 +274,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
             "with other content); score the partition again from the plan step"
         )
     if plan.get("status") == "published":
-        existing = _published(project, ds, plan_id, storage)
+        existing = published_manifest(project, ds, plan_id, storage)
         storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
         return existing
     committed = committed_chunks(project, ds, plan, storage)
@@ -290,7 +291,7 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
             plan = current_plan(project, ds, plan_id, storage)  # not superseded while assembling
             if plan.get("status") == "published":  # another run of this plan got there first
                 _clear_withdrawal(storage, project.name, ds)
-                return _published(project, ds, plan_id, storage)
+                return published_manifest(project, ds, plan_id, storage)
             _input_unchanged(project, ds, plan, storage)
             # The objects' versions now: each write below is conditional on them (on S3), so a holder
             # that lost the lock without knowing it (stalled past its lease) cannot overwrite a newer publish.

@@ -90,27 +90,29 @@ def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airfl
         [catalog.scores_manifest(MODEL, DS), catalog.scores_file(MODEL, DS)]
     )
 
-    # At the config's chunk_rows the day is one chunk: the plan task scores and publishes it, the mapped
-    # chunks and the publish task are skipped (no process), and the scores asset is announced all the same.
+    # At the config's chunk_rows the day is one chunk: the plan task scores and publishes it, the mapped chunk
+    # is skipped (no process), and publish finds the plan published and announces it.
     daily_conf = {"chunk_rows": None, "model_choice": "current"}
     daily = dag.test(logical_date=dt.datetime(2013, 1, 28, tzinfo=dt.UTC), run_conf=daily_conf)
     assert str(daily.state) == "success"
     assert _instances(daily) == [
         ("plan", -1, "success"),
-        ("publish", -1, "skipped"),
+        ("publish", -1, "success"),
         ("score_chunk", -1, "skipped"),
         ("wait_for_validated", -1, "success"),
     ]
     manifest = json.loads(manifest_path.read_text())
     assert manifest["model_version"] == second["version"] and manifest["chunks"] == 1
     assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, second["version"])
+    plan = json.loads((dag_jan_root / catalog.scoring_plan(MODEL, DS)).read_text())
+    assert plan["run_key"] == daily.run_id and plan["plan_id"] == manifest["plan_id"]
     events = _scores_events(daily)
-    assert [(e["source_task_id"], e["extra"]["ds"], e["extra"]["rows"]) for e in events] == [("plan", DS, ROWS)]
+    assert [(e["source_task_id"], e["extra"]["ds"], e["extra"]["rows"]) for e in events] == [("publish", DS, ROWS)]
     assert events[0]["extra"]["model_version"] == second["version"] and events[0]["extra"]["chunks"] == 1
 
 
 def _scores_events(run) -> list[dict]:
-    """The scores asset's events emitted by a run (by the plan task through its alias, or by publish)."""
+    """The scores asset's events emitted by a run."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 

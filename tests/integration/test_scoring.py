@@ -700,3 +700,23 @@ def test_the_model_cache_loads_a_version_once_checks_it_and_never_serves_another
 
     monkeypatch.setenv("PIPELINES_MODEL_CACHE", "off")
     np.testing.assert_array_equal(load_version(MODEL, mv.version, mv.run_id).predict_proba(rows), want)
+
+
+def test_a_retried_run_whose_plan_published_returns_that_publication_and_never_publishes_again(env, tmp_path):
+    """The DAG's plan task scores and publishes a one-chunk day itself. An attempt that dies after publishing
+    and before Airflow records it is retried: the retry (same run) finds its published plan and returns it,
+    never re-pins and publishes again; another run (or the CLI) scores the day afresh, as it always has."""
+    from pipelines.core.config import load_project
+    from pipelines.scoring import plan_or_score
+
+    project = load_project(MODEL)
+    first = plan_or_score(project, DS, run_key="manual__1")
+    assert first["manifest"] is not None and first["manifest"]["chunks"] == 1 and not first["resumed"]
+    published = env.read(catalog.scores_file(MODEL, DS))
+    retry = plan_or_score(project, DS, run_key="manual__1", restart=True)
+    assert retry["resumed"] and retry["plan_id"] == first["plan_id"] and retry["manifest"] == first["manifest"]
+    assert env.read(catalog.scores_file(MODEL, DS)) == published
+    other = plan_or_score(project, DS, run_key="manual__2")
+    assert other["plan_id"] != first["plan_id"] and not other["resumed"]
+    assert other["manifest"]["output_sha256"] == first["manifest"]["output_sha256"]  # same input, same version
+    assert env.checkpoint()["run_key"] == "manual__2"
