@@ -134,23 +134,24 @@ def build_batch_score_dag(project):
             goes to publish as the XCom ``plan``."""
             from airflow.sdk.exceptions import AirflowFailException
 
-            from pipelines.core.errors import ConfigError, NoChampion, PlanConflict
+            from pipelines.core.errors import ConfigError, NoChampion
             from pipelines.scoring import plan_or_score
 
             params = context.get("params") or {}
+            # The run and how often it was cleared: a cleared run (a re-score, a backfill's reprocessing) is a
+            # new attempt; the retries of one attempt share its key and find what it did.
+            run_key = f"{context['run_id']}#{context['dag_run'].clear_number or 0}"
             try:
                 p = plan_or_score(
                     project,
                     partition,
                     chunk_rows=params.get("chunk_rows"),
                     model_choice=params.get("model_choice"),
-                    # A retry resumes what its first try started, restart or not.
-                    restart=bool(params.get("restart")) and context["ti"].try_number == 1,
-                    run_key=context["run_id"],
+                    restart=bool(params.get("restart")),
+                    run_key=run_key,
                 )
-            except (NoChampion, ConfigError, PlanConflict) as exc:
-                # Retrying cannot make a champion, fix a config or un-supersede a plan: fail for good.
-                raise AirflowFailException(str(exc)) from None
+            except (NoChampion, ConfigError) as exc:
+                raise AirflowFailException(str(exc)) from None  # retrying cannot make a champion or fix a config
             context["ti"].xcom_push(key="plan", value={"partition": partition, "plan_id": p["plan_id"]})
             left = [] if p["manifest"] is not None else p["chunks"]
             return [{"partition": partition, "plan_id": p["plan_id"], "index": c["index"]} for c in left]
@@ -184,6 +185,8 @@ def build_batch_score_dag(project):
             from pipelines.scoring.publication import announcement
 
             planned = context["ti"].xcom_pull(task_ids="plan", key="plan")
+            if not isinstance(planned, dict):
+                raise AirflowFailException("plan left no 'plan' XCom (a run from before it did): clear the run")
             try:
                 manifest = publish_partition(project, planned["partition"], planned["plan_id"])
             except (PlanConflict, ConfigError) as exc:

@@ -295,6 +295,14 @@ def scoring_plan(model: str, ds: str) -> str:
     return _key("checkpoints", model, ds, SCORING_PLAN_FILE)
 
 
+def scoring_run(model: str, ds: str, run_key: str) -> str:
+    """What one Airflow run attempt published for the partition (its retries return it): named by a hash of
+    the run's key, which holds characters no key may (``:``, ``+``)."""
+    import hashlib
+
+    return _key("checkpoints", model, ds, "runs", hashlib.sha256(run_key.encode()).hexdigest()[:32] + ".json")
+
+
 def _plan_id(plan_id: str) -> str:
     if not isinstance(plan_id, str) or not _PLAN_RE.fullmatch(plan_id):
         raise ConfigError(f"invalid scoring plan id {plan_id!r}")

@@ -440,15 +440,18 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError(
             f"{path}: not UTF-8: byte 0x{data[exc.start]:02x} at offset {exc.start} (line {line}); save it as UTF-8"
         ) from None
-    if "\t" not in text:  # LibYAML accepts tabs the YAML spec (and the pure-Python parser) refuses
+    # LibYAML accepts tabs where the pure-Python parser refuses them: a text with a tab goes to the latter,
+    # so a config loads (or not) as it always has, wherever LibYAML is built or not.
+    if "\t" not in text:
         try:
             return yaml.load(text, Loader=_FastLoader)  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):
             pass  # read again by the pure-Python parser, whose messages name the problem and where
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(exc, text)}") from None
+    except (yaml.YAMLError, ValueError) as exc:
+        problem = _yaml_problem(exc, text) if isinstance(exc, yaml.YAMLError) else str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML: {problem}") from None
 
 
 class _FastLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):

@@ -53,11 +53,12 @@ def cache_dir() -> Path | None:
     value = os.environ.get("PIPELINES_MODEL_CACHE", "")
     if value.strip().lower() == "off":
         return None
-    root = Path(value).expanduser() if value else Path.home() / ".cache" / "pipelines" / "models"
     try:
+        root = Path(value).expanduser() if value else Path.home() / ".cache" / "pipelines" / "models"
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         info = root.stat()
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: no home directory (an arbitrary container uid)
+        root = value or "~/.cache/pipelines/models"
         log.warning("model cache %s unusable (%s): models are loaded from MLflow", root, exc)
         return None
     if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):

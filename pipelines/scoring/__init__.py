@@ -43,6 +43,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core import catalog
 from pipelines.core.partitions import ds_str
 from pipelines.scoring.chunks import score_chunks
 from pipelines.scoring.plan import plan_run, validated_ready
@@ -98,27 +99,47 @@ def plan_or_score(
     mapped chunk task and the publish task would, so a kill at any point is
     resumed by the retry like theirs. Larger plans are left to the mapped tasks.
 
-    ``run_key`` names the calling run (the DAG run's id). A retry of that run
-    whose plan is published already (the attempt died after publishing, before
-    Airflow recorded it) returns that publication: a run publishes once, with
-    the one version it pinned, never re-pins and publishes again.
+    ``run_key`` names the calling run attempt (the DAG run's id and its clear
+    count: a cleared run is a new attempt). The run publishes once, with the
+    one version it pinned: a retry whose plan is published already (the
+    attempt died after publishing, before Airflow recorded it), or whose
+    publication another run has superseded since, returns that publication
+    (``runs/<run_key>.json`` beside the plan) and never re-pins and publishes
+    again. ``restart`` discards any plan but the run's own, so a retry resumes
+    what its first try began.
 
     Returns the plan (``plan_run``'s) plus ``manifest``: the publication's, or
     ``None`` when the chunks are left to the mapped tasks.
     """
+    from pipelines.core.errors import PlanConflict
     from pipelines.core.storage import get_storage
     from pipelines.scoring.plan import load_plan
     from pipelines.scoring.publication import published_manifest
 
     storage = storage or get_storage()
     ds = ds_str(ds)
+    restart = bool(plan.pop("restart", False))
+    mine = load_plan(storage, project.name, ds) if run_key else None
+    own = bool(mine and mine.get("run_key") == run_key)
     if run_key:
-        mine = load_plan(storage, project.name, ds)
-        if mine and mine.get("run_key") == run_key and mine.get("status") == "published":
-            manifest = published_manifest(project, ds, mine["plan_id"], storage)
-            return {**mine, "committed": [], "resumed": True, "manifest": manifest}
-    planned_run = plan_run(project, ds, storage=storage, run_key=run_key, **plan)
+        record = catalog.scoring_run(project.name, ds, run_key)
+        if storage.exists(record):
+            return {**storage.read_json(record), "resumed": True}
+        if own and mine.get("status") == "published":
+            try:
+                manifest = published_manifest(project, ds, mine["plan_id"], storage)
+                return _recorded(storage, record, {**mine, "committed": [], "resumed": True, "manifest": manifest})
+            except PlanConflict:  # published, then its manifest went (deleted, or withdrawn): score again
+                own, restart = False, True
+    planned_run = plan_run(project, ds, storage=storage, run_key=run_key, restart=restart and not own, **plan)
     if len(planned_run["chunks"]) != 1:
         return {**planned_run, "manifest": None}
     score_chunks(project, ds, planned_run["plan_id"], storage=storage)
-    return {**planned_run, "manifest": publish(project, ds, planned_run["plan_id"], storage)}
+    result = {**planned_run, "manifest": publish(project, ds, planned_run["plan_id"], storage)}
+    return _recorded(storage, catalog.scoring_run(project.name, ds, run_key), result) if run_key else result
+
+
+def _recorded(storage: Storage, key: str, result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` written as the run's publication record (what its retries return)."""
+    storage.write_json(key, result)
+    return result

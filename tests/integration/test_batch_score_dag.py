@@ -105,7 +105,7 @@ def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airfl
     assert manifest["model_version"] == second["version"] and manifest["chunks"] == 1
     assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, second["version"])
     plan = json.loads((dag_jan_root / catalog.scoring_plan(MODEL, DS)).read_text())
-    assert plan["run_key"] == daily.run_id and plan["plan_id"] == manifest["plan_id"]
+    assert plan["run_key"] == f"{daily.run_id}#0" and plan["plan_id"] == manifest["plan_id"]
     events = _scores_events(daily)
     assert [(e["source_task_id"], e["extra"]["ds"], e["extra"]["rows"]) for e in events] == [("publish", DS, ROWS)]
     assert events[0]["extra"]["model_version"] == second["version"] and events[0]["extra"]["chunks"] == 1

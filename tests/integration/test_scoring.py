@@ -720,3 +720,15 @@ def test_a_retried_run_whose_plan_published_returns_that_publication_and_never_p
     assert other["plan_id"] != first["plan_id"] and not other["resumed"]
     assert other["manifest"]["output_sha256"] == first["manifest"]["output_sha256"]  # same input, same version
     assert env.checkpoint()["run_key"] == "manual__2"
+    # The first run's late retry, its publication superseded since: it returns what it did, publishes nothing.
+    late = plan_or_score(project, DS, run_key="manual__1")
+    assert late["plan_id"] == first["plan_id"] and late["manifest"] == first["manifest"]
+    assert env.manifest()["plan_id"] == other["plan_id"]
+    # A manifest gone under a run's own published plan (deleted by hand): that run scores the day again.
+    third = plan_or_score(project, DS, run_key="manual__3")
+    from pipelines.core.storage import get_storage
+
+    get_storage().delete(catalog.scores_manifest(MODEL, DS))
+    get_storage().delete(catalog.scoring_run(MODEL, DS, "manual__3"))
+    again = plan_or_score(project, DS, run_key="manual__3")
+    assert again["plan_id"] != third["plan_id"] and env.manifest()["plan_id"] == again["plan_id"]
