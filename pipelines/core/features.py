@@ -1,9 +1,16 @@
 """Features in one place, shared by training and scoring.
 
-``make_features`` turns raw validated rows into the model's input columns; it
-is the first step of the logged model's pipeline, so
+Raw validated rows become the model's inputs inside the logged pipeline, so
 ``mlflow.pyfunc.load_model(uri).predict(validated_rows)`` works on raw rows and
-training and scoring cannot drift apart.
+training and scoring cannot drift apart. Two readings of the same features:
+
+- :func:`feature_columns`, on Arrow arrays (or a pandas frame), is what an
+  XGBoost pipeline's :class:`~pipelines.core.encoder.FeatureEncoder` fits and
+  scores on: no Python work per value.
+- :func:`make_features`, on a pandas frame, is the first step of a
+  scikit-learn estimator's pipeline and of XGBoost pipelines logged before the
+  encoder, and what drift monitoring and the gate's slices compute; its values
+  never change under those pipelines.
 
 Derived features are named functions of raw columns (the registry below), which
 a model config lists under ``features.derived``, or expressions the config
@@ -42,9 +49,6 @@ class Columns:
         self._values: dict[str, Any] = {}
         self._numbers: dict[str, Any] = {}
         self._keys: dict[str, Any] = {}
-
-    def __len__(self) -> int:
-        return len(self.rows)
 
     def values(self, name: str) -> Any:
         import pyarrow as pa
