@@ -372,7 +372,8 @@ def evaluate_gate(project: ProjectConfig, candidate: str | None = None, *, force
 
 
 def with_slice_features(project: ProjectConfig, rows: pd.DataFrame) -> pd.DataFrame:
-    """The holdout rows with the derived features the gate slices on, computed as the model computes them.
+    """The holdout rows with the derived features the gate slices on (``make_features``: the same values as the
+    model's inputs on every validated row, as slices of both champion and challenger).
 
     Raises:
         ConfigError: a slice column is neither a column of the rows nor a feature of the project.
