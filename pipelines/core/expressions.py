@@ -647,6 +647,6 @@ def _to_pandas(column: Any, kind: str) -> Any:
     import pyarrow as pa
 
     if kind == "numeric":
-        return column.cast(pa.float64()).to_numpy()
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     values = column if pa.types.is_string(column.type) else column.cast(pa.string())
     return values.to_numpy(zero_copy_only=False)

@@ -20,7 +20,7 @@ from pipelines.core import expressions
 from pipelines.core.config import load_project
 from pipelines.core.errors import ConfigError
 from pipelines.core.expressions import Expression, ExpressionError, check, evaluate
-from pipelines.core.features import DERIVED, FeatureSpec, feature_spec, is_calendar, make_features
+from pipelines.core.features import FRAME_DERIVED, FeatureSpec, feature_spec, is_calendar, make_features
 from pipelines.core.settings import PROJECT_ROOT
 
 #: The registered derived features of configs/flights_delay.yaml, and route, as expressions.
@@ -88,9 +88,9 @@ def test_the_documented_example_computes_what_it_says(flights, tmp_path, monkeyp
     assert [e.inputs for e in spec.expressions] == [("sched_dep_time",), ("origin", "dest"), ("year", "month", "day")]
     got = make_features(flights, spec)
     assert list(got.columns) == ["distance", "dep_minutes", "weekday", "route"]
-    np.testing.assert_array_equal(got["dep_minutes"], DERIVED["sched_dep_minutes"].fn(flights))
-    assert got["route"].tolist() == DERIVED["route"].fn(flights).tolist()
-    np.testing.assert_array_equal(got["weekday"], (DERIVED["day_of_week"].fn(flights) + 1) % 7)  # Sunday = 0
+    np.testing.assert_array_equal(got["dep_minutes"], FRAME_DERIVED["sched_dep_minutes"](flights))
+    assert got["route"].tolist() == FRAME_DERIVED["route"](flights).tolist()
+    np.testing.assert_array_equal(got["weekday"], (FRAME_DERIVED["day_of_week"](flights) + 1) % 7)  # Sunday = 0
 
 
 def test_the_language_accepts_scalar_sql():
@@ -339,7 +339,7 @@ def test_a_spec_pickled_before_expression_features_still_works(flights):
     assert old.output_columns == ["distance", "hour", "day_of_week", "carrier", "origin", "route"]
     frame = make_features(flights.head(100), old)
     assert list(frame.columns) == old.output_columns
-    np.testing.assert_array_equal(frame["day_of_week"].to_numpy(), DERIVED["day_of_week"].fn(flights.head(100)))
+    np.testing.assert_array_equal(frame["day_of_week"].to_numpy(), FRAME_DERIVED["day_of_week"](flights.head(100)))
 
 
 def test_the_gate_slices_on_expression_features(tmp_path, monkeypatch, flights):
