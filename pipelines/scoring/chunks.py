@@ -148,22 +148,10 @@ def _column_hash(values: pa.Array) -> np.ndarray:
             out[values.is_null().to_numpy(zero_copy_only=False)] = np.iinfo("uint64").max
         return out
     if pa.types.is_integer(values.type) and not values.null_count:
-        return _mixed(values.to_numpy().view(f"u{values.type.bit_width // 8}").astype("u8"))
+        return pd.util.hash_array(values.to_numpy())  # NumPy integers: pandas hashes them as they are
     # Other numbers, dates, ...: as the column reads into pandas.
     series = pa.table({"v": values}).to_pandas()["v"]
     return pd.util.hash_pandas_object(series, index=False).to_numpy()
-
-
-def _mixed(vals: np.ndarray) -> np.ndarray:
-    """pandas' redistribution of 64-bit values (``_hash_ndarray``'s last step), in place."""
-    import numpy as np
-
-    vals ^= vals >> np.uint64(30)
-    vals *= np.uint64(0xBF58476D1CE4E5B9)
-    vals ^= vals >> np.uint64(27)
-    vals *= np.uint64(0x94D049BB133111EB)
-    vals ^= vals >> np.uint64(31)
-    return vals
 
 
 def output_table(
