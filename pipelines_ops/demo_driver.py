@@ -57,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.core.settings import PROJECT_ROOT
+from pipelines_ops import AIRFLOW_PRELOAD_ENV
 from pipelines_ops.loopback import GENERATED_PASSWORDS, AirflowApi, port_open
 
 MODEL = "flights_delay"
@@ -83,6 +84,11 @@ def _env() -> dict[str, str]:
     # Task logs link runs to the MLflow UI the demo serves its store with.
     env.setdefault("PIPELINES_MLFLOW_UI_PORT", "5000")
     env.setdefault("PIPELINES_MLFLOW_UI_URL", f"http://127.0.0.1:{env['PIPELINES_MLFLOW_UI_PORT']}")
+    # Tasks fork from workers that have the heavy libraries imported (pipelines_ops.preload).
+    for key, value in AIRFLOW_PRELOAD_ENV.items():
+        env.setdefault(key, value)
+    # MLflow's server-side jobs (GenAI judges, trace roll-ups) are not used here: no job consumers.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     # Pick up new DAG files quickly in a demo; production keeps the defaults.
     env.setdefault("AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL", "10")
     return env
@@ -211,22 +217,35 @@ def airflow_retrying(*args: str, env: dict[str, str], attempts: int = 5, done=No
 
 
 def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], conf: dict | None = None) -> None:
-    """``airflow backfill create`` for ``start``..``end``, reprocessing completed runs too."""
+    """``airflow backfill create`` for ``start``..``end``, reprocessing completed runs too; the DAG runs after.
+
+    The DAG is paused while the backfill is created. On SQLite a create that
+    loses the lock mid-way deletes the runs it had made (Airflow 3.3.2); a
+    scheduler that had already started one of them dies on the missing row
+    (``StaleDataError`` on ``dag_run``, seen here). The scheduler starts no run
+    of a paused DAG, so a failed create leaves nothing behind and is retried;
+    the DAG is unpaused when the backfill exists (every DAG the demo
+    backfills runs unpaused).
+    """
     extra = ["--dag-run-conf", json.dumps(conf)] if conf else []
-    airflow_retrying(
-        "backfill",
-        "create",
-        "--dag-id",
-        dag_id,
-        "--from-date",
-        start,
-        "--to-date",
-        end,
-        "--reprocess-behavior",
-        "completed",
-        *extra,
-        env=env,
-    )
+    set_paused(dag_id, True, env)
+    try:
+        airflow_retrying(
+            "backfill",
+            "create",
+            "--dag-id",
+            dag_id,
+            "--from-date",
+            start,
+            "--to-date",
+            end,
+            "--reprocess-behavior",
+            "completed",
+            *extra,
+            env=env,
+        )
+    finally:
+        set_paused(dag_id, False, env)
 
 
 class _RestApi:

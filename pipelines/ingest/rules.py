@@ -202,9 +202,10 @@ class Expectations:
         source = ctx.data_sources.add_pandas(name="landed")
         asset = source.add_dataframe_asset(name=contract.name)
         self.batch_def = asset.add_batch_definition_whole_dataframe(name=f"ds={ds}")  # not a storage key: a GX batch
-        self.suite = ctx.suites.add(gx.ExpectationSuite(name=f"{contract.id}@{contract.version}"))
-        for exp in build_expectations(contract, ds):
-            self.suite.add_expectation(exp)
+        # Built whole, then added: adding expectations one by one to a stored suite re-saves it each time.
+        expectations = build_expectations(contract, ds)
+        suite = gx.ExpectationSuite(name=f"{contract.id}@{contract.version}", expectations=expectations)
+        self.suite = ctx.suites.add(suite)
 
     def run(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Validate one frame: GX's result as JSON (BASIC: the unexpected counts the reconciliation needs,
