@@ -268,3 +268,11 @@ def test_two_projects_train_gate_score_and_monitor_from_the_one_ingest_dag(demo)
                                            "2013-01-13", "2013-01-14"} | {f"2013-06-{d}" for d in range(27, 31)} | {
         "2013-07-01", "2013-07-02", "2013-07-03"}  # fmt: skip
     assert all(0 < p_late < 1 and 15 < minutes < 700 for _, _, p_late, minutes in joined)
+
+
+def test_the_scheduler_forks_tasks_from_workers_that_preloaded_the_libraries(demo):
+    """The local profile's workers start from a forkserver that imported ``pipelines_ops.preload``, cleanly."""
+    log = (Path(demo["env"]["AIRFLOW_HOME"]) / "standalone.log").read_text(errors="replace")
+    assert "Set multiprocessing start method to 'forkserver' for scheduler" in log
+    assert "Set forkserver preload modules for scheduler: ['pipelines_ops.preload']" in log
+    assert "preload: " not in log, "a preloaded library failed to import in the forkserver"
