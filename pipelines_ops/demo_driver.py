@@ -161,10 +161,15 @@ def start_mlflow_ui(env: dict[str, str]) -> str:
 
 
 def set_paused(dag_id: str, paused: bool, env: dict[str, str]) -> None:
-    airflow_retrying("dags", "pause" if paused else "unpause", dag_id, env=env)
+    """Through the REST API when the demo's Airflow serves it (one HTTP call), else ``airflow dags (un)pause``."""
+    if not _API.pause(dag_id, paused, env):
+        airflow_retrying("dags", "pause" if paused else "unpause", dag_id, env=env)
 
 
 def scheduler_alive(env: dict[str, str]) -> bool:
+    healthy = _API.scheduler_healthy(env)
+    if healthy is not None:
+        return healthy
     return airflow("jobs", "check", "--job-type", "SchedulerJob", "--local", env=env, check=False).returncode == 0
 
 
@@ -191,8 +196,11 @@ def stop_airflow(env: dict[str, str]) -> None:
 def wait_for_dag(dag_id: str, env: dict[str, str], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        out = airflow("dags", "list", "-o", "json", env=env, check=False)
-        if any(d.get("dag_id") == dag_id for d in _json_out(out.stdout)):
+        parsed = _API.dag_parsed(dag_id, env)
+        if parsed is None:
+            out = airflow("dags", "list", "-o", "json", env=env, check=False)
+            parsed = any(d.get("dag_id") == dag_id for d in _json_out(out.stdout))
+        if parsed:
             return
         time.sleep(3)
     errors = airflow("dags", "list-import-errors", env=env, check=False).stdout
@@ -216,7 +224,9 @@ def airflow_retrying(*args: str, env: dict[str, str], attempts: int = 5, done=No
     raise AssertionError("unreachable")
 
 
-def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], conf: dict | None = None) -> None:
+def create_backfill(
+    dag_id: str, start: str, end: str, env: dict[str, str], conf: dict | None = None, scheduler_up: bool = True
+) -> None:
     """``airflow backfill create`` for ``start``..``end``, reprocessing completed runs too; the DAG runs after.
 
     The DAG is paused while the backfill is created. On SQLite a create that
@@ -225,10 +235,12 @@ def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], conf
     (``StaleDataError`` on ``dag_run``, seen here). The scheduler starts no run
     of a paused DAG, so a failed create leaves nothing behind and is retried;
     the DAG is unpaused when the backfill exists (every DAG the demo
-    backfills runs unpaused).
+    backfills runs unpaused). Before the scheduler has started
+    (``scheduler_up=False``) nothing races the create.
     """
     extra = ["--dag-run-conf", json.dumps(conf)] if conf else []
-    set_paused(dag_id, True, env)
+    if scheduler_up:
+        set_paused(dag_id, True, env)
     try:
         airflow_retrying(
             "backfill",
@@ -245,7 +257,8 @@ def create_backfill(dag_id: str, start: str, end: str, env: dict[str, str], conf
             env=env,
         )
     finally:
-        set_paused(dag_id, False, env)
+        if scheduler_up:
+            set_paused(dag_id, False, env)
 
 
 class _RestApi:
@@ -253,7 +266,8 @@ class _RestApi:
 
     Through the CLI, each started a Python process (about 3 s of CPU) beside
     the tasks on a 2-core machine. When the API cannot be used (an Airflow
-    the demo did not start, with other logins), the CLI serves instead. The
+    the demo did not start, with other logins), the CLI serves instead. So do
+    pausing, the DAG-registered check and the scheduler's health. The
     commands the README shows (backfills, the retrain trigger, the clear)
     stay CLI calls.
     """
@@ -289,6 +303,44 @@ class _RestApi:
         print(f"demo: triggering through the CLI (the REST API did not serve: {error})")
         self.broken = True
         return False
+
+    def _up(self, env: dict[str, str]) -> bool:
+        """The demo's api-server answers and has written its admin password (Airflow may not be started yet)."""
+        home = Path(env["AIRFLOW_HOME"])
+        return not self.broken and (home / GENERATED_PASSWORDS).exists() and port_open(int(env["AIRFLOW__API__PORT"]))
+
+    def pause(self, dag_id: str, paused: bool, env: dict[str, str]) -> bool:
+        """Pause or unpause ``dag_id``; False when the API cannot do it (not up, DAG not parsed yet: the CLI does)."""
+        if not self._up(env):
+            return False
+        try:
+            answer = self._api(env)(f"/api/v2/dags/{dag_id}", method="PATCH", body={"is_paused": paused})
+            return answer.get("is_paused") is paused
+        except Exception:  # noqa: BLE001 - the CLI does it, and says why if it cannot either
+            return False
+
+    def dag_parsed(self, dag_id: str, env: dict[str, str]) -> bool | None:
+        """Whether the DAG is registered; None when the API cannot tell."""
+        import urllib.error
+
+        if not self._up(env):
+            return None
+        try:
+            self._api(env)(f"/api/v2/dags/{dag_id}")
+            return True
+        except urllib.error.HTTPError as exc:
+            return False if exc.code == 404 else None
+        except Exception:  # noqa: BLE001 - the CLI answers instead
+            return None
+
+    def scheduler_healthy(self, env: dict[str, str]) -> bool | None:
+        """The scheduler's heartbeat per ``/api/v2/monitor/health``; None when the API cannot tell."""
+        if not self._up(env):
+            return None
+        try:
+            return self._api(env)("/api/v2/monitor/health")["scheduler"]["status"] == "healthy"
+        except Exception:  # noqa: BLE001 - the CLI answers instead
+            return None
 
     def runs(self, dag_id: str, env: dict[str, str]) -> list[dict] | None:
         """Every run of ``dag_id`` (``run_id``, ``logical_date``, ``state``), or None when the API cannot serve."""
@@ -428,7 +480,7 @@ def ingest_window(
     print(f"demo: landed {seeded['rows']} flights over {len(days)} days in {seeded['landing']}")
     dag_id = f"ingest_{project.dataset.name}"
     if backfill:
-        create_backfill(dag_id, start, end, env)
+        create_backfill(dag_id, start, end, env, scheduler_up=not before_start)
         print(f"demo: backfill of {dag_id} {start}..{end} created; the scheduler runs it")
     else:
         trigger_days(dag_id, days, env)
