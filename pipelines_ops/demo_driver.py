@@ -129,13 +129,23 @@ def _spawn(env: dict[str, str], name: str, what: str, cmd: list[str]) -> subproc
     return proc
 
 
+def _older_than_install(pid_file: Path) -> bool:
+    """Whether the demo started this process (``pid_file``) before the last ``make setup`` of this environment."""
+    installed = Path(sys.executable).parents[1] / ".installed"  # the Makefile's marker in the venv
+    return pid_file.exists() and installed.exists() and installed.stat().st_mtime > pid_file.stat().st_mtime
+
+
 def start_airflow(env: dict[str, str]) -> None:
     home = Path(env["AIRFLOW_HOME"])
     home.mkdir(parents=True, exist_ok=True)
     port = int(env["AIRFLOW__API__PORT"])
     if port_open(port):
-        print(f"demo: Airflow already answers on :{port}, reusing it")
-        return
+        if not _older_than_install(home / "standalone.pid"):
+            print(f"demo: Airflow already answers on :{port}, reusing it")
+            return
+        # Its workers hold the libraries they preloaded at start: an install since then must not mix with them.
+        print("demo: the environment was installed after this Airflow started; restarting it")
+        stop_airflow(env)
     proc = _spawn(env, "standalone", "airflow standalone", [_bin("airflow"), "standalone"])
     deadline = time.monotonic() + 300
     while not port_open(port):
@@ -207,19 +217,28 @@ def wait_for_dag(dag_id: str, env: dict[str, str], timeout: float = 300) -> None
     raise SystemExit(f"demo: {dag_id} not parsed within {timeout:.0f}s\n{errors}")
 
 
-def airflow_retrying(*args: str, env: dict[str, str], attempts: int = 5, done=None) -> subprocess.CompletedProcess:
+def airflow_retrying(
+    *args: str, env: dict[str, str], attempts: int = 5, done=None, leftover: str | None = None
+) -> subprocess.CompletedProcess:
     """``airflow ...``, retried while SQLite is busy (local profile only); any other failure ends the demo.
 
     ``done(proc)`` says when a failed-looking result is fine (default: exit 0).
+    ``leftover``: an error a busy attempt can leave behind for the next one
+    (retried too, once an attempt has met the busy database).
     """
     done = done or (lambda proc: proc.returncode == 0)
+    busy_before = False
     for attempt in range(1, attempts + 1):
         proc = airflow(*args, env=env, check=False)
         if done(proc):
             return proc
-        if "database is locked" not in proc.stderr or attempt == attempts:
+        busy = "database is locked" in proc.stderr
+        left = busy_before and leftover is not None and leftover in proc.stderr
+        if not (busy or left) or attempt == attempts:
             raise SystemExit(f"demo: `airflow {' '.join(args)}` failed:\n{proc.stderr[-3000:]}")
-        print(f"demo: metadata DB busy, retrying `airflow {' '.join(args[:2])}` ({attempt}/{attempts})")
+        busy_before = busy_before or busy
+        why = "metadata DB busy" if busy else "waiting for Airflow to clear what a busy attempt left"
+        print(f"demo: {why}, retrying `airflow {' '.join(args[:2])}` ({attempt}/{attempts})")
         time.sleep(5 * attempt)
     raise AssertionError("unreachable")
 
@@ -255,6 +274,10 @@ def create_backfill(
             "completed",
             *extra,
             env=env,
+            # A create that lost the lock may leave its empty backfill behind if the clean-up lost it too; the
+            # scheduler completes such a backfill within about two minutes (eight tries span 140 s).
+            attempts=8,
+            leftover="Another backfill is running",
         )
     finally:
         if scheduler_up:

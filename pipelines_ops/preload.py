@@ -24,8 +24,13 @@ code and DAG files are still imported fresh by each task.
 Importing this module never raises: the forkserver would die on an
 exception other than ``ImportError``, and with it every task. A library that
 fails to import is logged and left to the tasks that need it (they import it
-themselves, as without the preload). Nothing here starts a thread or opens a
-connection, so forking after it is safe. It ends with ``gc.freeze()`` (see
+themselves, as without the preload). Nothing imported here opens a connection
+or holds a lock; the one thread started is jemalloc's (pyarrow), which
+handles fork. Evidently makes an asyncio event loop when imported: each
+forked child gets its own (``_fresh_event_loops``), never the forkserver's
+epoll descriptor. MLflow's exit hook that ends an open run does not run in
+a task (Airflow's task process clears exit hooks): runs are ended by their
+``with`` blocks. It ends with ``gc.freeze()`` (see
 the end of the module): what it imported stays shared with every fork.
 """
 
@@ -35,6 +40,8 @@ import gc
 import importlib
 import logging
 import os
+import sys
+import time
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +88,7 @@ def preload(modules: tuple[str, ...] = MODULES) -> list[str]:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception as error:  # noqa: BLE001 - see the module doc: this must never raise
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - see the module doc: this must never raise
             failed.append(name)
             kind = type(error).__name__
             log.warning("preload: %s not imported (%s: %s); tasks import it themselves", name, kind, error)
@@ -92,14 +99,40 @@ def preload(modules: tuple[str, ...] = MODULES) -> list[str]:
         from sqlalchemy.orm import configure_mappers
 
         configure_mappers()
-    except Exception as error:  # noqa: BLE001 - see the module doc: this must never raise
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - see the module doc: this must never raise
         failed.append("sqlalchemy.orm.configure_mappers")
         log.warning("preload: SQLAlchemy's mappers not configured (%s: %s)", type(error).__name__, error)
     return failed
 
 
-preload()
+def _fresh_event_loops() -> None:
+    """In a forked child: new event loops for the libraries that made one at import (a loop's epoll file
+    descriptor and wake-up sockets would otherwise be one kernel object shared by every task)."""
+    sync = sys.modules.get("evidently.legacy.utils.sync")  # Evidently's runner for its async calls
+    if sync is None or not hasattr(sync, "_loop") or getattr(sync, "_thr", None) is None or sync._thr.is_alive():
+        return
+    import asyncio
+    import threading
+
+    inherited, sync._loop = sync._loop, asyncio.new_event_loop()
+    sync._thr = threading.Thread(target=sync._loop.run_forever, name="Async Runner", daemon=True)
+    inherited.close()  # closes this process's copies of the descriptors only
+
+
+_started = time.monotonic()
+_failed = preload()
+os.register_at_fork(after_in_child=_fresh_event_loops)
 # The libraries' objects live as long as the process: out of the collector's sight. Without this, every
 # full collection in a task walks them (0.6 s here) and writes to their pages, which the fork shared:
-# each task would copy the whole preloaded heap. Frozen before the fork, they stay shared and unwalked.
+# each task would copy the whole preloaded heap. Frozen before the fork, they stay shared and unwalked;
+# the imports' own garbage is collected first, not frozen with them.
+gc.collect()
 gc.freeze()
+# The forkserver's stderr is the scheduler's log: the line that says the preload took.
+print(
+    f"pipelines_ops.preload: {sum(m not in _failed for m in MODULES)}/{len(MODULES)} modules imported in "
+    f"{time.monotonic() - _started:.1f} s, {gc.get_freeze_count()} objects frozen"
+    + (f"; not imported: {', '.join(_failed)}" if _failed else ""),
+    file=sys.stderr,
+    flush=True,
+)

@@ -203,9 +203,14 @@ class Expectations:
         asset = source.add_dataframe_asset(name=contract.name)
         self.batch_def = asset.add_batch_definition_whole_dataframe(name=f"ds={ds}")  # not a storage key: a GX batch
         # Built whole, then added: adding expectations one by one to a stored suite re-saves it each time.
+        # Every rule keeps its own expectation (two rules that compile alike are both evaluated).
         expectations = build_expectations(contract, ds)
         suite = gx.ExpectationSuite(name=f"{contract.id}@{contract.version}", expectations=expectations)
         self.suite = ctx.suites.add(suite)
+        # The context stores a copy and drops an expectation it cannot read back (it only logs that).
+        lost = _rule_ids(expectations) - _rule_ids(self.suite.expectations)
+        if len(self.suite.expectations) != len(expectations) or lost:
+            raise ConfigError(f"contract {contract.id}: Great Expectations did not keep the rules {sorted(lost)}")
 
     def run(self, frame: pd.DataFrame) -> dict[str, Any]:
         """Validate one frame: GX's result as JSON (BASIC: the unexpected counts the reconciliation needs,
@@ -216,6 +221,10 @@ class Expectations:
     def merged(self, results: list[dict[str, Any]]) -> dict[str, Any]:
         """The day's record from its batches' results (see :func:`merge_gx`)."""
         return merge_gx(self.contract, results)
+
+
+def _rule_ids(expectations: list[Any]) -> set[str]:
+    return {str((e.meta or {}).get("rule_id")) for e in expectations}
 
 
 def merge_gx(contract: Contract, results: list[dict[str, Any]]) -> dict[str, Any]:

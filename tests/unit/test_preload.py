@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import os
 import subprocess
 import sys
 import textwrap
@@ -47,11 +48,38 @@ def test_the_airflow_settings_name_this_module_and_the_forkserver():
 
 def test_a_library_that_fails_to_import_is_logged_and_returned_never_raised(tmp_path, monkeypatch, caplog):
     (tmp_path / "breaks_on_import.py").write_text("raise RuntimeError('broken on purpose')\n")
+    (tmp_path / "exits_on_import.py").write_text("raise SystemExit(3)\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     preload = _preload_module()
-    failed = preload.preload(("json", "no_such_module_anywhere", "breaks_on_import"))
-    assert failed == ["no_such_module_anywhere", "breaks_on_import"]  # SQLAlchemy's mappers configured
+    import sqlalchemy.orm
+
+    def broken_mappers():
+        raise RuntimeError("a mapper that cannot be configured")
+
+    monkeypatch.setattr(sqlalchemy.orm, "configure_mappers", broken_mappers)  # nor the session's mappers touched
+    failed = preload.preload(("json", "no_such_module_anywhere", "breaks_on_import", "exits_on_import"))
+    assert failed == [
+        "no_such_module_anywhere",
+        "breaks_on_import",
+        "exits_on_import",
+        "sqlalchemy.orm.configure_mappers",
+    ]
     assert "breaks_on_import not imported (RuntimeError: broken on purpose)" in caplog.text
+    assert "mappers not configured (RuntimeError: a mapper that cannot be configured)" in caplog.text
+
+
+def test_a_forked_child_gets_its_own_evidently_event_loop():
+    """Evidently makes an event loop at import; a task forked from a worker must not share its epoll descriptor."""
+    _preload_module()
+    from evidently.legacy.utils import sync
+
+    inherited = sync._loop
+    pid = os.fork()
+    if pid == 0:  # the child: a fresh, open loop, and the inherited one closed (its own descriptors only)
+        os._exit(0 if sync._loop is not inherited and not sync._loop.is_closed() and inherited.is_closed() else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert sync._loop is inherited and not inherited.is_closed(), "the parent's loop must be left alone"
 
 
 @pytest.mark.integration
