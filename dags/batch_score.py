@@ -8,6 +8,7 @@ from __future__ import annotations
 from _common import (
     as_datetime,
     build_each,
+    champion_asset,
     default_args,
     partition_from_context,
     reschedule_sensor,
@@ -49,6 +50,19 @@ version that was champion on that day instead of today's champion.
 - `publish` streams the chunks into one Parquet file that replaces the partition
   atomically, writes `_manifest.json`, and emits `{asset}` (after a plan that
   published its one chunk, it only announces it).
+
+**Shadow versions** (the project's `shadow:` section, `pipelines shadow add`, or the
+`shadow` alias) are scored beside the champion, never into BI's table:
+- `shadow_versions` lists the active shadows (skipped when there are none, and so is
+  the rest of the shadow branch);
+- `score_shadow` is mapped, one task per shadow version: plan, chunks and publish of
+  that version's lane into `{shadow_file}`, with the same checkpoint and exactly-once
+  publication. The champion's `publish` never waits for it or fails with it;
+- `judge_shadows` (after the champion's publish and every shadow, whether they failed or
+  not) measures each version on the day's labelled rows and runs the live gate over the
+  last {window} days (`gate.live`): it promotes a shadow that wins (one per day), retires
+  one that loses or is older than {max_age} days, and writes `{live_html}`;
+- `announce_live_champion` emits `{champion}` when the live gate moved the alias.
 
 **Outputs.** `{scores_file}` (natural key, `row_id`, `score`,
 `label`, `model_name`, `model_version`, `mlflow_run_id`, `training_fingerprint`,
@@ -110,6 +124,11 @@ def build_batch_score_dag(project):
             validated_file=catalog.pattern(catalog.validated_file, project.dataset.name),
             scores_file=catalog.pattern(catalog.scores_file, project.name),
             scores_glob=catalog.parquet_glob(catalog.scores_table(project.name)),
+            shadow_file=catalog.pattern(catalog.scores_file, catalog.Lane(project.name, "1")).replace("v=1", "v=…"),
+            window=project.gate.live.window_days,
+            max_age=project.shadow.max_age_days,
+            live_html=catalog.pattern(catalog.live_html, project.name),
+            champion=champion_asset(project).uri,
         ),
     ) as dag:
 
@@ -195,10 +214,62 @@ def build_batch_score_dag(project):
             context["outlet_events"][scores].extra = summary
             return summary
 
-        planned = plan(wait_for_validated())
+        @task(task_id="shadow_versions")
+        def shadow_versions(partition: str) -> list[dict]:
+            """The active shadow versions to score beside the champion (none: the shadow branch is skipped)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from pipelines.core import shadows
+
+            found = shadows.active(project)
+            if not found:
+                raise AirflowSkipException(f"{project.name} has no active shadow version")
+            return [{"partition": partition, "version": s.version} for s in found]
+
+        @task(task_id="score_shadow", map_index_template="v{{ task.op_kwargs['version'] }}")
+        def score_shadow(partition: str, version: str, **context) -> dict:
+            """Plan, score and publish the partition's lane of one shadow version (a retry resumes its checkpoint)."""
+            from airflow.sdk.exceptions import AirflowFailException
+
+            from pipelines.core.errors import ConfigError, NoChampion
+            from pipelines.scoring import plan_or_score
+            from pipelines.scoring.publication import announcement
+
+            run_key = f"{context['run_id']}#{context['dag_run'].clear_number or 0}"
+            try:
+                done = plan_or_score(project, partition, run_key=run_key, shadow=version)
+            except (NoChampion, ConfigError) as exc:  # the version is gone, or a bad setting: retrying cannot help
+                raise AirflowFailException(str(exc)) from None
+            return announcement(done["manifest"])
+
+        @task(task_id="judge_shadows", trigger_rule="none_skipped")
+        def judge_shadows(partition: str) -> dict:
+            """Measure every version on the day's labelled rows; the live gate promotes, retires or waits."""
+            from pipelines.training.live import measure_day, run_live_gate
+
+            measure_day(project, partition)
+            return run_live_gate(project, partition)
+
+        @task(task_id="announce_live_champion", outlets=[champion_asset(project)])
+        def announce_live_champion(result: dict, **context) -> dict:
+            """Emit the champion asset when the live gate promoted a shadow (skipped otherwise)."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            if not result.get("promoted"):
+                raise AirflowSkipException("the live gate promoted no shadow today")
+            extra = {"model": project.name, "version": result["promoted"], "previous": result["champion"]}
+            context["outlet_events"][champion_asset(project)].extra = {**extra, "decision": "live gate"}
+            return extra
+
+        partition = wait_for_validated()
+        planned = plan(partition)
         announced = publish()
         planned >> announced
         score_chunk.expand_kwargs(planned) >> announced
+        shadowed = score_shadow.expand_kwargs(shadow_versions(partition))
+        judged = judge_shadows(partition)
+        [announced, shadowed] >> judged
+        announce_live_champion(judged)
     return dag
 
 

@@ -99,7 +99,7 @@ def build_retrain_dag(project):
             """Compare with the champion; promote only if every criterion passes."""
             from pipelines.training.steps import run_gate_step
 
-            return run_gate_step(project.name, trained["version"]).xcom()
+            return run_gate_step(project.name, trained["version"], trained.get("trigger")).xcom()
 
         @task(task_id="announce_champion", outlets=[champion])
         def announce_champion(decision: dict, **context) -> dict:

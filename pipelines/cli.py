@@ -238,6 +238,9 @@ def score_cmd(
         None, "--model-choice", help="current (today's champion) or as_of_partition (default: the config's)."
     ),
     restart: bool = typer.Option(False, "--restart", help="Ignore an unfinished checkpoint and start over."),
+    shadow: str = typer.Option(
+        None, "--shadow", help="Score this registered version's shadow lane (shadow/<model>/v=N/), not BI's table."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Score a partition with the pinned champion, checkpointed per chunk; publish it exactly once.
@@ -247,13 +250,96 @@ def score_cmd(
     from pipelines.core.config import load_project
     from pipelines.scoring import score_partition
 
-    r = score_partition(load_project(model), ds, chunk_rows=chunk_rows, model_choice=model_choice, restart=restart)
+    r = score_partition(
+        load_project(model), ds, chunk_rows=chunk_rows, model_choice=model_choice, restart=restart, shadow=shadow
+    )
     emit(
         r,
         as_json,
         f"{model} ds={r['ds']}: {r['rows']} rows scored by v{r['model_version']} "
         f"({r['planned']} chunks: {r['scored']} scored, {r['skipped']} from the checkpoint) -> {r['output']}",
     )
+
+
+shadow_app = typer.Typer(
+    help="Shadow versions: scored beside the champion, judged on live labelled days.", no_args_is_help=True
+)
+app.add_typer(shadow_app, name="shadow")
+
+
+@shadow_app.command("status")
+def shadow_status_cmd(
+    model: str = ModelOpt,
+    ds: str = typer.Option(None, "--ds", help="Judge the window ending here (default: the newest validated day)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Each active shadow: its live window, metrics, paired interval and the decision the live gate would take."""
+    from pipelines.core.config import load_project
+    from pipelines.training.live import status
+
+    r = status(load_project(model), ds)
+    lines = [f"{model} ds={r['ds']}: champion v{r['champion']}, promotion {r['promotion']}"]
+    for d in r["shadows"]:
+        boot = next((c for c in d["criteria"] if c["name"].startswith("live_bootstrap:")), {})
+        figures = (
+            f"gain {boot['mean']:+.4f} [{boot['low']:+.4f}, {boot['high']:+.4f}]"
+            if boot.get("low") is not None
+            else "no interval"
+        )
+        lines.append(
+            f"  shadow v{d['shadow']} ({d['reason']}): {len(d['days'])} paired day(s) in "
+            f"{d['window'][0]}..{d['window'][1]}, {figures}: would {d['verdict']} ({d['why']})"
+        )
+    if not r["shadows"]:
+        lines.append("  no active shadow version")
+    emit(r, as_json, "\n".join(lines))
+
+
+@shadow_app.command("add")
+def shadow_add_cmd(
+    model: str = ModelOpt,
+    version: str = typer.Option(..., "--version", help="Registered version to score in shadow."),
+    reason: str = typer.Option("named by a scientist", help="Why (recorded on the version)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Start scoring a registered version beside the champion (the oldest shadow retires past the limit)."""
+    from pipelines.training.live import add_shadow
+
+    r = add_shadow(model, version, reason)
+    emit(r, as_json, f"{model} v{r['version']} is a shadow" + (f"; retired {r['retired']}" if r["retired"] else ""))
+
+
+@shadow_app.command("retire")
+def shadow_retire_cmd(
+    model: str = ModelOpt,
+    version: str = typer.Option(..., "--version", help="Shadow version to stop scoring."),
+    reason: str = typer.Option("retired by a scientist", help="Why (recorded on the version)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Stop scoring a shadow version (recorded; its published shadow scores stay)."""
+    from pipelines.training.live import retire_shadow
+
+    r = retire_shadow(model, version, reason)
+    emit(r, as_json, f"{model} v{r['version']} retired: {r['reason']}")
+
+
+@shadow_app.command("judge")
+def shadow_judge_cmd(
+    model: str = ModelOpt,
+    ds: str = typer.Option(..., "--ds", help="The labelled day just scored: the window ends here."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Judge only: record nothing, move no alias."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Measure the day's versions and run the live gate: promote a winning shadow, retire losing ones."""
+    from pipelines.core.config import load_project
+    from pipelines.training.live import measure_day, run_live_gate
+
+    project = load_project(model)
+    if not dry_run:
+        measure_day(project, ds)
+    r = run_live_gate(project, ds, dry_run=dry_run)
+    verdicts = ", ".join(f"v{d['shadow']}: {d['verdict']}" for d in r["shadows"]) or "no active shadow"
+    emit(r, as_json, f"{model} ds={r['ds']} vs champion v{r['champion']}: {verdicts}")
 
 
 @app.command("lineage")

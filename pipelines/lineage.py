@@ -68,13 +68,39 @@ def lineage(project: ProjectConfig, ds: str, storage: Storage | None = None) -> 
     report = storage.read_json(report_at)["summary"] if storage.exists(report_at) else {}
     training = _training_record(storage, project, rt)
     problems = _file_check(m, published) + _cross_check(storage, m, mv, training)
+    lanes = day_lanes(storage, project, ds, m)
     if report:  # where the report is now (a report moved by migrate-layout still names its old key)
         report = {
             **report,
             "report": storage.uri(report_at),
             "report_html": storage.uri(catalog.validation_html(project.dataset.name, ds)),
         }
-    return _chain(project, ds, storage.uri(public), m, mv, run, champion, report, training or {}, problems)
+    chain = _chain(project, ds, storage.uri(public), m, mv, run, champion, report, training or {}, problems)
+    return {**chain, "lanes": lanes}
+
+
+def day_lanes(storage: Storage, project: ProjectConfig, ds: str, champion_manifest: dict[str, Any]) -> list[dict]:
+    """Which versions scored the day: the champion's lane (what BI sees) and each shadow lane, with the
+    published file of each."""
+    lanes = [
+        {
+            "lane": "champion",
+            "model_version": champion_manifest["model_version"],
+            "bi": True,
+            "path": champion_manifest["output"],
+        },
+    ]
+    for lane in catalog.shadow_lanes(storage, project.name, ds):
+        key = catalog.scores_manifest(lane, ds)
+        try:
+            m = storage.read_json(key) if storage.exists(key) else None
+        except ValueError:
+            m = None
+        if isinstance(m, dict) and "model_version" in m:
+            lanes.append(
+                {"lane": "shadow", "model_version": str(m["model_version"]), "bi": False, "path": m.get("output")}
+            )
+    return lanes
 
 
 def _training_record(storage: Storage, project: ProjectConfig, run_tags: dict[str, str]) -> dict[str, Any] | None:
@@ -251,5 +277,10 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         f"{g['decision_uri']}",
         f"  input      {i['validated']} ({i['rows']} rows, contract {i['contract_version']}), "
         f"validation {i['validation_status']}: {i['validation_report']}",
+        *(
+            f"  shadow     v{lane['model_version']} scored the day too: {lane['path']} (not in BI's table)"
+            for lane in r.get("lanes", [])
+            if not lane["bi"]
+        ),
         "  consistent" if r["consistent"] else "  INCONSISTENT: " + "; ".join(r["problems"]),
     ]

@@ -39,11 +39,14 @@ if TYPE_CHECKING:
     from pipelines.core.storage import Storage
 
 #: The storage zones, one top-level folder each.
-ZONES = ("landing", "validated", "quarantine", "reports", "training", "checkpoints", "scores")
+ZONES = ("landing", "validated", "quarantine", "reports", "training", "checkpoints", "scores", "shadow")
 
 #: A dataset or model name: a lower-case identifier, so it is safe in every key and DAG id.
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 _PLAN_RE = re.compile(r"[0-9a-f]{16}")
+#: A registered model version number, as MLflow numbers them.
+VERSION_RE = re.compile(r"[1-9][0-9]{0,9}")
+_VERSION = "v="
 _PARTITION = "ds="
 
 # File names inside a partition folder.
@@ -62,6 +65,9 @@ SCORING_PLAN_FILE = "plan.json"
 SCORES_FILE = "part-00000.parquet"
 SCORES_MANIFEST_FILE = "_manifest.json"
 SCORES_WITHDRAWN_FILE = "_withdrawn.json"
+LIVE_FILE = "live.json"
+LIVE_DECISION_FILE = "live_decision.json"
+LIVE_HTML_FILE = "live.html"
 
 # Artifacts logged with each model version in MLflow (paths inside its run).
 MODEL_ARTIFACT = "model"
@@ -74,6 +80,8 @@ REFERENCE_PROFILE = f"{REFERENCE_DIR}/profile.json"
 TRAINING_SET_RECORD = "training_set.json"
 GATE_DECISION = "gate/decision.json"
 GATE_DECISION_MD = "gate/decision.md"
+LIVE_GATE_DECISION = "gate/live_decision.json"
+LIVE_GATE_DECISION_MD = "gate/live_decision.md"
 
 
 def _file_name(value: str) -> str:
@@ -286,21 +294,73 @@ def shard_batch(dataset: str, ds: str, delivery_id: str, index: int, attempt: st
     return shard_delivery_dir(dataset, ds, delivery_id, shard, _plan_id(attempt), name)
 
 
-def checkpoint_dir(model: str, ds: str) -> str:
-    return _key("checkpoints", model, ds)
+@dataclass(frozen=True)
+class Lane:
+    """One scoring lane of a model: the champion's (``shadow`` is ``None``), whose scores BI reads, or a shadow
+    version's, scored beside it into a zone BI's table does not include.
+
+    Every scoring artifact (plan, chunks, run records, published file, manifest, withdrawal) is keyed by
+    its lane: a shadow lane never shares a key, a plan or a lock with the champion's.
+    """
+
+    model: str
+    shadow: str | None = None
+
+    def __post_init__(self) -> None:
+        _name(self.model)
+        if self.shadow is not None:
+            version_number(self.shadow)
+
+    @property
+    def label(self) -> str:
+        """``champion`` or ``shadow v<N>``, for messages."""
+        return "champion" if self.shadow is None else f"shadow v{self.shadow}"
+
+    def __str__(self) -> str:
+        return self.model if self.shadow is None else f"{self.model} (shadow v{self.shadow})"
 
 
-def scoring_plan(model: str, ds: str) -> str:
+def version_number(value: Any) -> str:
+    """A registered version number as text (``"3"``), checked: it becomes a key segment and a lock name."""
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not VERSION_RE.fullmatch(text):
+        raise ConfigError(f"invalid model version {value!r} (a registered version number)")
+    return text
+
+
+def as_lane(model: str | Lane) -> Lane:
+    """A model name is its champion's lane."""
+    return model if isinstance(model, Lane) else Lane(model)
+
+
+def _lane_key(zone: str, model: str | Lane, ds: str, *parts: str) -> str:
+    """A scoring artifact's key: ``<zone>/<model>/ds=D/...`` for the champion's lane; for a shadow version's,
+    ``checkpoints/<model>/v=<N>/ds=D/...`` and, for its published scores, ``shadow/<model>/v=<N>/ds=D/...``
+    (Hive-partitioned by version and day, outside BI's ``scores/`` table)."""
+    lane = as_lane(model)
+    if lane.shadow is None:
+        return _key(zone, lane.model, ds, *parts)
+    top = "shadow" if zone == "scores" else zone
+    return check_key(
+        "/".join([_table(top, lane.model), f"{_VERSION}{lane.shadow}", f"{_PARTITION}{ds_str(ds)}", *parts])
+    )
+
+
+def checkpoint_dir(model: str | Lane, ds: str) -> str:
+    return _lane_key("checkpoints", model, ds)
+
+
+def scoring_plan(model: str | Lane, ds: str) -> str:
     """The scoring run's plan: pinned version, input identity, chunks, status (one per partition)."""
-    return _key("checkpoints", model, ds, SCORING_PLAN_FILE)
+    return _lane_key("checkpoints", model, ds, SCORING_PLAN_FILE)
 
 
-def scoring_run(model: str, ds: str, run_key: str) -> str:
+def scoring_run(model: str | Lane, ds: str, run_key: str) -> str:
     """What one Airflow run attempt published for the partition (its retries return it): named by a hash of
     the run's key, which holds characters no key may (``:``, ``+``)."""
     import hashlib
 
-    return _key("checkpoints", model, ds, "runs", hashlib.sha256(run_key.encode()).hexdigest()[:32] + ".json")
+    return _lane_key("checkpoints", model, ds, "runs", hashlib.sha256(run_key.encode()).hexdigest()[:32] + ".json")
 
 
 def _plan_id(plan_id: str) -> str:
@@ -309,22 +369,22 @@ def _plan_id(plan_id: str) -> str:
     return plan_id
 
 
-def plan_dir(model: str, ds: str, plan_id: str) -> str:
+def plan_dir(model: str | Lane, ds: str, plan_id: str) -> str:
     """A plan's committed chunks and their markers."""
-    return _key("checkpoints", model, ds, _plan_id(plan_id))
+    return _lane_key("checkpoints", model, ds, _plan_id(plan_id))
 
 
-def chunk_data(model: str, ds: str, plan_id: str, index: int) -> str:
+def chunk_data(model: str | Lane, ds: str, plan_id: str, index: int) -> str:
     """A scored chunk (LZ4 Arrow IPC)."""
-    return _key("checkpoints", model, ds, _plan_id(plan_id), f"chunk-{int(index):05d}.arrow")
+    return _lane_key("checkpoints", model, ds, _plan_id(plan_id), f"chunk-{int(index):05d}.arrow")
 
 
-def chunk_marker(model: str, ds: str, plan_id: str, index: int) -> str:
+def chunk_marker(model: str | Lane, ds: str, plan_id: str, index: int) -> str:
     """A chunk's commit marker (rows, SHA-256, who scored it): the chunk is committed when it exists."""
-    return _key("checkpoints", model, ds, _plan_id(plan_id), f"chunk-{int(index):05d}.json")
+    return _lane_key("checkpoints", model, ds, _plan_id(plan_id), f"chunk-{int(index):05d}.json")
 
 
-def committed_markers(storage: Storage, model: str, ds: str, plan_id: str) -> dict[int, str]:
+def committed_markers(storage: Storage, model: str | Lane, ds: str, plan_id: str) -> dict[int, str]:
     """``{index: marker key}`` of a plan's commit markers."""
     folder = plan_dir(model, ds, plan_id)
     out = {}
@@ -335,7 +395,7 @@ def committed_markers(storage: Storage, model: str, ds: str, plan_id: str) -> di
     return out
 
 
-def plan_ids(storage: Storage, model: str, ds: str) -> list[str]:
+def plan_ids(storage: Storage, model: str | Lane, ds: str) -> list[str]:
     """The plan folders present under a partition's checkpoint (the current plan's and stale ones)."""
     folder = checkpoint_dir(model, ds)
     found = set()
@@ -351,19 +411,71 @@ def scores_table(model: str) -> str:
     return _table("scores", model)
 
 
-def scores_file(model: str, ds: str) -> str:
+def shadow_table(model: str) -> str:
+    """``shadow/<model>``: the shadow versions' scores, Hive-partitioned by ``v`` (version) and ``ds``."""
+    return _table("shadow", model)
+
+
+def shadow_glob(model: str) -> str:
+    """A glob over every shadow version's published Parquet files of a model."""
+    return f"{shadow_table(model)}/{_VERSION}*/{_PARTITION}*/*.parquet"
+
+
+def scores_file(model: str | Lane, ds: str) -> str:
     """A day's published scores: one Parquet file, replaced whole on rescoring."""
-    return _key("scores", model, ds, SCORES_FILE)
+    return _lane_key("scores", model, ds, SCORES_FILE)
 
 
-def scores_manifest(model: str, ds: str) -> str:
+def scores_manifest(model: str | Lane, ds: str) -> str:
     """What a published scores file holds and where it came from (version, input, checksums)."""
-    return _key("scores", model, ds, SCORES_MANIFEST_FILE)
+    return _lane_key("scores", model, ds, SCORES_MANIFEST_FILE)
 
 
-def scores_withdrawal(model: str, ds: str) -> str:
+def scores_withdrawal(model: str | Lane, ds: str) -> str:
     """Why a day's scores were withdrawn (its data halted or was re-validated with other content)."""
-    return _key("scores", model, ds, SCORES_WITHDRAWN_FILE)
+    return _lane_key("scores", model, ds, SCORES_WITHDRAWN_FILE)
+
+
+def shadow_lanes(storage: Storage, model: str, ds: str | None = None) -> list[Lane]:
+    """The shadow lanes of a model with published scores (of day ``ds``, or of any day), by version."""
+    folder = shadow_table(model)
+    found = set()
+    for key in storage.list(folder):
+        parts = key[len(folder) + 1 :].split("/")
+        if len(parts) != 3 or not parts[0].startswith(_VERSION) or parts[2] not in (SCORES_FILE, SCORES_MANIFEST_FILE):
+            continue
+        version, day = parts[0][len(_VERSION) :], parts[1][len(_PARTITION) :]
+        if VERSION_RE.fullmatch(version) and parts[1].startswith(_PARTITION) and (ds is None or day == ds_str(ds)):
+            found.add(int(version))
+    return [Lane(model, str(v)) for v in sorted(found)]
+
+
+def shadow_partitions(storage: Storage, lane: Lane) -> list[str]:
+    """Every day a shadow lane has published, sorted."""
+    return _partitions(
+        storage, f"{shadow_table(lane.model)}/{_VERSION}{version_number(lane.shadow)}", SCORES_MANIFEST_FILE
+    )
+
+
+def live_record(model: str, ds: str) -> str:
+    """A labelled day's live evidence: each version that scored it (champion and shadows), its metrics on the
+    same rows, and its slices."""
+    return _key("reports", model, ds, LIVE_FILE, namespace="models")
+
+
+def live_decision(model: str, ds: str) -> str:
+    """The live gate's decisions at the end of day ``ds``: each shadow's window, figures and verdict."""
+    return _key("reports", model, ds, LIVE_DECISION_FILE, namespace="models")
+
+
+def live_html(model: str, ds: str) -> str:
+    """The live evidence for people: each shadow against the champion over time, with intervals."""
+    return _key("reports", model, ds, LIVE_HTML_FILE, namespace="models")
+
+
+def live_days(storage: Storage, model: str) -> list[str]:
+    """Every day with a stored live record of a model, sorted."""
+    return _partitions(storage, drift_reports(model), LIVE_FILE)
 
 
 # ---- partitions

@@ -217,8 +217,43 @@ class SlicesConfig(_Strict):
     )
 
 
+class LiveGateConfig(_Strict):
+    """The live criterion: a shadow version against the champion on the same labelled days' rows.
+
+    Over the rolling window of ``window_days`` partition days ending at the day judged, on the days both
+    scored: at least ``min_days`` of them, a paired bootstrap over days of the primary metric's gain
+    whose lower bound is above ``min_gain``, and no slice losing more than ``gate.slices.tolerance``.
+    """
+
+    min_days: int = Field(7, ge=2, le=366, description="fewest labelled days both scored before any decision")
+    window_days: int = Field(14, ge=2, le=366, description="the rolling window of partition days judged")
+    min_gain: float = Field(
+        0.0, description="the paired interval's lower bound must be above this (0: better with confidence)"
+    )
+    samples: int = Field(1000, ge=100, le=100_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    seed: int = 20130101
+
+    @model_validator(mode="after")
+    def _window_holds_the_days(self) -> LiveGateConfig:
+        if self.window_days < self.min_days:
+            raise ValueError(f"window_days ({self.window_days}) is shorter than min_days ({self.min_days})")
+        return self
+
+
 class GateConfig(_Strict):
-    """Promotion criteria; all must pass."""
+    """Promotion criteria; all must pass.
+
+    ``promotion`` says which evidence promotes: ``holdout`` (the holdout gate promotes a retrained
+    challenger at once), ``live`` (a challenger that passes the holdout's sanity checks, its size, floors
+    and inputs, starts as a shadow and is promoted by the live criterion alone) or ``both`` (a challenger
+    that passes the holdout gate starts as a shadow and is promoted when the live criterion passes and its
+    holdout gate, run again against the champion of the day, still passes). A shadow version is promoted
+    by the live criterion in every mode, with the holdout gate too unless the mode is ``live``.
+    """
+
+    promotion: Literal["holdout", "live", "both"] = "holdout"
+    live: LiveGateConfig = Field(default_factory=LiveGateConfig)
 
     floors: dict[str, float] = Field(
         default_factory=dict, description="metric -> worst acceptable value (a floor or a ceiling by direction)"
@@ -329,6 +364,32 @@ class ScoringConfig(_Strict):
     retries: int = Field(2, ge=2, le=20, description="policy: every task retries at least twice")
 
 
+class ShadowConfig(_Strict):
+    """Shadow versions: scored beside the champion on every partition, into ``shadow/<model>/v=<N>/``
+    (never BI's table), measured on the same labelled rows and promoted or retired by the live gate.
+
+    A version is a shadow when the retrain gate started it (``drift_challenger: shadow``, ``near_misses``,
+    ``gate.promotion`` live or both), when a scientist names it (``versions``, the ``shadow`` alias, or
+    ``pipelines shadow add``), and until it is promoted or retired.
+    """
+
+    max_versions: int = Field(2, ge=0, le=8, description="shadow versions scored at once (the newest first)")
+    versions: list[Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,9}$")]] = Field(
+        default_factory=list, description="registered version numbers to shadow (until retired or promoted)"
+    )
+    drift_challenger: Literal["promote", "shadow"] = Field(
+        "promote", description="a drift-triggered challenger that passes the gate: promoted, or shadowed first"
+    )
+    near_misses: bool = Field(
+        False,
+        description="a challenger the holdout gate rejected only on min_change or the bootstrap, with a "
+        "non-negative mean gain, starts as a shadow",
+    )
+    max_age_days: int = Field(
+        30, ge=1, le=3660, description="partition days a shadow is scored without promotion before it retires"
+    )
+
+
 class ProjectConfig(_Strict):
     """A model project (``configs/<name>.yaml``).
 
@@ -353,6 +414,7 @@ class ProjectConfig(_Strict):
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
+    shadow: ShadowConfig = Field(default_factory=ShadowConfig)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:

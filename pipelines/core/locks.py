@@ -319,11 +319,15 @@ def hold(
         raise ConfigError(f"no lock for storage {type(storage).__name__}")
 
 
-def scores_partition(storage: Storage, model: str, ds: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
-    """The lock of one model's scores partition: its plan pointer, publication and withdrawal take it."""
+def scores_partition(storage: Storage, model: Any, ds: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:
+    """The lock of one scoring lane's partition (``model``: a name, the champion's lane, or a
+    :class:`~pipelines.core.catalog.Lane`): its plan pointer, publication and withdrawal take it."""
+    from pipelines.core.catalog import as_lane
     from pipelines.core.partitions import ds_str
 
-    return hold(storage, f"scores-{model}-{ds_str(ds)}", timeout=timeout)
+    lane = as_lane(model)
+    shadow = f"-v{lane.shadow}" if lane.shadow is not None else ""
+    return hold(storage, f"scores-{lane.model}{shadow}-{ds_str(ds)}", timeout=timeout)
 
 
 def validated_partition(storage: Storage, dataset: str, ds: str, *, timeout: float = DEFAULT_TIMEOUT) -> Any:

@@ -65,16 +65,18 @@ def held_for(storage: Storage, models: list[str], ds: str) -> Iterator[None]:
 
 
 def withdraw_stale_scores(
-    storage: Storage, model: str, ds: str, input_sha256: str | None, why: str, report: str
+    storage: Storage, model: str | catalog.Lane, ds: str, input_sha256: str | None, why: str, report: str
 ) -> dict[str, Any] | None:
     """Withdraw a day's published scores when their input is not ``input_sha256`` any more (call under the
-    partition's lock). ``input_sha256`` ``None``: the day has no validated data (halted).
+    partition's lock). ``input_sha256`` ``None``: the day has no validated data (halted). ``model`` is
+    a model's name (its champion's lane) or a :class:`~pipelines.core.catalog.Lane`.
 
     The file goes first (readers stop seeing it), then the manifest; ``_withdrawn.json`` records what
     was withdrawn and why. Returns that record, or ``None`` when the scores still match their input.
     """
-    manifest_key = catalog.scores_manifest(model, ds)
-    data_key = catalog.scores_file(model, ds)
+    lane = catalog.as_lane(model)
+    manifest_key = catalog.scores_manifest(lane, ds)
+    data_key = catalog.scores_file(lane, ds)
     try:
         manifest = storage.read_json(manifest_key) if storage.exists(manifest_key) else None
     except ValueError:
@@ -88,7 +90,8 @@ def withdraw_stale_scores(
     if input_sha256 is not None and scored == input_sha256:
         return None
     record = {
-        "model": model,
+        "model": lane.model,
+        **({"shadow": lane.shadow} if lane.shadow is not None else {}),
         "ds": ds,
         "why": why,
         "validation_report": report,
@@ -100,15 +103,15 @@ def withdraw_stale_scores(
         "published_at": (manifest or {}).get("published_at"),
         "rows": (manifest or {}).get("rows"),
     }
-    storage.write_json(catalog.scores_withdrawal(model, ds), record)
+    storage.write_json(catalog.scores_withdrawal(lane, ds), record)
     if storage.exists(data_key):
         storage.delete(data_key)
     if storage.exists(manifest_key):
         storage.delete(manifest_key)
-    _mark_plan_withdrawn(storage, model, ds)
+    _mark_plan_withdrawn(storage, lane, ds)
     log.warning(
         "%s ds=%s: scores withdrawn (%s): v%s, %s rows, published %s",
-        model,
+        lane,
         ds,
         why,
         record["model_version"],
@@ -118,7 +121,24 @@ def withdraw_stale_scores(
     return record
 
 
-def _mark_plan_withdrawn(storage: Storage, model: str, ds: str) -> None:
+def withdraw_stale_shadows(
+    storage: Storage, model: str, ds: str, input_sha256: str | None, why: str, report: str
+) -> list[dict[str, Any]]:
+    """:func:`withdraw_stale_scores` for each shadow lane of ``model`` that published day ``ds``, each under
+    its lane's lock. Call under the validated partition's lock, which a shadow lane's publication takes
+    first: no shadow publishes between this listing and the new data."""
+    from pipelines.core import locks
+
+    out = []
+    for lane in catalog.shadow_lanes(storage, model, ds):
+        with locks.scores_partition(storage, lane, ds):
+            record = withdraw_stale_scores(storage, lane, ds, input_sha256, why, report)
+        if record is not None:
+            out.append(record)
+    return out
+
+
+def _mark_plan_withdrawn(storage: Storage, model: str | catalog.Lane, ds: str) -> None:
     """A published plan whose scores went is ``withdrawn``: a retried publish of it says so, never resumes."""
     key = catalog.scoring_plan(model, ds)
     try:

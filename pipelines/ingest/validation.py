@@ -42,7 +42,7 @@ from pipelines.core import catalog
 from pipelines.core.contracts import MALFORMED_ROW, MISSING_COLUMN, TYPE_MISMATCH, Contract, contract_for
 from pipelines.core.errors import ContractHalt, DeliveryChanged, MissingInput, NothingLanded
 from pipelines.core.partitions import ds_str
-from pipelines.core.withdrawal import held_for, models_on, withdraw_stale_scores
+from pipelines.core.withdrawal import held_for, models_on, withdraw_stale_scores, withdraw_stale_shadows
 
 if TYPE_CHECKING:
     import numpy as np
@@ -692,6 +692,7 @@ def _write(
         recheck()
         for model in models:
             withdraw_stale_scores(storage, model, ds, digest, why, built.summary["report"])
+            withdraw_stale_shadows(storage, model, ds, digest, why, built.summary["report"])
         # The old partition goes first, so a failure part-way never leaves this
         # delivery's quarantine beside an earlier delivery's validated rows.
         storage.delete_prefix(catalog.validated_dir(dataset, ds))

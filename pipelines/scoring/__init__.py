@@ -56,11 +56,14 @@ if TYPE_CHECKING:
 __all__ = ["plan_or_score", "plan_run", "publish", "score_chunks", "score_partition", "validated_ready"]
 
 
-def score_partition(project: ProjectConfig, ds: str, *, storage: Storage | None = None, **plan: Any) -> dict[str, Any]:
+def score_partition(
+    project: ProjectConfig, ds: str, *, storage: Storage | None = None, shadow: str | None = None, **plan: Any
+) -> dict[str, Any]:
     """Plan (or resume), score every chunk and publish one partition: what ``pipelines score`` runs.
 
     ``plan`` takes :func:`plan_run`'s options (``chunk_rows``, ``model_choice``,
-    ``restart``). Returns the public manifest plus ``planned``, ``committed``,
+    ``restart``); ``shadow`` scores the partition's lane of that shadow
+    version. Returns the public manifest plus ``planned``, ``committed``,
     ``skipped`` and ``scored`` chunk counts for this invocation.
 
     Raises:
@@ -73,9 +76,9 @@ def score_partition(project: ProjectConfig, ds: str, *, storage: Storage | None 
     hooks.check()  # a bad hook setting fails before the plan is touched
     storage = storage or get_storage()
     t0 = time.monotonic()
-    planned_run = plan_run(project, ds, storage=storage, **plan)
-    done = score_chunks(project, ds, planned_run["plan_id"], storage=storage)
-    manifest = publish(project, ds, planned_run["plan_id"], storage)
+    planned_run = plan_run(project, ds, storage=storage, shadow=shadow, **plan)
+    done = score_chunks(project, ds, planned_run["plan_id"], storage=storage, shadow=shadow)
+    manifest = publish(project, ds, planned_run["plan_id"], storage, shadow=shadow)
     planned = len(planned_run["chunks"])
     return {
         **manifest,
@@ -89,7 +92,13 @@ def score_partition(project: ProjectConfig, ds: str, *, storage: Storage | None 
 
 
 def plan_or_score(
-    project: ProjectConfig, ds: str, *, storage: Storage | None = None, run_key: str | None = None, **plan: Any
+    project: ProjectConfig,
+    ds: str,
+    *,
+    storage: Storage | None = None,
+    run_key: str | None = None,
+    shadow: str | None = None,
+    **plan: Any,
 ) -> dict[str, Any]:
     """Plan (or resume); a plan of one chunk is scored and published at once (the DAG's fast path).
 
@@ -108,35 +117,42 @@ def plan_or_score(
     again. ``restart`` discards any plan but the run's own, so a retry resumes
     what its first try began.
 
+    ``shadow`` (a version number) runs the partition's lane of that shadow
+    version, every chunk in this process (a shadow lane is one task per
+    version; its checkpoint makes a retry redo at most one chunk).
+
     Returns the plan (``plan_run``'s) plus ``manifest``: the publication's, or
     ``None`` when the chunks are left to the mapped tasks.
     """
     from pipelines.core.errors import PlanConflict
     from pipelines.core.storage import get_storage
-    from pipelines.scoring.plan import load_plan
+    from pipelines.scoring.plan import lane_of, load_plan
     from pipelines.scoring.publication import published_manifest
 
     storage = storage or get_storage()
     ds = ds_str(ds)
+    lane = lane_of(project, shadow)
     restart = bool(plan.pop("restart", False))
-    mine = load_plan(storage, project.name, ds) if run_key else None
+    mine = load_plan(storage, lane, ds) if run_key else None
     own = bool(mine and mine.get("run_key") == run_key)
     if run_key:
-        record = catalog.scoring_run(project.name, ds, run_key)
+        record = catalog.scoring_run(lane, ds, run_key)
         if storage.exists(record):
             return {**storage.read_json(record), "resumed": True}
         if own and mine.get("status") == "published":
             try:
-                manifest = published_manifest(project, ds, mine["plan_id"], storage)
+                manifest = published_manifest(project, ds, mine["plan_id"], storage, lane)
                 return _recorded(storage, record, {**mine, "committed": [], "resumed": True, "manifest": manifest})
             except PlanConflict:  # published, then its manifest went (deleted, or withdrawn): score again
                 own, restart = False, True
-    planned_run = plan_run(project, ds, storage=storage, run_key=run_key, restart=restart and not own, **plan)
-    if len(planned_run["chunks"]) != 1:
+    planned_run = plan_run(
+        project, ds, storage=storage, run_key=run_key, restart=restart and not own, shadow=shadow, **plan
+    )
+    if len(planned_run["chunks"]) != 1 and shadow is None:
         return {**planned_run, "manifest": None}
-    score_chunks(project, ds, planned_run["plan_id"], storage=storage)
-    result = {**planned_run, "manifest": publish(project, ds, planned_run["plan_id"], storage)}
-    return _recorded(storage, catalog.scoring_run(project.name, ds, run_key), result) if run_key else result
+    score_chunks(project, ds, planned_run["plan_id"], storage=storage, shadow=shadow)
+    result = {**planned_run, "manifest": publish(project, ds, planned_run["plan_id"], storage, shadow=shadow)}
+    return _recorded(storage, catalog.scoring_run(lane, ds, run_key), result) if run_key else result
 
 
 def _recorded(storage: Storage, key: str, result: dict[str, Any]) -> dict[str, Any]:

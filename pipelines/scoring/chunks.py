@@ -22,7 +22,7 @@ from pipelines.core import catalog, hooks
 from pipelines.core.errors import ConditionFailed, ConfigError, Interrupted, MissingInput, PlanConflict
 from pipelines.core.partitions import ds_str
 from pipelines.core.workers import worker_hostname
-from pipelines.scoring.plan import current_plan
+from pipelines.scoring.plan import current_plan, lane_of
 
 if TYPE_CHECKING:
     import numpy as np
@@ -226,18 +226,20 @@ class StopOnSigterm:
 # ---- scoring and committing
 
 
-def _commit(project: ProjectConfig, ds: str, plan_id: str, index: int, table: pa.Table, storage: Storage) -> None:
+def _commit(
+    project: ProjectConfig, ds: str, plan_id: str, index: int, table: pa.Table, storage: Storage, lane: catalog.Lane
+) -> None:
     """Write a chunk's data, then its marker: the chunk is committed exactly when the marker exists."""
     import hashlib
 
     data = chunk_bytes(table)
     digest = hashlib.sha256(data).hexdigest()
     hooks.point(f"chunk_write:{index}")
-    current_plan(project, ds, plan_id, storage)  # superseded meanwhile? then stop here
-    storage.write_bytes(catalog.chunk_data(project.name, ds, plan_id, index), data.to_pybytes())
+    current_plan(project, ds, plan_id, storage, lane)  # superseded meanwhile? then stop here
+    storage.write_bytes(catalog.chunk_data(lane, ds, plan_id, index), data.to_pybytes())
     hooks.point(f"chunk_commit:{index}")
     storage.write_json(
-        catalog.chunk_marker(project.name, ds, plan_id, index),
+        catalog.chunk_marker(lane, ds, plan_id, index),
         {
             "index": index,
             "rows": len(table),
@@ -249,17 +251,17 @@ def _commit(project: ProjectConfig, ds: str, plan_id: str, index: int, table: pa
     )
 
 
-def _todo(project: ProjectConfig, ds: str, plan: dict, indices: list[int] | None, storage: Storage) -> list[int]:
+def _todo(lane: catalog.Lane, ds: str, plan: dict, indices: list[int] | None, storage: Storage) -> list[int]:
     """The wanted chunks that are not committed yet (none once the plan is published)."""
     known = {c["index"] for c in plan["chunks"]}
     wanted = sorted(known) if indices is None else list(indices)
     unknown = [i for i in wanted if i not in known]
     if unknown:
-        raise ConfigError(f"{project.name} ds={ds}: chunks {unknown} are not in plan {plan['plan_id']}")
+        raise ConfigError(f"{lane} ds={ds}: chunks {unknown} are not in plan {plan['plan_id']}")
     if plan.get("status") == "published":  # another run of the same plan got there first
         return []
     # The markers' names only (one listing): a chunk task's requests do not grow with the plan's chunks.
-    committed = catalog.committed_markers(storage, project.name, ds, plan["plan_id"])
+    committed = catalog.committed_markers(storage, lane, ds, plan["plan_id"])
     return [i for i in wanted if i not in committed]
 
 
@@ -270,8 +272,10 @@ def score_chunks(
     indices: list[int] | None = None,
     *,
     storage: Storage | None = None,
+    shadow: str | None = None,
 ) -> dict[str, Any]:
-    """Score and commit the plan's chunks ``indices`` (all by default), skipping committed ones.
+    """Score and commit the plan's chunks ``indices`` (all by default), skipping committed ones; ``shadow``:
+    of that shadow version's lane.
 
     Returns ``{"scored", "skipped", "rows", "chunks": [index...]}`` for this call.
 
@@ -286,8 +290,9 @@ def score_chunks(
     hooks.check()
     ds = ds_str(ds)
     storage = storage or get_storage()
-    plan = current_plan(project, ds, plan_id, storage)
-    todo = _todo(project, ds, plan, indices, storage)
+    lane = lane_of(project, shadow)
+    plan = current_plan(project, ds, plan_id, storage, lane)
+    todo = _todo(lane, ds, plan, indices, storage)
     wanted = len(plan["chunks"]) if indices is None else len(indices)
     result: dict[str, Any] = {"scored": 0, "skipped": wanted - len(todo), "rows": 0, "chunks": todo}
     if not todo:
@@ -296,7 +301,7 @@ def score_chunks(
     key_cols = contract_for(project).primary_key
     pin = plan["model"]
     changed = PlanConflict(
-        f"{project.name} ds={ds}: the validated partition changed since plan {plan_id}; rerun from the plan step"
+        f"{lane} ds={ds}: the validated partition changed since plan {plan_id}; rerun from the plan step"
     )
     try:
         # The version planned, or a conflict: the file is read in ranges of that version only.
@@ -317,29 +322,21 @@ def score_chunks(
         for i in todo:
             if stop.requested:
                 raise Interrupted(
-                    f"{project.name} ds={ds}: stopped on SIGTERM after {result['scored']} of {len(todo)} chunk(s) "
+                    f"{lane} ds={ds}: stopped on SIGTERM after {result['scored']} of {len(todo)} chunk(s) "
                     f"of this call; the checkpoint is consistent, rerun to resume"
                 )
             try:
                 table = _score(project, ds, scorer, source, by_index[i], pin, key_cols, plan["contract_version"])
             except ConditionFailed:  # replaced while its row groups were read
                 raise changed from None
-            _commit(project, ds, plan_id, i, table, storage)
+            _commit(project, ds, plan_id, i, table, storage, lane)
             result["scored"] += 1
             result["rows"] += len(table)
-            log.info(
-                "%s ds=%s: chunk %d/%d committed (%d rows, v%s)",
-                project.name,
-                ds,
-                i + 1,
-                len(plan["chunks"]),
-                len(table),
-                pin["version"],
-            )
+            n, v = len(plan["chunks"]), pin["version"]
+            log.info("%s ds=%s: chunk %d/%d committed (%d rows, v%s)", lane, ds, i + 1, n, len(table), v)
         if stop.requested:  # every chunk is committed; publishing is left to the rerun
             raise Interrupted(
-                f"{project.name} ds={ds}: stopped on SIGTERM after the last chunk; the checkpoint is "
-                f"complete, rerun to publish"
+                f"{lane} ds={ds}: stopped on SIGTERM after the last chunk; the checkpoint is complete, rerun to publish"
             )
     return result
 

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 #: ``current``: today's ``champion``; ``as_of_partition``: the version that was champion on the partition's date.
 CHOICES = ("current", "as_of_partition")
+#: The choice recorded for a shadow lane: the version is the lane's own.
+SHADOW = "shadow"
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,29 @@ def pin_model(project: ProjectConfig, ds: str, choice: str) -> Pin:
                 f"{project.name}: no version was champion on {ds} (none held the champion alias, and was not "
                 f"rolled back since, with a window ending by then)"
             )
+    return _pin(project, mv, choice)
+
+
+def pin_shadow(project: ProjectConfig, version: str) -> Pin:
+    """The pin of a shadow lane: the registered version itself (a deleted version is a named error).
+
+    Raises:
+        NoChampion: no such version is registered (any more).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.core.tracking import client
+
+    try:
+        mv = client().get_model_version(project.name, str(version))
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise NoChampion(f"{project.name}: shadow version {version} is not registered") from None
+        raise
+    return _pin(project, mv, SHADOW)
+
+
+def _pin(project: ProjectConfig, mv: Any, choice: str) -> Pin:
     tags = mv.tags or {}
     return Pin(
         name=project.name,

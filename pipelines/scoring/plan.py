@@ -66,7 +66,7 @@ def plan_chunks(num_rows: int, chunk_rows: int, groups: list[int] | None = None)
     return [{"index": i, "start": s, "rows": n} for i, (s, n) in enumerate(spans)]
 
 
-def load_plan(storage: Storage, model: str, ds: str) -> dict[str, Any] | None:
+def load_plan(storage: Storage, model: str | catalog.Lane, ds: str) -> dict[str, Any] | None:
     """The partition's plan, or ``None`` (none yet, or a foreign or damaged file: every write of ours is atomic)."""
     key = catalog.scoring_plan(model, ds)
     if not storage.exists(key):
@@ -77,26 +77,36 @@ def load_plan(storage: Storage, model: str, ds: str) -> dict[str, Any] | None:
         return None
 
 
-def current_plan(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
+def lane_of(project: ProjectConfig, shadow: str | None = None) -> catalog.Lane:
+    """The project's champion lane, or its lane for shadow version ``shadow``."""
+    return catalog.Lane(project.name, None if shadow is None else catalog.version_number(shadow))
+
+
+def current_plan(
+    project: ProjectConfig, ds: str, plan_id: str, storage: Storage, lane: catalog.Lane | None = None
+) -> dict[str, Any]:
     """The partition's plan, checked to still be ``plan_id`` (another run may have re-planned the partition).
 
     Raises:
         PlanConflict: the plan was superseded.
     """
-    plan = load_plan(storage, project.name, ds)
+    lane = lane or lane_of(project)
+    plan = load_plan(storage, lane, ds)
     if plan is None or plan.get("plan_id") != plan_id:
         found = plan.get("plan_id") if plan else "none"
         raise PlanConflict(
-            f"{project.name} ds={ds}: plan {plan_id} is no longer current (checkpoint holds {found}); "
+            f"{lane} ds={ds}: plan {plan_id} is no longer current (checkpoint holds {found}); "
             f"another run re-planned the partition, rerun from the plan step"
         )
     return plan
 
 
-def committed_chunks(project: ProjectConfig, ds: str, plan: dict[str, Any], storage: Storage) -> dict[str, dict]:
+def committed_chunks(
+    project: ProjectConfig, ds: str, plan: dict[str, Any], storage: Storage, lane: catalog.Lane | None = None
+) -> dict[str, dict]:
     """``{index: marker}`` of the plan's committed chunks (a chunk is committed when its marker exists)."""
     planned = {c["index"] for c in plan["chunks"]}
-    markers = catalog.committed_markers(storage, project.name, ds, plan["plan_id"])
+    markers = catalog.committed_markers(storage, lane or lane_of(project), ds, plan["plan_id"])
     return {str(i): storage.read_json(key) for i, key in markers.items() if i in planned}
 
 
@@ -164,7 +174,7 @@ def _resumable(plan: dict[str, Any] | None, input_info: dict, chunk_rows: int | 
 
 
 def _with_version(
-    storage: Storage, project: ProjectConfig, ds: str, plan: dict[str, Any] | None, input_info: dict[str, Any]
+    storage: Storage, lane: catalog.Lane, ds: str, plan: dict[str, Any] | None, input_info: dict[str, Any]
 ) -> dict[str, Any] | None:
     """A plan made before plans recorded their input's version, given the version when its input is the same
     bytes (key, size, rows, SHA-256), so an interrupted run resumes across the upgrade."""
@@ -175,9 +185,9 @@ def _with_version(
     from pipelines.core import locks
 
     upgraded = {**plan, "input": input_info}
-    with locks.scores_partition(storage, project.name, ds):
-        if load_plan(storage, project.name, ds) == plan:  # still that plan, unpublished: give it its version
-            storage.write_json(catalog.scoring_plan(project.name, ds), upgraded)
+    with locks.scores_partition(storage, lane, ds):
+        if load_plan(storage, lane, ds) == plan:  # still that plan, unpublished: give it its version
+            storage.write_json(catalog.scoring_plan(lane, ds), upgraded)
             return upgraded
     return plan
 
@@ -191,8 +201,12 @@ def plan_run(
     storage: Storage | None = None,
     restart: bool = False,
     run_key: str | None = None,
+    shadow: str | None = None,
 ) -> dict[str, Any]:
     """Pin the model and plan the chunks, or resume the unfinished run of the same input.
+
+    ``shadow`` (a registered version number) plans the partition's shadow lane of that version instead
+    of the champion's: its own plan, chunks and publication (:class:`~pipelines.core.catalog.Lane`).
 
     A plan is resumed when it is unfinished, was made over the same input
     (key, size, rows, SHA-256) and no option given now contradicts it; a retry
@@ -214,6 +228,7 @@ def plan_run(
 
     ds = ds_str(ds)
     storage = storage or get_storage()
+    lane = lane_of(project, shadow)
     input_key = catalog.validated_file(project.dataset.name, ds)
     try:
         version = version_of(storage.info(input_key))
@@ -225,12 +240,12 @@ def plan_run(
         raise PlanConflict(
             f"{project.name} ds={ds}: the validated partition was replaced while it was planned; plan again"
         ) from None
-    plan = None if restart else _with_version(storage, project, ds, load_plan(storage, project.name, ds), input_info)
-    if _resumable(plan, input_info, chunk_rows, model_choice):
-        committed = committed_chunks(project, ds, plan, storage)
+    plan = None if restart else _with_version(storage, lane, ds, load_plan(storage, lane, ds), input_info)
+    if _resumable(plan, input_info, chunk_rows, None if shadow else model_choice):
+        committed = committed_chunks(project, ds, plan, storage, lane)
         log.info(
             "%s ds=%s: resuming plan %s (v%s pinned %s; %d/%d chunks committed)",
-            project.name,
+            lane,
             ds,
             plan["plan_id"],
             plan["model"]["version"],
@@ -241,7 +256,7 @@ def plan_run(
         return {**plan, "committed": sorted(int(i) for i in committed), "resumed": True}
     rows_per_chunk = chunk_rows or project.scoring.chunk_rows
     choice = model_choice or project.scoring.model_choice
-    plan = _new_plan(project, ds, input_info, rows_per_chunk, groups, choice, storage, run_key)
+    plan = _new_plan(project, ds, input_info, rows_per_chunk, groups, choice, storage, run_key, lane)
     return {**plan, "committed": [], "resumed": False}
 
 
@@ -254,15 +269,17 @@ def _new_plan(
     choice: str,
     storage: Storage,
     run_key: str | None = None,
+    lane: catalog.Lane | None = None,
 ) -> dict[str, Any]:
     """Pin the version afresh, chunk the input, and replace the partition's plan (stale plans' chunks go)."""
-    from pipelines.scoring.pin import pin_model
+    from pipelines.scoring.pin import pin_model, pin_shadow
 
-    pin = pin_model(project, ds, choice).as_dict()
+    lane = lane or lane_of(project)
+    pin = (pin_model(project, ds, choice) if lane.shadow is None else pin_shadow(project, lane.shadow)).as_dict()
     chunks = plan_chunks(input_info["rows"], rows_per_chunk, groups)
     if len(chunks) > MAX_CHUNKS:
         raise ConfigError(
-            f"{project.name} ds={ds}: {len(chunks)} chunks of {rows_per_chunk} rows; at most {MAX_CHUNKS} "
+            f"{lane} ds={ds}: {len(chunks)} chunks of {rows_per_chunk} rows; at most {MAX_CHUNKS} "
             f"(one mapped task each; Airflow maps at most 1024): raise chunk_rows"
         )
     seed = f"{input_info}|{rows_per_chunk}|{pin['version']}|{time.time_ns()}"
@@ -276,23 +293,24 @@ def _new_plan(
         "chunks": chunks,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **({"run_key": run_key} if run_key else {}),
+        **({"lane": "shadow"} if lane.shadow is not None else {}),
     }
     # The new plan replaces the old one in one atomic write, inside the partition's lock so that it
     # never lands between a publisher's check of its plan and its write (a stale process checking
     # its plan from now on sees the conflict); then the other plans' chunks go.
     from pipelines.core import locks
 
-    with locks.scores_partition(storage, project.name, ds):
-        storage.write_json(catalog.scoring_plan(project.name, ds), plan)
-    for stale in catalog.plan_ids(storage, project.name, ds):
+    with locks.scores_partition(storage, lane, ds):
+        storage.write_json(catalog.scoring_plan(lane, ds), plan)
+    for stale in catalog.plan_ids(storage, lane, ds):
         if stale != plan["plan_id"]:
-            storage.delete_prefix(catalog.plan_dir(project.name, ds, stale))
+            storage.delete_prefix(catalog.plan_dir(lane, ds, stale))
     log.info(
         "%s ds=%s: pinned v%s (%s, run %s), planned %d chunk(s) of <= %d rows over %d rows (plan %s)",
-        project.name,
+        lane,
         ds,
         pin["version"],
-        choice,
+        pin["choice"],
         pin["run_id"],
         len(chunks),
         rows_per_chunk,

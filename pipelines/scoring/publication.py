@@ -19,18 +19,20 @@ the same bytes.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog, hooks
 from pipelines.core.errors import MissingInput, PlanConflict
 from pipelines.core.partitions import ds_str
 from pipelines.scoring.chunks import read_chunk
-from pipelines.scoring.plan import committed_chunks, current_plan
+from pipelines.scoring.plan import committed_chunks, current_plan, lane_of
 
 if TYPE_CHECKING:
     from pipelines.core.config import ProjectConfig
@@ -44,7 +46,8 @@ FOOTER_KEY = b"pipelines.scores"
 
 
 def footer_identity(project: ProjectConfig, ds: str, plan: dict) -> dict[str, Any]:
-    """What a published file says about itself: deterministic for one input and version (same bytes)."""
+    """What a published file says about itself: deterministic for one input and version (same bytes). A
+    shadow lane's file says so (``"lane": "shadow"``)."""
     pin = plan["model"]
     return {
         "model": project.name,
@@ -53,6 +56,7 @@ def footer_identity(project: ProjectConfig, ds: str, plan: dict) -> dict[str, An
         "mlflow_run_id": pin["run_id"],
         "input_sha256": plan["input"]["sha256"],
         "contract_version": plan.get("contract_version", ""),
+        **({"lane": "shadow"} if plan.get("lane") == "shadow" else {}),
     }
 
 
@@ -93,7 +97,13 @@ class _HashingFile:
 
 
 def _assemble(
-    project: ProjectConfig, ds: str, plan: dict, committed: dict, storage: Storage, out_path: str
+    project: ProjectConfig,
+    ds: str,
+    plan: dict,
+    committed: dict,
+    storage: Storage,
+    out_path: str,
+    lane: catalog.Lane,
 ) -> tuple[int, str]:
     """Stream the committed chunks, checksums verified, into one Parquet file (a row group per chunk):
     ``(rows, the file's SHA-256)``, each chunk and the file read or written once."""
@@ -107,11 +117,11 @@ def _assemble(
         sink = _HashingFile(fh)
         try:
             for c in plan["chunks"]:
-                data = storage.read_bytes(catalog.chunk_data(project.name, ds, plan["plan_id"], c["index"]))
+                data = storage.read_bytes(catalog.chunk_data(lane, ds, plan["plan_id"], c["index"]))
                 if hashlib.sha256(data).hexdigest() != committed[str(c["index"])]["sha256"]:
-                    storage.delete(catalog.chunk_marker(project.name, ds, plan["plan_id"], c["index"]))  # uncommit
+                    storage.delete(catalog.chunk_marker(lane, ds, plan["plan_id"], c["index"]))  # uncommit
                     raise MissingInput(
-                        f"chunk {c['index']} of {project.name} ds={ds} does not match its checksum; it is "
+                        f"chunk {c['index']} of {lane} ds={ds} does not match its checksum; it is "
                         "uncommitted: rerun (in Airflow, clear score_chunk, or plan for a one-chunk day) to score "
                         "it again"
                     )
@@ -158,6 +168,7 @@ def scores_manifest(project: ProjectConfig, ds: str, plan: dict, committed: dict
     pin = plan["model"]
     return {
         "model": project.name,
+        "lane": "shadow" if plan.get("lane") == "shadow" else "champion",
         "ds": ds,
         "model_version": pin["version"],
         "mlflow_run_id": pin["run_id"],
@@ -210,7 +221,7 @@ def _input_unchanged(project: ProjectConfig, ds: str, plan: dict, storage: Stora
     else:
         what = "is gone (halted or re-validated)"
     raise PlanConflict(
-        f"{project.name} ds={ds}: the validated partition {what} since plan {plan['plan_id']}; "
+        f"{project.dataset.name} ds={ds}: the validated partition {what} since plan {plan['plan_id']}; "
         "nothing published: rerun from the plan step"
     )
 
@@ -221,37 +232,57 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, indent=2, sort_keys=True, default=str).encode("utf-8")
 
 
-def _clear_withdrawal(storage: Storage, model: str, ds: str) -> None:
+def _clear_withdrawal(storage: Storage, model: catalog.Lane, ds: str) -> None:
     """A publication supersedes a withdrawal record of the day (removed before the manifest is written)."""
     withdrawn = catalog.scores_withdrawal(model, ds)
     if storage.exists(withdrawn):
         storage.delete(withdrawn)
 
 
-def published_manifest(project: ProjectConfig, ds: str, plan_id: str, storage: Storage) -> dict[str, Any]:
+def published_manifest(
+    project: ProjectConfig, ds: str, plan_id: str, storage: Storage, lane: catalog.Lane | None = None
+) -> dict[str, Any]:
     """The manifest of a plan that is already published (this plan's chunks are gone: only it can answer)."""
-    manifest_key = catalog.scores_manifest(project.name, ds)
+    lane = lane or lane_of(project)
+    manifest_key = catalog.scores_manifest(lane, ds)
     try:
         existing = storage.read_json(manifest_key) if storage.exists(manifest_key) else None
     except ValueError:
         existing = None
     if not isinstance(existing, dict) or existing.get("plan_id") != plan_id:
-        if storage.exists(catalog.scores_withdrawal(project.name, ds)):
+        if storage.exists(catalog.scores_withdrawal(lane, ds)):
             raise PlanConflict(
-                f"{project.name} ds={ds}: plan {plan_id}'s scores were withdrawn (the day halted or was "
+                f"{lane} ds={ds}: plan {plan_id}'s scores were withdrawn (the day halted or was "
                 "re-validated with other content); score the partition again from the plan step"
             )
         raise PlanConflict(
-            f"{project.name} ds={ds}: plan {plan_id} is published but its manifest is missing or damaged; "
+            f"{lane} ds={ds}: plan {plan_id} is published but its manifest is missing or damaged; "
             "score the partition again from the plan step (--restart)"
         )
     return existing
 
 
-def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | None = None) -> dict[str, Any]:
+@contextlib.contextmanager
+def _publication_lock(storage: Storage, project: ProjectConfig, lane: catalog.Lane, ds: str) -> Iterator[Any]:
+    """The locks a publication holds: the lane's partition lock; for a shadow lane, the validated partition's
+    lock first (validation holds it while it replaces a day and withdraws its scores, so a shadow lane, whose
+    lock validation does not take, never publishes over data being replaced). The champion's lane never
+    waits on a shadow's."""
+    from pipelines.core import locks
+
+    with contextlib.ExitStack() as stack:
+        if lane.shadow is not None:
+            stack.enter_context(locks.validated_partition(storage, project.dataset.name, ds))
+        yield stack.enter_context(locks.scores_partition(storage, lane, ds))
+
+
+def publish(
+    project: ProjectConfig, ds: str, plan_id: str, storage: Storage | None = None, *, shadow: str | None = None
+) -> dict[str, Any]:
     """Stream the plan's committed chunks into one Parquet file and replace the partition's file atomically.
 
-    Idempotent: publishing a plan that is already published returns its manifest.
+    Idempotent: publishing a plan that is already published returns its manifest. ``shadow``: publish the
+    plan of that shadow version's lane, to ``shadow/<model>/v=<N>/ds=D/``.
 
     Raises:
         PlanConflict: the plan was superseded, its validated input changed or went (checked inside the
@@ -261,37 +292,37 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
         LockBusy: another process held the partition's lock for the whole wait (exit 7).
         ConfigError: the step hook setting is invalid.
     """
-    from pipelines.core import locks
     from pipelines.core.storage import get_storage
 
     hooks.check()
     ds = ds_str(ds)
     storage = storage or get_storage()
-    plan = current_plan(project, ds, plan_id, storage)
+    lane = lane_of(project, shadow)
+    plan = current_plan(project, ds, plan_id, storage, lane)
     if plan.get("status") == "withdrawn":
         raise PlanConflict(
-            f"{project.name} ds={ds}: plan {plan_id}'s scores were withdrawn (the day halted or was re-validated "
+            f"{lane} ds={ds}: plan {plan_id}'s scores were withdrawn (the day halted or was re-validated "
             "with other content); score the partition again from the plan step"
         )
     if plan.get("status") == "published":
-        existing = published_manifest(project, ds, plan_id, storage)
-        storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
+        existing = published_manifest(project, ds, plan_id, storage, lane)
+        storage.delete_prefix(catalog.plan_dir(lane, ds, plan_id))
         return existing
-    committed = committed_chunks(project, ds, plan, storage)
+    committed = committed_chunks(project, ds, plan, storage, lane)
     missing = [c["index"] for c in plan["chunks"] if str(c["index"]) not in committed]
     if missing:
-        raise MissingInput(f"cannot publish {project.name} ds={ds}: chunks {missing} are not committed")
+        raise MissingInput(f"cannot publish {lane} ds={ds}: chunks {missing} are not committed")
     with tempfile.TemporaryDirectory(prefix="pipelines-publish-") as tmp:
         out_path = os.path.join(tmp, catalog.SCORES_FILE)
-        rows, digest = _assemble(project, ds, plan, committed, storage, out_path)
+        rows, digest = _assemble(project, ds, plan, committed, storage, out_path, lane)
         if rows != plan["input"]["rows"]:
-            raise MissingInput(f"{project.name} ds={ds}: {rows} scored rows for {plan['input']['rows']} input rows")
-        data_key, manifest_key = catalog.scores_file(project.name, ds), catalog.scores_manifest(project.name, ds)
-        with locks.scores_partition(storage, project.name, ds) as lock:
-            plan = current_plan(project, ds, plan_id, storage)  # not superseded while assembling
+            raise MissingInput(f"{lane} ds={ds}: {rows} scored rows for {plan['input']['rows']} input rows")
+        data_key, manifest_key = catalog.scores_file(lane, ds), catalog.scores_manifest(lane, ds)
+        with _publication_lock(storage, project, lane, ds) as lock:
+            plan = current_plan(project, ds, plan_id, storage, lane)  # not superseded while assembling
             if plan.get("status") == "published":  # another run of this plan got there first
-                _clear_withdrawal(storage, project.name, ds)
-                return published_manifest(project, ds, plan_id, storage)
+                _clear_withdrawal(storage, lane, ds)
+                return published_manifest(project, ds, plan_id, storage, lane)
             _input_unchanged(project, ds, plan, storage)
             # The objects' versions now: each write below is conditional on them (on S3), so a holder
             # that lost the lock without knowing it (stalled past its lease) cannot overwrite a newer publish.
@@ -300,18 +331,18 @@ def publish(project: ProjectConfig, ds: str, plan_id: str, storage: Storage | No
             lock.check()
             output = storage.replace_if(data_key, fences[0], path=out_path)
             manifest = scores_manifest(project, ds, plan, committed, {"rows": rows, "output": output, "sha256": digest})
-            _clear_withdrawal(storage, project.name, ds)
+            _clear_withdrawal(storage, lane, ds)
             hooks.point("publish_manifest")
             lock.check()
             storage.replace_if(manifest_key, fences[1], data=_json_bytes(manifest))
             storage.write_json(
-                catalog.scoring_plan(project.name, ds),
+                catalog.scoring_plan(lane, ds),
                 {**plan, "status": "published", "published_at": manifest["published_at"]},
             )
-    storage.delete_prefix(catalog.plan_dir(project.name, ds, plan_id))
+    storage.delete_prefix(catalog.plan_dir(lane, ds, plan_id))
     log.info(
         "%s ds=%s: published %d rows scored by v%s (%d chunks) to %s",
-        project.name,
+        lane,
         ds,
         rows,
         plan["model"]["version"],

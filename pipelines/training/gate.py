@@ -689,13 +689,63 @@ def _move_aliases(
         return entry
 
 
+#: Criteria a challenger may fail and still be judged on live data (under ``gate.promotion: live``, or as a
+#: near miss): the comparisons with the champion, not the sanity checks (holdout size, floors, inputs).
+COMPARISONS = ("min_change:", "bootstrap:", "slices:")
+
+
+def shadow_route(project: ProjectConfig, d: dict[str, Any], trigger: str | None) -> str | None:
+    """Why the challenger of decision ``d`` starts as a shadow instead of being promoted or only rejected
+    (pure), or ``None``:
+
+    - ``gate.promotion: live``: every sanity check passed (the comparisons are left to live data);
+    - ``gate.promotion: both``, or a drift-triggered challenger with ``shadow.drift_challenger: shadow``:
+      the holdout gate passed;
+    - ``shadow.near_misses``: rejected only on comparisons other than slices, with a non-negative mean gain.
+
+    Never without a champion (a first champion is promoted on its floors) nor when the project keeps no
+    shadows.
+    """
+    if d.get("champion") is None or d.get("noop") or project.shadow.max_versions < 1:
+        return None
+    mode = project.gate.promotion
+    failed = d.get("failed") or []
+    if mode == "live":
+        sane = all(f.startswith(COMPARISONS) for f in failed)
+        return (
+            "gate.promotion live: the holdout's sanity checks passed, promotion is left to live data" if sane else None
+        )
+    if d.get("passed"):
+        if mode == "both":
+            return "gate.promotion both: the holdout gate passed, promotion waits for live evidence"
+        if trigger == "drift" and project.shadow.drift_challenger == "shadow":
+            return (
+                "drift challenger (shadow.drift_challenger: shadow): the holdout gate passed, promotion waits "
+                "for live evidence"
+            )
+        return None
+    if project.shadow.near_misses and failed and all(f.startswith(("min_change:", "bootstrap:")) for f in failed):
+        boot = next((c for c in d["criteria"] if c["name"].startswith("bootstrap:")), {})
+        if (boot.get("mean") or -1.0) >= 0:
+            return f"near miss: rejected on {', '.join(failed)} with a non-negative mean gain"
+    return None
+
+
 def run_gate(
-    project: ProjectConfig, candidate: str | None = None, *, dry_run: bool = False, force: bool = False
+    project: ProjectConfig,
+    candidate: str | None = None,
+    *,
+    dry_run: bool = False,
+    force: bool = False,
+    trigger: str | None = None,
 ) -> dict[str, Any]:
-    """Evaluate, record, and promote when every criterion passes.
+    """Evaluate, record, and promote when every criterion passes, or start the challenger as a shadow.
 
     A dry run evaluates only: nothing is recorded in MLflow and no alias moves.
     ``force`` gates a version that was rolled back (or its twin) like any other.
+    ``trigger`` is what made the challenger (``drift``, ``schedule``, ``manual``): with
+    :func:`shadow_route`, it decides whether a challenger starts as a shadow (``d["shadow"]`` names why;
+    the alias does not move, the version is tagged ``gate_decision=shadow``, and the live gate decides).
 
     Raises:
         GateRejected: a criterion failed; the champion is untouched (exit 4).
@@ -714,9 +764,19 @@ def run_gate(
             if recovered and recovered.get("event") == "recovered" and recovered["champion"] == d["candidate"]:
                 d.update(promoted=bool(recovered.get("gated")), recovered=True)
         return d
+    d["shadow"] = shadow_route(project, d, trigger)
     if not dry_run:
         _record(c, project, d)
-    if d["passed"] and not dry_run:
+    if d["shadow"] and not dry_run:
+        from pipelines.core import shadows
+
+        shadows.start(project, d["candidate"], d["shadow"], c)
+        c.set_model_version_tag(project.name, d["candidate"], "gate_decision", "shadow")
+    if d["shadow"]:
+        log.info("%s gate v%s: starts as a shadow: %s", project.name, d["candidate"], d["shadow"])
+        if d["passed"] or project.gate.promotion == "live":
+            return d  # not a rejection: the live gate decides
+    elif d["passed"] and not dry_run:
         why = f"gate passed: {', '.join(x['name'] for x in d['criteria'])} ({d['decision_uri']})"
         try:
             _move_aliases(c, project, d["candidate"], d["champion"], why, d["decision_uri"], force=force)

@@ -86,6 +86,7 @@ class GateOutcome:
     failed: list[str]
     notes: list[str]
     decision_uri: str | None
+    shadow: str | None = None  # why it started as a shadow instead
 
     def xcom(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,14 +117,15 @@ def run_training(model: str, request: Mapping[str, Any]) -> TrainingOutcome:
     return TrainingOutcome(**{k: r[k] for k in TrainingOutcome.__dataclass_fields__})
 
 
-def run_gate_step(model: str, version: str) -> GateOutcome:
-    """Gate a version; a rejection is an outcome here, not a failure (the decision says why)."""
+def run_gate_step(model: str, version: str, trigger: str | None = None) -> GateOutcome:
+    """Gate a version; a rejection is an outcome here, not a failure (the decision says why). ``trigger``:
+    what made the challenger (a drift challenger may start as a shadow)."""
     from pipelines.core.config import load_project
     from pipelines.core.errors import GateRejected
     from pipelines.training.gate import run_gate
 
     try:
-        d = run_gate(load_project(model), version)
+        d = run_gate(load_project(model), version, trigger=trigger)
     except GateRejected as rejected:
         d = rejected.decision or {"passed": False, "failed": [str(rejected)]}
         d["promoted"] = False

@@ -29,10 +29,15 @@ EXPECTED = {
     "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
     "drift_{}": {"check_drift": {"emit_drift"}, "emit_drift": set()},
     "batch_score_{}": {
-        "wait_for_validated": {"plan"},
+        "wait_for_validated": {"plan", "shadow_versions", "judge_shadows"},
         "plan": {"score_chunk", "publish"},
         "score_chunk": {"publish"},
-        "publish": set(),
+        "publish": {"judge_shadows"},
+        # The shadow branch: the champion's publish never waits for it.
+        "shadow_versions": {"score_shadow"},
+        "score_shadow": {"judge_shadows"},
+        "judge_shadows": {"announce_live_champion"},
+        "announce_live_champion": set(),
     },
 }
 
