@@ -134,6 +134,14 @@ def scores_asset(project: ProjectConfig) -> Any:
     return Asset(name=f"scores_{project.name}", uri=storage_uri(catalog.scores_table(project.name)), group="scores")
 
 
+def shadow_asset(project: ProjectConfig) -> Any:
+    """Event per published shadow-lane partition of the project (``extra``: ``ds``, ``model_version``)."""
+    from airflow.sdk import Asset
+
+    uri = storage_uri(catalog.shadow_table(project.name))
+    return Asset(name=f"shadow_scores_{project.name}", uri=uri, group="scores")
+
+
 def reschedule_sensor(task_id: str, poke_seconds: int, timeout_minutes: int) -> Any:
     """A ``@task.sensor`` that frees its slot between pokes and *skips* the run on timeout (nothing came)."""
     from airflow.sdk import task

@@ -8,11 +8,11 @@ from __future__ import annotations
 from _common import (
     as_datetime,
     build_each,
-    champion_asset,
     default_args,
     partition_from_context,
     reschedule_sensor,
     scores_asset,
+    shadow_asset,
 )
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
 
@@ -57,12 +57,9 @@ version that was champion on that day instead of today's champion.
   the rest of the shadow branch);
 - `score_shadow` is mapped, one task per shadow version: plan, chunks and publish of
   that version's lane into `{shadow_file}`, with the same checkpoint and exactly-once
-  publication. The champion's `publish` never waits for it or fails with it;
-- `judge_shadows` (after the champion's publish and every shadow, whether they failed or
-  not) measures each version on the day's labelled rows and runs the live gate over the
-  last {window} days (`gate.live`): it promotes a shadow that wins (one per day), retires
-  one that loses or is older than {max_age} days, and writes `{live_html}`;
-- `announce_live_champion` emits `{champion}` when the live gate moved the alias.
+  publication, then an event on `{shadow_asset}`. The champion's `publish` never waits
+  for it or fails with it (a failed shadow fails the run, not BI's partition);
+- `live_gate_{name}` follows both assets and judges the shadows on live data.
 
 **Outputs.** `{scores_file}` (natural key, `row_id`, `score`,
 `label`, `model_name`, `model_version`, `mlflow_run_id`, `training_fingerprint`,
@@ -125,10 +122,7 @@ def build_batch_score_dag(project):
             scores_file=catalog.pattern(catalog.scores_file, project.name),
             scores_glob=catalog.parquet_glob(catalog.scores_table(project.name)),
             shadow_file=catalog.pattern(catalog.scores_file, catalog.Lane(project.name, "1")).replace("v=1", "v=…"),
-            window=project.gate.live.window_days,
-            max_age=project.shadow.max_age_days,
-            live_html=catalog.pattern(catalog.live_html, project.name),
-            champion=champion_asset(project).uri,
+            shadow_asset=shadow_asset(project).uri,
         ),
     ) as dag:
 
@@ -222,11 +216,15 @@ def build_batch_score_dag(project):
             from pipelines.core import shadows
 
             found = shadows.active(project)
-            if not found:
-                raise AirflowSkipException(f"{project.name} has no active shadow version")
-            return [{"partition": partition, "version": s.version} for s in found]
+            todo = [s for s in found if not s.saw(partition)]  # no live evidence on a day a version trained on
+            if not todo:
+                why = "no active shadow version" if not found else "every shadow version saw this day in training"
+                raise AirflowSkipException(f"{project.name} ds={partition}: {why}")
+            return [{"partition": partition, "version": s.version} for s in todo]
 
-        @task(task_id="score_shadow", map_index_template="v{{ task.op_kwargs['version'] }}")
+        shadows = shadow_asset(project)
+
+        @task(task_id="score_shadow", map_index_template="v{{ task.op_kwargs['version'] }}", outlets=[shadows])
         def score_shadow(partition: str, version: str, **context) -> dict:
             """Plan, score and publish the partition's lane of one shadow version (a retry resumes its checkpoint)."""
             from airflow.sdk.exceptions import AirflowFailException
@@ -240,36 +238,16 @@ def build_batch_score_dag(project):
                 done = plan_or_score(project, partition, run_key=run_key, shadow=version)
             except (NoChampion, ConfigError) as exc:  # the version is gone, or a bad setting: retrying cannot help
                 raise AirflowFailException(str(exc)) from None
-            return announcement(done["manifest"])
-
-        @task(task_id="judge_shadows", trigger_rule="none_skipped")
-        def judge_shadows(partition: str) -> dict:
-            """Measure every version on the day's labelled rows; the live gate promotes, retires or waits."""
-            from pipelines.training.live import measure_day, run_live_gate
-
-            measure_day(project, partition)
-            return run_live_gate(project, partition)
-
-        @task(task_id="announce_live_champion", outlets=[champion_asset(project)])
-        def announce_live_champion(result: dict, **context) -> dict:
-            """Emit the champion asset when the live gate promoted a shadow (skipped otherwise)."""
-            from airflow.sdk.exceptions import AirflowSkipException
-
-            if not result.get("promoted"):
-                raise AirflowSkipException("the live gate promoted no shadow today")
-            extra = {"model": project.name, "version": result["promoted"], "previous": result["champion"]}
-            context["outlet_events"][champion_asset(project)].extra = {**extra, "decision": "live gate"}
-            return extra
+            summary = {**announcement(done["manifest"]), "lane": "shadow"}
+            context["outlet_events"][shadows].extra = summary
+            return summary
 
         partition = wait_for_validated()
         planned = plan(partition)
         announced = publish()
         planned >> announced
         score_chunk.expand_kwargs(planned) >> announced
-        shadowed = score_shadow.expand_kwargs(shadow_versions(partition))
-        judged = judge_shadows(partition)
-        [announced, shadowed] >> judged
-        announce_live_champion(judged)
+        score_shadow.expand_kwargs(shadow_versions(partition))
     return dag
 
 

@@ -23,6 +23,6 @@ _problems = config_problems()
 if _problems:
     raise ConfigError(
         f"{len(_problems)} config file(s) failed to load; a dataset's has no ingest_<dataset> DAG, a project's "
-        "(or one reading a bad dataset) has no drift_, retrain_, batch_score_<project> DAGs; the others "
+        "(or one reading a bad dataset) has no drift_, retrain_, batch_score_, live_gate_<project> DAGs; the others "
         "are unaffected:\n" + "\n".join(f"- {problem}" for problem in _problems)
     )

@@ -32,6 +32,13 @@ Drives Airflow only through its CLI (this package never imports Airflow):
    DAG stays paused while the summer window is ingested: the demo skips
    February to May, so a firing on the first summer days would find no
    training window behind it. In production it runs on every validated event.)
+6b. the summer challenger starts **in shadow** (``shadow.drift_challenger:
+   shadow``): the days after the drift (``--live-start``..``--live-end``) are
+   landed, then scored one day at a time; each day the champion's lane (BI's
+   table) and the shadow's lane publish, and ``live_gate_flights_delay``,
+   triggered by both assets, measures every version on the day's labelled rows
+   and judges the shadow: it is promoted on live evidence once enough days
+   are paired (the later days are scored by it), and the manifests must say so;
 7. finally backfills earlier days (``--backfill-start``..``--backfill-end``,
    June, before the summer retrain) with ``airflow backfill create``: the
    ingest DAG, then ``batch_score_flights_delay`` with ``model_choice:
@@ -723,6 +730,80 @@ def backfill_earlier(projects: list, start: str, end: str, env: dict[str, str], 
     return {**out, "totals": totals}
 
 
+def live_window(project, start: str, end: str, env: dict[str, str], problems: list[str]) -> dict:
+    """Land the days after the drift retrain; score them one at a time beside the shadow, each judged by the
+    asset-triggered live gate; check who scored each day (the champion of the moment) and the shadow's lane."""
+    from pipelines.core import catalog
+    from pipelines.core.partitions import date_range
+    from pipelines.core.storage import get_storage
+
+    days = date_range(start, end)
+    totals = ingest_window(project, start, end, False, env, problems, backfill=False)
+    score_dag, gate_dag = f"batch_score_{project.name}", f"live_gate_{project.name}"
+    storage = get_storage()
+    out: dict = {"totals": totals, "judged": [], "promoted": None, "promoted_on": None, "decision": None}
+    for ds in days:
+        seen = {r.get("run_id") for r in list_runs(gate_dag, env)}
+        trigger_days(score_dag, [ds], env)
+        if wait_for_runs(score_dag, [ds], env)[ds] != "success":
+            problems.append(f"{score_dag} {ds}: the run failed")
+            continue
+        if not catalog.shadow_lanes(storage, project.name, ds):
+            continue  # no shadow scored the day (promoted already): the live gate has nothing to judge
+        state = _wait_new_run(gate_dag, seen, env)
+        decision = storage.read_json(catalog.live_decision(project.name, ds))
+        verdicts = [(d["shadow"], d["verdict"], d["why"]) for d in decision["shadows"]]
+        print(
+            f"demo: {gate_dag} {ds} ({state}): " + "; ".join(f"v{v} {verdict} ({why})" for v, verdict, why in verdicts)
+        )
+        out["judged"].append({"ds": ds, "state": state, "verdicts": verdicts})
+        if state != "success":
+            problems.append(f"{gate_dag} run for {ds} {state}")
+        if decision.get("promoted") and not decision.get("stale"):
+            out.update(promoted=decision["promoted"], promoted_on=ds, decision=decision)
+    out["scored"] = _check_live_scores(project, days, out, storage, problems)
+    if out["promoted"] is None:
+        problems.append(f"no shadow of {project.name} was promoted by the live gate over {start}..{end}")
+    return out
+
+
+def _wait_new_run(dag_id: str, before: set, env: dict[str, str], timeout: float = 600) -> str:
+    """The state of the next run of an asset-triggered DAG once it has finished."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        new = [r for r in list_runs(dag_id, env) if r.get("run_id") not in before]
+        if new and all(r.get("state") in ("success", "failed") for r in new):
+            return "success" if all(r.get("state") == "success" for r in new) else "failed"
+        time.sleep(3)
+    raise SystemExit(f"demo: no asset-triggered {dag_id} run finished within {timeout:.0f}s")
+
+
+def _check_live_scores(project, days: list[str], live: dict, storage, problems: list[str]) -> dict:
+    """Each day's BI partition by the champion of its moment (the old one until the promotion's day, then the
+    promoted shadow), and the shadow's own lane on every day it was a shadow."""
+    from pipelines.core import catalog
+
+    out: dict = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0, "shadow_days": []}
+    promoted, on = live["promoted"], live["promoted_on"]
+    for ds in days:
+        manifest = storage.read_json(catalog.scores_manifest(project.name, ds))
+        out["scored"] += 1
+        out["rows"] += manifest["rows"]
+        out["versions"].setdefault(manifest["model_version"], []).append(ds)
+        if promoted and on and ds > on and manifest["model_version"] != promoted:
+            problems.append(
+                f"{project.name} {ds}: scored by v{manifest['model_version']}, not the promoted v{promoted}"
+            )
+        if promoted and (on is None or ds <= on):
+            if manifest["model_version"] == promoted:
+                problems.append(f"{project.name} {ds}: BI's table holds the shadow v{promoted} before its promotion")
+            if storage.exists(catalog.scores_manifest(catalog.Lane(project.name, promoted), ds)):
+                out["shadow_days"].append(ds)
+            else:
+                problems.append(f"{project.name} {ds}: the shadow v{promoted} did not score the day")
+    return out
+
+
 def _add(totals: dict, more: dict) -> None:
     for k in COUNTS:
         totals[k] += more[k]
@@ -736,6 +817,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--drift-end", default="2013-07-03", help="last day of the later window; drift is checked on it"
     )
+    parser.add_argument("--live-start", default="2013-07-04", help="first day after the drift: the shadow's live days")
+    parser.add_argument("--live-end", default="2013-07-12", help="last live day (its lineage ends the summary)")
     parser.add_argument("--no-drift", action="store_true", help="stop after the first champion")
     parser.add_argument("--backfill-start", default="2013-06-07", help="earlier days backfilled at the end")
     parser.add_argument("--backfill-end", default="2013-06-11")
@@ -755,6 +838,8 @@ class Story:
     redelivered: list[str]
     champion: dict | None = None
     drift: dict | None = None
+    #: The days after the drift: the shadow judged by the live gate, and promoted.
+    live: dict | None = None
     scored: list[dict] = field(default_factory=list)
     mlflow_url: str = ""
     #: The second project's part: its first champion, drift check and scored windows.
@@ -835,6 +920,12 @@ def run_story(project, second, args: argparse.Namespace, env: dict[str, str], pr
             story.second["drift"] = drift_retrain(second, args.drift_end, env, problems)
             window = tail(args.drift_start, args.drift_end)
             story.second["scored"].append(score_window(second, window, env, problems))
+    if story.drift:
+        for p in projects:  # asset-triggered: on from here (a paused DAG queues no event)
+            set_paused(f"live_gate_{p.name}", False, env)
+        story.live = live_window(project, args.live_start, args.live_end, env, problems)
+        _add(totals, story.live["totals"])
+        story.scored.append(story.live["scored"])
     if story.drift and not args.no_backfill:
         earlier = backfill_earlier(projects, args.backfill_start, args.backfill_end, env, problems)
         _add(totals, earlier["totals"])
@@ -874,6 +965,8 @@ def print_summary(
             f"champion now v{now.version}"
         )
         print(f"            report {drift['summary'].get('html_report')}")
+    if story.live:
+        print_live(project, story.live)
     for window in story.scored:
         by = "; ".join(f"v{v}: {days[0]}..{days[-1]} ({len(days)})" for v, days in window["versions"].items())
         skipped = f"; {window['skipped']} halted days skipped" if window["skipped"] else ""
@@ -881,12 +974,13 @@ def print_summary(
     if drift:
         from pipelines.lineage import lineage, summary_lines
 
-        chain = lineage(project, args.drift_end)
-        print("Lineage:    pipelines lineage --model flights_delay --ds " + args.drift_end)
+        last = args.live_end if story.live else args.drift_end
+        chain = lineage(project, last)
+        print("Lineage:    pipelines lineage --model flights_delay --ds " + last)
         for line in summary_lines(chain):
             print(f"            {line.strip()}")
         if not chain["consistent"]:
-            problems.append(f"lineage of {args.drift_end}: {chain['problems']}")
+            problems.append(f"lineage of {last}: {chain['problems']}")
     if second is not None:
         print_second(second, story.second)
     pw_file = Path(env["AIRFLOW_HOME"]) / GENERATED_PASSWORDS
@@ -898,6 +992,27 @@ def print_summary(
     check_with_duckdb(project, story, problems)
     if second is not None and story.second.get("scored"):
         check_scores_with_duckdb(second, story.second["scored"], problems)
+
+
+def print_live(project, live: dict) -> None:
+    """The shadow's lines of the summary: where it was scored, how the live gate judged it, its promotion."""
+    from pipelines.core import catalog
+    from pipelines.core.storage import get_storage
+
+    decision, days = live.get("decision"), live["scored"].get("shadow_days", [])
+    if not decision:
+        return
+    (d,) = [x for x in decision["shadows"] if x["shadow"] == live["promoted"]]
+    boot = next(c for c in d["criteria"] if c["name"].startswith("live_bootstrap:"))
+    metric = boot["name"].split(":", 1)[1]
+    print(
+        f"Shadow:     v{live['promoted']} scored in shadow beside v{d['champion']} on {days[0]}..{days[-1]} "
+        f"({len(days)} days, shadow/{project.name}/v={live['promoted']}/, not BI's table); the live gate promoted "
+        f"it on {live['promoted_on']}: {len(d['days'])} paired days, {metric} {d['shadow_metrics'][metric]:.4f} vs "
+        f"{d['champion_metrics'][metric]:.4f}, gain {boot['mean']:+.4f} [{boot['low']:+.4f}, {boot['high']:+.4f}] "
+        f"at {boot['confidence']:.2%}"
+    )
+    print(f"            report {get_storage().uri(catalog.live_html(project.name, live['promoted_on']))}")
 
 
 def print_second(second, part: dict) -> None:

@@ -309,7 +309,7 @@ class Lane:
     def __post_init__(self) -> None:
         _name(self.model)
         if self.shadow is not None:
-            version_number(self.shadow)
+            object.__setattr__(self, "shadow", version_number(self.shadow))  # "03", 3 and " 3" are lane "3"
 
     @property
     def label(self) -> str:
@@ -323,6 +323,8 @@ class Lane:
 def version_number(value: Any) -> str:
     """A registered version number as text (``"3"``), checked: it becomes a key segment and a lock name."""
     text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 10:
+        text = str(int(text))  # "03" is version 3, as the registry numbers it
     if not VERSION_RE.fullmatch(text):
         raise ConfigError(f"invalid model version {value!r} (a registered version number)")
     return text
@@ -473,6 +475,11 @@ def live_html(model: str, ds: str) -> str:
     return _key("reports", model, ds, LIVE_HTML_FILE, namespace="models")
 
 
+def live_decisions(storage: Storage, model: str) -> list[str]:
+    """Every day the live gate judged for a model, sorted."""
+    return _partitions(storage, drift_reports(model), LIVE_DECISION_FILE)
+
+
 def live_days(storage: Storage, model: str) -> list[str]:
     """Every day with a stored live record of a model, sorted."""
     return _partitions(storage, drift_reports(model), LIVE_FILE)
@@ -607,6 +614,9 @@ ARTIFACTS: tuple[Artifact, ...] = (
     Artifact("model", drift_summary("model", "2013-01-01"), "drift check: measures, signal, the policy's decision"),
     Artifact("model", drift_html("model", "2013-01-01", "features"), "Evidently's report on the features"),
     Artifact("model", drift_html("model", "2013-01-01", "scores"), "Evidently's report on the score and label"),
+    Artifact("model", live_record("model", "2013-01-01"), "live evidence: each version that scored the day, same rows"),
+    Artifact("model", live_decision("model", "2013-01-01"), "the live gate: each shadow's window, figures, verdict"),
+    Artifact("model", live_html("model", "2013-01-01"), "the same, for people: champion vs each shadow over time"),
     Artifact(
         "model", scoring_plan("model", "2013-01-01"), "scoring plan: pinned version, input identity, chunks, status"
     ),
@@ -618,6 +628,16 @@ ARTIFACTS: tuple[Artifact, ...] = (
         "model",
         scores_withdrawal("model", "2013-01-01"),
         "scores withdrawn: their data halted or was re-validated with other content",
+    ),
+    Artifact(
+        "model",
+        scoring_plan(Lane("model", "1"), "2013-01-01"),
+        "a shadow version's scoring plan (its chunks and runs beside it, as the champion's)",
+    ),
+    Artifact(
+        "model",
+        scores_file(Lane("model", "1"), "2013-01-01"),
+        "a shadow version's published scores, never in BI's table (_manifest.json, _withdrawn.json beside it)",
     ),
 )
 
@@ -631,6 +651,8 @@ MODEL_VERSION_ARTIFACTS: tuple[tuple[str, str], ...] = (
     (HOLDOUT_SCORES_REFERENCE, "the holdout's out-of-sample scores and labels"),
     (GATE_DECISION, "the gate's decision, every criterion and its figures"),
     (GATE_DECISION_MD, "the same, for people"),
+    (LIVE_GATE_DECISION, "a shadow's latest live-gate decision: window, figures, verdict"),
+    (LIVE_GATE_DECISION_MD, "the same, for people"),
 )
 
 
@@ -641,6 +663,7 @@ def markdown_table() -> str:
         key = (
             a.key.replace("/dataset/", "/<dataset>/")
             .replace("/model/", "/<model>/")
+            .replace("/v=1/", "/v=<N>/")
             .replace("ds=2013-01-01", "ds=YYYY-MM-DD")
             .replace("f" * 32, "<md5>")
             .replace("/validation/" + "0" * 16, "/validation/<delivery>")

@@ -368,8 +368,9 @@ class ShadowConfig(_Strict):
     """Shadow versions: scored beside the champion on every partition, into ``shadow/<model>/v=<N>/``
     (never BI's table), measured on the same labelled rows and promoted or retired by the live gate.
 
-    A version is a shadow when the retrain gate started it (``drift_challenger: shadow``, ``near_misses``,
-    ``gate.promotion`` live or both), when a scientist names it (``versions``, the ``shadow`` alias, or
+    A version is a shadow when the retrain gate started it (``drift_challenger: shadow``, or
+    ``gate.promotion`` live or both; under ``live``, a challenger the holdout rejected on the comparisons
+    alone is one), or when a scientist names it (``versions``, the ``shadow`` alias, or
     ``pipelines shadow add``), and until it is promoted or retired.
     """
 
@@ -379,11 +380,6 @@ class ShadowConfig(_Strict):
     )
     drift_challenger: Literal["promote", "shadow"] = Field(
         "promote", description="a drift-triggered challenger that passes the gate: promoted, or shadowed first"
-    )
-    near_misses: bool = Field(
-        False,
-        description="a challenger the holdout gate rejected only on min_change or the bootstrap, with a "
-        "non-negative mean gain, starts as a shadow",
     )
     max_age_days: int = Field(
         30, ge=1, le=3660, description="partition days a shadow is scored without promotion before it retires"
@@ -436,6 +432,13 @@ class ProjectConfig(_Strict):
                 raise ValueError(f"metric {name!r} does not apply to {task}")
         if self.metrics is None:
             object.__setattr__(self, "metrics", metrics)
+        if self.shadow.max_versions < 1 and (
+            self.gate.promotion != "holdout" or self.shadow.drift_challenger == "shadow"
+        ):
+            raise ValueError(
+                "shadow.max_versions is 0 but gate.promotion or shadow.drift_challenger starts challengers as "
+                "shadows: allow at least one shadow version, or promote on the holdout"
+            )
         return self
 
     #: Where the file was loaded from (not part of the YAML).

@@ -45,9 +45,25 @@ class Shadow:
     source: str  # "registry" (tagged active), "alias", "config"
     reason: str
     started_at: str
+    #: ``(first, last)`` day the version saw: its training window's start to its holdout's end.
+    seen: tuple[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def saw(self, ds: str) -> bool:
+        """Whether the version trained or was gated on day ``ds``: no live evidence there, so not scored."""
+        return self.seen is not None and self.seen[0] <= ds <= self.seen[1]
+
+
+def seen_window(tags: dict[str, str]) -> tuple[str, str] | None:
+    """The days a version saw (training window and holdout), from its tags; ``None`` when not recorded."""
+    from pipelines.core.tracking import window
+
+    trained, held = window(tags, "training_window"), window(tags, "holdout_window")
+    if trained and held:
+        return (min(trained[0], held[0]), max(trained[1], held[1]))
+    return trained or held
 
 
 def _now() -> str:
@@ -80,7 +96,7 @@ def select(
             source, "named"
         )
         started = tags.get("shadow_started_at") or ""
-        out.append(Shadow(number, by_number[number].run_id, source, reason, started))
+        out.append(Shadow(number, by_number[number].run_id, source, reason, started, seen_window(tags)))
     out.sort(key=lambda s: int(s.version), reverse=True)
     return out[:limit]
 
@@ -149,6 +165,10 @@ def end(project: ProjectConfig, version: str, state: str, why: str, c: Any | Non
         raise ValueError(f"a shadow ends retired or promoted, not {state!r}")
     c = c or client()
     version = str(version)
+    champion = alias_version(c, project.name, CHAMPION)
+    if state == "retired" and champion is not None and str(champion.version) == version:
+        log.warning("%s: v%s is the champion now: not retired as a shadow (%s)", project.name, version, why)
+        return
     c.set_model_version_tag(project.name, version, STATE_TAG, state)
     c.set_model_version_tag(project.name, version, "shadow_ended_at", _now())
     c.set_model_version_tag(project.name, version, "shadow_end_reason", why[:4000])
@@ -156,6 +176,17 @@ def end(project: ProjectConfig, version: str, state: str, why: str, c: Any | Non
     if alias is not None and str(alias.version) == version:
         c.delete_registered_model_alias(project.name, SHADOW_ALIAS)
     log.info("%s: shadow v%s %s: %s", project.name, version, state, why)
+
+
+def end_if_shadow(project: ProjectConfig, version: str, state: str, why: str, c: Any) -> bool:
+    """:func:`end` when ``version`` is tagged an active shadow or holds the ``shadow`` alias (else nothing)."""
+    version = str(version)
+    tags = c.get_model_version(project.name, version).tags or {}
+    alias = alias_version(c, project.name, SHADOW_ALIAS)
+    if tags.get(STATE_TAG) == "active" or (alias is not None and str(alias.version) == version):
+        end(project, version, state, why, c)
+        return True
+    return False
 
 
 def _delete_tag(c: Any, model: str, version: str, key: str) -> None:

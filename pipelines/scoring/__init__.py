@@ -137,8 +137,14 @@ def plan_or_score(
     own = bool(mine and mine.get("run_key") == run_key)
     if run_key:
         record = catalog.scoring_run(lane, ds, run_key)
-        if storage.exists(record):
-            return {**storage.read_json(record), "resumed": True}
+        recorded = storage.read_json(record) if storage.exists(record) else None
+        if recorded is not None and shadow is not None:
+            try:  # a shadow lane has no publish task to notice its scores were withdrawn since: check here
+                published_manifest(project, ds, recorded["plan_id"], storage, lane)
+            except PlanConflict:
+                recorded, own, restart = None, False, True
+        if recorded is not None:
+            return {**recorded, "resumed": True}
         if own and mine.get("status") == "published":
             try:
                 manifest = published_manifest(project, ds, mine["plan_id"], storage, lane)

@@ -654,8 +654,13 @@ def _move_aliases(
     decision_uri: str | None = None,
     *,
     force: bool = False,
+    **extra: Any,
 ) -> dict[str, Any]:
     """Make ``new`` the champion (``previous-champion`` the old one) if the champion is still ``expected``.
+
+    ``extra`` goes into the history entry (the live gate records the day it judged). A shadow promoted by
+    any gate stops being a shadow (:func:`pipelines.core.shadows.end`), so it is never scored in shadow
+    again once replaced.
 
     Under the promotion lock: the champion is re-checked, and so is ``new``
     against the rollbacks recorded meanwhile (unless ``force``); then the
@@ -681,7 +686,10 @@ def _move_aliases(
         c.set_registered_model_alias(project.name, CHAMPION, new)
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
-        entry = champions.append(c, project.name, "promote", new, current, why, decision_uri=decision_uri)
+        entry = champions.append(c, project.name, "promote", new, current, why, decision_uri=decision_uri, **extra)
+        from pipelines.core import shadows
+
+        shadows.end_if_shadow(project, new, "promoted", why, c)
         c.set_model_version_tag(project.name, new, "gate_decision", "promoted")
         c.set_model_version_tag(project.name, new, "promoted_from", current or "-")
         c.set_model_version_tag(project.name, new, "promotion_reason", why[:4000])
@@ -701,7 +709,6 @@ def shadow_route(project: ProjectConfig, d: dict[str, Any], trigger: str | None)
     - ``gate.promotion: live``: every sanity check passed (the comparisons are left to live data);
     - ``gate.promotion: both``, or a drift-triggered challenger with ``shadow.drift_challenger: shadow``:
       the holdout gate passed;
-    - ``shadow.near_misses``: rejected only on comparisons other than slices, with a non-negative mean gain.
 
     Never without a champion (a first champion is promoted on its floors) nor when the project keeps no
     shadows.
@@ -724,10 +731,6 @@ def shadow_route(project: ProjectConfig, d: dict[str, Any], trigger: str | None)
                 "for live evidence"
             )
         return None
-    if project.shadow.near_misses and failed and all(f.startswith(("min_change:", "bootstrap:")) for f in failed):
-        boot = next((c for c in d["criteria"] if c["name"].startswith("bootstrap:")), {})
-        if (boot.get("mean") or -1.0) >= 0:
-            return f"near miss: rejected on {', '.join(failed)} with a non-negative mean gain"
     return None
 
 

@@ -39,12 +39,13 @@ MLflow run (``gate/live_decision.json``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
-from pipelines.core.errors import MissingInput
+from pipelines.core.errors import MissingInput, PipelinesError
 from pipelines.core.partitions import ds_str
 
 if TYPE_CHECKING:
@@ -104,8 +105,19 @@ def _lane_scores(storage: Storage, lane: catalog.Lane, ds: str, sha: str, rows: 
         return None
     if (manifest.get("input") or {}).get("sha256") != sha or manifest.get("rows") != rows:
         return None  # published over other data (withdrawal is on its way) or damaged
-    with storage.local_copy(catalog.scores_file(lane, ds)) as path:
-        scores = pq.read_table(path, columns=["score"]).column("score").to_numpy()
+    try:
+        with storage.local_copy(catalog.scores_file(lane, ds)) as path:
+            file = pq.ParquetFile(path)
+            footer = json.loads((file.metadata.metadata or {}).get(b"pipelines.scores", b"{}"))
+            if (
+                file.metadata.num_rows != rows
+                or str(footer.get("model_version")) != str(manifest["model_version"])
+                or footer.get("input_sha256") != sha
+            ):
+                return None  # replaced between the manifest and the file: the next judgement reads them again
+            scores = file.read(columns=["score"]).column("score").to_numpy()
+    except (MissingInput, ValueError, OSError):
+        return None
     return str(manifest["model_version"]), scores
 
 
@@ -144,7 +156,6 @@ def measure_day(project: ProjectConfig, ds: str, storage: Storage | None = None)
     Raises:
         MissingInput: the day is not validated (halted, or not yet).
     """
-    from pipelines.core.metrics import evaluate
     from pipelines.core.storage import get_storage
 
     storage = storage or get_storage()
@@ -152,8 +163,18 @@ def measure_day(project: ProjectConfig, ds: str, storage: Storage | None = None)
     day = load_day(project, ds, storage)
     if day is None:
         raise MissingInput(f"{project.dataset.name} ds={ds} is not validated: no live evidence for the day")
+    record = day_record(project, day)
+    storage.write_json(catalog.live_record(project.name, ds), record)
+    return record
+
+
+def day_record(project: ProjectConfig, day: Day) -> dict[str, Any]:
+    """A day's live record: every version that scored it, measured on the same labelled rows."""
+    from pipelines.core.metrics import evaluate
+
     names = _metric_names(project)
-    record = {
+    ds = day.ds
+    return {
         "model": project.name,
         "ds": ds,
         "input_sha256": day.input_sha256,
@@ -161,13 +182,15 @@ def measure_day(project: ProjectConfig, ds: str, storage: Storage | None = None)
         "labelled_rows": len(day.y),
         "bi_version": day.bi_version,
         "versions": {
-            v: {"lane": day.lanes[v], "metrics": _finite(evaluate(project.target.task, names, day.y, s))}
+            v: {
+                "lane": day.lanes[v],
+                # No labelled row (labels not in yet, or an empty day): nothing to measure.
+                "metrics": _finite(evaluate(project.target.task, names, day.y, s)) if len(day.y) else None,
+            }
             for v, s in sorted(day.scores.items(), key=lambda kv: int(kv[0]))
         },
         "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    storage.write_json(catalog.live_record(project.name, ds), record)
-    return record
 
 
 def _metric_names(project: ProjectConfig) -> list[str]:
@@ -189,17 +212,27 @@ def window_days(project: ProjectConfig, end_ds: str) -> list[str]:
 
 
 def evidence(
-    project: ProjectConfig, shadow: str, champion: str | None, end_ds: str, storage: Storage, days: dict | None = None
+    project: ProjectConfig,
+    shadow: str,
+    champion: str | None,
+    end_ds: str,
+    storage: Storage,
+    days: dict | None = None,
+    trained: list[tuple[str, str]] = (),
 ) -> dict[str, Any]:
     """The paired live evidence of ``shadow`` against ``champion`` over the window ending at ``end_ds``.
 
-    ``days`` caches loaded days (``{ds: Day | None}``) across shadows of one judgement.
+    ``days`` caches loaded days (``{ds: Day | None}``) across shadows of one judgement. Days inside a
+    ``trained`` window (the days either version saw: training window and holdout) are never evidence: a
+    version scored on days it trained on (a backfill, a re-score of an old day) would look better than it is.
     """
     import numpy as np
 
     days = {} if days is None else days
     paired: list[Day] = []
     for ds in window_days(project, end_ds):
+        if any(first <= ds <= last for first, last in trained):
+            continue
         if ds not in days:
             days[ds] = load_day(project, ds, storage)
         day = days[ds]
@@ -242,12 +275,23 @@ def _per_day(project: ProjectConfig, paired: list[Day], shadow: str, champion: s
     return out
 
 
-def judge(project: ProjectConfig, ev: dict[str, Any], age_days: int) -> dict[str, Any]:
+def planned_looks(project: ProjectConfig) -> int:
+    """How many times a shadow is judged for promotion at most: once every ``min_days`` of its age."""
+    return max(1, project.shadow.max_age_days // project.gate.live.min_days)
+
+
+def judge(project: ProjectConfig, ev: dict[str, Any], age_days: int, looks_taken: int = 0) -> dict[str, Any]:
     """The live criterion on one shadow's evidence (pure): criteria, figures and the verdict.
 
-    ``promote``: enough paired days, the bootstrap's lower bound above ``min_gain``, no slice regressing.
-    ``retire``: enough days and the upper bound below zero (it loses with confidence), or older than
-    ``shadow.max_age_days``. Otherwise ``wait``.
+    The shadow is judged every day, but a decision on the evidence is taken only at a **look**: once
+    every ``gate.live.min_days`` days of its age (``age_days // min_days`` above ``looks_taken``). Each
+    look's interval is at the configured confidence divided over the :func:`planned_looks` (Bonferroni):
+    judging overlapping windows daily at 95% would promote a shadow no better than the champion about one
+    time in five over a month (a day-level simulation of this gate), against at most 1 in 40 this way.
+
+    ``promote``: at a look, enough paired days, the interval's lower bound above ``min_gain``, no slice
+    regressing. ``retire``: at a look, enough days and the upper bound below zero (it loses with
+    confidence), or, on any day, older than ``shadow.max_age_days``. Otherwise ``wait``.
     """
     from pipelines.core.config import BootstrapConfig
     from pipelines.core.metrics import METRICS, evaluate
@@ -260,7 +304,16 @@ def judge(project: ProjectConfig, ev: dict[str, Any], age_days: int) -> dict[str
     criteria: list[dict[str, Any]] = [
         {"name": "live_days", "passed": enough, "days": n_days, "min_days": live.min_days}
     ]
-    out: dict[str, Any] = {"age_days": age_days, "max_age_days": project.shadow.max_age_days}
+    looks = planned_looks(project)
+    look = age_days >= live.min_days and age_days // live.min_days > looks_taken
+    confidence = 1 - (1 - live.confidence) / looks
+    out: dict[str, Any] = {
+        "age_days": age_days,
+        "max_age_days": project.shadow.max_age_days,
+        "look": look,
+        "looks_taken": looks_taken,
+        "planned_looks": looks,
+    }
     pooled = ev.get("_pooled")
     interval = None
     if pooled is not None:
@@ -269,7 +322,7 @@ def judge(project: ProjectConfig, ev: dict[str, Any], age_days: int) -> dict[str
         out["shadow_metrics"] = _finite(evaluate(project.target.task, names, y, a))
         out["champion_metrics"] = _finite(evaluate(project.target.task, names, y, b))
         boot = BootstrapConfig(
-            samples=live.samples, confidence=live.confidence, seed=live.seed, unit="day", min_days=live.min_days
+            samples=live.samples, confidence=confidence, seed=live.seed, unit="day", min_days=live.min_days
         )
         ci = _bootstrap(primary, y, a, b, boot, rows["ds"].to_numpy())
         interval = ci
@@ -278,7 +331,7 @@ def judge(project: ProjectConfig, ev: dict[str, Any], age_days: int) -> dict[str
                 "name": f"live_bootstrap:{primary.name}",
                 "passed": ci["low"] is not None and ci["low"] > live.min_gain,
                 **{k: ci[k] for k in ("mean", "low", "high", "days", "days_undefined", "samples")},
-                "confidence": live.confidence,
+                "confidence": confidence,
                 "min_gain": live.min_gain,
                 "seed": live.seed,
             }
@@ -290,43 +343,81 @@ def judge(project: ProjectConfig, ev: dict[str, Any], age_days: int) -> dict[str
         criteria.append({"name": f"live_bootstrap:{primary.name}", "passed": False, "detail": "no paired day"})
     failed = [c["name"] for c in criteria if not c["passed"]]
     loses = bool(enough and interval and interval["high"] is not None and interval["high"] < 0)
-    if not failed:
+    next_look = (age_days // live.min_days + 1) * live.min_days
+    if look and not failed:
         verdict, why = "promote", "the live criterion passed"
-    elif loses:
+    elif look and loses:
         verdict, why = "retire", f"loses over the window: the {primary.name} gain's interval is below zero"
     elif age_days > project.shadow.max_age_days:
         verdict, why = "retire", f"scored {age_days} days without passing (shadow.max_age_days {out['max_age_days']})"
+    elif not enough:
+        verdict, why = "wait", "too few paired days"
+    elif not look:
+        verdict, why = "wait", f"no look today: the next at {next_look} days of age (now {age_days})"
     else:
-        verdict, why = "wait", ("too few paired days" if not enough else f"failed: {', '.join(failed)}")
+        verdict, why = "wait", f"failed: {', '.join(failed)}"
     return {**out, "criteria": criteria, "failed": failed, "verdict": verdict, "why": why}
 
 
-def _age_days(storage: Storage, project: ProjectConfig, version: str, ds: str) -> int:
-    """Partition days from the shadow's first published day to ``ds`` (0 before its first)."""
+def _age_days(storage: Storage, lane: catalog.Lane, ds: str, started_at: str) -> int:
+    """Partition days from the lane's first publication since the shadow (re)started to ``ds`` (0 before it)."""
     from pipelines.core.partitions import parse_ds
 
-    published = catalog.shadow_partitions(storage, catalog.Lane(project.name, version))
-    if not published or published[0] > ds:
-        return 0
-    return (parse_ds(ds) - parse_ds(published[0])).days + 1
+    first = None
+    for day in catalog.shadow_partitions(storage, lane):
+        if day > ds:
+            break
+        if started_at:
+            try:
+                published_at = storage.read_json(catalog.scores_manifest(lane, day)).get("published_at") or ""
+            except (MissingInput, ValueError):
+                continue
+            if published_at < started_at:
+                continue  # scored before a retirement and a new start: not this shadow's age
+        first = day
+        break
+    return 0 if first is None else (parse_ds(ds) - parse_ds(first)).days + 1
 
 
-def assess(project: ProjectConfig, ds: str, storage: Storage, c: Any) -> dict[str, Any]:
-    """Every active shadow judged over the window ending at ``ds`` against today's champion (no change made)."""
+def _trained(c: Any, project: ProjectConfig, versions: list[str | None]) -> list[tuple[str, str]]:
+    """The days each version saw, training window and holdout (never live evidence for or against them)."""
+    from pipelines.core.shadows import seen_window
+
+    spans = []
+    for v in versions:
+        if v is not None:
+            span = seen_window(c.get_model_version(project.name, v).tags or {})
+            if span:
+                spans.append(span)
+    return spans
+
+
+def assess(project: ProjectConfig, ds: str, storage: Storage, c: Any, cache: dict | None = None) -> dict[str, Any]:
+    """Every active shadow judged over the window ending at ``ds`` against today's champion (no change made).
+    ``cache`` collects the days loaded (``{ds: Day | None}``). A shadow that cannot be judged (its version
+    gone, a bad record) waits, with the reason; the others are judged."""
     from pipelines.core import shadows
     from pipelines.core.tracking import CHAMPION, alias_version
 
     mv = alias_version(c, project.name, CHAMPION)
     champion = None if mv is None else str(mv.version)
-    cache: dict[str, Any] = {}
+    cache = {} if cache is None else cache
     decisions = []
     for s in shadows.active(project, c):
-        ev = evidence(project, s.version, champion, ds, storage, cache)
-        d = judge(project, ev, _age_days(storage, project, s.version, ds))
+        base = {"shadow": s.version, "champion": champion, "source": s.source, "reason": s.reason}
+        try:
+            trained = _trained(c, project, [s.version, champion])
+            ev = evidence(project, s.version, champion, ds, storage, cache, trained)
+            lane = catalog.Lane(project.name, s.version)
+            looks = int((c.get_model_version(project.name, s.version).tags or {}).get("live_looks") or 0)
+            d = judge(project, ev, _age_days(storage, lane, ds, s.started_at), looks)
+        except (PipelinesError, ValueError) as exc:
+            window = window_days(project, ds)
+            d = {"criteria": [], "failed": ["judged"], "verdict": "wait", "why": f"not judged: {exc}"}
+            ev = {"window": [window[0], window[-1]], "days": [], "rows": 0, "per_day": []}
         d.update(
-            {k: ev[k] for k in ("shadow", "champion", "window", "days", "rows", "per_day")},
-            source=s.source,
-            reason=s.reason,
+            {k: ev[k] for k in ("window", "days", "rows", "per_day")},
+            **base,
             started_at=s.started_at,
         )
         decisions.append(d)
@@ -349,18 +440,29 @@ def run_live_gate(
 ) -> dict[str, Any]:
     """Judge every active shadow on the window ending at ``ds`` and act: promote one, retire the losers.
 
-    A dry run acts on nothing and records nothing. Returns :func:`assess`'s result, each shadow's
-    ``verdict`` as acted on, plus ``promoted`` (a version or ``None``) and ``retired``.
+    A dry run acts on nothing and records nothing. A day older than one judged already is judged as a
+    dry run (``stale``: old evidence never moves today's champion). A retry of a day whose judgement
+    promoted already (the alias history names the day) promotes nothing more and reports that promotion.
+    Returns :func:`assess`'s result, each shadow's ``verdict`` as acted on, plus ``promoted`` and ``retired``.
     """
-    from pipelines.core import shadows
+    from pipelines.core.champions import history
     from pipelines.core.storage import get_storage
     from pipelines.core.tracking import client
 
     storage = storage or get_storage()
     ds = ds_str(ds)
     c = client()
-    result = assess(project, ds, storage, c)
-    result.update(promoted=None, retired=[], dry_run=dry_run)
+    judged = catalog.live_decisions(storage, project.name)
+    stale = bool(judged and judged[-1] > ds)
+    dry_run = dry_run or stale
+    days: dict[str, Day | None] = {}
+    result = assess(project, ds, storage, c, days)
+    done = [e for e in history(c, project.name) if e.get("event") == "promote" and e.get("live_ds") == ds]
+    result.update(promoted=done[-1]["champion"] if done else None, retired=[], dry_run=dry_run, stale=stale)
+    if not dry_run:  # each day of the window as it stands now (a lane published late is measured too)
+        for day in days.values():
+            if day is not None and day.scores:
+                storage.write_json(catalog.live_record(project.name, day.ds), day_record(project, day))
     for d in sorted((d for d in result["shadows"] if d["verdict"] == "promote"), key=_gain, reverse=True):
         if result["promoted"] is not None:
             d.update(verdict="wait", why=f"v{result['promoted']} was promoted on this day; judged again tomorrow")
@@ -370,28 +472,36 @@ def run_live_gate(
         if not dry_run and not _promote(c, project, ds, d):
             continue
         result["promoted"] = d["shadow"]
-    for d in result["shadows"]:
-        if d["verdict"] == "retire":
-            if not dry_run:
-                _log_decision(c, project, ds, d)
-                shadows.end(project, d["shadow"], "retired", f"live gate on {ds}: {d['why']}", c)
-            result["retired"].append(d["shadow"])
-        elif d["verdict"] == "wait" and not dry_run:
-            _log_decision(c, project, ds, d)
+    _act_on_the_rest(c, project, ds, result)
     if not dry_run:
         storage.write_json(catalog.live_decision(project.name, ds), _public(result))
         storage.write_text(catalog.live_html(project.name, ds), render_html(project, result))
     for d in result["shadows"]:
         log.info(
-            "%s live gate %s: shadow v%s vs champion v%s: %s (%s)",
+            "%s live gate %s%s: shadow v%s vs champion v%s: %s (%s)",
             project.name,
             ds,
+            " (stale: not acted on)" if stale else "",
             d["shadow"],
             d["champion"],
             d["verdict"],
             d["why"],
         )
     return _public(result)
+
+
+def _act_on_the_rest(c: Any, project: ProjectConfig, ds: str, result: dict[str, Any]) -> None:
+    """Retire the losers and record every other decision on its version (nothing on a dry run)."""
+    from pipelines.core import shadows
+
+    for d in result["shadows"]:
+        if d["verdict"] == "retire":
+            result["retired"].append(d["shadow"])
+        if result["dry_run"] or d["shadow"] == result["promoted"]:
+            continue
+        _log_decision(c, project, ds, d)
+        if d["verdict"] == "retire":
+            shadows.end(project, d["shadow"], "retired", f"live gate on {ds}: {d['why']}", c)
 
 
 def _public(result: dict[str, Any]) -> dict[str, Any]:
@@ -404,7 +514,10 @@ def _holdout_passes(project: ProjectConfig, d: dict[str, Any]) -> bool:
     recorded) must pass too; else it stays a shadow, and says why."""
     from pipelines.training.gate import evaluate_gate
 
-    holdout = evaluate_gate(project, d["shadow"])
+    try:
+        holdout = evaluate_gate(project, d["shadow"])
+    except PipelinesError as exc:  # its holdout is gone, or it was not trained by pipelines
+        holdout = {"passed": False, "failed": [f"holdout gate not run: {exc}"]}
     d["holdout_gate"] = {"passed": bool(holdout.get("passed")), "failed": holdout.get("failed", [])}
     if not holdout.get("passed"):
         d.update(verdict="wait", why=f"live passed, the holdout gate did not ({', '.join(holdout.get('failed', []))})")
@@ -413,9 +526,8 @@ def _holdout_passes(project: ProjectConfig, d: dict[str, Any]) -> bool:
 
 
 def _promote(c: Any, project: ProjectConfig, ds: str, d: dict[str, Any]) -> bool:
-    """Move the champion alias to the shadow through the gate's locked move; ``False`` if the champion
-    changed meanwhile (the shadow stays, judged again)."""
-    from pipelines.core import shadows
+    """Move the champion alias to the shadow through the gate's locked move (which ends its shadow state);
+    ``False`` if the champion changed meanwhile (the shadow stays, judged again)."""
     from pipelines.training.gate import ChampionChanged, _move_aliases
 
     uri = _log_decision(c, project, ds, d)
@@ -426,28 +538,35 @@ def _promote(c: Any, project: ProjectConfig, ds: str, d: dict[str, Any]) -> bool
         f"[{boot['low']:.4f}, {boot['high']:.4f}] ({uri})"
     )
     try:
-        _move_aliases(c, project, d["shadow"], d["champion"], why, uri)
+        _move_aliases(c, project, d["shadow"], d["champion"], why, uri, live_ds=ds)
     except ChampionChanged as exc:
         d.update(verdict="wait", why=f"the champion changed during the live gate: {exc}")
         return False
-    shadows.end(project, d["shadow"], "promoted", why, c)
     d["why"] = why
     return True
 
 
-def _log_decision(c: Any, project: ProjectConfig, ds: str, d: dict[str, Any]) -> str:
-    """The shadow's live decision on its MLflow run (JSON and Markdown) and its latest figures as tags."""
+def _log_decision(c: Any, project: ProjectConfig, ds: str, d: dict[str, Any]) -> str | None:
+    """The shadow's live decision on its MLflow run (JSON and Markdown) and its latest figures as tags; a look
+    is counted (``live_looks``). ``None`` when the version is gone."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    run_id = c.get_model_version(project.name, d["shadow"]).run_id
-    public = {k: v for k, v in d.items() if not k.startswith("_")}
-    with mlflow.start_run(run_id=run_id):
-        mlflow.log_dict({"model": project.name, "ds": ds, **public}, catalog.LIVE_GATE_DECISION)
-        mlflow.log_text(render_markdown(project, ds, public), catalog.LIVE_GATE_DECISION_MD)
-    uri = f"runs:/{run_id}/{catalog.LIVE_GATE_DECISION}"
-    tags = {"live_verdict": d["verdict"], "live_days": str(len(d["days"])), "live_at": ds, "live_decision_uri": uri}
-    for k, v in tags.items():
-        c.set_model_version_tag(project.name, d["shadow"], k, v)
+    try:
+        run_id = c.get_model_version(project.name, d["shadow"]).run_id
+        public = {k: v for k, v in d.items() if not k.startswith("_")}
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_dict({"model": project.name, "ds": ds, **public}, catalog.LIVE_GATE_DECISION)
+            mlflow.log_text(render_markdown(project, ds, public), catalog.LIVE_GATE_DECISION_MD)
+        uri = f"runs:/{run_id}/{catalog.LIVE_GATE_DECISION}"
+        tags = {"live_verdict": d["verdict"], "live_days": str(len(d["days"])), "live_at": ds, "live_decision_uri": uri}
+        if d.get("look"):  # the looks this age has had (a missed look day is not made up twice)
+            tags["live_looks"] = str(d["age_days"] // project.gate.live.min_days)
+        for k, v in tags.items():
+            c.set_model_version_tag(project.name, d["shadow"], k, v)
+    except MlflowException as exc:
+        log.warning("%s v%s: live decision not recorded on MLflow: %s", project.name, d["shadow"], exc)
+        return None
     return uri
 
 

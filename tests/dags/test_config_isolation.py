@@ -18,7 +18,7 @@ from pipelines.core.settings import PROJECT_ROOT
 
 DAGS = PROJECT_ROOT / "dags"
 CONFIGS = PROJECT_ROOT / "configs"
-TEMPLATES = ("drift", "retrain", "batch_score")
+TEMPLATES = ("drift", "retrain", "batch_score", "live_gate")
 GOOD_DAGS = {f"{t}_flights_delay" for t in TEMPLATES} | {"ingest_flights"}
 
 

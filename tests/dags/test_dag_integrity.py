@@ -29,16 +29,16 @@ EXPECTED = {
     "retrain_{}": {"train_challenger": {"gate"}, "gate": {"announce_champion"}, "announce_champion": set()},
     "drift_{}": {"check_drift": {"emit_drift"}, "emit_drift": set()},
     "batch_score_{}": {
-        "wait_for_validated": {"plan", "shadow_versions", "judge_shadows"},
+        "wait_for_validated": {"plan", "shadow_versions"},
         "plan": {"score_chunk", "publish"},
         "score_chunk": {"publish"},
-        "publish": {"judge_shadows"},
-        # The shadow branch: the champion's publish never waits for it.
+        "publish": set(),
+        # The shadow branch: the champion's publish never waits for it, and each stays a leaf (a failure of
+        # either fails the run).
         "shadow_versions": {"score_shadow"},
-        "score_shadow": {"judge_shadows"},
-        "judge_shadows": {"announce_live_champion"},
-        "announce_live_champion": set(),
+        "score_shadow": set(),
     },
+    "live_gate_{}": {"judge_shadows": {"announce_live_champion"}, "announce_live_champion": set()},
 }
 
 

@@ -41,6 +41,9 @@ ARTIFACTS = PROJECT_ROOT / "tests" / ".artifacts"
 # One ingest DAG for the flights dataset feeds two model projects, each with its own three DAGs.
 PROJECTS = ("flights_delay", "flights_air_time")
 DAG_IDS = ["ingest_flights"] + [f"{kind}_{p}" for p in PROJECTS for kind in ("retrain", "drift", "batch_score")]
+# flights_delay's drift challenger starts in shadow (its config says so) and its live gate promotes it; the other
+# project promotes its drift challenger at once, so its live gate never runs (it is switched on all the same).
+DAG_IDS.append("live_gate_flights_delay")
 # The story, shortened: each window is two weeks because training holds the
 # last 7 days out and the drift policy pools a week on two days in a row.
 DEMO_ARGS = [
@@ -151,8 +154,11 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
     # The story ran through the scheduler: backfills, triggers and an asset-triggered retraining.
     kinds = {r["run_type"] for rs in runs.values() for r in rs}
     assert {"backfill", "manual", "asset_triggered"} <= kinds, kinds
-    assert len(runs["ingest_flights"]) == 14 + 14 + 2
-    assert len(runs["batch_score_flights_delay"]) == 14 + 14 + 2
+    assert len(runs["ingest_flights"]) == 14 + 14 + 9 + 2  # January, summer, the live days, the backfill
+    assert len(runs["batch_score_flights_delay"]) == 14 + 14 + 9 + 2
+    # One judgement per live day the shadow scored, triggered by the two assets (scores and shadow scores).
+    gates = runs["live_gate_flights_delay"]
+    assert gates and {r["run_type"] for r in gates} == {"asset_triggered"}
     assert len(runs["batch_score_flights_air_time"]) == 7 + 7  # the last week of each window
     for project in PROJECTS:  # each project's own drift check fired its own retraining, through the asset
         assert "asset_triggered" in {r["run_type"] for r in runs[f"retrain_{project}"]}, project
@@ -196,26 +202,37 @@ def _lineage(demo, ds: str, model: str = "flights_delay") -> dict:
 
 
 def test_lineage_of_demo_scored_days_returns_the_full_chain(demo):
-    """Scored by the drift-retrained champion, by v1 in the as-of backfill, and a day redelivered after a halt."""
-    summer = _lineage(demo, "2013-07-03")
+    """Scored by the drift-retrained champion (promoted on live evidence after days in shadow), by v1 in the as-of
+    backfill, and a day redelivered after a halt."""
+    shadowed = _lineage(demo, "2013-07-04")  # the first live day: v1 for BI, v2 in shadow beside it
+    assert shadowed["model_version"]["version"] == "1"
+    assert [(lane["lane"], lane["model_version"], lane["bi"]) for lane in shadowed["lanes"]] == [
+        ("champion", "1", True),
+        ("shadow", "2", False),
+    ]
+    assert "Shadow:     v2 scored in shadow beside v1 on 2013-07-04.." in demo["stdout"]
+    last = "2013-07-12"
+    summer = _lineage(demo, last)
     assert summer["consistent"] and summer["problems"] == []
     version = summer["model_version"]
     assert version["version"] == "2" and version["trigger"] == "drift" and version["choice"] == "current"
     assert version["mlflow_run_id"] and "champion" in version["aliases"]
+    assert [lane["lane"] for lane in summer["lanes"]] == ["champion"]  # promoted: no shadow left
     training = summer["training"]
     assert training["window"] == "2013-06-20..2013-06-26" and training["holdout_window"] == "2013-06-27..2013-07-03"
     assert training["data_fingerprint"].endswith(".dir") and training["contract_version"] == "1.0.0"
     assert training["train_rows"] > 0 and training["holdout_rows"] > 0
     gate = summer["gate"]
     assert gate["decision"] == "promoted" and gate["promoted_from"] == "1" and gate["decision_uri"]
+    assert gate["promotion_reason"].startswith("live gate passed on ")
     inp = summer["input"]
     assert inp["validation_status"] == "published" and inp["rows"] == summer["scores"]["rows"] > 0
     assert inp["landed_rows"] == inp["rows"] + inp["quarantined_rows"]
     links = {
-        summer["scores"]["uri"]: catalog.scores_file("flights_delay", "2013-07-03"),
-        summer["scores"]["manifest"]: catalog.scores_manifest("flights_delay", "2013-07-03"),
-        inp["validated"]: catalog.validated_file("flights", "2013-07-03"),
-        inp["validation_report"]: catalog.validation_report("flights", "2013-07-03"),
+        summer["scores"]["uri"]: catalog.scores_file("flights_delay", last),
+        summer["scores"]["manifest"]: catalog.scores_manifest("flights_delay", last),
+        inp["validated"]: catalog.validated_file("flights", last),
+        inp["validation_report"]: catalog.validation_report("flights", last),
     }
     for uri, key in links.items():
         assert uri.startswith("file://") and Path(uri.removeprefix("file://")).is_file(), uri

@@ -22,6 +22,10 @@ MODEL = "flights_delay"
 ROWS = 923  # validated rows of 2013-01-28
 
 
+# Without a shadow version the shadow branch is skipped: no task process after shadow_versions.
+NO_SHADOWS = [("score_shadow", -1, "skipped"), ("shadow_versions", -1, "skipped")]
+
+
 def _instances(run) -> list[tuple[str, int, str]]:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session
@@ -67,6 +71,7 @@ def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airfl
         ("plan", -1, "success"),
         ("publish", -1, "success"),
         *[("score_chunk", i, "success") for i in range(4)],  # 923 rows: 300, 300, 300, 23
+        *NO_SHADOWS,
         ("wait_for_validated", -1, "success"),
     ]
     manifest_path = dag_jan_root / catalog.scores_manifest(MODEL, DS)
@@ -99,6 +104,7 @@ def test_batch_score_dag_maps_chunks_and_publishes_with_the_chosen_version(airfl
         ("plan", -1, "success"),
         ("publish", -1, "success"),
         ("score_chunk", -1, "skipped"),
+        *NO_SHADOWS,
         ("wait_for_validated", -1, "success"),
     ]
     manifest = json.loads(manifest_path.read_text())
@@ -161,4 +167,59 @@ def test_a_halted_day_is_skipped_not_failed(airflow_db, dag_root, load_dag):
         "plan": "skipped",
         "score_chunk": "skipped",
         "publish": "skipped",
+        **{task: "skipped" for task, _, _ in NO_SHADOWS},
     }
+
+
+def test_shadows_are_scored_beside_the_champion_judged_by_the_live_gate_dag_and_a_failing_one_fails_only_its_task(
+    airflow_db, dag_jan_root, load_dag, monkeypatch
+):
+    from pipelines.core import shadows
+    from pipelines.core.config import load_project
+    from pipelines.training.live import add_shadow
+    from pipelines.training.train import train_challenger
+
+    champion = _train_and_gate("2013-01-20")
+    assert champion["promoted"]
+    shadow = {"version": str(train_challenger(load_project(MODEL), "2013-01-24")["version"])}
+    add_shadow(MODEL, shadow["version"], "a later window, watched before it is gated")
+    first, second = shadow, champion  # the shadow's lane and the champion's (BI's)
+    dag = load_dag("batch_score.py", "batch_score_flights_delay")
+    run = dag.test(logical_date=dt.datetime(2013, 1, 28, tzinfo=dt.UTC))
+    assert str(run.state) == "success"
+    assert _instances(run) == [
+        ("plan", -1, "success"),
+        ("publish", -1, "success"),
+        ("score_chunk", -1, "skipped"),
+        ("score_shadow", 0, "success"),
+        ("shadow_versions", -1, "success"),
+        ("wait_for_validated", -1, "success"),
+    ]
+    assert _published(dag_jan_root, DS) == (ROWS, ROWS, 1, second["version"])
+    lane = catalog.Lane(MODEL, first["version"])
+    shadow_manifest = json.loads((dag_jan_root / catalog.scores_manifest(lane, DS)).read_text())
+    assert shadow_manifest["lane"] == "shadow" and shadow_manifest["model_version"] == first["version"]
+    assert shadow_manifest["rows"] == ROWS
+
+    # The live gate DAG (triggered by both assets in production; here by its ds param) measures the day.
+    gate = load_dag("live_gate.py", "live_gate_flights_delay")
+    judged = gate.test(run_conf={"ds": DS})
+    assert str(judged.state) == "success"
+    assert _instances(judged) == [("announce_live_champion", -1, "skipped"), ("judge_shadows", -1, "success")]
+    live = json.loads((dag_jan_root / catalog.live_record(MODEL, DS)).read_text())
+    assert live["bi_version"] == second["version"] and set(live["versions"]) == {first["version"], second["version"]}
+    decision = json.loads((dag_jan_root / catalog.live_decision(MODEL, DS)).read_text())
+    assert [(d["shadow"], d["verdict"], d["why"]) for d in decision["shadows"]] == [
+        (first["version"], "wait", "too few paired days")
+    ]
+
+    # A shadow version that cannot be scored (deleted from the registry after it was listed): its task fails for
+    # good; the champion's lane publishes and announces as ever; the run is failed, so the failure is seen.
+    gone = shadows.Shadow("99", "run99", "config", "deleted meanwhile", "")
+    monkeypatch.setattr(shadows, "active", lambda project, c=None: [gone])
+    failing = dag.test(logical_date=dt.datetime(2013, 1, 27, tzinfo=dt.UTC))
+    states = {(task, index): state for task, index, state in _instances(failing)}
+    assert states[("score_shadow", 0)] == "failed" and states[("publish", -1)] == "success"
+    assert str(failing.state) == "failed"
+    assert _published(dag_jan_root, "2013-01-27")[0] > 0
+    assert [e["extra"]["ds"] for e in _scores_events(failing)] == ["2013-01-27"]

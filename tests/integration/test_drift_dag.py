@@ -92,9 +92,20 @@ def test_drift_fires_retrain_records_evidence_and_cooldown_holds(airflow_db, dag
     # Promoted or not, the challenger's window starts a cooldown: no re-trigger on the next partition.
     assert _last_retraining(project, "2013-07-02") == "2013-07-01"
 
-    # The summer challenger won the gate: the next partition is checked against it, and is quiet.
-    assert states["announce_champion"] == "success"
-    assert str(c.get_model_version_by_alias("flights_delay", "champion").version) == "2"
+    # The summer challenger won the gate and, as a drift challenger of a project that says so
+    # (shadow.drift_challenger: shadow), starts in shadow: the alias stays until the live gate decides.
+    assert states["announce_champion"] == "skipped"
+    assert str(c.get_model_version_by_alias("flights_delay", "champion").version) == "1"
+    assert c.get_model_version("flights_delay", "2").tags["gate_decision"] == "shadow"
+    from pipelines.core import shadows
+
+    assert [s.version for s in shadows.active(project)] == ["2"]
+    # Promoted as the live gate promotes (tests/model/test_shadow.py judges it on live days): the next
+    # partition is checked against it, and is quiet.
+    from pipelines.training.gate import _move_aliases
+
+    _move_aliases(c, project, "2", "1", "test: promoted as the live gate would")
+    assert shadows.active(project) == [] and c.get_model_version("flights_delay", "2").tags["shadow"] == "promoted"
     again = drift_dag.test(run_conf={"ds": "2013-07-02"})
     assert task_states(again) == {"check_drift": "success", "emit_drift": "skipped"}
     summary = get_storage().read_json(catalog.drift_summary("flights_delay", "2013-07-02"))

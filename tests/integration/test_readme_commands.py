@@ -15,10 +15,22 @@ from pipelines.core.settings import PROJECT_ROOT
 README = PROJECT_ROOT / "README.md"
 
 
-def readme_lines(prefix: str) -> list[str]:
-    """Lines of the README's bash blocks that start with ``prefix`` (trailing ``# comment`` kept)."""
+def readme_blocks() -> list[list[str]]:
+    """The README's bash blocks, as their stripped lines (trailing ``# comment`` kept)."""
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
-    return [ln.strip() for b in blocks for ln in b.splitlines() if ln.strip().startswith(prefix + " ")]
+    return [[ln.strip() for ln in b.splitlines() if ln.strip()] for b in blocks]
+
+
+def shadow_block() -> list[str]:
+    """The shadow walkthrough's block (the one that adds a shadow), run in order by its own test."""
+    (block,) = [b for b in readme_blocks() if any(ln.startswith("pipelines shadow add ") for ln in b)]
+    return block
+
+
+def readme_lines(prefix: str) -> list[str]:
+    """Lines of the README's bash blocks (but the shadow walkthrough's) that start with ``prefix``."""
+    shadow = shadow_block()
+    return [ln for b in readme_blocks() if b != shadow for ln in b if ln.startswith(prefix + " ")]
 
 
 def command(line: str) -> str:
@@ -117,3 +129,35 @@ def test_readme_make_targets_exist():
     for line in readme_lines("make"):
         target = command(line).split()[1]
         assert re.search(rf"^{re.escape(target)}:", makefile, flags=re.M), target
+
+
+def test_readme_shadow_commands_run(jan_root):
+    """A champion through 2013-01-20, version 2 through 01-24: add it in shadow, score both lanes, judge, status,
+    retire."""
+    from pipelines.core.config import load_project
+    from pipelines.training.gate import run_gate
+    from pipelines.training.train import train_challenger
+
+    project = load_project("flights_delay")
+    train_challenger(project, "2013-01-20")
+    assert run_gate(project)["promoted"]
+    assert str(train_challenger(project, "2013-01-24")["version"]) == "2"
+    outputs = {}
+    for line in shadow_block():
+        args, proc = run_pipelines(line, jan_root, timeout=600)
+        assert proc.returncode == (expected_exit(line) or 0), (line, proc.stderr[-800:])
+        outputs[" ".join(args[:2]) + (" shadow" if "--shadow" in args else "")] = json.loads(proc.stdout)
+    assert outputs["shadow add"]["version"] == "2"
+    shadow, champion = outputs["score --model shadow"], outputs["score --model"]
+    assert (
+        shadow["lane"] == "shadow"
+        and shadow["model_version"] == "2"
+        and "/shadow/flights_delay/v=2/" in shadow["output"]
+    )
+    assert champion["lane"] == "champion" and champion["model_version"] == "1" and shadow["rows"] == champion["rows"]
+    judged = outputs["shadow judge"]
+    assert judged["champion"] == "1" and [d["verdict"] for d in judged["shadows"]] == ["wait"]
+    (status,) = outputs["shadow status"]["shadows"]
+    assert status["shadow"] == "2" and status["days"] == ["2013-01-28"] and status["why"] == "too few paired days"
+    assert status["shadow_metrics"]["roc_auc"] > 0.5 and status["champion_metrics"]["roc_auc"] > 0.5
+    assert outputs["shadow retire"] == {"version": "2", "reason": "seen enough"}

@@ -266,6 +266,31 @@ def test_sigkill_anywhere_then_rerun_publishes_the_same_partition(env, tmp_path)
             assert resumed["scored"] == CHUNKS - committed, what
 
 
+def test_a_shadow_lane_killed_anywhere_never_blocks_or_touches_the_champions_publication(env, tmp_path):
+    """A shadow version's lane (here the champion's own version scored as a shadow: the lane is what is
+    tried) parked mid-chunk or inside its publication locks, then SIGKILLed: the champion's lane plans,
+    scores and publishes meanwhile, the same bytes, and BI's table never holds a shadow row."""
+    reference = _score(env, tmp_path)
+    shadow = catalog.Lane(MODEL, "1")
+    for point in ("chunk_commit:3", "publish_data"):
+        proc, err, _ = _start(env, tmp_path, "--shadow", "1", "--restart", hold=point)
+        _wait_hold(proc, err, point)  # publish_data: the shadow holds the validated lock and its lane's
+        again = _score(env, tmp_path, "--restart")
+        assert again["output_sha256"] == reference["output_sha256"] and again["lane"] == "champion", point
+        proc.send_signal(signal.SIGKILL)
+        assert proc.wait(timeout=30) == -signal.SIGKILL
+        assert env.published() == (ROWS, ROWS, "1", 1), point
+        assert env.read(catalog.scores_manifest(shadow, DS)) is None, point  # the killed lane published nothing
+    resumed = _score(env, tmp_path, "--shadow", "1")
+    assert resumed["lane"] == "shadow" and resumed["rows"] == ROWS and resumed["resumed"]
+    assert resumed["skipped"] == CHUNKS  # parked at publish_data: every chunk was committed
+    assert resumed["output"].endswith(catalog.scores_file(shadow, DS))
+    assert env.read(catalog.scores_file(shadow, DS)) is not None
+    assert json.loads(env.read(catalog.scores_manifest(MODEL, DS)))["output_sha256"] == reference["output_sha256"]
+    assert env.published() == (ROWS, ROWS, "1", 1)  # the shadow's rows are not in BI's table
+    assert not [k for k in env.keys("scores") if "/v=" in k]
+
+
 def test_sigterm_stops_at_a_chunk_boundary_and_resumes(env, tmp_path):
     proc, err, release = _start(env, tmp_path, hold="chunk_commit:2")
     _wait_hold(proc, err, "chunk_commit:2")
