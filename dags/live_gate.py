@@ -5,8 +5,16 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-from _common import as_datetime, build_each, champion_asset, default_args, scores_asset, shadow_asset
-from airflow.sdk import DAG, Param, task
+from _common import (
+    as_datetime,
+    build_each,
+    champion_asset,
+    default_args,
+    reschedule_sensor,
+    scores_asset,
+    shadow_asset,
+)
+from airflow.sdk import DAG, Param, PokeReturnValue, task
 
 from pipelines.core import catalog
 
@@ -25,7 +33,9 @@ loses with confidence over the window or has been scored {max_age} days without 
 
 **Trigger.** When both `{scores}` and `{shadow}` have new events (the champion's and a
 shadow's publication); the newest partition in the events ends the window. By hand:
-the `ds` param.
+the `ds` param. `wait_for_champion_lane` then waits (rescheduling every 30 s, for up to
+an hour, then skips) until the champion's lane has published that day too: the two
+assets' events of one day can reach the scheduler apart.
 
 **Outputs.** `{record}` (each day: every version's metrics on the same rows),
 `{decision}` and `{html}` (each shadow against the champion over time, with its
@@ -71,13 +81,13 @@ def build_live_gate_dag(project):
         ),
     ) as dag:
 
-        @task(task_id="judge_shadows")
-        def judge_shadows(**context) -> dict:
-            """Measure the window's days and run the live gate: promote a winning shadow, retire losing ones."""
+        @reschedule_sensor("wait_for_champion_lane", 30, 60)
+        def wait_for_champion_lane(**context) -> PokeReturnValue:
+            """The window's end (the newest day in the events, or the ds param), once BI's lane published it."""
             from airflow.sdk.exceptions import AirflowSkipException
 
             from pipelines.core.partitions import ds_str, partitions_from_events
-            from pipelines.training.live import run_live_gate
+            from pipelines.training.live import champion_lane_ready
 
             params = context.get("params") or {}
             if params.get("ds"):
@@ -87,7 +97,20 @@ def build_live_gate_dag(project):
                 if not days:
                     raise AirflowSkipException("no partition to judge: no 'ds' param and no scores event")
                 end = max(days)
-            return run_live_gate(project, end)
+            return PokeReturnValue(is_done=champion_lane_ready(project, end), xcom_value=end)
+
+        @task(task_id="judge_shadows")
+        def judge_shadows(end: str) -> dict:
+            """Measure the window's days and run the live gate: promote a winning shadow, retire losing ones."""
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from pipelines.core.errors import MissingInput
+            from pipelines.training.live import run_live_gate
+
+            try:
+                return run_live_gate(project, end)
+            except MissingInput as exc:  # the day halted since: nothing to judge on it
+                raise AirflowSkipException(str(exc)) from None
 
         @task(task_id="announce_live_champion", outlets=[champion])
         def announce_live_champion(result: dict, **context) -> dict:
@@ -101,7 +124,7 @@ def build_live_gate_dag(project):
             context["outlet_events"][champion].extra = {**extra, "decision": "live gate"}
             return extra
 
-        announce_live_champion(judge_shadows())
+        announce_live_champion(judge_shadows(wait_for_champion_lane()))
     return dag
 
 

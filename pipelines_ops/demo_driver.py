@@ -751,15 +751,17 @@ def live_window(project, start: str, end: str, env: dict[str, str], problems: li
         if not catalog.shadow_lanes(storage, project.name, ds):
             continue  # no shadow scored the day (promoted already): the live gate has nothing to judge
         state = _wait_new_run(gate_dag, seen, env)
-        decision = storage.read_json(catalog.live_decision(project.name, ds))
+        key = catalog.live_decision(project.name, ds)
+        if state != "success" or not storage.exists(key):
+            problems.append(f"{gate_dag} run for {ds}: {state}, {'a' if storage.exists(key) else 'no'} decision")
+            continue
+        decision = storage.read_json(key)
         verdicts = [(d["shadow"], d["verdict"], d["why"]) for d in decision["shadows"]]
         print(
             f"demo: {gate_dag} {ds} ({state}): " + "; ".join(f"v{v} {verdict} ({why})" for v, verdict, why in verdicts)
         )
         out["judged"].append({"ds": ds, "state": state, "verdicts": verdicts})
-        if state != "success":
-            problems.append(f"{gate_dag} run for {ds} {state}")
-        if decision.get("promoted") and not decision.get("stale"):
+        if decision.get("promoted") and not decision.get("stale") and out["promoted"] is None:
             out.update(promoted=decision["promoted"], promoted_on=ds, decision=decision)
     out["scored"] = _check_live_scores(project, days, out, storage, problems)
     if out["promoted"] is None:
@@ -786,6 +788,9 @@ def _check_live_scores(project, days: list[str], live: dict, storage, problems: 
     out: dict = {"scored": 0, "rows": 0, "versions": {}, "skipped": 0, "shadow_days": []}
     promoted, on = live["promoted"], live["promoted_on"]
     for ds in days:
+        if not storage.exists(catalog.scores_manifest(project.name, ds)):
+            problems.append(f"{project.name} {ds}: not scored")
+            continue
         manifest = storage.read_json(catalog.scores_manifest(project.name, ds))
         out["scored"] += 1
         out["rows"] += manifest["rows"]
@@ -818,7 +823,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--drift-end", default="2013-07-03", help="last day of the later window; drift is checked on it"
     )
     parser.add_argument("--live-start", default="2013-07-04", help="first day after the drift: the shadow's live days")
-    parser.add_argument("--live-end", default="2013-07-12", help="last live day (its lineage ends the summary)")
+    parser.add_argument("--live-end", default="2013-07-19", help="last live day (its lineage ends the summary)")
     parser.add_argument("--no-drift", action="store_true", help="stop after the first champion")
     parser.add_argument("--backfill-start", default="2013-06-07", help="earlier days backfilled at the end")
     parser.add_argument("--backfill-end", default="2013-06-11")
@@ -1002,7 +1007,11 @@ def print_live(project, live: dict) -> None:
     decision, days = live.get("decision"), live["scored"].get("shadow_days", [])
     if not decision:
         return
-    (d,) = [x for x in decision["shadows"] if x["shadow"] == live["promoted"]]
+    found = [x for x in decision["shadows"] if x["shadow"] == live["promoted"]]
+    if not found or not days:
+        print(f"Shadow:     v{live['promoted']} promoted by the live gate on {live['promoted_on']}")
+        return
+    d = found[0]
     boot = next(c for c in d["criteria"] if c["name"].startswith("live_bootstrap:"))
     metric = boot["name"].split(":", 1)[1]
     print(

@@ -137,10 +137,13 @@ def start(project: ProjectConfig, version: str, reason: str, c: Any | None = Non
         raise ConfigError(f"{project.name}: shadow.max_versions is 0: the project keeps no shadow versions")
     c = c or client()
     version = str(version)
+    if (c.get_model_version(project.name, version).tags or {}).get(STATE_TAG) == "active":
+        return {"version": version, "reason": reason, "retired": []}  # a retried start: its age and looks stay
     tags = {"shadow": "active", "shadow_reason": reason[:4000], "shadow_started_at": _now()}
     for k, v in tags.items():
         c.set_model_version_tag(project.name, version, k, v)
-    for k in ("shadow_ended_at", "shadow_end_reason"):
+    # A new start: no end, and the live gate's looks and figures of an earlier stint are not this one's.
+    for k in ("shadow_ended_at", "shadow_end_reason", "live_looks", "live_verdict", "live_days", "live_at"):
         _delete_tag(c, project.name, version, k)
     retired = []
     others = [s for s in active_unlimited(project, c) if s.version != version]
@@ -179,13 +182,21 @@ def end(project: ProjectConfig, version: str, state: str, why: str, c: Any | Non
 
 
 def end_if_shadow(project: ProjectConfig, version: str, state: str, why: str, c: Any) -> bool:
-    """:func:`end` when ``version`` is tagged an active shadow or holds the ``shadow`` alias (else nothing)."""
+    """:func:`end` when ``version`` is a shadow by any name (tagged active, the ``shadow`` alias, the config's
+    ``shadow.versions``), else nothing. Called after a promotion's commit point: an MLflow failure here is
+    logged, never raised (the version is champion; the next promotion's call ends it)."""
+    from mlflow.exceptions import MlflowException
+
     version = str(version)
-    tags = c.get_model_version(project.name, version).tags or {}
-    alias = alias_version(c, project.name, SHADOW_ALIAS)
-    if tags.get(STATE_TAG) == "active" or (alias is not None and str(alias.version) == version):
-        end(project, version, state, why, c)
-        return True
+    try:
+        tags = c.get_model_version(project.name, version).tags or {}
+        alias = alias_version(c, project.name, SHADOW_ALIAS)
+        named = tags.get(STATE_TAG) == "active" or version in project.shadow.versions
+        if named or (alias is not None and str(alias.version) == version):
+            end(project, version, state, why, c)
+            return True
+    except MlflowException as exc:
+        log.warning("%s v%s: its shadow state was not ended: %s", project.name, version, exc)
     return False
 
 

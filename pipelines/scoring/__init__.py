@@ -138,11 +138,10 @@ def plan_or_score(
     if run_key:
         record = catalog.scoring_run(lane, ds, run_key)
         recorded = storage.read_json(record) if storage.exists(record) else None
-        if recorded is not None and shadow is not None:
-            try:  # a shadow lane has no publish task to notice its scores were withdrawn since: check here
-                published_manifest(project, ds, recorded["plan_id"], storage, lane)
-            except PlanConflict:
-                recorded, own, restart = None, False, True
+        if recorded is not None and shadow is not None and storage.exists(catalog.scores_withdrawal(lane, ds)):
+            # A shadow lane has no publish task to notice its scores were withdrawn since (its day halted or
+            # was re-validated): score the new data. Superseded by another run is no reason to publish again.
+            recorded, own, restart = None, False, True
         if recorded is not None:
             return {**recorded, "resumed": True}
         if own and mine.get("status") == "published":

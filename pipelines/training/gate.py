@@ -687,13 +687,13 @@ def _move_aliases(
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
         entry = champions.append(c, project.name, "promote", new, current, why, decision_uri=decision_uri, **extra)
-        from pipelines.core import shadows
-
-        shadows.end_if_shadow(project, new, "promoted", why, c)
         c.set_model_version_tag(project.name, new, "gate_decision", "promoted")
         c.set_model_version_tag(project.name, new, "promoted_from", current or "-")
         c.set_model_version_tag(project.name, new, "promotion_reason", why[:4000])
         c.set_model_version_tag(project.name, new, "promoted_at", entry["at"])
+        from pipelines.core import shadows
+
+        shadows.end_if_shadow(project, new, "promoted", why, c)
         return entry
 
 

@@ -38,7 +38,11 @@ EXPECTED = {
         "shadow_versions": {"score_shadow"},
         "score_shadow": set(),
     },
-    "live_gate_{}": {"judge_shadows": {"announce_live_champion"}, "announce_live_champion": set()},
+    "live_gate_{}": {
+        "wait_for_champion_lane": {"judge_shadows"},
+        "judge_shadows": {"announce_live_champion"},
+        "announce_live_champion": set(),
+    },
 }
 
 

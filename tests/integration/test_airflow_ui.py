@@ -50,7 +50,9 @@ DEMO_ARGS = [
     "--start", "2013-01-01", "--end", "2013-01-14",
     "--drift-start", "2013-06-20", "--drift-end", "2013-07-03",
     "--backfill-start", "2013-06-18", "--backfill-end", "2013-06-19",
+    "--live-end", "2013-07-18",
 ]  # fmt: skip
+LIVE_DAYS = 15  # 2013-07-04..18: the shadow's looks at 7 and 14 days of age, and a day scored after
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +156,8 @@ def test_after_the_demo_every_dag_is_listed_with_green_runs(demo, browser):
     # The story ran through the scheduler: backfills, triggers and an asset-triggered retraining.
     kinds = {r["run_type"] for rs in runs.values() for r in rs}
     assert {"backfill", "manual", "asset_triggered"} <= kinds, kinds
-    assert len(runs["ingest_flights"]) == 14 + 14 + 9 + 2  # January, summer, the live days, the backfill
-    assert len(runs["batch_score_flights_delay"]) == 14 + 14 + 9 + 2
+    assert len(runs["ingest_flights"]) == 14 + 14 + LIVE_DAYS + 2  # January, summer, the live days, the backfill
+    assert len(runs["batch_score_flights_delay"]) == 14 + 14 + LIVE_DAYS + 2
     # One judgement per live day the shadow scored, triggered by the two assets (scores and shadow scores).
     gates = runs["live_gate_flights_delay"]
     assert gates and {r["run_type"] for r in gates} == {"asset_triggered"}
@@ -211,7 +213,7 @@ def test_lineage_of_demo_scored_days_returns_the_full_chain(demo):
         ("shadow", "2", False),
     ]
     assert "Shadow:     v2 scored in shadow beside v1 on 2013-07-04.." in demo["stdout"]
-    last = "2013-07-12"
+    last = "2013-07-18"
     summer = _lineage(demo, last)
     assert summer["consistent"] and summer["problems"] == []
     version = summer["model_version"]

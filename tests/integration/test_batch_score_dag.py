@@ -205,7 +205,11 @@ def test_shadows_are_scored_beside_the_champion_judged_by_the_live_gate_dag_and_
     gate = load_dag("live_gate.py", "live_gate_flights_delay")
     judged = gate.test(run_conf={"ds": DS})
     assert str(judged.state) == "success"
-    assert _instances(judged) == [("announce_live_champion", -1, "skipped"), ("judge_shadows", -1, "success")]
+    assert _instances(judged) == [
+        ("announce_live_champion", -1, "skipped"),
+        ("judge_shadows", -1, "success"),
+        ("wait_for_champion_lane", -1, "success"),
+    ]
     live = json.loads((dag_jan_root / catalog.live_record(MODEL, DS)).read_text())
     assert live["bi_version"] == second["version"] and set(live["versions"]) == {first["version"], second["version"]}
     decision = json.loads((dag_jan_root / catalog.live_decision(MODEL, DS)).read_text())

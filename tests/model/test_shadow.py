@@ -8,6 +8,7 @@ the live gate after each day, as the batch_score DAG's ``judge_shadows`` does.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 
@@ -27,7 +28,7 @@ from pipelines.training.train import train_challenger
 
 MODEL = "flights_delay"
 WEAK = {"numeric": ["distance", "hour"], "categorical": [], "derived": []}
-LIVE = {"min_days": 5, "window_days": 10, "samples": 400}
+LIVE = {"min_days": 7, "window_days": 14, "samples": 400}
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_a_better_shadow_is_promoted_by_the_live_gate_and_bi_only_ever_sees_the_
     assert d["shadow"] and not d["promoted"] and _champion() == weak["version"]
     assert [s.version for s in shadows.active(load_project(MODEL))] == [full["version"]]
 
-    results = _score_days(date_range("2013-01-11", "2013-01-24"), full["version"])
+    results = _score_days(date_range("2013-01-11", "2013-01-31"), full["version"])
     waits = results[:-1]
     assert len(waits) >= LIVE["min_days"] - 1
     assert all(r["shadows"][0]["verdict"] == "wait" for r in waits)
@@ -115,6 +116,11 @@ def test_a_better_shadow_is_promoted_by_the_live_gate_and_bi_only_ever_sees_the_
     tags = client().get_model_version(MODEL, full["version"]).tags
     assert tags["shadow"] == "promoted" and tags["gate_decision"] == "promoted"
     assert shadows.active(load_project(MODEL)) == []
+    # Logged to MLflow: the window's gain and interval on the shadow's run, a step per judged day.
+    run_id = client().get_model_version(MODEL, full["version"]).run_id
+    gains = client().get_metric_history(run_id, "live_gain_low")
+    last_step = (dt.date.fromisoformat(results[-1]["ds"]) - dt.date(1970, 1, 1)).days
+    assert len(gains) >= 2 and gains[-1].step == last_step and gains[-1].value == pytest.approx(boot["low"])
 
     # BI's table holds the champion's scores only; the shadow zone holds the shadow's, every day, every row.
     scored = [r["ds"] for r in results]
@@ -152,7 +158,7 @@ def test_a_worse_shadow_is_retired_and_shadow_status_shows_the_evidence(jan_root
     weak = train_challenger(load_project(MODEL), "2013-01-10")
     add_shadow(MODEL, weak["version"], "a scientist's hunch")
 
-    results = _score_days(date_range("2013-01-11", "2013-01-24"), weak["version"])
+    results = _score_days(date_range("2013-01-11", "2013-01-31"), weak["version"])
     assert results[-1]["retired"] == [weak["version"]] and results[-1]["promoted"] is None
     judged = results[-1]["shadows"][0]
     boot = next(c for c in judged["criteria"] if c["name"] == "live_bootstrap:roc_auc")
@@ -164,8 +170,9 @@ def test_a_worse_shadow_is_retired_and_shadow_status_shows_the_evidence(jan_root
 
     # Status on a day before: the shadow with its window, figures, interval and the decision it would take.
     capsys.readouterr()
-    tags_before = dict(tags)
     shadows.start(load_project(MODEL), weak["version"], "again, for the status")
+    tags_before = client().get_model_version(MODEL, weak["version"]).tags
+    assert "live_looks" not in tags_before  # a new stint: the last one's looks are not this one's
     assert main(["shadow", "status", "--model", MODEL, "--ds", results[2]["ds"], "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     (s,) = status["shadows"]
@@ -174,4 +181,4 @@ def test_a_worse_shadow_is_retired_and_shadow_status_shows_the_evidence(jan_root
     assert s["verdict"] == "wait" and s["rows"] > 0 and "roc_auc" in s["shadow_metrics"]
     assert {"mean", "low", "high"} <= set(next(c for c in s["criteria"] if c["name"].startswith("live_boot")))
     # Status records nothing.
-    assert client().get_model_version(MODEL, weak["version"]).tags.get("live_at") == tags_before.get("live_at")
+    assert client().get_model_version(MODEL, weak["version"]).tags == tags_before

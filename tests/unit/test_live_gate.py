@@ -152,14 +152,28 @@ def _with(project, promotion="holdout", **shadow):
 
 def test_the_retrain_gate_routes_a_challenger_to_shadow_only_as_configured(project):
     passed, near = _decision(True, []), _decision(False, ["min_change:roc_auc", "bootstrap:roc_auc"])
-    assert shadow_route(project, passed, "drift") is None  # holdout: promoted at once
+    assert shadow_route(_with(project, drift_challenger="promote"), passed, "drift") is None  # promoted at once
     assert shadow_route(_with(project, drift_challenger="shadow"), passed, "drift").startswith("drift challenger")
     assert shadow_route(_with(project, drift_challenger="shadow"), passed, "schedule") is None
     assert shadow_route(_with(project, "both"), passed, None).startswith("gate.promotion both")
     assert shadow_route(_with(project, "both"), near, None) is None
     assert shadow_route(_with(project, "live"), near, None).startswith("gate.promotion live")
     assert shadow_route(_with(project, "live"), _decision(False, ["floor:roc_auc"]), None) is None
-    assert shadow_route(project, near, None) is None  # holdout: a rejection is a rejection
+    assert shadow_route(project, near, "drift") is None  # holdout: a rejection is a rejection
     # Never without a champion (a first champion is promoted on its floors), never with no room for shadows.
     assert shadow_route(_with(project, "live"), _decision(True, [], champion=None), None) is None
     assert shadow_route(_with(project, "live", max_versions=0), passed, None) is None
+
+
+def test_a_look_is_spent_only_on_a_decision_and_the_interval_is_widened_for_few_days(live_project):
+    few = judge(live_project, _evidence(4, 0.6), age_days=7)  # a look is due, but 4 paired days decide nothing
+    assert few["look"] is False and few["verdict"] == "wait"
+    ready = judge(live_project, _evidence(6, 0.6), age_days=7)
+    assert ready["look"] is True and ready["verdict"] == "promote"
+    boot = next(c for c in ready["criteria"] if c["name"] == "live_bootstrap:roc_auc")
+    assert boot["expansion"] > 1.5  # t(5) over z, at the confidence split over 6 looks
+    assert boot["confidence"] == pytest.approx(1 - 0.05 / 6)
+    spent = judge(live_project, _evidence(6, 0.6), age_days=7, looks_taken=1)  # this age's look was taken
+    assert spent["look"] is False and spent["verdict"] == "wait" and spent["why"].startswith("no look today")
+    done = judge(live_project, _evidence(6, 0.6), age_days=30, looks_taken=6)  # every planned look spent
+    assert done["look"] is False and done["verdict"] == "wait"
