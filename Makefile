@@ -71,7 +71,7 @@ bench: setup ## Benchmarks, ours against the peers, side by side (validation, dr
 bench-scale: setup ## Large days: validation at 1M/5M/20M rows beside GX alone, S3 scoring, a 20M-row training window, a 5M-row day on two prod workers
 	$(BIN)/python tests/bench/bench_scale.py
 
-demo: setup ## The whole story through Airflow: ingest (halts redelivered) -> champion -> score -> drift -> retrain -> score -> backfill
+demo: setup ## The whole story through Airflow: ingest (halts redelivered) -> champion -> score -> drift -> retrain (in shadow) -> live promotion -> backfill
 	$(BIN)/python -m pipelines_ops.demo_driver --start $(DEMO_START) --end $(DEMO_END)
 
 lock: ## Re-resolve requirements.lock from pyproject.toml (needs uv)

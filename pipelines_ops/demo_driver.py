@@ -928,7 +928,12 @@ def run_story(project, second, args: argparse.Namespace, env: dict[str, str], pr
     if story.drift:
         for p in projects:  # asset-triggered: on from here (a paused DAG queues no event)
             set_paused(f"live_gate_{p.name}", False, env)
+            # The story has its retrainings: past the 14-day cooldown, a late live day could fire another.
+            set_paused(f"drift_{p.name}", True, env)
         story.live = live_window(project, args.live_start, args.live_end, env, problems)
+        if args.no_backfill:  # else the backfill switches them back on when it is done
+            for p in projects:
+                set_paused(f"drift_{p.name}", False, env)
         _add(totals, story.live["totals"])
         story.scored.append(story.live["scored"])
     if story.drift and not args.no_backfill:
