@@ -69,6 +69,19 @@ LIVE_FILE = "live.json"
 LIVE_DECISION_FILE = "live_decision.json"
 LIVE_HTML_FILE = "live.html"
 
+#: The key of a published scores file's identity in its Parquet footer (what scored it, from which input).
+SCORES_FOOTER_KEY = b"pipelines.scores"
+
+
+def scores_footer(metadata: Any) -> dict[str, Any] | None:
+    """The identity a published scores file carries in its footer (``metadata``: pyarrow's ``FileMetaData``),
+    or ``None`` for a file from before it did."""
+    import json
+
+    raw = (metadata.metadata or {}).get(SCORES_FOOTER_KEY)
+    return json.loads(raw) if raw else None
+
+
 # Artifacts logged with each model version in MLflow (paths inside its run).
 MODEL_ARTIFACT = "model"
 REFERENCE_DIR = "reference"

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 #: The footer key of a published file's identity (what scored it, from which input).
-FOOTER_KEY = b"pipelines.scores"
+FOOTER_KEY = catalog.SCORES_FOOTER_KEY
 
 
 def footer_identity(project: ProjectConfig, ds: str, plan: dict) -> dict[str, Any]:
@@ -62,13 +62,9 @@ def footer_identity(project: ProjectConfig, ds: str, plan: dict) -> dict[str, An
 
 def read_footer_identity(path: str) -> dict[str, Any] | None:
     """The identity a published file carries in its footer (``None`` for a file from before it did)."""
-    import json
-
     import pyarrow.parquet as pq
 
-    meta = pq.read_metadata(path).metadata or {}
-    raw = meta.get(FOOTER_KEY)
-    return json.loads(raw) if raw else None
+    return catalog.scores_footer(pq.read_metadata(path))
 
 
 class _HashingFile:

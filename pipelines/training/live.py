@@ -39,7 +39,6 @@ MLflow run (``gate/live_decision.json``).
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -108,7 +107,7 @@ def _lane_scores(storage: Storage, lane: catalog.Lane, ds: str, sha: str, rows: 
     try:
         with storage.local_copy(catalog.scores_file(lane, ds)) as path:
             file = pq.ParquetFile(path)
-            footer = json.loads((file.metadata.metadata or {}).get(b"pipelines.scores", b"{}"))
+            footer = catalog.scores_footer(file.metadata) or {}
             if (
                 file.metadata.num_rows != rows
                 or str(footer.get("model_version")) != str(manifest["model_version"])
@@ -748,19 +747,14 @@ def retire_shadow(model: str, version: str, reason: str) -> dict[str, Any]:
     """Stop shadowing a version (``pipelines shadow retire``), recorded on it."""
     from pipelines.core import shadows
     from pipelines.core.config import load_project
+    from pipelines.core.tracking import client
 
     project = load_project(model)
     version = catalog.version_number(version)
-    if version not in {s.version for s in shadows.active_unlimited(project, _client())}:
+    if version not in {s.version for s in shadows.active_unlimited(project, client())}:
         raise MissingInput(f"{project.name} v{version} is not an active shadow")
     shadows.end(project, version, "retired", reason)
     return {"version": version, "reason": reason}
-
-
-def _client() -> Any:
-    from pipelines.core.tracking import client
-
-    return client()
 
 
 def champion_lane_ready(project: ProjectConfig, ds: str, storage: Storage | None = None) -> bool:
