@@ -493,11 +493,6 @@ def live_decisions(storage: Storage, model: str) -> list[str]:
     return _partitions(storage, drift_reports(model), LIVE_DECISION_FILE)
 
 
-def live_days(storage: Storage, model: str) -> list[str]:
-    """Every day with a stored live record of a model, sorted."""
-    return _partitions(storage, drift_reports(model), LIVE_FILE)
-
-
 # ---- partitions
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipelines.core.tracking import CHAMPION, alias_version
@@ -47,9 +47,6 @@ class Shadow:
     started_at: str
     #: ``(first, last)`` day the version saw: its training window's start to its holdout's end.
     seen: tuple[str, str] | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     def saw(self, ds: str) -> bool:
         """Whether the version trained or was gated on day ``ds``: no live evidence there, so not scored."""
