@@ -136,10 +136,13 @@ def large_day_configs(
     batch_rows: int,
     max_rows: int = 50_000_000,
     chunk_rows: int | None = None,
+    explanations: bool = False,
 ) -> dict[str, str]:
     """This checkout's configs and contracts copied to ``folder``, set for large flights days: the dataset's
     shard and batch sizes, the contract of :func:`widened_contract_text` and (optionally) every project's
-    scoring chunk. Returns the environment that points a process at them."""
+    scoring chunk. Reasons beside the scores are off unless ``explanations``: large days measure the
+    pipeline's throughput, and exact tree SHAP would be most of it (``make bench`` measures its cost).
+    Returns the environment that points a process at them."""
     import shutil
     from pathlib import Path
 
@@ -155,10 +158,12 @@ def large_day_configs(
     doc["ingest"].update(shard_bytes=shard_bytes, max_shards=max_shards, batch_rows=batch_rows)
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     (contracts / "flights.odcs.yaml").write_text(widened_contract_text(max_rows), encoding="utf-8")
-    if chunk_rows is not None:
-        for project in configs.glob("*.yaml"):
-            doc = yaml.safe_load(project.read_text(encoding="utf-8"))
-            if isinstance(doc, dict) and doc.get("dataset") == DATASET and "scoring" in doc:
+    for project in configs.glob("*.yaml"):
+        doc = yaml.safe_load(project.read_text(encoding="utf-8"))
+        if isinstance(doc, dict) and doc.get("dataset") == DATASET and "scoring" in doc:
+            if chunk_rows is not None:
                 doc["scoring"]["chunk_rows"] = chunk_rows
-                project.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+            if not explanations:
+                doc["scoring"].pop("explanations", None)
+            project.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     return {"PIPELINES_CONFIG_DIR": str(configs), "PIPELINES_CONTRACTS_DIR": str(contracts)}

@@ -343,6 +343,18 @@ class DriftConfig(_Strict):
     )
 
 
+class ExplanationsConfig(_Strict):
+    """Reasons beside each score (:mod:`pipelines.core.reasons`): each row's ``top_k`` features by the
+    size of their contribution, as ``reason_<i>`` (the feature) and ``reason_<i>_contribution`` (signed)."""
+
+    top_k: int = Field(3, ge=1, le=10, description="reasons per row (fewer when the model has fewer features)")
+    method: Literal["tree_shap", "saabas"] = Field(
+        "tree_shap",
+        description="XGBoost models: exact tree SHAP (pred_contribs), or Saabas' approximation (approx_contribs, "
+        "several times cheaper); any other model falls back to feature ablation whatever this says",
+    )
+
+
 class ScoringConfig(_Strict):
     """Batch scoring (``pipelines/scoring/``)."""
 
@@ -362,6 +374,9 @@ class ScoringConfig(_Strict):
     )
     parallel_chunks: int = Field(8, ge=1, le=256, description="mapped chunk tasks running at once per DAG run")
     retries: int = Field(2, ge=2, le=20, description="policy: every task retries at least twice")
+    explanations: ExplanationsConfig | None = Field(
+        None, description="reasons beside each score (off by default: exact tree SHAP costs more than the trees)"
+    )
 
 
 class ShadowConfig(_Strict):
@@ -383,6 +398,16 @@ class ShadowConfig(_Strict):
     )
     max_age_days: int = Field(
         30, ge=1, le=3660, description="partition days a shadow is scored without promotion before it retires"
+    )
+
+
+class CardConfig(_Strict):
+    """What a version's model card (:mod:`pipelines.training.card`) says that no run can: its purpose and
+    the limits its owner knows of."""
+
+    intended_use: str = Field("", description="what the scores are for, and for whom (default: the description)")
+    limitations: list[Annotated[str, StringConstraints(min_length=1, max_length=1000)]] = Field(
+        default_factory=list, description="known limitations, listed on every card beside those measured"
     )
 
 
@@ -411,6 +436,7 @@ class ProjectConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
+    card: CardConfig = Field(default_factory=CardConfig)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from pipelines.core.config import ProjectConfig
     from pipelines.core.encoder import Scorer
+    from pipelines.core.reasons import Reasons
     from pipelines.core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -163,17 +164,20 @@ def output_table(
     ds: str,
     contract_version: str,
     first_row: int = 0,
+    reasons: Reasons | None = None,
 ) -> pa.Table:
     """One chunk's scored rows in the published schema (key columns keep the validated file's Arrow types).
 
-    ``row_id``: :func:`row_ids`.
+    ``row_id``: :func:`row_ids`. ``reasons`` (explanations on): the reason columns after the score.
     """
     import numpy as np
     import pyarrow as pa
 
     from pipelines.core.contracts import SCORES_COLUMNS
+    from pipelines.core.reasons import reason_columns
 
-    clash = [c for c in key if c in SCORES_COLUMNS]
+    added = SCORES_COLUMNS if reasons is None else (*SCORES_COLUMNS, *reason_columns(reasons.index.shape[1]))
+    clash = [c for c in key if c in added]
     if clash:  # load_contract refuses such a key; never overwrite a key column silently
         raise ConfigError(f"{project.name}: natural-key columns {clash} are named like scores columns")
     n = len(rows)
@@ -184,6 +188,8 @@ def output_table(
     if project.target.task == "classification":
         threshold = project.metrics.classification_threshold
         cols["label"] = pa.array((scores >= threshold).astype("int8"), pa.int8())
+    if reasons is not None:
+        cols.update(reasons.columns())
     # The run's identity is one value per column: dictionary-encoded (one entry), it costs four bytes a row in
     # the checkpoint and is written to Parquet as the dictionary page it is, not hashed row by row.
     zeros = pa.array(np.zeros(n, dtype="int32"))
@@ -326,7 +332,7 @@ def score_chunks(
                     f"of this call; the checkpoint is consistent, rerun to resume"
                 )
             try:
-                table = _score(project, ds, scorer, source, by_index[i], pin, key_cols, plan["contract_version"])
+                table = _score(project, ds, scorer, source, by_index[i], plan, key_cols)
             except ConditionFailed:  # replaced while its row groups were read
                 raise changed from None
             _commit(project, ds, plan_id, i, table, storage, lane)
@@ -371,11 +377,19 @@ def _score(
     scorer: Scorer,
     source: ChunkReader,
     chunk: dict[str, int],
-    pin: dict[str, Any],
+    plan: dict[str, Any],
     key_cols: list[str],
-    contract_version: str,
 ) -> pa.Table:
-    """One chunk's rows, scored, in the published schema."""
+    """One chunk's rows, scored, in the published schema (with reasons when the plan has explanations on:
+    every chunk of a plan has the same columns, whatever the configuration says meanwhile)."""
     rows = source.read(chunk["start"], chunk["rows"])
     scores = scorer(rows)
-    return output_table(project, rows, scores, pin, key_cols, ds, contract_version, chunk["start"])
+    reasons = None
+    if plan.get("explanations"):
+        from pipelines.core.config import ExplanationsConfig
+        from pipelines.core.reasons import explain
+
+        reasons = explain(scorer, rows, ExplanationsConfig(**plan["explanations"]))
+    return output_table(
+        project, rows, scores, plan["model"], key_cols, ds, plan["contract_version"], chunk["start"], reasons
+    )

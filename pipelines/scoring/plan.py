@@ -162,12 +162,42 @@ def validated_ready(project: ProjectConfig, ds: str, storage: Storage | None = N
     return "waiting"
 
 
-def _resumable(plan: dict[str, Any] | None, input_info: dict, chunk_rows: int | None, choice: str | None) -> bool:
-    """Whether an existing plan is resumed (pure): unfinished, same input, and no option contradicts it."""
+def explanations_of(project: ProjectConfig) -> dict[str, Any] | None:
+    """The project's explanations settings as a plan records them (``None``: off)."""
+    cfg = project.scoring.explanations
+    return None if cfg is None else cfg.model_dump()
+
+
+def _check_reason_names(project: ProjectConfig) -> None:
+    """A natural-key column named like a reason column is refused before anything is planned."""
+    cfg = project.scoring.explanations
+    if cfg is None:
+        return
+    from pipelines.core.contracts import contract_for
+    from pipelines.core.reasons import reason_columns
+
+    clash = sorted(set(contract_for(project).primary_key) & set(reason_columns(cfg.top_k)))
+    if clash:
+        raise ConfigError(
+            f"{project.source}: scoring.explanations adds columns named like the natural key {clash}: rename them "
+            "in the contract or turn explanations off"
+        )
+
+
+def _resumable(
+    plan: dict[str, Any] | None,
+    input_info: dict,
+    chunk_rows: int | None,
+    choice: str | None,
+    explanations: dict[str, Any] | None = None,
+) -> bool:
+    """Whether an existing plan is resumed (pure): unfinished, same input, same explanations (a plan's chunks
+    all have one schema), and no option contradicts it."""
     return bool(
         plan
         and plan.get("status") == "running"
         and plan.get("input") == input_info
+        and plan.get("explanations") == explanations
         and (chunk_rows is None or plan.get("chunk_rows") == chunk_rows)
         and (choice is None or plan["model"]["choice"] == choice)
     )
@@ -241,7 +271,7 @@ def plan_run(
             f"{project.name} ds={ds}: the validated partition was replaced while it was planned; plan again"
         ) from None
     plan = None if restart else _with_version(storage, lane, ds, load_plan(storage, lane, ds), input_info)
-    if _resumable(plan, input_info, chunk_rows, None if shadow else model_choice):
+    if _resumable(plan, input_info, chunk_rows, None if shadow else model_choice, explanations_of(project)):
         committed = committed_chunks(project, ds, plan, storage, lane)
         log.info(
             "%s ds=%s: resuming plan %s (v%s pinned %s; %d/%d chunks committed)",
@@ -254,6 +284,7 @@ def plan_run(
             len(plan["chunks"]),
         )
         return {**plan, "committed": sorted(int(i) for i in committed), "resumed": True}
+    _check_reason_names(project)
     rows_per_chunk = chunk_rows or project.scoring.chunk_rows
     choice = model_choice or project.scoring.model_choice
     plan = _new_plan(project, ds, input_info, rows_per_chunk, groups, choice, storage, run_key, lane)
@@ -291,6 +322,7 @@ def _new_plan(
         "contract_version": _contract_version(project, ds, storage),
         "chunk_rows": rows_per_chunk,
         "chunks": chunks,
+        **({"explanations": explanations_of(project)} if explanations_of(project) else {}),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **({"run_key": run_key} if run_key else {}),
         **({"lane": "shadow"} if lane.shadow is not None else {}),

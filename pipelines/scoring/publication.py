@@ -128,7 +128,12 @@ def _assemble(
                     # whether the chunk held them dictionary-encoded or not), as DuckDB and Spark always do.
                     # row_id and score are (nearly) all distinct: plainly encoded, not hashed into a dictionary
                     # that overflows at once.
-                    dictionary = [c for c in table.column_names if c not in ("row_id", "score")]
+                    # Reason contributions are floats as distinct as the scores.
+                    dictionary = [
+                        c
+                        for c in table.column_names
+                        if c not in ("row_id", "score") and not c.endswith("_contribution")
+                    ]
                     writer = pq.ParquetWriter(
                         sink, table.schema, compression="zstd", store_schema=False, use_dictionary=dictionary
                     )

@@ -22,6 +22,11 @@ starts and printed apart.
   SQLite store (MLflow's client then imports SQLAlchemy and Alembic, about a second per process),
   and with an MLflow tracking server over the same store, as the production profile runs (the target).
 
+- **explanations** (``scoring.explanations``, top 3 reasons a row): at 100,000 rows, ours with them
+  off, with exact tree SHAP (``pred_contribs``) and with Saabas' approximation (``approx_contribs``),
+  side by side; and one day's ``pipelines score`` process with them off and on (tree SHAP), alternated,
+  medians. Target: on at most 2x off.
+
 Targets: ours >= 1.5x the peer's rows/s and >= 0.7x the limit's; ours' peak RSS at 5M <= 1.25x its
 peak at 1M and <= 0.5x the peer's at 5M; one day's ``pipelines score`` <= 1.5x the two imports.
 Results go to ``tests/bench/results/score.json``. A miss is printed, not raised.
@@ -49,6 +54,8 @@ DATASET = "flights"  # the model's dataset
 SIZES = (1_000_000, 5_000_000)
 BASE_ENV = {"GX_ANALYTICS_ENABLED": "False", "DO_NOT_TRACK": "1", "PIPELINES_CODE_VERSION": "bench"}
 MODES = ("limit", "peer", "ours")
+EXPLAIN_MODES = ("ours", "tree_shap", "saabas")  # explanations off, exact, approximate
+EXPLAIN_ROWS = 100_000
 FLIGHT_SHIFT = 10_000
 DAILY_DS = "2013-01-15"
 DAILY_RUNS = 5
@@ -56,7 +63,7 @@ DAILY_RUNS = 5
 
 def ds_for(rows: int) -> str:
     """A partition date per size (December, far from the January the champion knows)."""
-    return {1_000_000: "2013-12-01", 5_000_000: "2013-12-05"}.get(rows, "2013-12-10")
+    return {1_000_000: "2013-12-01", 5_000_000: "2013-12-05", EXPLAIN_ROWS: "2013-12-20"}.get(rows, "2013-12-10")
 
 
 def setup(root: Path, sizes: list[int]) -> None:
@@ -125,6 +132,11 @@ def worker(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
 
     configure()
     project = load_project(MODEL)
+    explanations = {"tree_shap": {"top_k": 3, "method": "tree_shap"}, "saabas": {"top_k": 3, "method": "saabas"}}
+    from pipelines.core.config import ExplanationsConfig
+
+    cfg = ExplanationsConfig(**explanations[mode]) if mode in explanations else None
+    project = project.model_copy(update={"scoring": project.scoring.model_copy(update={"explanations": cfg})})
     storage = get_storage()
     path = storage.local_path(catalog.validated_file(project.dataset.name, ds))
     version = client().get_model_version_by_alias(MODEL, CHAMPION).version
@@ -155,7 +167,9 @@ def worker(mode: str, ds: str, out_dir: str) -> dict[str, Any]:
         result = score_partition(project, ds, restart=True)
         seconds = time.perf_counter() - t0
         rows = result["rows"]
+        published = pq.read_schema(storage.local_path(catalog.scores_file(MODEL, ds)))
         assert pq.read_metadata(storage.local_path(catalog.scores_file(MODEL, ds))).num_rows == rows
+        assert ("reason_1" in published.names) == (cfg is not None)
         extra = {"chunks": result["chunks"], "chunk_rows": result["chunk_rows"]}
     return {"mode": mode, "rows": rows, "seconds": seconds, "import_seconds": imports, **extra}
 
@@ -194,18 +208,47 @@ def _wall(cmd: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
-def _daily_runs(env: dict[str, str]) -> dict[str, Any]:
+def _daily_runs(env: dict[str, str], configs: dict[str, Path]) -> dict[str, Any]:
+    """Medians of alternated runs: the two imports alone, and ``pipelines score`` with explanations off and on."""
     import statistics
 
     score = [str(Path(sys.executable).with_name("pipelines")), "score", "--model", MODEL, "--ds", DAILY_DS]
     imports = [sys.executable, "-c", "import xgboost, mlflow"]
-    runs: dict[str, list[float]] = {"score": [], "imports": []}
-    _wall([*score, "--restart"], env)  # warm: a worker that has scored before (disk cache, model cache)
+    envs = {k: {**env, "PIPELINES_CONFIG_DIR": str(d)} for k, d in configs.items()}
+    runs: dict[str, list[float]] = {"score": [], "imports": [], "score_explained": []}
+    _wall([*score, "--restart"], envs["off"])  # warm: a worker that has scored before (disk cache, model cache)
     for _ in range(DAILY_RUNS):
         runs["imports"].append(_wall(imports, env))
-        runs["score"].append(_wall([*score, "--restart"], env))
+        runs["score"].append(_wall([*score, "--restart"], envs["off"]))
+        runs["score_explained"].append(_wall([*score, "--restart"], envs["on"]))
     med = {k: statistics.median(v) for k, v in runs.items()}
-    return {"runs": runs, "median_seconds": med, "ratio": round(med["score"] / med["imports"], 2)}
+    return {
+        "runs": runs,
+        "median_seconds": med,
+        "ratio": round(med["score"] / med["imports"], 2),
+        "explained_vs_off": round(med["score_explained"] / med["score"], 2),
+    }
+
+
+def explanation_configs(tmp: Path) -> dict[str, Path]:
+    """Two copies of the configs: the project's explanations off, and on (exact tree SHAP, top 3)."""
+    import shutil
+
+    import yaml
+
+    from pipelines.core.settings import PROJECT_ROOT
+
+    out = {}
+    for name, value in (("off", None), ("on", {"top_k": 3, "method": "tree_shap"})):
+        d = tmp / f"configs-{name}"
+        shutil.copytree(PROJECT_ROOT / "configs", d)
+        raw = yaml.safe_load((d / f"{MODEL}.yaml").read_text())
+        raw["scoring"].pop("explanations", None)
+        if value:
+            raw["scoring"]["explanations"] = value
+        (d / f"{MODEL}.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        out[name] = d
+    return out
 
 
 def daily(root: Path) -> dict[str, Any]:
@@ -214,7 +257,8 @@ def daily(root: Path) -> dict[str, Any]:
     it, about a second), and a tracking server over the same store, as the production profile has it."""
     from pipelines_ops.loopback import free_ports, status
 
-    out = {"sqlite_store": _daily_runs(dict(os.environ))}
+    configs = explanation_configs(root.parent)
+    out = {"sqlite_store": _daily_runs(dict(os.environ), configs)}
     port = free_ports(1)[0]
     store = f"sqlite:///{root}/mlflow/mlflow.db"
     cmd = [str(Path(sys.executable).with_name("mlflow")), "server", "--backend-store-uri", store]
@@ -226,7 +270,7 @@ def daily(root: Path) -> dict[str, Any]:
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("the MLflow server did not start")
             time.sleep(0.5)
-        out["tracking_server"] = _daily_runs({**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"})
+        out["tracking_server"] = _daily_runs({**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}, configs)
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
@@ -235,7 +279,7 @@ def daily(root: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--worker", choices=MODES)
+    parser.add_argument("--worker", choices=sorted({*MODES, *EXPLAIN_MODES}))
     parser.add_argument("--ds")
     parser.add_argument("--out")
     parser.add_argument("--sizes", default=",".join(str(s) for s in SIZES))
@@ -255,16 +299,22 @@ def main() -> int:
         os.environ["PIPELINES_DATA_ROOT"] = str(root)
         print("setup: seed + validate January, train and promote a champion, build the large partitions ...")
         t0 = time.perf_counter()
-        setup(root, sizes)
+        setup(root, [*sizes, EXPLAIN_ROWS])
         print(f"  {time.perf_counter() - t0:.0f} s", flush=True)
         print(f"one day ({DAILY_DS}): `pipelines score` beside `python -c 'import xgboost, mlflow'` ...", flush=True)
         day = daily(root)
         for where, d in day.items():
             print(
                 f"  MLflow {where}: pipelines score {d['median_seconds']['score']:.2f} s, imports alone "
-                f"{d['median_seconds']['imports']:.2f} s (medians of {DAILY_RUNS}): {d['ratio']}x",
+                f"{d['median_seconds']['imports']:.2f} s (medians of {DAILY_RUNS}): {d['ratio']}x; "
+                f"explanations on {d['median_seconds']['score_explained']:.2f} s: {d['explained_vs_off']}x off",
                 flush=True,
             )
+        explained: dict[str, dict] = {}
+        for mode in EXPLAIN_MODES:
+            r = measure(mode, ds_for(EXPLAIN_ROWS), tmp)
+            explained[mode] = r
+            print(f"  {EXPLAIN_ROWS:>9,} rows  {mode:<9}  {r['seconds']:7.2f} s  {r['rows_per_s']:>10,} rows/s")
         for rows in sizes:
             runs[rows] = {}
             for mode in MODES:
@@ -283,6 +333,11 @@ def main() -> int:
         "ours_rss_vs_peer_big": round(ours_big["peak_rss_mb"] / peer_big["peak_rss_mb"], 2),
         "daily_score_vs_imports": day["tracking_server"]["ratio"],
         "daily_score_vs_imports_sqlite_store": day["sqlite_store"]["ratio"],
+        "daily_explained_vs_off": day["tracking_server"]["explained_vs_off"],
+        **{
+            f"explained_{m}_vs_off_{EXPLAIN_ROWS}": round(explained[m]["seconds"] / explained["ours"]["seconds"], 2)
+            for m in EXPLAIN_MODES[1:]
+        },
     }
     for rows in sizes:
         r = runs[rows]
@@ -294,6 +349,8 @@ def main() -> int:
         **{f"ours_vs_limit_rows_per_s_{rows}": (">=", 0.7) for rows in sizes},
         "ours_rss_big_vs_small": ("<=", 1.25),
         "ours_rss_vs_peer_big": ("<=", 0.5),
+        "daily_explained_vs_off": ("<=", 2.0),
+        **{f"explained_{m}_vs_off_{EXPLAIN_ROWS}": ("<=", 2.0) for m in EXPLAIN_MODES[1:]},
     }
     passed = {k: (checks[k] >= t if op == ">=" else checks[k] <= t) for k, (op, t) in targets.items()}
     results = {
@@ -302,6 +359,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "runs": {str(k): v for k, v in runs.items()},
         "daily": day,
+        "explanations": explained,
         "checks": checks,
         "targets": {k: f"{op} {t}" for k, (op, t) in targets.items()},
         "pass": passed,
@@ -316,6 +374,9 @@ def main() -> int:
         for mode in MODES:
             r = runs[rows][mode]
             print(f"| {rows:,} | {mode} | {r['seconds']:.2f} | {r['rows_per_s']:,} | {r['peak_rss_mb']:,.0f} |")
+    for mode in EXPLAIN_MODES:
+        r = explained[mode]
+        print(f"| {EXPLAIN_ROWS:,} | {mode} | {r['seconds']:.2f} | {r['rows_per_s']:,} | {r['peak_rss_mb']:,.0f} |")
     print()
     for k, (op, t) in targets.items():
         print(f"{k}: {checks[k]} (target {op} {t}) {'ok' if passed[k] else 'MISS'}")
