@@ -359,6 +359,44 @@ def lineage_cmd(
     emit(r, as_json, "\n".join(summary_lines(r)))
 
 
+@app.command("card")
+def card_cmd(
+    model: str = ModelOpt,
+    version: str = typer.Option(..., "--version", help="Registered version number."),
+    fmt: str = typer.Option("markdown", "--format", help="markdown or html."),
+    output: str = typer.Option(None, "--output", "-o", help="Write the card to this file instead of stdout."),
+    log_card: bool = typer.Option(False, "--log", help="Also log it with the version (its run's card/ files)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """A version's model card, as of now: purpose, training data, holdout figures, gate decision, live days.
+
+    Exits 5 when the version is not registered.
+    """
+    from pathlib import Path
+
+    from pipelines.core.config import load_project
+    from pipelines.training.card import card_data, render_html, render_markdown, write_card
+
+    if fmt not in ("markdown", "html"):
+        raise ConfigError(f"--format must be markdown or html, not {fmt!r}")
+    project = load_project(model)
+    data = card_data(project, version)
+    if log_card:
+        data["logged"] = write_card(project, data["version"])
+    if as_json:
+        emit(data, True, "")
+        return
+    text = render_markdown(data) if fmt == "markdown" else render_html(data)
+    if output:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--output {output}: cannot write the card ({exc.strerror})") from None
+        typer.echo(f"{model} v{data['version']} ({data['status']}): card written to {output}")
+    else:
+        typer.echo(text, nl=False)
+
+
 @app.command("new-project")
 def new_project_cmd(
     name: str = typer.Argument(..., help="Model project name (lowercase identifier): writes configs/NAME.yaml."),

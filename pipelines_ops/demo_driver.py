@@ -999,6 +999,13 @@ def print_summary(
         from pipelines.core.settings import get_settings
 
         print(f"MLflow UI:  {story.mlflow_url}  (store {get_settings().mlflow_tracking_uri})")
+        from pipelines.core.tracking import CHAMPION, client
+
+        now = client().get_model_version_by_alias(project.name, CHAMPION)
+        print(
+            f"Model card: pipelines card --model {project.name} --version {now.version}  "
+            f"(logged: {now.tags.get('model_card', 'not yet')})"
+        )
     check_with_duckdb(project, story, problems)
     if second is not None and story.second.get("scored"):
         check_scores_with_duckdb(second, story.second["scored"], problems)

@@ -95,6 +95,9 @@ GATE_DECISION = "gate/decision.json"
 GATE_DECISION_MD = "gate/decision.md"
 LIVE_GATE_DECISION = "gate/live_decision.json"
 LIVE_GATE_DECISION_MD = "gate/live_decision.md"
+EVALUATION = "evaluation.json"
+MODEL_CARD_MD = "card/model_card.md"
+MODEL_CARD_HTML = "card/model_card.html"
 
 
 def _file_name(value: str) -> str:
@@ -661,6 +664,9 @@ MODEL_VERSION_ARTIFACTS: tuple[tuple[str, str], ...] = (
     (GATE_DECISION_MD, "the same, for people"),
     (LIVE_GATE_DECISION, "a shadow's latest live-gate decision: window, figures, verdict"),
     (LIVE_GATE_DECISION_MD, "the same, for people"),
+    (EVALUATION, "holdout metrics with bootstrap intervals, slice metrics, feature importance"),
+    (MODEL_CARD_MD, "the version's model card, regenerated when its status changes"),
+    (MODEL_CARD_HTML, "the same card as a page"),
 )
 
 

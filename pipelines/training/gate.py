@@ -768,12 +768,25 @@ def run_gate(
                 d.update(promoted=bool(recovered.get("gated")), recovered=True)
         return d
     d["shadow"] = shadow_route(project, d, trigger)
+    previous = None if dry_run else _alias_version(c, project.name, PREVIOUS)  # loses its alias on a promotion
+    try:
+        return _decide(c, project, d, dry_run=dry_run, force=force)
+    finally:
+        if not dry_run and d.get("decision_uri"):  # the versions' statuses changed: their cards follow
+            from pipelines.training.card import refresh_cards
+
+            changed = [d["candidate"], d.get("champion"), previous, *d.get("shadows_retired", [])]
+            refresh_cards(project, changed, c)
+
+
+def _decide(c: Any, project: ProjectConfig, d: dict[str, Any], *, dry_run: bool, force: bool) -> dict[str, Any]:
+    """Record the evaluated decision ``d`` and act on it (:func:`run_gate`'s second half)."""
     if not dry_run:
         _record(c, project, d)
     if d["shadow"] and not dry_run:
         from pipelines.core import shadows
 
-        shadows.start(project, d["candidate"], d["shadow"], c)
+        d["shadows_retired"] = shadows.start(project, d["candidate"], d["shadow"], c)["retired"]
         c.set_model_version_tag(project.name, d["candidate"], "gate_decision", "shadow")
     if d["shadow"]:
         log.info("%s gate v%s: starts as a shadow: %s", project.name, d["candidate"], d["shadow"])
@@ -836,4 +849,7 @@ def rollback(project: ProjectConfig, reason: str = "manual rollback") -> dict[st
         if current is not None:
             c.set_registered_model_alias(project.name, PREVIOUS, current)
     log.info("%s: rolled back champion %s -> %s (%s)", project.name, current, previous, reason)
+    from pipelines.training.card import refresh_cards
+
+    refresh_cards(project, [previous, current], c)
     return {k: entry[k] for k in ("champion", "previous", "why", "at")}

@@ -478,6 +478,10 @@ def run_live_gate(
     stale = bool(judged and judged[-1] > ds)
     dry_run = dry_run or stale
     days: dict[str, Day | None] = {}
+    from pipelines.core.tracking import PREVIOUS, alias_version
+
+    held = alias_version(c, project.name, PREVIOUS)  # loses its alias if a shadow is promoted
+    previous = str(held.version) if held is not None else None
     result = assess(project, ds, storage, c, days)
     done = [e for e in history(c, project.name) if e.get("event") == "promote" and e.get("live_ds") == ds]
     result.update(promoted=done[-1]["champion"] if done else None, retired=[], dry_run=dry_run, stale=stale)
@@ -495,6 +499,11 @@ def run_live_gate(
             continue
         result["promoted"] = d["shadow"]
     _act_on_the_rest(c, project, ds, result)
+    if not dry_run and (result["promoted"] or result["retired"]):  # statuses changed: cards follow (again on a
+        from pipelines.training.card import refresh_cards  # retry, which may have died before writing them)
+
+        was = [d["champion"] for d in result["shadows"] if d["shadow"] == result["promoted"]]
+        refresh_cards(project, [result["promoted"], *was, previous, *result["retired"]], c)
     if not dry_run:
         storage.write_json(catalog.live_decision(project.name, ds), _public(result))
         storage.write_text(catalog.live_html(project.name, ds), render_html(project, result))
@@ -740,7 +749,11 @@ def add_shadow(model: str, version: str, reason: str) -> dict[str, Any]:
     champion = alias_version(c, project.name, CHAMPION)
     if champion is not None and str(champion.version) == version:
         raise ConfigError(f"{project.name} v{version} is the champion: a champion is not its own shadow")
-    return shadows.start(project, version, reason, c)
+    started = shadows.start(project, version, reason, c)
+    from pipelines.training.card import refresh_cards
+
+    refresh_cards(project, [version, *started.get("retired", [])], c)
+    return started
 
 
 def retire_shadow(model: str, version: str, reason: str) -> dict[str, Any]:
@@ -754,6 +767,9 @@ def retire_shadow(model: str, version: str, reason: str) -> dict[str, Any]:
     if version not in {s.version for s in shadows.active_unlimited(project, client())}:
         raise MissingInput(f"{project.name} v{version} is not an active shadow")
     shadows.end(project, version, "retired", reason)
+    from pipelines.training.card import refresh_cards
+
+    refresh_cards(project, [version])
     return {"version": version, "reason": reason}
 
 

@@ -264,6 +264,7 @@ def _log_run(
         metrics = {f"holdout_{k}": v for k, v in fitted.metrics.items() if v == v}
         mlflow.log_metrics(metrics | {"fit_seconds": fitted.seconds})
         mlflow.log_dict({k: ts[k] for k in ts if k != "frames"}, catalog.TRAINING_SET_RECORD)
+        _log_evaluation(mlflow, project, fitted)
         info = _log_model(mlflow, project, spec, fitted)
         _log_references(mlflow, project, spec, fitted)
     version = str(info.registered_model_version)
@@ -271,7 +272,22 @@ def _log_run(
     for k in VERSION_TAGS:
         c.set_model_version_tag(project.name, version, k, tags[k])
     c.set_model_version_tag(project.name, version, "primary_metric", f"{primary}={fitted.metrics[primary]:.6f}")
+    from pipelines.training.card import refresh_cards
+
+    refresh_cards(project, [version], c)  # registered, not yet gated
     return run, version
+
+
+def _log_evaluation(mlflow: Any, project: ProjectConfig, fitted: Fitted) -> None:
+    """The holdout's metric intervals, slices and feature importance (the model card's figures)."""
+    from pipelines.training.evaluation import evaluation
+
+    try:
+        record = evaluation(project, fitted.pipeline, fitted.hold_x, fitted.hold_y.to_numpy(), fitted.scores)
+    except Exception:  # the card's figures; never the reason a version is not registered
+        log.exception("%s: the holdout evaluation for the model card failed; the card will say so", project.name)
+        return
+    mlflow.log_dict(record, catalog.EVALUATION)
 
 
 def _log_inputs(mlflow: Any, project: ProjectConfig, ts: dict[str, Any], storage: Storage) -> None:

@@ -292,6 +292,85 @@ def test_two_projects_train_gate_score_and_monitor_from_the_one_ingest_dag(demo)
     assert all(0 < p_late < 1 and 15 < minutes < 700 for _, _, p_late, minutes in joined)
 
 
+def test_the_readmes_query_names_the_feature_that_most_often_drives_high_scores_on_07_03(demo):
+    """flights_delay publishes reasons beside each score; the README's DuckDB query answers from them."""
+    import re
+
+    import duckdb
+    import pandas as pd
+
+    data = Path(demo["env"]["PIPELINES_DATA_ROOT"])
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    bi = readme[readme.index("**BI analyst.**") :]
+    query = re.findall(r"```sql\n(.*?)```", bi, re.S)[2]
+    assert "2013-07-03" in query and "reason_1" in query
+    ((feature, flights, avg_log_odds),) = duckdb.execute(query.replace("'data/", f"'{data}/")).fetchall()
+    # The oracle: the published file of the day, read with pandas.
+    day = pd.read_parquet(data / catalog.scores_file("flights_delay", "2013-07-03"))
+    assert {"reason_1", "reason_2", "reason_3", "reason_1_contribution", "reason_method"} <= set(day.columns)
+    assert set(day["reason_method"].astype(str)) == {"tree_shap"} and day["reason_1"].notna().all()
+    high = day[(day["label"] == 1) & (day["reason_1_contribution"] > 0)]
+    counts = high.groupby(high["reason_1"].astype(str)).size().sort_values(ascending=False)
+    assert flights == counts.iloc[0] and counts[feature] == flights and avg_log_odds > 0
+    print(f"2013-07-03: {feature} drives {flights} of {len(high)} high scores (mean {avg_log_odds:+.3f} log-odds)")
+
+
+ORACLE = """
+import json, sys
+import mlflow
+from pipelines.core import catalog
+from pipelines.core.tracking import client, configure
+configure()
+c = client()
+mv = c.get_model_version_by_alias(sys.argv[1], "champion")
+run = c.get_run(mv.run_id)
+print(json.dumps({
+    "version": str(mv.version),
+    "tags": mv.tags,
+    "run_tags": run.data.tags,
+    "metrics": run.data.metrics,
+    "decision": mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{catalog.GATE_DECISION}"),
+    "drift_share": {m.step: m.value for m in c.get_metric_history(mv.run_id, "live_drift_share")},
+    "logged_card": mlflow.artifacts.load_text(mv.tags["model_card"]),
+}))
+"""
+
+
+def test_the_demo_champions_model_card_has_its_runs_and_its_gates_figures_as_the_readme_shows(demo):
+    """The card of the champion the live gate promoted: figures from MLflow (read here apart), and the README's
+    excerpt is this card's."""
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(args, env=demo["env"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return proc.stdout
+
+    oracle = json.loads(run(sys.executable, "-c", ORACLE, "flights_delay"))
+    v = oracle["version"]
+    cli = (sys.executable, "-m", "pipelines", "card", "--model", "flights_delay", "--version", v)
+    card = json.loads(run(*cli, "--json"))
+    assert card["status"] == "champion" and card["version"] == v == "2"
+    assert card["training"]["window"] == oracle["run_tags"]["training_window"]
+    assert card["training"]["data_fingerprint"] == oracle["run_tags"]["data_fingerprint"]
+    assert card["training"]["contract_version"] == oracle["run_tags"]["contract_version"]
+    for name, m in card["holdout"]["metrics"].items():
+        assert m["value"] == oracle["metrics"][f"holdout_{name}"] and m["low"] <= m["value"] <= m["high"]
+    assert [(k["name"], k["passed"]) for k in card["gate"]["criteria"]] == [
+        (k["name"], k["passed"]) for k in oracle["decision"]["criteria"]
+    ]
+    assert card["live_gate"]["verdict"] == "promote"  # promoted on live evidence, as the lineage says
+    assert card["live"]["days"] == len(oracle["drift_share"]) > 0
+    # What the status change logged with the version is this card (live days are added since).
+    assert oracle["logged_card"].startswith(f"# Model card: flights_delay v{v} (champion)")
+    # The README's walkthrough shows this card: every line of its excerpt is a line of the card.
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Model cards") :]
+    excerpt = section[section.index("```markdown\n") + 12 : section.index("```", section.index("```markdown\n") + 12)]
+    rendered = run(*cli)
+    lines = [ln for ln in excerpt.splitlines() if ln.strip() and ln.strip() != "..."]
+    assert len(lines) > 10 and [ln for ln in lines if ln not in rendered.splitlines()] == []
+
+
 def test_the_scheduler_forks_tasks_from_workers_that_preloaded_the_libraries(demo):
     """The local profile's workers start from a forkserver that imported ``pipelines_ops.preload``, cleanly."""
     log = (Path(demo["env"]["AIRFLOW_HOME"]) / "standalone.log").read_text(errors="replace")

@@ -52,7 +52,7 @@ def run_pipelines(line: str, root, timeout: int) -> tuple[list[str], subprocess.
     return args, proc
 
 
-RETRAINING = ("pipelines train", "pipelines gate", "pipelines rollback")
+RETRAINING = ("pipelines train", "pipelines gate", "pipelines rollback", "pipelines card")
 DRIFT = ("pipelines drift", "pipelines score", "pipelines lineage")
 
 
@@ -62,15 +62,21 @@ def expected_exit(line: str) -> int | None:
 
 
 def test_readme_retraining_commands_run(jan_root):
-    """On a validated January: train, gate (promote), train --force, gate (exit 4), rollback (exit 5)."""
+    """On a validated January: train, gate (promote), train --force, gate (exit 4), rollback (exit 5), then
+    the two versions' model cards: the champion's, and the rejected one's as JSON."""
     lines = [ln for ln in readme_lines("pipelines") if ln.startswith(RETRAINING)]
-    assert len(lines) == 5
+    assert len(lines) == 7
     for line in lines:
         args, proc = run_pipelines(line, jan_root, timeout=600)
         assert proc.returncode == (expected_exit(line) or 0), (line, proc.stderr[-800:])
         if "--json" in args:
             out = json.loads(proc.stdout)
             assert out.get("version") or out.get("candidate")
+        if args[0] == "card":
+            if "--json" in args:
+                assert out["status"] == "rejected by the gate" and "min_change:roc_auc" in out["gate"]["failed"]
+            else:
+                assert proc.stdout.startswith("# Model card: flights_delay v1 (champion)")
 
 
 def test_readme_drift_commands_run(seasons_root):
