@@ -198,8 +198,10 @@ def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
     assert meta.num_row_groups == CHUNKS  # one row group per chunk
     names = pq.read_schema(part).names
     assert names == [
-        "year", "month", "day", "carrier", "flight", "origin", "row_id", "score", "label", "model_name",
-        "model_version", "mlflow_run_id", "training_fingerprint", "contract_version", "ds",
+        "year", "month", "day", "carrier", "flight", "origin", "row_id", "score", "label",
+        "reason_1", "reason_1_contribution", "reason_2", "reason_2_contribution", "reason_3", "reason_3_contribution",
+        "reason_method", "model_name", "model_version", "mlflow_run_id", "training_fingerprint", "contract_version",
+        "ds",
     ]  # fmt: skip
     # Readers get plain types (the identity columns are dictionary pages in the file, strings to every reader)
     # and the file says what scored it, from which input.
@@ -209,6 +211,8 @@ def test_score_publishes_deterministically_and_duckdb_reads_it(env, tmp_path):
 
     schema = pq.read_schema(part)
     assert {schema.field(n).type for n in ("carrier", "model_name", "model_version", "mlflow_run_id")} == {pa.string()}
+    assert {schema.field(n).type for n in ("reason_1", "reason_3", "reason_method")} == {pa.string()}
+    assert schema.field("reason_1_contribution").type == pa.float32()
     assert (schema.field("row_id").type, schema.field("label").type, schema.field("ds").type) == (
         pa.int64(),
         pa.int8(),
