@@ -278,11 +278,22 @@ def _live_gate(d: dict[str, Any] | None) -> dict[str, Any] | None:
     return {k: d.get(k) for k in keep if k in d}
 
 
+def _spans(days: list[str]) -> str:
+    """Days as runs of consecutive days: ``2013-05-05..2013-06-11, 2013-06-20``."""
+    spans: list[list[dt.date]] = []
+    for d in sorted(dt.date.fromisoformat(x) for x in days):
+        if spans and d - spans[-1][1] == dt.timedelta(days=1):
+            spans[-1][1] = d
+        else:
+            spans.append([d, d])
+    return ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in spans)
+
+
 def _measured_limitations(project: ProjectConfig, data: dict[str, Any]) -> list[str]:
     out = []
     t = data["training"]
     if t["missing_days"]:
-        out.append(f"Trained without {len(t['missing_days'])} day(s) of its window: {', '.join(t['missing_days'])}.")
+        out.append(f"Trained without {len(t['missing_days'])} day(s) of its window: {_spans(t['missing_days'])}.")
     if t["sample_rate"] is not None and t["sample_rate"] < 1:
         out.append(f"Trained on a {t['sample_rate']:.1%} sample of its window's rows.")
     for s in data["slices"]:
@@ -402,7 +413,8 @@ def _md_live(d: dict[str, Any]) -> list[str]:
     live = d["live"]
     lines = ["", "## Live performance and drift as champion", ""]
     if not live:
-        return [*lines, "Never champion: no live days."]
+        champion = d["status"] == "champion" or d["promoted"]
+        return [*lines, "No drift check has run on its days as champion yet." if champion else "Never champion."]
     lines.append(
         f"{live['since']}..{live['until']}: {live['days']} day(s) checked; {live['metric']} (the drift window's) "
         f"mean {_num(live['mean'])}, latest {_num(live['last'])}; drift share at or above "

@@ -359,7 +359,8 @@ def test_the_demo_champions_model_card_has_its_runs_and_its_gates_figures_as_the
         (k["name"], k["passed"]) for k in oracle["decision"]["criteria"]
     ]
     assert card["live_gate"]["verdict"] == "promote"  # promoted on live evidence, as the lineage says
-    assert card["live"]["days"] == len(oracle["drift_share"]) > 0
+    # Live days are the drift checks logged on its run as champion (none in the demo after the promotion).
+    assert (card["live"] or {}).get("days", 0) == len(oracle["drift_share"])
     # What the status change logged with the version is this card (live days are added since).
     assert oracle["logged_card"].startswith(f"# Model card: flights_delay v{v} (champion)")
     # The README's walkthrough shows this card: every line of its excerpt is a line of the card.

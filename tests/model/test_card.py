@@ -139,7 +139,7 @@ def test_each_card_says_what_its_run_its_gate_and_its_live_days_say(jan_root, ja
         run_gate(weak)
     d3 = card_data(weak, v3)
     assert d3["status"] == "rejected by the gate" and not d3["gate"]["passed"] and d3["gate"]["failed"]
-    assert d3["live"] is None and "Never champion" in render_markdown(d3)
+    assert d3["live"] is None and "Never champion." in render_markdown(d3)
     rollback(full, "test: cards follow")
     assert c.get_model_version(MODEL, v2).tags[STATUS_TAG] == "rolled back"
     assert c.get_model_version(MODEL, v1).tags[STATUS_TAG] == "champion"
