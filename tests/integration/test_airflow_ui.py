@@ -363,13 +363,19 @@ def test_the_demo_champions_model_card_has_its_runs_and_its_gates_figures_as_the
     assert (card["live"] or {}).get("days", 0) == len(oracle["drift_share"])
     # What the status change logged with the version is this card (live days are added since).
     assert oracle["logged_card"].startswith(f"# Model card: flights_delay v{v} (champion)")
-    # The README's walkthrough shows this card: every line of its excerpt is a line of the card.
+    # The README's walkthrough shows this card, from `make demo`: every line of its excerpt is a line of the card
+    # here, numbers aside (this shortened demo trains v2 on a shorter window, so its figures are its own).
+    import re
+
+    def shape(line: str) -> str:
+        return re.sub(r"\d+", "#", re.sub(r"\b[0-9a-f]{32}\b", "<md5>", line))
+
     readme = (PROJECT_ROOT / "README.md").read_text()
     section = readme[readme.index("## Model cards") :]
     excerpt = section[section.index("```markdown\n") + 12 : section.index("```", section.index("```markdown\n") + 12)]
-    rendered = run(*cli)
+    rendered = {shape(ln) for ln in run(*cli).splitlines()}
     lines = [ln for ln in excerpt.splitlines() if ln.strip() and ln.strip() != "..."]
-    assert len(lines) > 10 and [ln for ln in lines if ln not in rendered.splitlines()] == []
+    assert len(lines) > 10 and [ln for ln in lines if shape(ln) not in rendered] == []
 
 
 def test_the_scheduler_forks_tasks_from_workers_that_preloaded_the_libraries(demo):
