@@ -499,8 +499,9 @@ def run_live_gate(
             continue
         result["promoted"] = d["shadow"]
     _act_on_the_rest(c, project, ds, result)
-    if not dry_run and (result["promoted"] or result["retired"]):  # statuses changed: cards follow (again on a
-        from pipelines.training.card import refresh_cards  # retry, which may have died before writing them)
+    # Statuses changed: the cards follow (again on a retry, which may have died before writing them).
+    if not dry_run and (result["promoted"] or result["retired"]):
+        from pipelines.training.card import refresh_cards
 
         was = [d["champion"] for d in result["shadows"] if d["shadow"] == result["promoted"]]
         refresh_cards(project, [result["promoted"], *was, previous, *result["retired"]], c)
