@@ -304,7 +304,7 @@ def test_the_readmes_query_names_the_feature_that_most_often_drives_high_scores_
     bi = readme[readme.index("**BI analyst.**") :]
     query = re.findall(r"```sql\n(.*?)```", bi, re.S)[2]
     assert "2013-07-03" in query and "reason_1" in query
-    ((feature, flights, avg_log_odds),) = duckdb.execute(query.replace("'data/", f"'{data}/")).fetchall()
+    ((feature, flights, avg_log_odds),) = duckdb.connect().execute(query.replace("'data/", f"'{data}/")).fetchall()
     # The oracle: the published file of the day, read with pandas.
     day = pd.read_parquet(data / catalog.scores_file("flights_delay", "2013-07-03"))
     assert {"reason_1", "reason_2", "reason_3", "reason_1_contribution", "reason_method"} <= set(day.columns)

@@ -218,14 +218,18 @@ def test_published_reasons_answer_which_feature_drives_high_scores_in_duckdb(exp
     assert set(table.column("reason_method").to_pylist()) == {"tree_shap"}
 
     # The README's question, asked of the published file.
-    top = duckdb.sql(
-        f"""
+    top = (
+        duckdb.connect()
+        .sql(  # its own connection: the module's default one is shared with other tests
+            f"""
         SELECT reason_1 AS feature, count(*) AS flights
         FROM read_parquet('{path}')
         WHERE score >= 0.5 AND reason_1_contribution > 0
         GROUP BY reason_1 ORDER BY flights DESC, feature LIMIT 1
         """
-    ).fetchall()
+        )
+        .fetchall()
+    )
     high = table.filter(pa.compute.greater_equal(table.column("score"), 0.5)).to_pandas()
     high = high[high["reason_1_contribution"] > 0]
     counts = high["reason_1"].astype(str).value_counts()
