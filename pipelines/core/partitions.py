@@ -50,6 +50,19 @@ def ds_str(value: str | dt.date | dt.datetime) -> str:
     return parse_ds(value).isoformat()
 
 
+EPOCH = dt.date(1970, 1, 1)
+
+
+def metric_step(ds: str | dt.date) -> int:
+    """A partition day as an MLflow metric step (days since 1970-01-01): per-day metrics are logged at it."""
+    return (parse_ds(ds) - EPOCH).days
+
+
+def step_ds(step: int) -> str:
+    """The partition day a per-day metric's step stands for (:func:`metric_step` inverted)."""
+    return (EPOCH + dt.timedelta(days=int(step))).isoformat()
+
+
 def date_range(start: str | dt.date, end: str | dt.date) -> list[str]:
     """Inclusive list of partition keys from ``start`` to ``end``."""
     first, last = parse_ds(start), parse_ds(end)

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
 from pipelines.core.errors import NoValidatedPartition
-from pipelines.core.partitions import ds_str
+from pipelines.core.partitions import ds_str, metric_step
 from pipelines.monitoring.measure import Champion, measure, policy_hash, window_days, window_inputs
 from pipelines.monitoring.policy import decide
 
@@ -145,7 +145,7 @@ def log_live_metrics(champ: Champion, summary: dict[str, Any]) -> None:
     from pipelines.core.tracking import client
 
     day = dt.date.fromisoformat(summary["ds"])
-    step = (day - dt.date(1970, 1, 1)).days
+    step = metric_step(day)
     ts = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
     from mlflow.entities import Metric
 

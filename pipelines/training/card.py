@@ -86,17 +86,15 @@ def _status(version: str, aliases: list[str], tags: dict[str, str], history: lis
     }.get(tags.get("gate_decision") or "", "registered, not yet gated")
 
 
-def _day(step: int) -> str:
-    return (dt.date(1970, 1, 1) + dt.timedelta(days=int(step))).isoformat()
-
-
 def _live(c: Any, project: ProjectConfig, run_id: str) -> dict[str, Any] | None:
     """The daily figures the drift checks logged on the run: they log on the champion's run only, so these
     are its days as champion (partition days, whenever they were checked)."""
+    from pipelines.core.partitions import step_ds
+
     primary = project.metrics.primary
     series: dict[str, dict[str, float]] = {}
     for key in (f"day_{primary}", f"live_{primary}", "live_drift_share"):
-        series[key] = {_day(m.step): m.value for m in c.get_metric_history(run_id, key)}
+        series[key] = {step_ds(m.step): m.value for m in c.get_metric_history(run_id, key)}
     days = sorted(set().union(*(s.keys() for s in series.values())))
     if not days:
         return None

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.core import catalog
 from pipelines.core.errors import MissingInput, PipelinesError
-from pipelines.core.partitions import ds_str
+from pipelines.core.partitions import ds_str, metric_step
 
 if TYPE_CHECKING:
     import numpy as np
@@ -614,7 +614,7 @@ def _live_metrics(ds: str, d: dict[str, Any]) -> list[Any]:
     from mlflow.entities import Metric
 
     day = dt.date.fromisoformat(ds)
-    step = (day - dt.date(1970, 1, 1)).days
+    step = metric_step(day)
     ts = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
     out = []
     for who in ("shadow", "champion"):
