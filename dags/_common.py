@@ -74,15 +74,39 @@ def as_datetime(day: dt.date | None) -> dt.datetime | None:
     return None if day is None else dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
+def alert_configs(source: ProjectConfig | DatasetConfig) -> list[Any]:
+    """The ``alerts`` configs a DAG sends to: its project's, or every project reading its dataset."""
+    if isinstance(source, ProjectConfig):
+        return [source.alerts]
+    return [p.alerts for p in projects() if p.dataset.name == source.name]
+
+
 def default_args(project: ProjectConfig | DatasetConfig, retries: int) -> dict[str, Any]:
-    """Task defaults: owner, at least two retries with exponential backoff."""
+    """Task defaults: owner, at least two retries with exponential backoff, an alert when a task fails for good."""
+    from pipelines_ops.alerting import on_failure
+
     return {
         "owner": project.owner,
         "retries": max(2, retries),
         "retry_delay": dt.timedelta(seconds=30),
         "retry_exponential_backoff": True,
         "max_retry_delay": dt.timedelta(minutes=10),
+        "on_failure_callback": on_failure(project.name, alert_configs(project)),
     }
+
+
+def send_alert(source: ProjectConfig | DatasetConfig, alert: Any, context: Any) -> dict[str, str]:
+    """Deliver a library-written alert to the DAG's targets; a failing target is logged, never raised."""
+    from pipelines_ops.alerting import send
+
+    return send(alert_configs(source), alert, context)
+
+
+def deadline_alert(source: ProjectConfig | DatasetConfig, dag_id: str, what: str, minutes: int | None) -> Any:
+    """The DAG's deadline alert (``deadline=`` of the DAG), or None when none is configured."""
+    from pipelines_ops.alerting import deadline
+
+    return deadline(source.name, alert_configs(source), dag_id=dag_id, what=what, minutes=minutes)
 
 
 def storage_uri(key: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from _common import (
     as_datetime,
     build_each,
+    deadline_alert,
     default_args,
     partition_from_context,
     reschedule_sensor,
@@ -87,6 +88,8 @@ def build_batch_score_dag(project):
         catchup=cfg.catchup,
         max_active_runs=4,
         default_args=default_args(project, cfg.retries),
+        # A scheduled day not scored this long after its interval ends is alerted (alerts.deadlines).
+        deadline=deadline_alert(project, dag_id, "scored", project.alerts.deadlines.scored_within_minutes),
         tags=["scoring", project.name, project.dataset.name, *project.tags],
         params={
             "ds": Param(

@@ -5,7 +5,7 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-from _common import as_datetime, build_each, default_args, drift_asset, validated_asset
+from _common import as_datetime, build_each, default_args, drift_asset, send_alert, validated_asset
 from airflow.sdk import DAG, Param, task
 
 from pipelines.core import catalog
@@ -33,7 +33,8 @@ version.
 (`live_*`); when the policy fires, an event on `{drift}` whose `extra` names the model,
 partition, report and drifted share, which triggers `retrain_{name}`.
 `emit_drift` is *skipped* when nothing fired; `check_drift` is skipped while there is no
-champion yet.
+champion yet. A firing is also sent as an alert (the project's `alerts`: drift share, drifted
+features, the report, the champion's MLflow run).
 """
 
 
@@ -106,6 +107,11 @@ def build_drift_dag(project):
                 last = (result.get("checked") or [{}])[-1]
                 raise AirflowSkipException(f"policy did not fire: {last.get('reason', 'nothing checked')}")
             context["outlet_events"][drift].extra = result["fired"]
+            from pipelines.core import alerts
+            from pipelines_ops.alerting import log_url
+
+            fired = result["fired"]
+            send_alert(project, lambda: alerts.drift_fired(project.name, fired, log_url=log_url(context)), context)
             return result["fired"]
 
         emit_drift(check_drift())

@@ -8,10 +8,12 @@ from __future__ import annotations
 from _common import (
     as_datetime,
     build_each_dataset,
+    deadline_alert,
     default_args,
     partition_from_context,
     projects,
     reschedule_sensor,
+    send_alert,
     validated_asset,
 )
 from airflow.sdk import DAG, CronDataIntervalTimetable, Param, PokeReturnValue, task
@@ -50,6 +52,9 @@ merges their counts, decides and publishes once. A smaller day maps no shard tas
 
 **Failures.** A contract halt fails `validate_partition` without retries (fix the
 delivery, then clear the task); other errors retry with backoff.
+
+**Alerts** (the `alerts` of {readers}): a contract halt, with the report and the task log; a
+task that fails for good; a scheduled day not validated {deadline}.
 """
 
 
@@ -58,6 +63,11 @@ def build_ingest_dag(dataset):
     dag_id = f"ingest_{dataset.name}"
     validated = validated_asset(dataset)
     readers = sorted(p.name for p in projects() if p.dataset.name == dataset.name)
+    # The tightest deadline of the projects reading the dataset: each of them waits for the day.
+    minutes = [
+        m for p in projects() if p.dataset.name == dataset.name if (m := p.alerts.deadlines.validated_within_minutes)
+    ]
+    deadline = deadline_alert(dataset, dag_id, "validated", min(minutes) if minutes else None)
     with DAG(
         dag_id=dag_id,
         description=f"Validate landed {dataset.name} partitions against {dataset.contract}",
@@ -70,6 +80,7 @@ def build_ingest_dag(dataset):
         catchup=cfg.catchup,
         max_active_runs=4,
         default_args=default_args(dataset, cfg.retries),
+        deadline=deadline,
         tags=["ingest", dataset.name, *dataset.tags],
         params={
             "ds": Param(
@@ -94,6 +105,7 @@ def build_ingest_dag(dataset):
             timeout=cfg.sensor_timeout_minutes,
             asset=validated.uri,
             landing=catalog.pattern(catalog.landing_dir, dataset.name),
+            deadline=f"within {min(minutes)} min of its interval's end" if deadline else "(no deadline set)",
             validated_file=catalog.pattern(catalog.validated_file, dataset.name),
             quarantine=catalog.pattern(catalog.quarantine_dir, dataset.name),
             report=catalog.pattern(catalog.validation_report, dataset.name),
@@ -134,8 +146,20 @@ def build_ingest_dag(dataset):
             try:
                 outcome = run_validation(dataset.name, partition_from_context(context))
             except ContractHalt as halt:
-                # Retrying cannot fix a bad delivery: fail now, with the report.
-                raise AirflowFailException(str(halt)) from None
+                from pipelines.core import alerts
+                from pipelines_ops.alerting import log_url
+
+                send_alert(
+                    dataset,
+                    lambda halt=halt: alerts.contract_halt(
+                        dataset.name, halt.ds, halt.summary, halt.rules, readers=readers, log_url=log_url(context)
+                    ),
+                    context,
+                )
+                # Retrying cannot fix a bad delivery: fail now, with the report (alerted: not again as a failure).
+                failure = AirflowFailException(str(halt))
+                failure.pipelines_alerted = True
+                raise failure from None
             context["outlet_events"][validated].extra = outcome.asset_extra()
             return outcome.xcom()
 

@@ -12,6 +12,7 @@ from _common import (
     default_args,
     reschedule_sensor,
     scores_asset,
+    send_alert,
     shadow_asset,
 )
 from airflow.sdk import DAG, Param, PokeReturnValue, task
@@ -100,17 +101,37 @@ def build_live_gate_dag(project):
             return PokeReturnValue(is_done=champion_lane_ready(project, end), xcom_value=end)
 
         @task(task_id="judge_shadows")
-        def judge_shadows(end: str) -> dict:
-            """Measure the window's days and run the live gate: promote a winning shadow, retire losing ones."""
+        def judge_shadows(end: str, **context) -> dict:
+            """Measure the window's days and run the live gate: promote a winning shadow, retire losing ones.
+            A promotion or a retirement is alerted (a shadow still waiting for its days is not news)."""
             from airflow.sdk.exceptions import AirflowSkipException
 
+            from pipelines.core import alerts
             from pipelines.core.errors import MissingInput
             from pipelines.training.live import run_live_gate
+            from pipelines_ops.alerting import log_url
 
             try:
-                return run_live_gate(project, end)
+                result = run_live_gate(project, end)
             except MissingInput as exc:  # the day halted since: nothing to judge on it
                 raise AirflowSkipException(str(exc)) from None
+            retired = {str(v) for v in result.get("retired") or []}
+            for d in result.get("shadows") or []:
+                promoted = str(d.get("shadow")) == str(result.get("promoted"))
+                if promoted or str(d.get("shadow")) in retired:
+                    send_alert(
+                        project,
+                        lambda d=d, promoted=promoted: alerts.live_decision(
+                            project.name,
+                            end,
+                            d,
+                            champion=result.get("champion"),
+                            promoted=promoted,
+                            log_url=log_url(context),
+                        ),
+                        context,
+                    )
+            return result
 
         @task(task_id="announce_live_champion", outlets=[champion])
         def announce_live_champion(result: dict, **context) -> dict:

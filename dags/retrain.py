@@ -5,7 +5,7 @@ Wiring only: each task makes one call into ``pipelines``.
 
 from __future__ import annotations
 
-from _common import as_datetime, build_each, champion_asset, default_args, drift_asset
+from _common import as_datetime, build_each, champion_asset, default_args, drift_asset, send_alert
 from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, Param, task
 
 from pipelines.core import catalog
@@ -30,7 +30,8 @@ for the same data and code).
 
 **Outputs.** `{training}/` (train/holdout Parquet, a record with
 the DVC-compatible fingerprint; `ds` is the window's last day), an MLflow run and model version, and an event on
-`{champion}` when the champion changes.
+`{champion}` when the champion changes. Every gate decision is sent as an alert (the project's
+`alerts`: each criterion with its figures, the challenger's MLflow run, the task log).
 """
 
 
@@ -95,11 +96,25 @@ def build_retrain_dag(project):
                 raise AirflowSkipException(f"nothing to train on: {exc}") from None
 
         @task(task_id="gate")
-        def gate(trained: dict) -> dict:
-            """Compare with the champion; promote only if every criterion passes."""
+        def gate(trained: dict, **context) -> dict:
+            """Compare with the champion; promote only if every criterion passes. Every decision is alerted."""
+            from pipelines.core import alerts
             from pipelines.training.steps import run_gate_step
+            from pipelines_ops.alerting import log_url
 
-            return run_gate_step(project.name, trained["version"], trained.get("trigger")).xcom()
+            decision = run_gate_step(project.name, trained["version"], trained.get("trigger")).xcom()
+            send_alert(
+                project,
+                lambda: alerts.gate_decision(
+                    project.name,
+                    decision,
+                    partition=(trained.get("holdout_days") or [None])[-1],  # the window's last day
+                    log_url=log_url(context),
+                    run_url=decision.get("run_url"),
+                ),
+                context,
+            )
+            return decision
 
         @task(task_id="announce_champion", outlets=[champion])
         def announce_champion(decision: dict, **context) -> dict:

@@ -184,8 +184,24 @@ def rollback_cmd(
     from pipelines.core.config import load_project
     from pipelines.training.gate import rollback
 
-    r = rollback(load_project(model), reason)
+    project = load_project(model)
+    r = rollback(project, reason)
+    _alert_rollback(project, r)
     emit(r, as_json, f"{model}: champion is now v{r['champion']} (was v{r['previous']}): {r['why']}")
+
+
+def _alert_rollback(project: Any, r: dict[str, Any]) -> None:
+    """Tell the project's alert targets (a failure to is logged; the rollback stands)."""
+    from pipelines.core import alerts
+    from pipelines.core.tracking import client, run_url
+
+    if not project.alerts.wants("rollback"):
+        return
+    try:
+        link = run_url(client().get_model_version(project.name, r["champion"]).run_id)
+    except Exception:  # noqa: BLE001 - the message goes without its link
+        link = None
+    alerts.dispatch(project.alerts, alerts.rollback(project.name, r, run_url=link))
 
 
 @app.command("drift")

@@ -411,6 +411,54 @@ class CardConfig(_Strict):
     )
 
 
+#: An Airflow connection id (letters, digits, ``_ . -``): where an alert target's secrets live.
+ConnectionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,250}$")]
+#: One e-mail address, checked for shape only (the SMTP server is the judge of the rest).
+EmailAddress = Annotated[str, StringConstraints(pattern=r"^[^@\s,;<>]{1,64}@[^@\s,;<>]{1,253}$")]
+
+#: Every alert a project can be sent (see :mod:`pipelines.core.alerts`).
+ALERT_EVENTS = ("task_failed", "contract_halt", "drift_fired", "gate_decision", "rollback", "deadline_missed")
+
+
+class WebhookTarget(_Strict):
+    """A Slack-compatible incoming webhook: the URL is the password of an Airflow connection of type
+    ``slackwebhook``, never in the config."""
+
+    conn_id: ConnectionId = "alerts_webhook"
+
+
+class EmailTarget(_Strict):
+    """E-mail through the SMTP server of an Airflow connection of type ``smtp`` (host, port, login,
+    password, TLS and ``from_email`` in its extras); the recipients are the config's."""
+
+    conn_id: ConnectionId = "alerts_smtp"
+    to: list[EmailAddress] = Field(min_length=1, max_length=50)
+
+
+class DeadlinesConfig(_Strict):
+    """Late-day alerts: a scheduled day not validated (or not scored) this many minutes after its data
+    interval ends. Only scheduled runs are judged: a backfill of past days is late by construction."""
+
+    validated_within_minutes: int | None = Field(None, ge=1, le=44_640, description="ingest: at most a month")
+    scored_within_minutes: int | None = Field(None, ge=1, le=44_640, description="batch scoring: at most a month")
+
+
+class AlertsConfig(_Strict):
+    """Where the project's alerts go and which ones it gets. Secrets live in Airflow connections; a
+    target whose connection is missing or failing is logged and never fails a pipeline task."""
+
+    webhook: WebhookTarget | None = None
+    email: EmailTarget | None = None
+    events: list[Literal[ALERT_EVENTS]] = Field(
+        default_factory=lambda: list(ALERT_EVENTS), description="the events sent (default: all)"
+    )
+    deadlines: DeadlinesConfig = Field(default_factory=DeadlinesConfig)
+
+    def wants(self, event: str) -> bool:
+        """Whether ``event`` is sent, to at least one target."""
+        return event in self.events and (self.webhook is not None or self.email is not None)
+
+
 class ProjectConfig(_Strict):
     """A model project (``configs/<name>.yaml``).
 
@@ -437,6 +485,7 @@ class ProjectConfig(_Strict):
     scoring: ScoringConfig = Field(default_factory=ScoringConfig)
     shadow: ShadowConfig = Field(default_factory=ShadowConfig)
     card: CardConfig = Field(default_factory=CardConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
 
     @model_validator(mode="after")
     def _metrics_known(self) -> ProjectConfig:

@@ -117,3 +117,18 @@ def run_link(run_id: str, experiment_id: str | None = None, settings: Settings |
     if ui and experiment_id:
         return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"runs:/{run_id}"
+
+
+def run_url(run_id: str | None) -> str | None:
+    """:func:`run_link` for a run known by id only (its experiment looked up); None without a run.
+
+    For messages and reports: a tracking store that cannot be read gives ``runs:/<id>``, never an error.
+    """
+    if not run_id:
+        return None
+    try:
+        experiment = client().get_run(run_id).info.experiment_id
+    except Exception as exc:  # noqa: BLE001 - a link is worth less than the message that carries it
+        log.warning("MLflow run %s: no experiment for its link (%s: %s)", run_id, type(exc).__name__, exc)
+        experiment = None
+    return run_link(run_id, experiment)

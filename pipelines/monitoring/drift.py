@@ -222,6 +222,8 @@ def asset_extra(summary: dict[str, Any]) -> dict[str, Any]:
         "drifted_features": summary["drifted_features"],
         "decayed_metrics": summary["performance"]["decayed"],
         "reason": summary["reason"],
+        "rows": summary.get("rows"),
+        "run_id": summary.get("run_id"),
     }
 
 
@@ -244,4 +246,8 @@ def run_drift_step(model: str, partitions: list[str]) -> dict[str, Any]:
         )
         if s["policy_fired"]:
             fired = asset_extra(s)
+    if fired:  # the champion's run, for the alert's link (tracking is loaded already)
+        from pipelines.core.tracking import run_url
+
+        fired["champion_run"] = run_url(fired.get("run_id"))
     return {"model": model, "checked": checked, "fired": fired}

@@ -87,6 +87,10 @@ class GateOutcome:
     notes: list[str]
     decision_uri: str | None
     shadow: str | None = None  # why it started as a shadow instead
+    noop: bool = False
+    holdout_rows: int | None = None
+    criteria: list[dict[str, Any]] | None = None  # each criterion's name, verdict and scalar figures
+    run_url: str | None = None  # the challenger's MLflow run (for the alert's link)
 
     def xcom(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,4 +134,23 @@ def run_gate_step(model: str, version: str, trigger: str | None = None) -> GateO
         d = rejected.decision or {"passed": False, "failed": [str(rejected)]}
         d["promoted"] = False
         log.warning("%s", rejected)
+    d["noop"] = bool(d.get("noop"))
+    d["criteria"] = [_scalars(c) for c in d.get("criteria") or []]
+    d["run_url"] = _version_run_url(model, d.get("candidate"))
     return GateOutcome(**{k: d.get(k) for k in GateOutcome.__dataclass_fields__})
+
+
+def _scalars(criterion: Mapping[str, Any]) -> dict[str, Any]:
+    """A criterion without its per-slice tables (the decision file keeps them): small enough for XCom."""
+    return {k: v for k, v in criterion.items() if v is None or isinstance(v, str | int | float | bool)}
+
+
+def _version_run_url(model: str, version: Any) -> str | None:
+    """The MLflow run of a registered version, as a link; None when it cannot be read (never an error)."""
+    from pipelines.core.tracking import client, run_url
+
+    try:
+        return run_url(client().get_model_version(model, str(version)).run_id) if version else None
+    except Exception as exc:  # noqa: BLE001 - the decision stands without its link
+        log.warning("%s v%s: no run link (%s: %s)", model, version, type(exc).__name__, exc)
+        return None
