@@ -28,6 +28,7 @@ imports it by its dotted path.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -190,25 +191,26 @@ async def deadline_missed(
     minutes: int,
     target_specs: list[dict],
     context: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> str:
     """The triggerer's callback when a run's deadline passes: alert, unless the run is not a scheduled
     one (a backfill or a manual run of a past day is late by construction, never news)."""
     from pipelines.core import alerts
 
     run = dict((context or {}).get("dag_run") or {})
     if run.get("run_type") != "scheduled":
-        log.info("deadline of %s %s passed; not a scheduled run: no alert", dag_id, run.get("run_id"))
-        return {"skipped": f"run type {run.get('run_type')}"}
+        log.info("deadline of %s %s passed; not a scheduled run: no alert", dag_id, run.get("dag_run_id"))
+        return f"skipped: run type {run.get('run_type')}"
     day = str(run.get("logical_date") or run.get("data_interval_start") or "")[:10] or None
     when = (context or {}).get("deadline", {}).get("deadline_time")
+    run_id = run.get("dag_run_id") or run.get("run_id")  # the API's name for it, and the model's
     run_url = None
-    if run.get("run_id"):
+    if run_id:
         from urllib.parse import quote
 
         from airflow.configuration import conf
 
         base = conf.get("api", "base_url", fallback="http://localhost:8080/")
-        run_url = f"{base.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(str(run['run_id']))}"
+        run_url = f"{base.rstrip('/')}/dags/{quote(dag_id)}/runs/{quote(str(run_id))}"
     alert = alerts.deadline_missed(
         project, dag_id, what=what, partition=day, deadline=str(when)[:19], minutes=minutes, run_url=run_url
     )
@@ -221,4 +223,5 @@ async def deadline_missed(
         except Exception as exc:  # noqa: BLE001 - one target failing must not keep the message from the others
             outcome[target.label] = f"failed: {type(exc).__name__}"
             log.warning("alert deadline_missed to %s not sent: %s: %s", target.label, type(exc).__name__, exc)
-    return {"alert": alert.as_dict(), "outcome": outcome}
+    # Kept by Airflow as the callback's output (a text column).
+    return json.dumps({"alert": alert.as_dict(), "outcome": outcome}, default=str)

@@ -148,3 +148,31 @@ print(json.dumps({{"seconds": elapsed, "heavy": heavy}}))
     assert result["heavy"] == []
     # Nothing heavy at parse time (ARCHITECTURE.md, invariant 7): well under a second; typically ~0.2 s here.
     assert result["seconds"] < 1.0, result
+
+
+def test_the_dags_carry_the_configured_deadlines_and_an_alert_when_a_task_fails_for_good(dagbag):
+    """What the scheduler reads: a deadline on the ingest and scoring DAGs of a project that sets one (the
+    callback importable where the triggerer runs it), and a failure callback on every task."""
+    import datetime as dt
+
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from pipelines_ops import alerting
+
+    project = load_project("flights_delay")
+    assert project.alerts.deadlines.validated_within_minutes and project.alerts.deadlines.scored_within_minutes
+    for dag_id, minutes, what in (
+        ("ingest_flights", project.alerts.deadlines.validated_within_minutes, "validated"),
+        ("batch_score_flights_delay", project.alerts.deadlines.scored_within_minutes, "scored"),
+    ):
+        [alert] = dagbag.dags[dag_id].deadline
+        assert alert.interval == dt.timedelta(minutes=minutes), dag_id
+        assert alert.callback.path == "pipelines_ops.alerting.deadline_missed" and alert.callback.kwargs["what"] == what
+        assert [t["kind"] for t in alert.callback.kwargs["target_specs"]] == ["webhook", "email"]
+        DagSerialization.serialize_dag(dagbag.dags[dag_id])  # the DAG processor can store it
+    assert callable(alerting.deadline_missed)
+    assert load_project("flights_air_time").alerts.webhook is None
+    assert not dagbag.dags["batch_score_flights_air_time"].deadline  # no target: no deadline to watch
+    for dag in dagbag.dags.values():
+        for t in dag.tasks:
+            assert t.on_failure_callback, (dag.dag_id, t.task_id)

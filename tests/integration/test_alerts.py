@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
+import yaml
 
 from pipelines.core import catalog
 
@@ -298,3 +299,109 @@ def test_a_failing_alert_target_never_fails_the_task_and_the_other_target_still_
     assert len(alerting.of("contract_halt")[0]) == 1 and alerting.mails == []
     good = ingest.test(logical_date=dt.datetime(2013, 1, 1, tzinfo=dt.UTC))
     assert str(good.state) == "success"
+
+
+def _configs(folder: Path) -> dict[str, str]:
+    """This checkout's configs, with a dataset landed each minute and a one-minute validation deadline."""
+    from pipelines_ops.scale_data import large_day_configs
+
+    env = large_day_configs(str(folder), shard_bytes=50_000_000, max_shards=1, batch_rows=100_000)
+    configs = Path(env["PIPELINES_CONFIG_DIR"])
+    dataset = configs / "datasets" / "flights.yaml"
+    doc = yaml.safe_load(dataset.read_text())
+    today = dt.datetime.now(dt.UTC).date()
+    doc["ingest"].update(
+        schedule="* * * * *", start_date=str(today), end_date=None, catchup=False,
+        sensor_poke_seconds=5, sensor_timeout_minutes=30,
+    )  # fmt: skip
+    dataset.write_text(yaml.safe_dump(doc, sort_keys=False))
+    project = configs / "flights_delay.yaml"
+    doc = yaml.safe_load(project.read_text())
+    doc["alerts"]["deadlines"] = {"validated_within_minutes": 1}
+    project.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return env
+
+
+@pytest.mark.timeout(900)
+def test_a_scheduled_day_not_validated_by_its_deadline_is_alerted_once_per_target_with_its_run(
+    receivers, tmp_path, monkeypatch
+):
+    """A late day, seen by Airflow's own scheduler and triggerer (``airflow standalone``).
+
+    This checkout's DAGs run on a copy of the configs where the flights dataset is delivered every
+    minute and must be validated within a minute of its interval's end. Nothing is delivered: the
+    sensor waits, the scheduler marks the deadline missed and the triggerer runs the callback, which
+    sends the message through the webhook and SMTP connections.
+    """
+    from pipelines_ops import demo_driver
+    from pipelines_ops.loopback import GENERATED_PASSWORDS, AirflowApi, free_ports, status
+
+    receivers.clear()
+    [port] = free_ports(1)
+    home = tmp_path / "airflow"
+    for key, value in {
+        **_configs(tmp_path),
+        **receivers.env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+        "PIPELINES_DATA_ROOT": str(tmp_path / "data"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db",
+    }.items():
+        monkeypatch.setenv(key, value)
+    env = demo_driver._env()
+    demo_driver.start_airflow(env)
+    try:
+        api = AirflowApi(env["AIRFLOW__API__BASE_URL"], "admin", _password(home / GENERATED_PASSWORDS))
+        _unpause(api, "ingest_flights")
+        texts = _wait_for(receivers, "deadline_missed", timeout=600)
+        runs = {r["dag_run_id"]: r for r in api.runs("ingest_flights")}
+
+        text = texts[0]
+        link = text.split("• dag run: <", 1)[1].split("|", 1)[0].replace("&amp;", "&")
+        run_id = unquote(urlparse(link).path.split("/runs/", 1)[1])
+        run = runs[run_id]
+        assert run["run_type"] == "scheduled" and run["state"] != "success"
+        assert f"`{run['logical_date'][:10]}`" in text and "*flights*" in text
+        assert "not validated by" in text and "1 min after its interval ended" in text
+        assert link.startswith(f"{env['AIRFLOW__API__BASE_URL']}/dags/ingest_flights/runs/")
+        assert status(link) == 200  # the API server serves the run's page
+        # Once per target for that run: the webhook message and the e-mail.
+        assert sum(run_id in unquote(t.replace("&amp;", "&")) for t in texts) == 1
+        _, mails = receivers.of("deadline_missed")
+        assert sum(run_id in unquote(_body(m)) for m in mails) == 1
+    finally:
+        demo_driver.stop_airflow(env)
+
+
+def _password(path: Path) -> str:
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no {path}"
+        time.sleep(2)
+    return json.loads(path.read_text())["admin"]
+
+
+def _unpause(api, dag_id: str) -> None:
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if api(f"/api/v2/dags/{dag_id}", method="PATCH", body={"is_paused": False})["is_paused"] is False:
+                return
+        except Exception:
+            pass
+        assert time.monotonic() < deadline, f"{dag_id} was not parsed"
+        time.sleep(3)
+
+
+def _wait_for(receivers, event: str, timeout: float) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        texts, mails = receivers.of(event)
+        if texts and mails:
+            time.sleep(5)  # a second message for the same run would arrive with the first
+            return receivers.of(event)[0]
+        assert time.monotonic() < deadline, f"no {event} alert within {timeout:.0f}s: {receivers.posts}"
+        time.sleep(3)

@@ -118,3 +118,30 @@ def test_a_rollback_outside_airflow_is_handed_to_the_installed_sender(monkeypatc
     monkeypatch.setattr("pipelines_ops.alerting.send_one", lambda config, alert: 1 / 0)
     assert alerts.dispatch(config, alert) == {"airflow": "failed: ZeroDivisionError"}
     assert alerts.dispatch(AlertsConfig(), alert) == {}  # no target: nothing to send
+
+
+def test_a_missed_deadline_of_a_backfill_or_manual_run_is_not_news_and_a_scheduled_one_is():
+    import asyncio
+    import json
+
+    from pipelines_ops.alerting import deadline_missed
+
+    kwargs = {"project": "flights", "dag_id": "ingest_flights", "what": "validated", "minutes": 180, "target_specs": []}
+    for run_type in ("backfill", "manual", "asset_triggered"):
+        context = {"dag_run": {"run_type": run_type, "dag_run_id": "r"}, "deadline": {}}
+        assert asyncio.run(deadline_missed(**kwargs, context=context)) == f"skipped: run type {run_type}"
+    run = {
+        "run_type": "scheduled",
+        "dag_run_id": "scheduled__2013-01-02T00:00:00+00:00",
+        "logical_date": "2013-01-01T00:00:00Z",
+    }
+    out = json.loads(
+        asyncio.run(
+            deadline_missed(**kwargs, context={"dag_run": run, "deadline": {"deadline_time": "2013-01-02T03:00:00"}})
+        )
+    )
+    assert out["alert"]["partition"] == "2013-01-01" and out["alert"]["event"] == "deadline_missed"
+    assert out["alert"]["headline"] == "not validated by 2013-01-02T03:00:00 (180 min after its interval ended)"
+    assert out["alert"]["links"]["dag run"].endswith(
+        "/dags/ingest_flights/runs/scheduled__2013-01-02T00%3A00%3A00%2B00%3A00"
+    )
