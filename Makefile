@@ -56,12 +56,12 @@ test-property-long: setup ## Property-based ingest tests with the long Hypothesi
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/property -q
 
 lint: setup ## Ruff (with Airflow's AIR rules on dags/)
-	$(BIN)/ruff check pipelines pipelines_ops dags tests
-	$(BIN)/ruff format --check pipelines pipelines_ops dags tests
+	$(BIN)/ruff check pipelines pipelines_airflow pipelines_ops dags tests
+	$(BIN)/ruff format --check pipelines pipelines_airflow pipelines_ops dags tests
 
 format: setup ## Apply ruff's fixes and formatting
-	$(BIN)/ruff check --fix pipelines pipelines_ops dags tests
-	$(BIN)/ruff format pipelines pipelines_ops dags tests
+	$(BIN)/ruff check --fix pipelines pipelines_airflow pipelines_ops dags tests
+	$(BIN)/ruff format pipelines pipelines_airflow pipelines_ops dags tests
 
 bench: setup ## Benchmarks, ours against the peers, side by side (validation, drift, scoring)
 	$(BIN)/python tests/bench/bench_validate.py

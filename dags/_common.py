@@ -83,7 +83,7 @@ def alert_configs(source: ProjectConfig | DatasetConfig) -> list[Any]:
 
 def default_args(project: ProjectConfig | DatasetConfig, retries: int) -> dict[str, Any]:
     """Task defaults: owner, at least two retries with exponential backoff, an alert when a task fails for good."""
-    from pipelines_ops.alerting import on_failure
+    from pipelines_airflow.alerting import on_failure
 
     return {
         "owner": project.owner,
@@ -97,14 +97,14 @@ def default_args(project: ProjectConfig | DatasetConfig, retries: int) -> dict[s
 
 def send_alert(source: ProjectConfig | DatasetConfig, alert: Any, context: Any) -> dict[str, str]:
     """Deliver a library-written alert to the DAG's targets; a failing target is logged, never raised."""
-    from pipelines_ops.alerting import send
+    from pipelines_airflow.alerting import send
 
     return send(alert_configs(source), alert, context)
 
 
 def deadline_alert(source: ProjectConfig | DatasetConfig, dag_id: str, what: str, minutes: int | None) -> Any:
     """The DAG's deadline alert (``deadline=`` of the DAG), or None when none is configured."""
-    from pipelines_ops.alerting import deadline
+    from pipelines_airflow.alerting import deadline
 
     return deadline(source.name, alert_configs(source), dag_id=dag_id, what=what, minutes=minutes)
 

@@ -108,7 +108,7 @@ def build_drift_dag(project):
                 raise AirflowSkipException(f"policy did not fire: {last.get('reason', 'nothing checked')}")
             context["outlet_events"][drift].extra = result["fired"]
             from pipelines.core import alerts
-            from pipelines_ops.alerting import log_url
+            from pipelines_airflow.alerting import log_url
 
             fired = result["fired"]
             send_alert(project, lambda: alerts.drift_fired(project.name, fired, log_url=log_url(context)), context)

@@ -147,7 +147,7 @@ def build_ingest_dag(dataset):
                 outcome = run_validation(dataset.name, partition_from_context(context))
             except ContractHalt as halt:
                 from pipelines.core import alerts
-                from pipelines_ops.alerting import log_url
+                from pipelines_airflow.alerting import log_url
 
                 send_alert(
                     dataset,

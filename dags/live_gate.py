@@ -109,7 +109,7 @@ def build_live_gate_dag(project):
             from pipelines.core import alerts
             from pipelines.core.errors import MissingInput
             from pipelines.training.live import run_live_gate
-            from pipelines_ops.alerting import log_url
+            from pipelines_airflow.alerting import log_url
 
             try:
                 result = run_live_gate(project, end)

@@ -100,7 +100,7 @@ def build_retrain_dag(project):
             """Compare with the champion; promote only if every criterion passes. Every decision is alerted."""
             from pipelines.core import alerts
             from pipelines.training.steps import run_gate_step
-            from pipelines_ops.alerting import log_url
+            from pipelines_airflow.alerting import log_url
 
             decision = run_gate_step(project.name, trained["version"], trained.get("trigger")).xcom()
             send_alert(

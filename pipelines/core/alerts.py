@@ -1,7 +1,7 @@
 """Alert messages: what happened, to which project and partition, with its figures and links.
 
 The library writes the message; Airflow's notifiers deliver it (the DAGs'
-wiring in ``pipelines_ops/alerting.py``: a Slack-compatible webhook and
+wiring in ``pipelines_airflow/alerting.py``: a Slack-compatible webhook and
 e-mail, each through an Airflow connection that holds its secrets). Nothing
 here imports Airflow or sends anything, so the same message serves a DAG
 task, the CLI's log and a test's oracle.
@@ -284,7 +284,7 @@ def live_decision(
 
 def dispatch(config: Any, alert: Alert) -> dict[str, str]:
     """Deliver an alert raised outside an Airflow task (the CLI's rollback) through the senders installed
-    packages declare (entry-point group ``pipelines.alerts``: ``pipelines_ops`` declares Airflow's notifiers).
+    packages declare (entry-point group ``pipelines.alerts``: ``pipelines_airflow`` declares Airflow's notifiers).
 
     Never raises: the step's own outcome stands whatever happens to its message. Returns
     ``{target: "sent" | "failed: <why>"}`` over every sender.

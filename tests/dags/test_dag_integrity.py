@@ -157,7 +157,7 @@ def test_the_dags_carry_the_configured_deadlines_and_an_alert_when_a_task_fails_
 
     from airflow.serialization.serialized_objects import DagSerialization
 
-    from pipelines_ops import alerting
+    from pipelines_airflow import alerting
 
     project = load_project("flights_delay")
     assert project.alerts.deadlines.validated_within_minutes and project.alerts.deadlines.scored_within_minutes
@@ -167,7 +167,10 @@ def test_the_dags_carry_the_configured_deadlines_and_an_alert_when_a_task_fails_
     ):
         [alert] = dagbag.dags[dag_id].deadline
         assert alert.interval == dt.timedelta(minutes=minutes), dag_id
-        assert alert.callback.path == "pipelines_ops.alerting.deadline_missed" and alert.callback.kwargs["what"] == what
+        assert (
+            alert.callback.path == "pipelines_airflow.alerting.deadline_missed"
+            and alert.callback.kwargs["what"] == what
+        )
         assert [t["kind"] for t in alert.callback.kwargs["target_specs"]] == ["webhook", "email"]
         DagSerialization.serialize_dag(dagbag.dags[dag_id])  # the DAG processor can store it
     assert callable(alerting.deadline_missed)

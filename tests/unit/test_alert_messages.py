@@ -79,7 +79,7 @@ def test_text_that_looks_like_a_template_stays_text_and_long_values_are_cut():
 
 
 def test_targets_are_each_configured_once_and_only_for_the_events_asked():
-    from pipelines_ops.alerting import targets
+    from pipelines_airflow.alerting import targets
 
     a = AlertsConfig.model_validate({"webhook": {}, "email": {"to": ["a@x.org"]}})
     b = AlertsConfig.model_validate({"webhook": {}, "email": {"to": ["b@x.org", "a@x.org"]}, "events": ["rollback"]})
@@ -110,12 +110,14 @@ def test_an_alerts_config_that_would_leak_a_secret_or_cannot_be_delivered_is_ref
 
 def test_a_rollback_outside_airflow_is_handed_to_the_installed_sender(monkeypatch):
     sent = []
-    monkeypatch.setattr("pipelines_ops.alerting.send_one", lambda config, alert: sent.append(alert) or {"x": "sent"})
+    monkeypatch.setattr(
+        "pipelines_airflow.alerting.send_one", lambda config, alert: sent.append(alert) or {"x": "sent"}
+    )
     config = AlertsConfig.model_validate({"webhook": {}})
     alert = alerts.rollback("m", {"champion": "1", "previous": "2", "why": "rollback: bad"}, run_url=None)
     assert alerts.dispatch(config, alert) == {"x": "sent"}
     assert sent == [alert] and alert.headline == "rolled back: v1 is champion again, v2 withdrawn"
-    monkeypatch.setattr("pipelines_ops.alerting.send_one", lambda config, alert: 1 / 0)
+    monkeypatch.setattr("pipelines_airflow.alerting.send_one", lambda config, alert: 1 / 0)
     assert alerts.dispatch(config, alert) == {"airflow": "failed: ZeroDivisionError"}
     assert alerts.dispatch(AlertsConfig(), alert) == {}  # no target: nothing to send
 
@@ -124,7 +126,7 @@ def test_a_missed_deadline_of_a_backfill_or_manual_run_is_not_news_and_a_schedul
     import asyncio
     import json
 
-    from pipelines_ops.alerting import deadline_missed
+    from pipelines_airflow.alerting import deadline_missed
 
     kwargs = {"project": "flights", "dag_id": "ingest_flights", "what": "validated", "minutes": 180, "target_specs": []}
     for run_type in ("backfill", "manual", "asset_triggered"):
