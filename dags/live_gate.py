@@ -116,7 +116,8 @@ def build_live_gate_dag(project):
             except MissingInput as exc:  # the day halted since: nothing to judge on it
                 raise AirflowSkipException(str(exc)) from None
             retired = {str(v) for v in result.get("retired") or []}
-            for d in result.get("shadows") or []:
+            # A dry run (a stale day) moves nothing; a shadow promoted by an earlier try is no shadow now.
+            for d in [] if result.get("dry_run") else result.get("shadows") or []:
                 promoted = str(d.get("shadow")) == str(result.get("promoted"))
                 if promoted or str(d.get("shadow")) in retired:
                     send_alert(
