@@ -48,6 +48,10 @@ class Alert:
     figures: dict[str, Any] = field(default_factory=dict)
     links: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A figure the event does not have (None) is left out, not shown as a dash.
+        object.__setattr__(self, "figures", {k: v for k, v in self.figures.items() if v is not None})
+
     def subject(self) -> str:
         """The e-mail subject (one line)."""
         where = f" {self.partition}" if self.partition else ""
@@ -130,7 +134,7 @@ def contract_halt(
         partition=ds,
         headline=f"delivery halted by its contract ({', '.join(rules)}): nothing published",
         severity="error",
-        figures={k: v for k, v in figures.items() if v is not None},
+        figures=figures,
         links=_links(task_log=log_url, report=summary.get("report_html") or summary.get("report")),
     )
 
@@ -151,7 +155,7 @@ def drift_fired(project: str, fired: Mapping[str, Any], *, log_url: str | None) 
         partition=fired.get("ds"),
         headline="drift policy fired: retraining requested",
         severity="warning",
-        figures={k: v for k, v in figures.items() if v is not None},
+        figures=figures,
         links=_links(
             task_log=log_url,
             report=fired.get("html_report") or fired.get("report"),
@@ -232,7 +236,7 @@ def task_failed(
         partition=partition,
         headline=f"{dag_id}.{task_id} failed for good",
         severity="error",
-        figures={k: v for k, v in figures.items() if v is not None},
+        figures=figures,
         links=_links(task_log=log_url),
     )
 
