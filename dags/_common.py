@@ -102,11 +102,13 @@ def send_alert(source: ProjectConfig | DatasetConfig, alert: Any, context: Any) 
     return send(alert_configs(source), alert, context)
 
 
-def deadline_alert(source: ProjectConfig | DatasetConfig, dag_id: str, what: str, minutes: int | None) -> Any:
+def deadline_alert(
+    source: ProjectConfig | DatasetConfig, dag_id: str, what: str, minutes: int | None, schedule: str
+) -> Any:
     """The DAG's deadline alert (``deadline=`` of the DAG), or None when none is configured."""
     from pipelines_airflow.alerting import deadline
 
-    return deadline(source.name, alert_configs(source), dag_id=dag_id, what=what, minutes=minutes)
+    return deadline(source.name, alert_configs(source), dag_id=dag_id, what=what, minutes=minutes, schedule=schedule)
 
 
 def storage_uri(key: str) -> str:

@@ -89,7 +89,9 @@ def build_batch_score_dag(project):
         max_active_runs=4,
         default_args=default_args(project, cfg.retries),
         # A scheduled day not scored this long after its interval ends is alerted (alerts.deadlines).
-        deadline=deadline_alert(project, dag_id, "scored", project.alerts.deadlines.scored_within_minutes),
+        deadline=deadline_alert(
+            project, dag_id, "scored", project.alerts.deadlines.scored_within_minutes, cfg.schedule
+        ),
         tags=["scoring", project.name, project.dataset.name, *project.tags],
         params={
             "ds": Param(

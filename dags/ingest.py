@@ -67,7 +67,7 @@ def build_ingest_dag(dataset):
     minutes = [
         m for p in projects() if p.dataset.name == dataset.name if (m := p.alerts.deadlines.validated_within_minutes)
     ]
-    deadline = deadline_alert(dataset, dag_id, "validated", min(minutes) if minutes else None)
+    deadline = deadline_alert(dataset, dag_id, "validated", min(minutes) if minutes else None, cfg.schedule)
     with DAG(
         dag_id=dag_id,
         description=f"Validate landed {dataset.name} partitions against {dataset.contract}",

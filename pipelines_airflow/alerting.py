@@ -28,6 +28,8 @@ imports it by its dotted path.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -167,9 +169,15 @@ def on_failure(name: str, configs: list[Any]) -> Any:
     return task_failed
 
 
-def deadline(name: str, configs: list[Any], *, dag_id: str, what: str, minutes: int | None) -> Any:
-    """The DAG's ``DeadlineAlert`` (None without a deadline or a target): ``minutes`` after the run is
-    queued, which for a scheduled run is when its data interval ends. Its callback runs in the triggerer."""
+def deadline(name: str, configs: list[Any], *, dag_id: str, what: str, minutes: int | None, schedule: str) -> Any:
+    """The DAG's ``DeadlineAlert`` (None without a deadline or a target). Its callback runs in the triggerer.
+
+    The deadline is ``minutes`` after the run's data interval ends, measured from the logical date (the
+    interval's start) plus the cron ``schedule``'s longest interval: exact for a regular schedule
+    (``@daily``), never early for an uneven one (weekdays only: a Tuesday gets Friday's three days).
+    Not from the run's ``queued_at``: clearing a task of a run with such a deadline fails in Airflow 3.3
+    (apache/airflow#70368), and clearing a halted day is how it is redelivered.
+    """
     chosen = [asdict(t) for t in targets(configs, "deadline_missed")]
     if minutes is None or not chosen:
         return None
@@ -177,10 +185,21 @@ def deadline(name: str, configs: list[Any], *, dag_id: str, what: str, minutes: 
 
     kwargs = {"project": name, "dag_id": dag_id, "what": what, "minutes": minutes, "target_specs": chosen}
     return DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT,
-        interval=dt.timedelta(minutes=minutes),
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+        interval=longest_interval(schedule) + dt.timedelta(minutes=minutes),
         callback=AsyncCallback(f"{__name__}.deadline_missed", kwargs=kwargs),
     )
+
+
+@functools.lru_cache(maxsize=64)
+def longest_interval(schedule: str, fires: int = 120) -> dt.timedelta:
+    """The longest gap between consecutive fire times of a cron expression or preset (UTC, as the DAGs'
+    timetables), over ``fires`` of them: four months of a daily schedule, ten years of a monthly one."""
+    from croniter import croniter
+
+    it = croniter(schedule, dt.datetime(2001, 1, 1, tzinfo=dt.UTC))
+    times = [it.get_next(dt.datetime) for _ in range(fires)]
+    return max(b - a for a, b in itertools.pairwise(times))
 
 
 async def deadline_missed(
@@ -200,7 +219,7 @@ async def deadline_missed(
     if run.get("run_type") != "scheduled":
         log.info("deadline of %s %s passed; not a scheduled run: no alert", dag_id, run.get("dag_run_id"))
         return f"skipped: run type {run.get('run_type')}"
-    day = str(run.get("logical_date") or run.get("data_interval_start") or "")[:10] or None
+    day = str(run.get("data_interval_start") or run.get("logical_date") or "")[:10] or None
     when = (context or {}).get("deadline", {}).get("deadline_time")
     run_id = run.get("dag_run_id") or run.get("run_id")  # the API's name for it, and the model's
     run_url = None

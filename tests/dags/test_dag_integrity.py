@@ -166,7 +166,9 @@ def test_the_dags_carry_the_configured_deadlines_and_an_alert_when_a_task_fails_
         ("batch_score_flights_delay", project.alerts.deadlines.scored_within_minutes, "scored"),
     ):
         [alert] = dagbag.dags[dag_id].deadline
-        assert alert.interval == dt.timedelta(minutes=minutes), dag_id
+        # From the logical date (the interval's start): a daily interval, then the minutes allowed.
+        assert alert.interval == dt.timedelta(days=1, minutes=minutes), dag_id
+        assert alert.reference.reference_name == "DagRunLogicalDateDeadline", alert.reference
         assert (
             alert.callback.path == "pipelines_airflow.alerting.deadline_missed"
             and alert.callback.kwargs["what"] == what

@@ -147,3 +147,24 @@ def test_a_missed_deadline_of_a_backfill_or_manual_run_is_not_news_and_a_schedul
     assert out["alert"]["links"]["dag run"].endswith(
         "/dags/ingest_flights/runs/scheduled__2013-01-02T00%3A00%3A00%2B00%3A00"
     )
+
+
+@pytest.mark.parametrize(
+    ("schedule", "longest"),
+    [
+        ("@daily", "1 day"),
+        ("* * * * *", "1 min"),
+        ("0 0 * * 1-5", "3 days"),
+        ("@monthly", "31 days"),
+        ("0 */6 * * *", "6 h"),
+    ],
+)
+def test_a_deadline_counts_from_the_end_of_the_longest_interval_of_the_schedule(schedule, longest):
+    import datetime as dt
+
+    from pipelines_airflow.alerting import longest_interval
+
+    amount, unit = longest.split()
+    expected = {"day": dt.timedelta(days=1), "days": dt.timedelta(days=1), "min": dt.timedelta(minutes=1)}
+    expected |= {"h": dt.timedelta(hours=1)}
+    assert longest_interval(schedule) == int(amount) * expected[unit]
