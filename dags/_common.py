@@ -99,7 +99,12 @@ def send_alert(source: ProjectConfig | DatasetConfig, alert: Any, context: Any) 
     """Deliver a library-written alert to the DAG's targets; a failing target is logged, never raised."""
     from pipelines_airflow.alerting import send
 
-    return send(alert_configs(source), alert, context)
+    try:  # the readers' configs are read again here: an unreadable one must not change the task's outcome
+        configs = alert_configs(source)
+    except Exception:
+        log.warning("alert not sent: the alert targets of %s could not be read", source.name, exc_info=True)
+        return {}
+    return send(configs, alert, context)
 
 
 def deadline_alert(

@@ -216,6 +216,8 @@ async def deadline_missed(
     from pipelines.core import alerts
 
     run = dict((context or {}).get("dag_run") or {})
+    if run.get("state") == "failed":  # its failure was alerted already (a halt, a task failed for good)
+        return "skipped: the run failed, and its failure was alerted"
     if run.get("run_type") != "scheduled":
         log.info("deadline of %s %s passed; not a scheduled run: no alert", dag_id, run.get("dag_run_id"))
         return f"skipped: run type {run.get('run_type')}"

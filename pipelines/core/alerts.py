@@ -91,6 +91,7 @@ def _show(value: Any) -> str:
         text = "-"
     else:
         text = str(value)
+    text = " ".join(text.split())  # one line: a value must not forge the message's own lines
     return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
 
 
@@ -169,10 +170,12 @@ def gate_decision(
 ) -> Alert:
     """A promotion gate decision, whichever way it went (each criterion with its verdict and figures)."""
     candidate, champion = decision.get("candidate"), decision.get("champion")
-    if decision.get("noop"):
-        verdict, severity = f"v{candidate} is already the champion: nothing to do", "info"
-    elif decision.get("promoted"):
+    if decision.get("promoted"):
         verdict, severity = f"promoted v{candidate} over v{champion or '(none)'}", "info"
+    elif decision.get("shadow"):
+        verdict, severity = f"v{candidate} starts in shadow beside v{champion} ({decision['shadow']})", "info"
+    elif decision.get("noop"):
+        verdict, severity = f"v{candidate} is already the champion: nothing to do", "info"
     elif decision.get("passed"):
         verdict, severity = f"v{candidate} passed; starts in shadow beside v{champion}", "info"
     else:
@@ -191,7 +194,7 @@ def gate_decision(
         headline=f"gate: {verdict}",
         severity=severity,
         figures=figures,
-        links=_links(task_log=log_url, challenger_run=run_url, decision=decision.get("decision_url")),
+        links=_links(task_log=log_url, challenger_run=run_url, decision=decision.get("decision_uri")),
     )
 
 
@@ -202,7 +205,8 @@ def _criterion_numbers(crit: Mapping[str, Any]) -> str:
         for k, v in crit.items()
         if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("seed", "passed")
     }
-    return " ".join(f"{k}={_show(float(v))}" for k, v in nums.items())
+    detail = f" ({crit['detail']})" if crit.get("detail") else ""
+    return " ".join(f"{k}={_show(float(v))}" for k, v in nums.items()) + detail
 
 
 def rollback(project: str, result: Mapping[str, Any], *, run_url: str | None, log_url: str | None = None) -> Alert:
