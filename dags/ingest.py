@@ -62,11 +62,10 @@ def build_ingest_dag(dataset):
     cfg = dataset.ingest
     dag_id = f"ingest_{dataset.name}"
     validated = validated_asset(dataset)
-    readers = sorted(p.name for p in projects() if p.dataset.name == dataset.name)
+    reading = [p for p in projects() if p.dataset.name == dataset.name]  # the YAML files, read once here
+    readers = sorted(p.name for p in reading)
     # The tightest deadline of the projects reading the dataset: each of them waits for the day.
-    minutes = [
-        m for p in projects() if p.dataset.name == dataset.name if (m := p.alerts.deadlines.validated_within_minutes)
-    ]
+    minutes = [m for p in reading if (m := p.alerts.deadlines.validated_within_minutes)]
     deadline = deadline_alert(dataset, dag_id, "validated", min(minutes) if minutes else None, cfg.schedule)
     with DAG(
         dag_id=dag_id,
