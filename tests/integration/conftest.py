@@ -169,14 +169,17 @@ def airflow_db():
 
 
 @pytest.fixture
-def dag_root(monkeypatch, tmp_path) -> Path:
+def dag_root(airflow_db, monkeypatch, tmp_path) -> Path:
     """An emptied storage root at the same path for every DAG test of the session.
 
     Asset URIs name the storage folder, and the metadata DB keeps the first
     serialized version of a DAG file's assets across ``dag.test()`` calls of
     one process: a per-test root would leave later tests with an earlier
     test's (inactive) URIs. One deployment has one root; so do these tests.
+    The root's asset history goes with its files: each test starts with no
+    asset events and nothing queued on them, whichever tests ran before it.
     """
+    _forget_asset_events()
     root = Path(os.environ["AIRFLOW_HOME"]) / "data"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
@@ -187,6 +190,22 @@ def dag_root(monkeypatch, tmp_path) -> Path:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("PIPELINES_MLFLOW_ARTIFACT_ROOT", str(tmp_path / "mlflow-artifacts"))
     return root
+
+
+def _forget_asset_events() -> None:
+    from airflow.models.asset import (
+        AssetDagRunQueue,
+        AssetEvent,
+        asset_alias_asset_event_association_table,
+        association_table,
+    )
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        session.execute(association_table.delete())
+        session.execute(asset_alias_asset_event_association_table.delete())
+        session.query(AssetDagRunQueue).delete()
+        session.query(AssetEvent).delete()
 
 
 @pytest.fixture
