@@ -41,6 +41,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipelines.core.errors import ConfigError
+
 if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
@@ -135,7 +137,10 @@ def contributions(scorer: Scorer, rows: pa.Table, method: str = "tree_shap") -> 
             validate_features=False,
         )
         if contribs.ndim != 2:  # one margin per row is all this system trains (binary or regression)
-            raise ValueError(f"unexpected contributions of shape {contribs.shape}")
+            raise ConfigError(
+                f"scoring.explanations: the model gives {contribs.shape[1]} outputs per row (contributions of "
+                f"shape {contribs.shape}); reasons explain one score per row: turn explanations off for it"
+            )
         return contribs[:, :-1], list(scorer.encoder.spec.output_columns), method
     return _ablation(scorer, rows)
 
@@ -174,6 +179,9 @@ def _ablation(scorer: Scorer, rows: pa.Table) -> tuple[np.ndarray, list[str], st
     out = np.empty((len(features), len(names)), dtype="float64")
     for j, name in enumerate(names):
         ablated = features.copy()
-        ablated[name] = np.nan if matrix or name in spec.numeric_out else None
+        if name in spec.numeric_out:
+            ablated[name] = np.nan  # the imputer's median (scikit-learn) or XGBoost's learned missing branch
+        else:  # an unknown category: the encoder's code for it, or what scikit-learn's encoding makes of None
+            ablated[name] = -1.0 if matrix else None
         out[:, j] = base - predict(ablated)
     return out, names, "ablation"

@@ -115,8 +115,18 @@ def run_link(run_id: str, experiment_id: str | None = None, settings: Settings |
     uri = settings.mlflow_tracking_uri.rstrip("/")
     ui = uri if uri.startswith(("http://", "https://")) else settings.mlflow_ui_url
     if ui and experiment_id:
-        return f"{ui}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{_without_credentials(ui)}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"runs:/{run_id}"
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without a ``user:password@`` part: a link goes into cards and messages, a credential never."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def run_url(run_id: str | None) -> str | None:

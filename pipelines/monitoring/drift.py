@@ -141,12 +141,14 @@ def _last_fired(project: ProjectConfig, ds: str, storage: Storage) -> str | None
 
 
 def log_live_metrics(champ: Champion, summary: dict[str, Any]) -> None:
-    """Live metrics and drift share on the champion's run, one step per partition day."""
+    """Live metrics and drift share on the champion's run, one step per partition day, stamped with the time
+    of the check: a day checked again has its latest figures last (the model card reads them so)."""
+    import time
+
     from pipelines.core.tracking import client
 
-    day = dt.date.fromisoformat(summary["ds"])
-    step = metric_step(day)
-    ts = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC).timestamp() * 1000)
+    step = metric_step(summary["ds"])
+    ts = int(time.time() * 1000)
     from mlflow.entities import Metric
 
     metrics = [Metric("live_drift_share", float(summary["drift_share"]), ts, step)]

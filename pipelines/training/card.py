@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 STATUS_TAG = "model_card_status"
 URI_TAG = "model_card"
 LIVE_DAYS_SHOWN = 60  # the card's live table: the latest days as champion
+UNDATED = "date not recorded"  # an alias move recorded before the history kept its time
 
 
 def _artifact(c: Any, run_id: str, path: str) -> dict[str, Any] | None:
@@ -86,22 +87,29 @@ def _status(version: str, aliases: list[str], tags: dict[str, str], history: lis
     }.get(tags.get("gate_decision") or "", "registered, not yet gated")
 
 
-def _live(c: Any, project: ProjectConfig, run_id: str) -> dict[str, Any] | None:
+def _live(c: Any, project: ProjectConfig, run_id: str, seen_until: str | None) -> dict[str, Any] | None:
     """The daily figures the drift checks logged on the run: they log on the champion's run only, so these
-    are its days as champion (partition days, whenever they were checked)."""
+    are its days as champion (partition days, whenever they were checked).
+
+    A day checked again counts with its latest figures (metrics are logged at the time of the check). Days
+    up to ``seen_until`` (the end of what the version was trained and tested on: a backfill's or a late
+    check's) are in-sample: shown and marked, never in the mean.
+    """
     from pipelines.core.partitions import step_ds
 
     primary = project.metrics.primary
     series: dict[str, dict[str, float]] = {}
     for key in (f"day_{primary}", f"live_{primary}", "live_drift_share"):
-        series[key] = {step_ds(m.step): m.value for m in c.get_metric_history(run_id, key)}
+        history = sorted(c.get_metric_history(run_id, key), key=lambda m: m.timestamp)  # stable: the last wins
+        series[key] = {step_ds(m.step): m.value for m in history}
     days = sorted(set().union(*(s.keys() for s in series.values())))
     if not days:
         return None
-    rows = [{"ds": d, **{k: series[k].get(d) for k in series}} for d in days]
+    seen = {d for d in days if seen_until and d <= seen_until}
+    rows = [{"ds": d, **{k: series[k].get(d) for k in series}, "seen": d in seen} for d in days]
     threshold = project.drift.drift_share
     drifted = [r["ds"] for r in rows if (r["live_drift_share"] or 0) >= threshold]
-    values = [r[f"live_{primary}"] for r in rows if r[f"live_{primary}"] is not None]
+    values = [r[f"live_{primary}"] for r in rows if r[f"live_{primary}"] is not None and not r["seen"]]
     return {
         "since": days[0],
         "until": days[-1],
@@ -109,6 +117,8 @@ def _live(c: Any, project: ProjectConfig, run_id: str) -> dict[str, Any] | None:
         "metric": primary,
         "mean": round(sum(values) / len(values), 6) if values else None,
         "last": values[-1] if values else None,
+        "seen_days": [r["ds"] for r in rows if r["seen"]],
+        "seen_until": seen_until,
         "drift_share_threshold": threshold,
         "drifted_days": drifted,
         "series": rows[-LIVE_DAYS_SHOWN:],
@@ -169,11 +179,19 @@ def card_data(project: ProjectConfig, version: str, c: Any | None = None) -> dic
         "gate": _gate(decision, tags),
         "live_gate": _live_gate(live_decision),
         "history": [{k: e.get(k) for k in ("event", "champion", "previous", "why", "at")} for e in events],
-        "promoted": [e["at"] for e in promotions],
-        "live": _live(c, project, mv.run_id),
+        "promoted": [e.get("at") or UNDATED for e in promotions],
+        "live": _live(c, project, mv.run_id, _seen_until(run.data.tags)),
     }
     data["limitations"] = [*project.card.limitations, *_measured_limitations(project, data)]
     return data
+
+
+def _seen_until(rtags: dict[str, str]) -> str | None:
+    """The last day the version was trained or tested on (its holdout's end, else its training window's)."""
+    from pipelines.core.tracking import window
+
+    seen = window(rtags, "holdout_window") or window(rtags, "training_window")
+    return seen[1] if seen else None
 
 
 def _training(rtags: dict[str, str], params: dict[str, str]) -> dict[str, Any]:
@@ -304,6 +322,11 @@ def _measured_limitations(project: ProjectConfig, data: dict[str, Any]) -> list[
     if not data["holdout"]["recorded"]:
         out.append("Trained before holdout intervals, slices and importance were recorded: the card lacks them.")
     live = data.get("live")
+    if live and live["seen_days"]:
+        out.append(
+            f"{len(live['seen_days'])} of its live day(s) ({_spans(live['seen_days'])}) are within the days it was "
+            f"trained and tested on (to {live['seen_until']}): in-sample, marked, and not in the live mean."
+        )
     if live and live["drifted_days"]:
         out.append(
             f"Drift share at or above {live['drift_share_threshold']} on {len(live['drifted_days'])} day(s) "
@@ -326,8 +349,19 @@ def _num(v: Any) -> str:
 def render_markdown(d: dict[str, Any]) -> str:
     """The card as Markdown (what the run's ``card/model_card.md`` holds)."""
     lines = [*_md_head(d), *_md_holdout(d), *_md_gate(d), *_md_live(d), "", "## Known limitations", ""]
-    lines += [f"- {x}" for x in d["limitations"]] or ["- none recorded"]
+    lines += [f"- {_line(x)}" for x in d["limitations"]] or ["- none recorded"]
     return "\n".join(lines) + "\n"
+
+
+def _line(text: Any) -> str:
+    """Free text (config, reasons given, data values) on one line: a line break in it cannot start a
+    list item or a heading of its own."""
+    return " ".join(str(text).split())
+
+
+def _cell(text: Any) -> str:
+    """:func:`_line` for a table cell: its ``|`` escaped, so a value cannot add cells."""
+    return _line(text).replace("|", "\\|")
 
 
 def _md_head(d: dict[str, Any]) -> list[str]:
@@ -336,10 +370,10 @@ def _md_head(d: dict[str, Any]) -> list[str]:
     return [
         f"# Model card: {d['model']} v{d['version']} ({d['status']})",
         "",
-        f"{p['description']}",
+        _line(p["description"]),
         "",
-        f"- **Intended use:** {p['intended_use']}",
-        f"- **Owner:** {p['owner']}",
+        f"- **Intended use:** {_line(p['intended_use'])}",
+        f"- **Owner:** {_line(p['owner'])}",
         f"- **Task:** {p['task']} of `{p['target']}`; {t['family']} ({t['estimator']})",
         f"- **Aliases:** {', '.join(d['aliases']) or 'none'}; registered {d['registered_at']}",
         f"- **MLflow run:** {d['run_link']}",
@@ -370,7 +404,7 @@ def _md_holdout(d: dict[str, Any]) -> list[str]:
         lines += ["| value | rows | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
         for v in s["values"]:
             figures = [_num((v.get("metrics") or {}).get(n)) if "metrics" in v else "too few" for n in names]
-            lines.append(f"| {v['value']} | {v['rows']} | " + " | ".join(figures) + " |")
+            lines.append(f"| {_cell(v['value'])} | {v['rows']} | " + " | ".join(figures) + " |")
     imp = d["importance"]
     if imp.get("features"):
         lines += [
@@ -381,7 +415,7 @@ def _md_holdout(d: dict[str, Any]) -> list[str]:
             "| feature | mean abs contribution |",
             "|---|---|",
         ]
-        lines += [f"| {f['feature']} | {_num(f['mean_abs_contribution'])} |" for f in imp["features"]]
+        lines += [f"| {_cell(f['feature'])} | {_num(f['mean_abs_contribution'])} |" for f in imp["features"]]
     return lines
 
 
@@ -393,17 +427,20 @@ def _md_gate(d: dict[str, Any]) -> list[str]:
     else:
         verdict = "passed" if g["passed"] else f"failed ({', '.join(g['failed'])})"
         lines.append(f"Against champion {g['champion'] or '(none)'}: **{verdict}** (version tag: {g['verdict']}).")
-        lines += [f"- {n}" for n in g["notes"]]
+        lines += [f"- {_line(n)}" for n in g["notes"]]
         lines += ["", "| criterion | result | figures |", "|---|---|---|"]
         for k in g["criteria"]:
             result = ("not checked, " if k["not_checked"] else "") + ("pass" if k["passed"] else "**FAIL**")
             lines.append(f"| {k['name']} | {result} | `{json.dumps(k['figures'], sort_keys=True)}` |")
     if lg:
-        lines += ["", "## Live gate (as a shadow)", "", f"On {lg.get('ds')}: **{lg.get('verdict')}**: {lg.get('why')}"]
+        why = _line(lg.get("why"))
+        lines += ["", "## Live gate (as a shadow)", "", f"On {lg.get('ds')}: **{lg.get('verdict')}**: {why}"]
     if d["history"]:
         lines += ["", "## Alias history", ""]
         for e in d["history"]:
-            lines.append(f"- {e['at']}: {e['event']} v{e['champion']} (previous {e['previous']}): {e['why']}")
+            lines.append(
+                f"- {e['at'] or UNDATED}: {e['event']} v{e['champion']} (previous {e['previous']}): {_line(e['why'])}"
+            )
     return lines
 
 
@@ -422,7 +459,8 @@ def _md_live(d: dict[str, Any]) -> list[str]:
     lines += ["", f"| day | day {m} | window {m} | drift share |", "|---|---|---|---|"]
     for r in live["series"]:
         figures = [_num(r[f"day_{m}"]), _num(r[f"live_{m}"]), _num(r["live_drift_share"])]
-        lines.append(f"| {r['ds']} | " + " | ".join(figures) + " |")
+        day = f"{r['ds']} (in-sample)" if r.get("seen") else r["ds"]
+        lines.append(f"| {day} | " + " | ".join(figures) + " |")
     return lines
 
 
@@ -439,6 +477,7 @@ def render_html(d: dict[str, Any]) -> str:
     def flush() -> None:
         if table:
             rows = [r.strip("|").split(" | ") for r in table if not set(r) <= set("|-")]
+            rows = [[c.replace("\\|", "|") for c in r] for r in rows]  # a cell's own | (see _cell)
             head, *body = rows
             out.append("<table><tr>" + "".join(f"<th>{_inline(c)}</th>" for c in head) + "</tr>")
             out.extend("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>" for r in body)
@@ -484,28 +523,60 @@ def _inline(text: str) -> str:
 # ---- logging with the version
 
 
-def write_card(project: ProjectConfig, version: str, c: Any | None = None) -> dict[str, Any]:
-    """Render the card of ``version`` and log it with the version (its run's artifacts, version tags)."""
+def write_card(project: ProjectConfig, version: str, c: Any | None = None, *, stale_only: bool = False) -> dict:
+    """Render the card of ``version`` and log it with the version (its run's artifacts, version tags).
+
+    ``stale_only``: only when the status its card records is not its status now (else ``written`` is False).
+    """
     from pipelines.core.tracking import client
 
     c = c or client()
     data = card_data(project, version, c)
+    if stale_only and (c.get_model_version(project.name, data["version"]).tags or {}).get(STATUS_TAG) == data["status"]:
+        return {"model": project.name, "version": data["version"], "status": data["status"], "written": False}
     c.log_text(data["run_id"], render_markdown(data), catalog.MODEL_CARD_MD)
     c.log_text(data["run_id"], render_html(data), catalog.MODEL_CARD_HTML)
     uri = f"runs:/{data['run_id']}/{catalog.MODEL_CARD_MD}"
     c.set_model_version_tag(project.name, data["version"], URI_TAG, uri)
     c.set_model_version_tag(project.name, data["version"], STATUS_TAG, data["status"])
     log.info("%s v%s: model card (%s) logged: %s", project.name, data["version"], data["status"], uri)
-    return {"model": project.name, "version": data["version"], "status": data["status"], "uri": uri}
+    return {"model": project.name, "version": data["version"], "status": data["status"], "uri": uri, "written": True}
 
 
-def refresh_cards(project: ProjectConfig, versions: list[str | None], c: Any | None = None) -> list[dict[str, Any]]:
+def refresh_cards(
+    project: ProjectConfig, versions: list[str | None], c: Any | None = None, *, stale_only: bool = False
+) -> list[dict[str, Any]]:
     """Rewrite the cards of ``versions`` (their status changed). A card is documentation: one that cannot be
     written is logged as an error and never fails the step that changed the status."""
     done = []
     for v in dict.fromkeys(str(v) for v in versions if v):
         try:
-            done.append(write_card(project, v, c))
+            done.append(write_card(project, v, c, stale_only=stale_only))
         except Exception:  # the status change itself already happened (see the docstring)
             log.exception("%s v%s: the model card could not be written; `pipelines card` renders it", project.name, v)
     return done
+
+
+def refresh_alias_cards(project: ProjectConfig, versions: list[str | None], c: Any | None = None) -> list[dict]:
+    """The stale cards among ``versions``, the versions holding the champion and previous-champion aliases
+    and those whose card still says they do, rewritten: after a step that may have moved the aliases
+    without their cards following (a retry of a promotion that died after the move, a repaired record)."""
+    from pipelines.core.tracking import CHAMPION, PREVIOUS, client
+
+    c = c or client()
+    held = []
+    for alias in (CHAMPION, PREVIOUS):
+        try:
+            held.append(str(c.get_model_version_by_alias(project.name, alias).version))
+        except Exception as exc:  # noqa: BLE001 - no such alias: nothing holds it
+            log.debug("%s: no %s alias (%s)", project.name, alias, exc)
+    try:
+        said = [
+            str(v.version)
+            for v in c.search_model_versions(f"name='{project.name}'")
+            if (v.tags or {}).get(STATUS_TAG) in ("champion", "previous champion")
+        ]
+    except Exception:  # see refresh_cards: never fails the step
+        log.exception("%s: the versions' recorded card statuses could not be read", project.name)
+        said = []
+    return refresh_cards(project, [*versions, *held, *said], c, stale_only=True)

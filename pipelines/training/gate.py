@@ -766,6 +766,9 @@ def run_gate(
                 recovered = lock.reconciled
             if recovered and recovered.get("event") == "recovered" and recovered["champion"] == d["candidate"]:
                 d.update(promoted=bool(recovered.get("gated")), recovered=True)
+            from pipelines.training.card import refresh_alias_cards
+
+            refresh_alias_cards(project, [d["candidate"]], c)  # the try that moved the alias may have died first
         return d
     d["shadow"] = shadow_route(project, d, trigger)
     previous = None if dry_run else _alias_version(c, project.name, PREVIOUS)  # loses its alias on a promotion

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import mlflow
 import pytest
@@ -17,6 +18,7 @@ import yaml
 from pipelines.core import catalog
 from pipelines.core.config import load_project
 from pipelines.core.errors import GateRejected
+from pipelines.core.partitions import metric_step
 from pipelines.core.settings import PROJECT_ROOT
 from pipelines.core.tracking import client
 from pipelines.training.card import STATUS_TAG, URI_TAG, card_data, render_html, render_markdown
@@ -70,6 +72,10 @@ def test_each_card_says_what_its_run_its_gate_and_its_live_days_say(jan_root, ja
     assert logged.startswith(f"# Model card: {MODEL} v{v2} (champion)")
     html = mlflow.artifacts.load_text(tags[v2][URI_TAG].replace(catalog.MODEL_CARD_MD, catalog.MODEL_CARD_HTML))
     assert html.startswith("<!doctype html>") and "<table>" in html
+    # A retried gate, as after a try that moved the alias and died before the cards: they catch up.
+    c.set_model_version_tag(MODEL, v2, STATUS_TAG, "passed the gate, not promoted")
+    assert run_gate(full)["noop"]
+    assert c.get_model_version(MODEL, v2).tags[STATUS_TAG] == "champion"
 
     # The live days: drift checks as champion log them on its run.
     from pipelines.monitoring.drift import run_drift
@@ -77,10 +83,19 @@ def test_each_card_says_what_its_run_its_gate_and_its_live_days_say(jan_root, ja
     shutil.copytree(january / catalog.validation_reports("flights"), jan_root / catalog.validation_reports("flights"))
     for ds in ("2013-01-29", "2013-01-30", "2013-01-31"):
         run_drift(full, ds)
+    mv = c.get_model_version(MODEL, v2)
+    # A day checked again: its latest figures count, whatever their size.
+    for value in (0.9, 0.1):
+        time.sleep(0.01)
+        c.log_metric(mv.run_id, "live_drift_share", value, int(time.time() * 1000), metric_step("2013-01-31"))
 
     d = card_data(full, v2)
-    mv = c.get_model_version(MODEL, v2)
     run = c.get_run(mv.run_id)
+    assert d["live"]["series"][-1]["ds"] == "2013-01-31" and d["live"]["series"][-1]["live_drift_share"] == 0.1
+    # Days it was trained and tested on, checked after the fact: in-sample, marked, not in the live mean.
+    assert d["live"]["seen_until"] == run.data.tags["holdout_window"].split("..")[1] == "2013-01-31"
+    assert d["live"]["seen_days"] == ["2013-01-29", "2013-01-30", "2013-01-31"] and d["live"]["mean"] is None
+    assert any("in-sample" in x for x in d["limitations"])
     # Training: the run's tags and parameters.
     t = d["training"]
     assert t["window"] == run.data.tags["training_window"] and t["holdout_window"] == run.data.tags["holdout_window"]
@@ -123,7 +138,15 @@ def test_each_card_says_what_its_run_its_gate_and_its_live_days_say(jan_root, ja
     auc = d["holdout"]["metrics"]["roc_auc"]
     assert f"| roc_auc | {auc['value']:.4f} | [{auc['low']:.4f}, {auc['high']:.4f}] |" in md
     assert "| bootstrap:roc_auc | pass |" in md and f"Against champion {v1}: **passed**" in md
+    assert "| 2013-01-31 (in-sample) |" in md
     assert "<script" not in render_html(d)
+    # Free text and data values cannot forge lines or cells; an undated (pre-history) alias move renders.
+    slices = [{**d["slices"][0], "values": [{**d["slices"][0]["values"][0], "value": "EWR | 1 | 2"}]}]
+    undated = {"event": "promote", "champion": v2, "previous": None, "why": "legacy\n## Forged", "at": None}
+    forged = {**d, "limitations": ["one\n## Forged\n- forged item"], "slices": slices, "history": [undated]}
+    md2, html2 = render_markdown(forged), render_html(forged)
+    assert "\n## Forged" not in md2 and "\n- forged item" not in md2 and "date not recorded: promote" in md2
+    assert "<td>EWR | 1 | 2</td>" in html2 and "<h2>Forged" not in html2
 
     # The CLI renders it (Markdown, HTML to a file, JSON); an unknown version exits 5.
     code, out = _cli(capsys, "card", "--model", MODEL, "--version", v2)

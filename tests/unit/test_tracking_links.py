@@ -22,3 +22,10 @@ def test_a_local_store_served_by_a_ui_gets_its_link(monkeypatch, tmp_path):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     monkeypatch.setenv("PIPELINES_MLFLOW_UI_URL", "http://127.0.0.1:5000/")
     assert run_link("abc", "7", get_settings()) == "http://127.0.0.1:5000/#/experiments/7/runs/abc"
+
+
+def test_a_credential_in_the_tracking_uri_never_reaches_a_link(monkeypatch):
+    """Links go into cards, alerts and logs: ``user:token@`` stays with the client."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://ci:s3cr3t@mlflow.internal:8443/")
+    link = run_link("abc", "7", get_settings())
+    assert link == "https://mlflow.internal:8443/#/experiments/7/runs/abc" and "s3cr3t" not in link
