@@ -87,13 +87,14 @@ def _status(version: str, aliases: list[str], tags: dict[str, str], history: lis
     }.get(tags.get("gate_decision") or "", "registered, not yet gated")
 
 
-def _live(c: Any, project: ProjectConfig, run_id: str, seen_until: str | None) -> dict[str, Any] | None:
+def _live(c: Any, project: ProjectConfig, run_id: str, seen: tuple[str, str] | None) -> dict[str, Any] | None:
     """The daily figures the drift checks logged on the run: they log on the champion's run only, so these
     are its days as champion (partition days, whenever they were checked).
 
-    A day checked again counts with its latest figures (metrics are logged at the time of the check). Days
-    up to ``seen_until`` (the end of what the version was trained and tested on: a backfill's or a late
-    check's) are in-sample: shown and marked, never in the mean.
+    A day checked again counts with its latest figures (metrics are logged at the time of the check). A day
+    whose drift window (``drift.window_days`` ending at it) reaches into ``seen`` (the days the version was
+    trained and tested on: the first checks after training, a backfill's, a late check's) has in-sample
+    figures: shown and marked, never in the mean.
     """
     from pipelines.core.partitions import step_ds
 
@@ -105,8 +106,9 @@ def _live(c: Any, project: ProjectConfig, run_id: str, seen_until: str | None) -
     days = sorted(set().union(*(s.keys() for s in series.values())))
     if not days:
         return None
-    seen = {d for d in days if seen_until and d <= seen_until}
-    rows = [{"ds": d, **{k: series[k].get(d) for k in series}, "seen": d in seen} for d in days]
+    span = dt.timedelta(days=project.drift.window_days - 1)
+    inside = {d for d in days if seen and seen[0] <= d and (dt.date.fromisoformat(d) - span).isoformat() <= seen[1]}
+    rows = [{"ds": d, **{k: series[k].get(d) for k in series}, "seen": d in inside} for d in days]
     threshold = project.drift.drift_share
     drifted = [r["ds"] for r in rows if (r["live_drift_share"] or 0) >= threshold]
     values = [r[f"live_{primary}"] for r in rows if r[f"live_{primary}"] is not None and not r["seen"]]
@@ -118,7 +120,7 @@ def _live(c: Any, project: ProjectConfig, run_id: str, seen_until: str | None) -
         "mean": round(sum(values) / len(values), 6) if values else None,
         "last": values[-1] if values else None,
         "seen_days": [r["ds"] for r in rows if r["seen"]],
-        "seen_until": seen_until,
+        "seen_window": f"{seen[0]}..{seen[1]}" if seen else None,
         "drift_share_threshold": threshold,
         "drifted_days": drifted,
         "series": rows[-LIVE_DAYS_SHOWN:],
@@ -180,18 +182,21 @@ def card_data(project: ProjectConfig, version: str, c: Any | None = None) -> dic
         "live_gate": _live_gate(live_decision),
         "history": [{k: e.get(k) for k in ("event", "champion", "previous", "why", "at")} for e in events],
         "promoted": [e.get("at") or UNDATED for e in promotions],
-        "live": _live(c, project, mv.run_id, _seen_until(run.data.tags)),
+        "live": _live(c, project, mv.run_id, _seen(run.data.tags)),
     }
     data["limitations"] = [*project.card.limitations, *_measured_limitations(project, data)]
     return data
 
 
-def _seen_until(rtags: dict[str, str]) -> str | None:
-    """The last day the version was trained or tested on (its holdout's end, else its training window's)."""
+def _seen(rtags: dict[str, str]) -> tuple[str, str] | None:
+    """The first and last day the version was trained or tested on (its training window's start to its
+    holdout's end; either window alone when the other is not recorded)."""
     from pipelines.core.tracking import window
 
-    seen = window(rtags, "holdout_window") or window(rtags, "training_window")
-    return seen[1] if seen else None
+    train, hold = window(rtags, "training_window"), window(rtags, "holdout_window")
+    if not (train or hold):
+        return None
+    return (train or hold)[0], (hold or train)[1]
 
 
 def _training(rtags: dict[str, str], params: dict[str, str]) -> dict[str, Any]:
@@ -324,8 +329,9 @@ def _measured_limitations(project: ProjectConfig, data: dict[str, Any]) -> list[
     live = data.get("live")
     if live and live["seen_days"]:
         out.append(
-            f"{len(live['seen_days'])} of its live day(s) ({_spans(live['seen_days'])}) are within the days it was "
-            f"trained and tested on (to {live['seen_until']}): in-sample, marked, and not in the live mean."
+            f"{len(live['seen_days'])} of its live day(s) ({_spans(live['seen_days'])}) have a drift window reaching "
+            f"into the days it was trained and tested on ({live['seen_window']}): in-sample, marked, and not in "
+            "the live mean."
         )
     if live and live["drifted_days"]:
         out.append(
@@ -531,9 +537,11 @@ def write_card(project: ProjectConfig, version: str, c: Any | None = None, *, st
     from pipelines.core.tracking import client
 
     c = c or client()
+    if stale_only:
+        recorded, status = _statuses(c, project, version)
+        if recorded == status:
+            return {"model": project.name, "version": str(version), "status": status, "written": False}
     data = card_data(project, version, c)
-    if stale_only and (c.get_model_version(project.name, data["version"]).tags or {}).get(STATUS_TAG) == data["status"]:
-        return {"model": project.name, "version": data["version"], "status": data["status"], "written": False}
     c.log_text(data["run_id"], render_markdown(data), catalog.MODEL_CARD_MD)
     c.log_text(data["run_id"], render_html(data), catalog.MODEL_CARD_HTML)
     uri = f"runs:/{data['run_id']}/{catalog.MODEL_CARD_MD}"
@@ -541,6 +549,17 @@ def write_card(project: ProjectConfig, version: str, c: Any | None = None, *, st
     c.set_model_version_tag(project.name, data["version"], STATUS_TAG, data["status"])
     log.info("%s v%s: model card (%s) logged: %s", project.name, data["version"], data["status"], uri)
     return {"model": project.name, "version": data["version"], "status": data["status"], "uri": uri, "written": True}
+
+
+def _statuses(c: Any, project: ProjectConfig, version: str) -> tuple[str | None, str]:
+    """The status the version's card records, and its status now (what :func:`card_data` would say)."""
+    from pipelines.core import champions, shadows
+
+    mv = c.get_model_version(project.name, str(version))
+    tags = dict(mv.tags or {})
+    active = {s.version for s in shadows.active(project, c)}
+    now = _status(str(mv.version), sorted(mv.aliases or []), tags, champions.history(c, project.name), active)
+    return tags.get(STATUS_TAG), now
 
 
 def refresh_cards(

@@ -93,7 +93,8 @@ def test_each_card_says_what_its_run_its_gate_and_its_live_days_say(jan_root, ja
     run = c.get_run(mv.run_id)
     assert d["live"]["series"][-1]["ds"] == "2013-01-31" and d["live"]["series"][-1]["live_drift_share"] == 0.1
     # Days it was trained and tested on, checked after the fact: in-sample, marked, not in the live mean.
-    assert d["live"]["seen_until"] == run.data.tags["holdout_window"].split("..")[1] == "2013-01-31"
+    first, last = run.data.tags["training_window"].split("..")[0], run.data.tags["holdout_window"].split("..")[1]
+    assert d["live"]["seen_window"] == f"{first}..{last}" and last == "2013-01-31"
     assert d["live"]["seen_days"] == ["2013-01-29", "2013-01-30", "2013-01-31"] and d["live"]["mean"] is None
     assert any("in-sample" in x for x in d["limitations"])
     # Training: the run's tags and parameters.
