@@ -87,6 +87,15 @@ def _status(version: str, aliases: list[str], tags: dict[str, str], history: lis
     }.get(tags.get("gate_decision") or "", "registered, not yet gated")
 
 
+def _status_of(c: Any, project: ProjectConfig, mv: Any) -> tuple[list[dict], str]:
+    """The model's alias history and the status of its registered version ``mv`` now."""
+    from pipelines.core import champions, shadows
+
+    history = champions.history(c, project.name)
+    active = {s.version for s in shadows.active(project, c)}
+    return history, _status(str(mv.version), sorted(mv.aliases or []), dict(mv.tags or {}), history, active)
+
+
 def _live(c: Any, project: ProjectConfig, run_id: str, seen: tuple[str, str] | None) -> dict[str, Any] | None:
     """The daily figures the drift checks logged on the run: they log on the champion's run only, so these
     are its days as champion (partition days, whenever they were checked).
@@ -135,7 +144,6 @@ def card_data(project: ProjectConfig, version: str, c: Any | None = None) -> dic
     """
     from mlflow.exceptions import MlflowException
 
-    from pipelines.core import champions, shadows
     from pipelines.core.tracking import client, run_link
 
     c = c or client()
@@ -151,13 +159,12 @@ def card_data(project: ProjectConfig, version: str, c: Any | None = None) -> dic
         raise MissingInput(f"{project.name} v{version}: its MLflow run {mv.run_id} is gone") from None
     tags, params, metrics = dict(mv.tags or {}), run.data.params, run.data.metrics
     aliases = sorted(mv.aliases or [])
-    history = champions.history(c, project.name)
+    history, status = _status_of(c, project, mv)
     events = [e for e in history if version in (e.get("champion"), e.get("previous"))]
     promotions = [e for e in events if e.get("champion") == version and e["event"] in ("promote", "recovered")]
     evaluation = _artifact(c, mv.run_id, catalog.EVALUATION) or {}
     decision = _artifact(c, mv.run_id, catalog.GATE_DECISION)
     live_decision = _artifact(c, mv.run_id, catalog.LIVE_GATE_DECISION)
-    status = _status(version, aliases, tags, history, {s.version for s in shadows.active(project, c)})
     data = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": project.name,
@@ -553,13 +560,8 @@ def write_card(project: ProjectConfig, version: str, c: Any | None = None, *, st
 
 def _statuses(c: Any, project: ProjectConfig, version: str) -> tuple[str | None, str]:
     """The status the version's card records, and its status now (what :func:`card_data` would say)."""
-    from pipelines.core import champions, shadows
-
     mv = c.get_model_version(project.name, str(version))
-    tags = dict(mv.tags or {})
-    active = {s.version for s in shadows.active(project, c)}
-    now = _status(str(mv.version), sorted(mv.aliases or []), tags, champions.history(c, project.name), active)
-    return tags.get(STATUS_TAG), now
+    return (mv.tags or {}).get(STATUS_TAG), _status_of(c, project, mv)[1]
 
 
 def refresh_cards(
